@@ -1,0 +1,55 @@
+//! Bindings for the contracts latchkey talks to, generated from the compiled artifacts in
+//! `contracts/artifacts/`. The artifacts are committed, so building the crate needs neither
+//! node nor forge; `make contracts` refreshes them and `make test` fails when they drift
+//! from the Solidity sources.
+
+#![allow(missing_docs)]
+
+use alloy::{
+    primitives::{Address, B256, address, b256},
+    sol,
+};
+
+/// Canonical address of EntryPoint v0.8 on every chain where it is deployed.
+pub const ENTRY_POINT_V08: Address = address!("4337084D9E255Ff0702461CF8895CE9E3b5Ff108");
+
+/// The deterministic CREATE2 deployer (Arachnid's proxy) present on most chains, and built
+/// into anvil. Deploying through it gives a contract the same address on every chain.
+pub const CREATE2_DEPLOYER: Address = address!("4e59b44847b379578588920ca78fbf26c0b4956c");
+
+/// The salt under which the CREATE2 deployer puts EntryPoint v0.8 at [`ENTRY_POINT_V08`].
+pub const ENTRY_POINT_V08_SALT: B256 =
+    b256!("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9");
+
+/// The user operation as `handleOps` takes it (the ERC-4337 v0.7+ packed layout). In
+/// Solidity it is a file-level struct; the ABI expansion also needs it at this level for
+/// `IEntryPoint.UserOpsPerAggregator`, so the EntryPoint's own type is re-exported here.
+pub use EntryPoint::PackedUserOperation;
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    EntryPoint,
+    "contracts/artifacts/EntryPoint.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    SessionKeyAccount,
+    "contracts/artifacts/SessionKeyAccount.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    SessionKeyAccountFactory,
+    "contracts/artifacts/SessionKeyAccountFactory.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    GameItems,
+    "contracts/artifacts/GameItems.json"
+);

@@ -1,0 +1,63 @@
+//! Everything that touches an EVM chain: contract bindings, user operations and their hash,
+//! deployment, and the local dev chain.
+
+pub mod contracts;
+pub mod deploy;
+pub mod devnet;
+pub mod user_operation;
+
+use std::path::PathBuf;
+
+use alloy::{
+    contract, node_bindings::NodeError, primitives::{Address, TxHash}, providers::PendingTransactionError,
+    signers, transports::TransportError,
+};
+
+/// Failures of chain access, each one a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The JSON-RPC endpoint failed or refused a request.
+    #[error("chain RPC request failed: {0}")]
+    Rpc(#[from] TransportError),
+    /// A contract call reverted or could not be decoded.
+    #[error("contract call failed: {0}")]
+    Contract(#[from] contract::Error),
+    /// A sent transaction was not confirmed.
+    #[error("transaction was not confirmed: {0}")]
+    Pending(#[from] PendingTransactionError),
+    /// A key could not sign.
+    #[error("signing failed: {0}")]
+    Signing(#[from] signers::Error),
+    /// The chain has no CREATE2 deployer at its well-known address, so contracts cannot be
+    /// placed at deterministic addresses.
+    #[error("the chain has no CREATE2 deployer at {}; deploy it first", contracts::CREATE2_DEPLOYER)]
+    MissingCreate2Deployer,
+    /// A deployment transaction was mined but left no code behind.
+    #[error("deploying {contract} failed in transaction {tx}")]
+    DeploymentFailed {
+        /// The contract being deployed.
+        contract: &'static str,
+        /// The deployment transaction.
+        tx: TxHash,
+    },
+    /// A contract landed somewhere other than where it must be.
+    #[error("{contract} deployed at {actual}, expected {expected}")]
+    UnexpectedAddress {
+        /// The contract being deployed.
+        contract: &'static str,
+        /// Where it must be.
+        expected: Address,
+        /// Where it is.
+        actual: Address,
+    },
+    /// The user operation's initCode carries the EIP-7702 marker, whose hash depends on
+    /// chain state; latchkey does not build such operations.
+    #[error("EIP-7702 initCode is not supported")]
+    Eip7702InitCode,
+    /// The anvil binary is missing.
+    #[error("anvil not found at {0}; run `make toolchain` (npm ci in contracts/) or set LATCHKEY_ANVIL")]
+    AnvilNotInstalled(PathBuf),
+    /// anvil did not start.
+    #[error("anvil failed to start: {0}")]
+    Node(#[from] NodeError),
+}

@@ -1,0 +1,10 @@
+//! Integration tests on a real anvil with the real contracts: one binary, one module per
+//! story, all sharing the harness.
+
+// A test binary exports nothing: its modules share items with `pub`, and its items are
+// documented where it helps the story rather than everywhere.
+#![allow(unreachable_pub, missing_docs)]
+
+mod harness;
+mod session_key_flow;
+mod user_op_hash;
