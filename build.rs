@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("latchkey_descriptor.bin"))
-        .compile_with_config(config, &protos, &[proto_root.clone()])?;
+        .compile_with_config(config, &protos, std::slice::from_ref(&proto_root))?;
 
     println!("cargo:rerun-if-changed={}", proto_root.display());
     Ok(())

@@ -51,8 +51,11 @@ pub async fn deploy_all<P: Provider>(provider: &P) -> Result<Deployment, ChainEr
             actual: entry_point,
         });
     }
-    let factory_init_code =
-        [&SessionKeyAccountFactory::BYTECODE[..], &entry_point.abi_encode()[..]].concat();
+    let factory_init_code = [
+        &SessionKeyAccountFactory::BYTECODE[..],
+        &entry_point.abi_encode()[..],
+    ]
+    .concat();
     let factory = ensure_deployed(
         provider,
         "SessionKeyAccountFactory",
@@ -60,9 +63,18 @@ pub async fn deploy_all<P: Provider>(provider: &P) -> Result<Deployment, ChainEr
         factory_init_code.into(),
     )
     .await?;
-    let game_items =
-        ensure_deployed(provider, "GameItems", LATCHKEY_SALT, GameItems::BYTECODE.clone()).await?;
-    Ok(Deployment { entry_point, factory, game_items })
+    let game_items = ensure_deployed(
+        provider,
+        "GameItems",
+        LATCHKEY_SALT,
+        GameItems::BYTECODE.clone(),
+    )
+    .await?;
+    Ok(Deployment {
+        entry_point,
+        factory,
+        game_items,
+    })
 }
 
 /// The address the CREATE2 deployer gives `init_code` under `salt`.
@@ -87,7 +99,11 @@ async fn ensure_deployed<P: Provider>(
     let request = TransactionRequest::default()
         .with_to(CREATE2_DEPLOYER)
         .with_input([salt.as_slice(), &init_code].concat());
-    let receipt = provider.send_transaction(request).await?.get_receipt().await?;
+    let receipt = provider
+        .send_transaction(request)
+        .await?
+        .get_receipt()
+        .await?;
     let tx: TxHash = receipt.transaction_hash;
     if !receipt.status() || provider.get_code_at(address).await?.is_empty() {
         return Err(ChainError::DeploymentFailed { contract, tx });

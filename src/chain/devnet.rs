@@ -25,9 +25,11 @@ pub const RELAYER_FUNDING_ETH: &str = "1000";
 /// The anvil binary to run: `$LATCHKEY_ANVIL`, or the one `npm ci` installs in
 /// `contracts/node_modules` of this source tree (pinned to Foundry 1.7.1 by its lockfile).
 pub fn anvil_path() -> PathBuf {
-    std::env::var_os(ANVIL_PATH_ENV).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/node_modules/.bin/anvil")
-    })
+    std::env::var_os(ANVIL_PATH_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/node_modules/.bin/anvil")
+        })
 }
 
 /// How to start a dev chain.
@@ -76,9 +78,16 @@ impl DevChain {
 
         let relayer = PrivateKeySigner::random();
         let funding: U256 = parse_ether(RELAYER_FUNDING_ETH).expect("constant parses");
-        provider.anvil_set_balance(relayer.address(), funding).await?;
+        provider
+            .anvil_set_balance(relayer.address(), funding)
+            .await?;
 
-        Ok(Self { anvil, provider, deployment, relayer })
+        Ok(Self {
+            anvil,
+            provider,
+            deployment,
+            relayer,
+        })
     }
 
     /// The HTTP JSON-RPC endpoint.

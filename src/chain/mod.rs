@@ -9,8 +9,12 @@ pub mod user_operation;
 use std::path::PathBuf;
 
 use alloy::{
-    contract, node_bindings::NodeError, primitives::{Address, TxHash}, providers::PendingTransactionError,
-    signers, transports::TransportError,
+    contract,
+    node_bindings::NodeError,
+    primitives::{Address, TxHash},
+    providers::PendingTransactionError,
+    signers,
+    transports::TransportError,
 };
 
 /// Failures of chain access, each one a caller can act on.
@@ -30,7 +34,10 @@ pub enum ChainError {
     Signing(#[from] signers::Error),
     /// The chain has no CREATE2 deployer at its well-known address, so contracts cannot be
     /// placed at deterministic addresses.
-    #[error("the chain has no CREATE2 deployer at {}; deploy it first", contracts::CREATE2_DEPLOYER)]
+    #[error(
+        "the chain has no CREATE2 deployer at {}; deploy it first",
+        contracts::CREATE2_DEPLOYER
+    )]
     MissingCreate2Deployer,
     /// A deployment transaction was mined but left no code behind.
     #[error("deploying {contract} failed in transaction {tx}")]
@@ -55,7 +62,9 @@ pub enum ChainError {
     #[error("EIP-7702 initCode is not supported")]
     Eip7702InitCode,
     /// The anvil binary is missing.
-    #[error("anvil not found at {0}; run `make toolchain` (npm ci in contracts/) or set LATCHKEY_ANVIL")]
+    #[error(
+        "anvil not found at {0}; run `make toolchain` (npm ci in contracts/) or set LATCHKEY_ANVIL"
+    )]
     AnvilNotInstalled(PathBuf),
     /// anvil did not start.
     #[error("anvil failed to start: {0}")]

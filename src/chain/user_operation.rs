@@ -183,7 +183,10 @@ mod tests {
     #[test]
     fn gas_pairs_pack_high_then_low() {
         let word = pack_u128_pair(1, 2);
-        assert_eq!(U256::from_be_bytes(word.0), (U256::from(1) << 128) | U256::from(2));
+        assert_eq!(
+            U256::from_be_bytes(word.0),
+            (U256::from(1) << 128) | U256::from(2)
+        );
     }
 
     #[test]
@@ -217,19 +220,31 @@ mod tests {
 
     #[test]
     fn hash_depends_on_chain_and_entry_point_but_not_signature() {
-        let op = UserOperation { nonce: U256::from(3), ..Default::default() };
+        let op = UserOperation {
+            nonce: U256::from(3),
+            ..Default::default()
+        };
         let ep = Address::repeat_byte(1);
         let base = op.hash_v08(ep, 1).unwrap();
         assert_ne!(base, op.hash_v08(ep, 2).unwrap());
         assert_ne!(base, op.hash_v08(Address::repeat_byte(2), 1).unwrap());
-        let signed = UserOperation { signature: bytes!("01020304"), ..op };
+        let signed = UserOperation {
+            signature: bytes!("01020304"),
+            ..op
+        };
         assert_eq!(base, signed.hash_v08(ep, 1).unwrap());
     }
 
     #[test]
     fn eip7702_init_code_is_refused() {
-        let op = UserOperation { factory: Some(EIP7702_INIT_CODE_MARKER), ..Default::default() };
-        assert!(matches!(op.hash_v08(Address::ZERO, 1), Err(ChainError::Eip7702InitCode)));
+        let op = UserOperation {
+            factory: Some(EIP7702_INIT_CODE_MARKER),
+            ..Default::default()
+        };
+        assert!(matches!(
+            op.hash_v08(Address::ZERO, 1),
+            Err(ChainError::Eip7702InitCode)
+        ));
         assert!(is_eip7702_init_code(&[0x77, 0x02]));
         assert!(!is_eip7702_init_code(&[0x77]));
         assert!(!is_eip7702_init_code(&[0x77, 0x02, 0x01]));

@@ -62,7 +62,10 @@ impl TestChain {
 
     /// Mines one block at `timestamp`, so later calls and estimates see that time.
     pub async fn mine_at(&self, timestamp: u64) {
-        self.relayer.anvil_set_next_block_timestamp(timestamp).await.expect("set timestamp");
+        self.relayer
+            .anvil_set_next_block_timestamp(timestamp)
+            .await
+            .expect("set timestamp");
         self.relayer.anvil_mine(Some(1), None).await.expect("mine");
     }
 
@@ -72,19 +75,31 @@ impl TestChain {
         let owner = PrivateKeySigner::random();
         let salt = U256::from(rand::random::<u64>());
         let factory = SessionKeyAccountFactory::new(self.chain.deployment.factory, &self.relayer);
-        let account = factory.getAddress(owner.address(), salt).call().await.expect("getAddress");
+        let account = factory
+            .getAddress(owner.address(), salt)
+            .call()
+            .await
+            .expect("getAddress");
         self.relayer
             .anvil_set_balance(account, parse_ether("1").expect("constant"))
             .await
             .expect("fund account");
-        Player { owner, salt, account }
+        Player {
+            owner,
+            salt,
+            account,
+        }
     }
 
     /// An operation from `sender` under nonce key `nonce_key`, with the chain's current fees
     /// and fixed gas limits; the caller sets calldata, initCode and the signature.
     pub async fn op(&self, sender: Address, nonce_key: U192, call_data: Bytes) -> UserOperation {
-        let nonce =
-            self.entry_point().getNonce(sender, nonce_key).call().await.expect("getNonce");
+        let nonce = self
+            .entry_point()
+            .getNonce(sender, nonce_key)
+            .call()
+            .await
+            .expect("getNonce");
         let fees = self.relayer.estimate_eip1559_fees().await.expect("fees");
         UserOperation {
             sender,
@@ -126,10 +141,12 @@ impl Player {
     /// initCode fields that deploy this player's account through the factory.
     pub fn deploy_with(&self, chain: &TestChain, op: &mut UserOperation) {
         op.factory = Some(chain.chain.deployment.factory);
-        op.factory_data =
-            SessionKeyAccountFactory::createAccountCall { owner: self.owner.address(), salt: self.salt }
-                .abi_encode()
-                .into();
+        op.factory_data = SessionKeyAccountFactory::createAccountCall {
+            owner: self.owner.address(),
+            salt: self.salt,
+        }
+        .abi_encode()
+        .into();
     }
 }
 
@@ -153,15 +170,28 @@ pub fn register_session_key_call(
 
 /// `execute(target, value, data)` on the account.
 pub fn execute_call(target: Address, value: U256, data: Bytes) -> Bytes {
-    SessionKeyAccount::executeCall { target, value, data }.abi_encode().into()
+    SessionKeyAccount::executeCall {
+        target,
+        value,
+        data,
+    }
+    .abi_encode()
+    .into()
 }
 
 /// The one `UserOperationEvent` in a `handleOps` receipt.
 pub fn user_operation_event(receipt: &TransactionReceipt) -> EntryPoint::UserOperationEvent {
-    let mut events = receipt.inner.logs().iter().filter_map(|log| {
-        (log.topic0() == Some(&EntryPoint::UserOperationEvent::SIGNATURE_HASH))
-            .then(|| log.log_decode::<EntryPoint::UserOperationEvent>().expect("decode").inner.data)
-    });
+    let mut events = receipt
+        .inner
+        .logs()
+        .iter()
+        .filter(|log| log.topic0() == Some(&EntryPoint::UserOperationEvent::SIGNATURE_HASH))
+        .map(|log| {
+            log.log_decode::<EntryPoint::UserOperationEvent>()
+                .expect("decode")
+                .inner
+                .data
+        });
     let event = events.next().expect("a UserOperationEvent");
     assert!(events.next().is_none(), "exactly one UserOperationEvent");
     event

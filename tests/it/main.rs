@@ -5,6 +5,7 @@
 // documented where it helps the story rather than everywhere.
 #![allow(unreachable_pub, missing_docs)]
 
+mod deployment;
 mod harness;
 mod session_key_flow;
 mod user_op_hash;

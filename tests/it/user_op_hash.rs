@@ -16,7 +16,10 @@ fn random_bytes(rng: &mut StdRng, max_len: usize) -> Bytes {
 }
 
 fn random_op(rng: &mut StdRng) -> UserOperation {
-    let maybe_address = |rng: &mut StdRng| rng.random_bool(0.5).then(|| Address::from(rng.random::<[u8; 20]>()));
+    let maybe_address = |rng: &mut StdRng| {
+        rng.random_bool(0.5)
+            .then(|| Address::from(rng.random::<[u8; 20]>()))
+    };
     UserOperation {
         sender: Address::from(rng.random::<[u8; 20]>()),
         nonce: U256::from_be_bytes(rng.random::<[u8; 32]>()),
@@ -45,8 +48,14 @@ async fn rust_hash_matches_entry_point_for_random_operations() {
 
     for case in 0..CASES {
         let op = random_op(&mut rng);
-        let local = op.hash_v08(chain.chain.deployment.entry_point, chain.chain_id()).expect("hash");
-        let on_chain = entry_point.getUserOpHash(op.pack()).call().await.expect("getUserOpHash");
+        let local = op
+            .hash_v08(chain.chain.deployment.entry_point, chain.chain_id())
+            .expect("hash");
+        let on_chain = entry_point
+            .getUserOpHash(op.pack())
+            .call()
+            .await
+            .expect("getUserOpHash");
         assert_eq!(local, on_chain, "case {case} of seed {seed}: {op:?}");
     }
 }

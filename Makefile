@@ -1,0 +1,58 @@
+# latchkey: build, test and lint. Every tool comes from the package registries through the
+# project's own files: contracts/package-lock.json (Foundry, solc, buf, Solidity libraries)
+# and Cargo.lock (crates). Nothing needs to be installed by hand besides Rust and Node.js.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CONTRACTS := contracts
+NODE_BIN := $(CONTRACTS)/node_modules/.bin
+FORGE := $(abspath $(NODE_BIN)/forge)
+TOOLCHAIN_STAMP := $(CONTRACTS)/node_modules/.toolchain-installed
+CARGO ?= cargo
+
+# The unstable import options in rustfmt.toml need a nightly rustfmt; stable rustfmt
+# ignores them and formats everything else the same way.
+RUSTFMT_TOOLCHAIN := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
+
+.PHONY: help toolchain contracts forge-build forge-test check-artifacts cargo-test test fmt lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+toolchain: $(TOOLCHAIN_STAMP) ## Install the pinned npm toolchain (anvil, forge, cast, solc, buf)
+
+$(TOOLCHAIN_STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
+	cd $(CONTRACTS) && npm ci --no-audit --no-fund
+	touch $@
+
+forge-build: toolchain ## Compile the contracts
+	cd $(CONTRACTS) && $(FORGE) build
+
+contracts: forge-build ## Compile the contracts and refresh the artifacts the crate embeds
+	node $(CONTRACTS)/tools/artifacts.js write
+
+check-artifacts: forge-build ## Fail when contracts/artifacts differs from the sources
+	node $(CONTRACTS)/tools/artifacts.js check
+
+forge-test: toolchain ## Run the forge suite (unit, fuzz) with a gas report
+	cd $(CONTRACTS) && $(FORGE) test --offline --gas-report
+
+cargo-test: toolchain ## Run the Rust unit and integration tests (real anvil)
+	$(CARGO) test --locked --all-targets
+
+test: check-artifacts forge-test cargo-test ## Everything that proves latchkey works
+
+fmt: toolchain ## Format Rust and Solidity
+	$(CARGO) $(RUSTFMT_TOOLCHAIN) fmt --all
+	cd $(CONTRACTS) && $(FORGE) fmt
+
+lint: toolchain ## rustfmt, clippy -D warnings, forge fmt --check
+	$(CARGO) $(RUSTFMT_TOOLCHAIN) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	cd $(CONTRACTS) && $(FORGE) fmt --check
+
+clean: ## Remove build output (keeps the npm toolchain)
+	$(CARGO) clean
+	rm -rf $(CONTRACTS)/out $(CONTRACTS)/cache
