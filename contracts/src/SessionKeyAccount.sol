@@ -7,6 +7,7 @@ import {
     SIG_VALIDATION_SUCCESS,
     _packValidationData
 } from "@account-abstraction/contracts/core/Helpers.sol";
+import {UserOperationLib} from "@account-abstraction/contracts/core/UserOperationLib.sol";
 import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint.sol";
 import {
     PackedUserOperation
@@ -28,12 +29,18 @@ import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/Messa
 /// - a call-count limit, counting every call of a batch;
 /// - an allowlist of (target, selector) pairs, or every selector of a target;
 /// - a per-call native value limit and a cumulative native value budget;
+/// - a gas budget: the most the key's operations may cost the account in fees, so a stolen key
+///   cannot drain the account by signing operations with huge gas limits or fees;
+/// - its own EntryPoint nonce key (the key's address), so it cannot consume the sequence of
+///   operations the owner has signed;
 /// - no call to the account itself or to the EntryPoint, so no admin function is reachable;
 /// - no ERC-1271 signature on the account's behalf.
 /// Session keys live under the pair (epoch, key generation). Changing the owner or revoking all
 /// keys moves to a new epoch, and revoking one key moves it to a new generation, so an old
 /// allowlist is never reachable again: a key registered anew starts from clean permissions.
 contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holder, ERC721Holder {
+    using UserOperationLib for PackedUserOperation;
+
     /// @notice One allowlist entry: `selector` on `target`, or every selector when `anySelector`.
     /// A plain value transfer (empty calldata) has selector 0x00000000.
     struct CallPermission {
@@ -50,6 +57,11 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
         uint128 valuePerCallLimit;
         /// Total native value all calls together may carry.
         uint128 valueBudget;
+        /// Total wei the key's operations may cost the account in gas fees. Each operation is
+        /// charged its worst case, (verification + call + preVerification gas) * maxFeePerGas,
+        /// because validation cannot know the actual cost; an operation with a paymaster costs
+        /// the account nothing and is not charged.
+        uint128 gasBudget;
         /// The (target, selector) pairs the key may call.
         CallPermission[] calls;
     }
@@ -64,6 +76,8 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
         uint128 valuePerCallLimit;
         uint128 valueBudget;
         uint128 valueSpent;
+        uint128 gasSpent;
+        uint128 gasBudget;
     }
 
     bytes4 private constant ERC1271_MAGIC_VALUE = IERC1271.isValidSignature.selector;
@@ -92,11 +106,14 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
         uint32 callLimit,
         uint128 valuePerCallLimit,
         uint128 valueBudget,
+        uint128 gasBudget,
         uint256 permissionCount
     );
     event SessionKeyRevoked(address indexed key);
     event AllSessionKeysRevoked(uint64 newEpoch);
-    event SessionKeyUsed(address indexed key, uint32 callsUsed, uint128 valueSpent);
+    event SessionKeyUsed(
+        address indexed key, uint32 callsUsed, uint128 valueSpent, uint128 gasSpent
+    );
 
     error NotOwnerOrSelf(address caller);
     error NotEntryPointOrOwner(address caller);
@@ -112,6 +129,9 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
     error SessionKeyValuePerCallExceeded(uint256 value, uint128 limit);
     error SessionKeyValueBudgetExceeded(uint256 requested, uint128 remaining);
     error SessionKeyCallLimitReached(uint256 requested, uint32 remaining);
+    error SessionKeyGasBudgetExceeded(uint256 maxCost, uint128 remaining);
+    error SessionKeyNonceKeyMismatch(uint192 expected, uint192 actual);
+    error SessionKeyEmptyBatch();
     error MalformedCallData(uint256 length);
 
     modifier onlyOwnerOrSelf() {
@@ -174,7 +194,9 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
             callsUsed: 0,
             valuePerCallLimit: permissions.valuePerCallLimit,
             valueBudget: permissions.valueBudget,
-            valueSpent: 0
+            valueSpent: 0,
+            gasSpent: 0,
+            gasBudget: permissions.gasBudget
         });
         uint256 count = permissions.calls.length;
         for (uint256 i = 0; i < count; i++) {
@@ -195,6 +217,7 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
             permissions.callLimit,
             permissions.valuePerCallLimit,
             permissions.valueBudget,
+            permissions.gasBudget,
             count
         );
     }
@@ -274,25 +297,44 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
         private
         returns (uint256)
     {
+        uint192 nonceKey = uint192(userOp.nonce >> 64);
+        if (nonceKey != uint192(uint160(key))) {
+            revert SessionKeyNonceKeyMismatch(uint192(uint160(key)), nonceKey);
+        }
         SessionKey storage session = _sessionKeys[id];
         (uint256 calls, uint256 value) = _checkCalls(id, session, userOp.callData);
+        uint256 gasCost = _maxGasCost(userOp);
 
         uint32 callsLeft = session.callLimit - session.callsUsed;
         if (calls > callsLeft) revert SessionKeyCallLimitReached(calls, callsLeft);
         uint128 valueLeft = session.valueBudget - session.valueSpent;
         if (value > valueLeft) revert SessionKeyValueBudgetExceeded(value, valueLeft);
+        uint128 gasLeft = session.gasBudget - session.gasSpent;
+        if (gasCost > gasLeft) revert SessionKeyGasBudgetExceeded(gasCost, gasLeft);
 
-        // casting is safe: calls <= callsLeft, a uint32
+        // The casts are safe: each amount is at most what is left of its limit, which has the
+        // limit's own width.
         // forge-lint: disable-next-line(unsafe-typecast)
         uint32 callsUsed = session.callsUsed + uint32(calls);
-        // casting is safe: value <= valueLeft, a uint128
         // forge-lint: disable-next-line(unsafe-typecast)
         uint128 valueSpent = session.valueSpent + uint128(value);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        uint128 gasSpent = session.gasSpent + uint128(gasCost);
         session.callsUsed = callsUsed;
         session.valueSpent = valueSpent;
-        emit SessionKeyUsed(key, callsUsed, valueSpent);
+        session.gasSpent = gasSpent;
+        emit SessionKeyUsed(key, callsUsed, valueSpent, gasSpent);
 
         return _packValidationData(false, session.validUntil, session.validAfter);
+    }
+
+    /// @dev The most `userOp` can cost the account: the EntryPoint never charges more than
+    /// this prefund. With a paymaster, the paymaster pays and the account risks nothing.
+    function _maxGasCost(PackedUserOperation calldata userOp) private pure returns (uint256) {
+        if (userOp.paymasterAndData.length != 0) return 0;
+        uint256 gas = userOp.unpackVerificationGasLimit() + userOp.unpackCallGasLimit()
+            + userOp.preVerificationGas;
+        return gas * userOp.unpackMaxFeePerGas();
     }
 
     /// @dev Checks every call that `callData` makes against the allowlist and the per-call value
@@ -312,6 +354,8 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
         }
         if (selector == this.executeBatch.selector) {
             Call[] memory batch = abi.decode(callData[4:], (Call[]));
+            // An empty batch would count as no call at all and slip past the call limit.
+            if (batch.length == 0) revert SessionKeyEmptyBatch();
             for (uint256 i = 0; i < batch.length; i++) {
                 _checkCall(id, session, batch[i].target, batch[i].value, batch[i].data);
                 value += batch[i].value;
