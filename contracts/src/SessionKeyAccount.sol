@@ -31,8 +31,9 @@ import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/Messa
 /// - a per-call native value limit and a cumulative native value budget;
 /// - a gas budget: the most the key's operations may cost the account in fees, so a stolen key
 ///   cannot drain the account by signing operations with huge gas limits or fees;
-/// - its own EntryPoint nonce key (the key's address), so it cannot consume the sequence of
-///   operations the owner has signed;
+/// - its own EntryPoint nonce keys: the 192-bit nonce key of its operations must hold the key's
+///   address in its top 160 bits, leaving 2^32 independent lanes per key, so a session key
+///   can never consume the sequence of operations the owner has signed;
 /// - no call to the account itself or to the EntryPoint, so no admin function is reachable;
 /// - no ERC-1271 signature on the account's behalf.
 /// Session keys live under the pair (epoch, key generation). Changing the owner or revoking all
@@ -130,7 +131,7 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
     error SessionKeyValueBudgetExceeded(uint256 requested, uint128 remaining);
     error SessionKeyCallLimitReached(uint256 requested, uint32 remaining);
     error SessionKeyGasBudgetExceeded(uint256 maxCost, uint128 remaining);
-    error SessionKeyNonceKeyMismatch(uint192 expected, uint192 actual);
+    error SessionKeyNonceKeyMismatch(address key, uint192 nonceKey);
     error SessionKeyEmptyBatch();
     error MalformedCallData(uint256 length);
 
@@ -298,8 +299,8 @@ contract SessionKeyAccount is BaseAccount, Initializable, IERC1271, ERC1155Holde
         returns (uint256)
     {
         uint192 nonceKey = uint192(userOp.nonce >> 64);
-        if (nonceKey != uint192(uint160(key))) {
-            revert SessionKeyNonceKeyMismatch(uint192(uint160(key)), nonceKey);
+        if (uint160(nonceKey >> 32) != uint160(key)) {
+            revert SessionKeyNonceKeyMismatch(key, nonceKey);
         }
         SessionKey storage session = _sessionKeys[id];
         (uint256 calls, uint256 value) = _checkCalls(id, session, userOp.callData);

@@ -129,8 +129,9 @@ contract SessionKeyGasBudgetTest is AccountTestBase {
     }
 }
 
-/// @notice A session key signs in its own EntryPoint nonce lane, keyed by its address, so it can
-/// neither consume nor invalidate the sequence of operations the owner has signed.
+/// @notice A session key signs only in its own EntryPoint nonce lanes, whose keys carry its
+/// address in the top 160 bits, so it can neither consume nor invalidate the sequence of
+/// operations the owner has signed. Its 2^32 lanes are independent of each other.
 contract SessionKeyNonceLaneTest is AccountTestBase {
     SessionKeyAccount internal account;
 
@@ -139,45 +140,62 @@ contract SessionKeyNonceLaneTest is AccountTestBase {
         account = _deployWithSession(_mintPermissions(10));
     }
 
-    function test_nonce_sessionKeyRunsInItsOwnLane() public {
-        uint192 lane = uint192(uint160(session));
-        _sessionMint(account, sessionKey);
-        _sessionMint(account, sessionKey);
+    function _mintIn(uint192 nonceKey) internal view returns (PackedUserOperation memory op) {
+        op = _op(address(account), "", _mintCall(address(account)));
+        op.nonce = entryPoint.getNonce(address(account), nonceKey);
+        op = _signPersonalAsIs(op, sessionKey);
+    }
+
+    function test_nonce_sessionKeyRunsInItsOwnLanes() public {
+        _handleOk(_mintIn(_lane(session, 0)));
+        _handleOk(_mintIn(_lane(session, 7)));
+        _handleOk(_mintIn(_lane(session, 7)));
         vm.assertEq(
-            entryPoint.getNonce(address(account), lane), (uint256(lane) << 64) | 2, "two in lane"
+            entryPoint.getNonce(address(account), _lane(session, 7)),
+            (uint256(_lane(session, 7)) << 64) | 2,
+            "two ops in lane 7"
         );
         vm.assertEq(entryPoint.getNonce(address(account), 0), 1, "owner lane untouched");
     }
 
     function test_nonce_sessionKeyRefusedInTheOwnerLane() public {
-        PackedUserOperation memory op = _op(address(account), "", _mintCall(address(account)));
-        op.nonce = entryPoint.getNonce(address(account), 0);
         _handleExpectRevert(
-            _signPersonalAsIs(op, sessionKey),
+            _mintIn(0),
             _aa23(
                 abi.encodeWithSelector(
-                    SessionKeyAccount.SessionKeyNonceKeyMismatch.selector,
-                    uint192(uint160(session)),
-                    uint192(0)
+                    SessionKeyAccount.SessionKeyNonceKeyMismatch.selector, session, uint192(0)
                 )
             )
         );
     }
 
-    function testFuzz_nonce_sessionKeyRefusedOutsideItsLane(uint192 nonceKey) public {
-        vm.assume(nonceKey != uint192(uint160(session)));
-        PackedUserOperation memory op = _op(address(account), "", _mintCall(address(account)));
-        op.nonce = entryPoint.getNonce(address(account), nonceKey);
+    function test_nonce_sessionKeyRefusedInAnotherKeysLane() public {
+        uint192 other = _lane(secondSession, 0);
         _handleExpectRevert(
-            _signPersonalAsIs(op, sessionKey),
+            _mintIn(other),
             _aa23(
                 abi.encodeWithSelector(
-                    SessionKeyAccount.SessionKeyNonceKeyMismatch.selector,
-                    uint192(uint160(session)),
-                    nonceKey
+                    SessionKeyAccount.SessionKeyNonceKeyMismatch.selector, session, other
                 )
             )
         );
+    }
+
+    function testFuzz_nonce_sessionKeyRefusedOutsideItsLanes(uint192 nonceKey) public {
+        vm.assume(uint160(nonceKey >> 32) != uint160(session));
+        _handleExpectRevert(
+            _mintIn(nonceKey),
+            _aa23(
+                abi.encodeWithSelector(
+                    SessionKeyAccount.SessionKeyNonceKeyMismatch.selector, session, nonceKey
+                )
+            )
+        );
+    }
+
+    function testFuzz_nonce_everySubLaneIsOpen(uint32 subLane) public {
+        _handleOk(_mintIn(_lane(session, subLane)));
+        vm.assertEq(_balance(account), 1, "minted");
     }
 }
 
@@ -209,8 +227,8 @@ contract SessionKeyEmptyBatchTest is AccountTestBase {
             )
         );
         vm.assertEq(
-            entryPoint.getNonce(address(account), uint192(uint160(session))),
-            uint256(uint192(uint160(session))) << 64,
+            entryPoint.getNonce(address(account), _lane(session, 0)),
+            uint256(_lane(session, 0)) << 64,
             "no op ran"
         );
     }

@@ -2,7 +2,7 @@
 //! EntryPoint takes, and the v0.8 userOpHash that owners and session keys sign.
 
 use alloy::{
-    primitives::{Address, B256, Bytes, U256, address},
+    primitives::{Address, B256, Bytes, U256, address, aliases::U192},
     signers::{Signer, local::PrivateKeySigner},
     sol_types::{SolStruct, eip712_domain},
 };
@@ -95,6 +95,13 @@ impl UserOperation {
     }
 }
 
+/// The EntryPoint nonce key of lane `sub_lane` of session key `key`. SessionKeyAccount
+/// accepts a session key's operation only under a nonce key whose top 160 bits are the key's
+/// address, which gives each key 2^32 independent lanes and keeps it out of the owner's.
+pub fn session_nonce_key(key: Address, sub_lane: u32) -> U192 {
+    (U192::from_be_slice(key.as_slice()) << 32) | U192::from(sub_lane)
+}
+
 /// Two 128-bit values in one word, high then low: the layout of `accountGasLimits`
 /// (verification, call) and `gasFees` (priority fee, max fee).
 pub fn pack_u128_pair(high: u128, low: u128) -> B256 {
@@ -179,6 +186,15 @@ mod tests {
     use alloy::primitives::{Address, U256, b256, bytes};
 
     use super::*;
+
+    #[test]
+    fn session_nonce_keys_carry_the_key_above_the_sub_lane() {
+        let key = Address::repeat_byte(0xab);
+        let nonce_key = session_nonce_key(key, 7);
+        let expected = (U256::from_be_slice(key.as_slice()) << 32) | U256::from(7);
+        assert_eq!(U256::from(nonce_key), expected);
+        assert_ne!(session_nonce_key(key, 0), session_nonce_key(key, 1));
+    }
 
     #[test]
     fn gas_pairs_pack_high_then_low() {

@@ -9,7 +9,7 @@ use alloy::{
 };
 use latchkey::chain::{
     contracts::{EntryPoint, GameItems, SessionKeyAccount},
-    user_operation::{UserOperation, sign_user_op_hash},
+    user_operation::{UserOperation, session_nonce_key, sign_user_op_hash},
 };
 
 use crate::harness::{TestChain, execute_call, register_session_key_call, user_operation_event};
@@ -93,7 +93,7 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
     assert_eq!(stored.callLimit, 10);
 
     // 3. The session key mints a game item; its ops use their own EntryPoint nonce key.
-    let session_nonce_key = U192::from_be_slice(session_key.address().as_slice());
+    let session_nonce_key = session_nonce_key(session_key.address(), 0);
     let mint = GameItems::mintCall {
         to: player.account,
         id: U256::from(SWORD),

@@ -289,13 +289,18 @@ abstract contract AccountTestBase is TestBase {
         return abi.encodePacked(r, s, v);
     }
 
-    /// @dev The EntryPoint nonce key an op signed by `signer` must use: a session key has its
-    /// own (its address); the owner, and whoever signs a counterfactual account's first op,
-    /// uses key 0.
+    /// @dev The EntryPoint nonce key an op signed by `signer` uses: a session key uses the
+    /// first lane of its own family (its address in the top 160 bits); the owner, and whoever
+    /// signs a counterfactual account's first op, uses key 0.
     function _nonceKeyFor(address sender, address signer) internal view returns (uint192) {
         if (sender.code.length == 0) return 0;
         if (SessionKeyAccount(payable(sender)).owner() == signer) return 0;
-        return uint192(uint160(signer));
+        return _lane(signer, 0);
+    }
+
+    /// @dev Lane `subLane` of the nonce keys that belong to session key `key`.
+    function _lane(address key, uint32 subLane) internal pure returns (uint192) {
+        return (uint192(uint160(key)) << 32) | subLane;
     }
 
     /// @dev Puts `op` in the signer's nonce lane, at that lane's next sequence number.
