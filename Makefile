@@ -9,6 +9,7 @@ SHELL := /bin/bash
 CONTRACTS := contracts
 NODE_BIN := $(CONTRACTS)/node_modules/.bin
 FORGE := $(abspath $(NODE_BIN)/forge)
+BUF := $(abspath $(CONTRACTS)/node_modules/@bufbuild/buf-linux-x64/bin/buf)
 TOOLCHAIN_STAMP := $(CONTRACTS)/node_modules/.toolchain-installed
 CARGO ?= cargo
 
@@ -16,7 +17,7 @@ CARGO ?= cargo
 # ignores them and formats everything else the same way.
 RUSTFMT_TOOLCHAIN := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
 
-.PHONY: help toolchain contracts forge-build forge-test check-artifacts cargo-test test fmt lint clean
+.PHONY: help toolchain contracts forge-build forge-test check-artifacts buf-lint cargo-test test fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,10 +40,13 @@ check-artifacts: forge-build ## Fail when contracts/artifacts differs from the s
 forge-test: toolchain ## Run the forge suite (unit, fuzz) with a gas report
 	cd $(CONTRACTS) && $(FORGE) test --offline --gas-report
 
+buf-lint: toolchain ## Lint the gRPC API in proto/
+	cd proto && $(BUF) lint
+
 cargo-test: toolchain ## Run the Rust unit and integration tests (real anvil)
 	$(CARGO) test --locked --all-targets
 
-test: check-artifacts forge-test cargo-test ## Everything that proves latchkey works
+test: buf-lint check-artifacts forge-test cargo-test ## Everything that proves latchkey works
 
 fmt: toolchain ## Format Rust and Solidity
 	$(CARGO) $(RUSTFMT_TOOLCHAIN) fmt --all

@@ -5,11 +5,36 @@
 //! through the EntryPoint. The account contract enforces every permission on-chain.
 //!
 //! # Module map
-//! - [`api`]: the gRPC API, generated from `proto/latchkey/v1`.
+//! - [`api`]: the gRPC API: generated code, proto <-> domain conversion, the one error ->
+//!   status mapping, and thin service handlers.
+//! - [`app`]: the application layer: each request as one function over store, chain and
+//!   relay.
 //! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, deployment, and
 //!   the local dev chain.
+//! - [`config`]: layered configuration (defaults < TOML < env < flags), validated at start.
+//! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path.
+//! - [`intent`]: transaction intents: the record, its pure state machine, and turning an
+//!   interaction's function signature and text arguments (or raw calldata) into calldata.
+//! - [`keys`]: held session keys: generation and signing; they never leave the daemon.
+//! - [`policy`]: the off-chain mirror of the account's session-key rules, checked before
+//!   any gas is spent.
+//! - [`relay`]: the relay engine, sole owner of the relayer key: submits, tracks, settles.
+//! - [`session`]: session keys on accounts: the record, permissions, and the pure state
+//!   machine of registration, expiry and revocation.
+//! - [`store`]: sled persistence: one atomic, revision-checked write per state change, and
+//!   the indexes that lists and restart recovery read.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod app;
 pub mod chain;
+pub mod config;
+pub mod daemon;
+mod ids;
+pub mod intent;
+pub mod keys;
+pub mod policy;
+pub mod relay;
+pub mod session;
+pub mod store;

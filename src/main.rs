@@ -1,12 +1,194 @@
-//! The `latchkey` binary.
+//! The `latchkey` binary: `serve` runs the daemon, `dev` the whole local stack.
 
-use clap::Parser;
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use latchkey::{
+    chain::devnet::{DevChain, DevChainOptions},
+    config::{Config, Overrides},
+    daemon::Daemon,
+};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
 
 /// latchkey: a self-hosted session-key relayer for ERC-4337 smart accounts.
 #[derive(Debug, Parser)]
 #[command(name = "latchkey", version, about)]
-struct Cli {}
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LATCHKEY_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: the gRPC API and the relay, against a configured chain.
+    Serve {
+        /// TOML configuration file (see deploy/latchkey.example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to serve gRPC on; overrides the file and LATCHKEY_LISTEN.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Directory of the sled store; overrides the file and LATCHKEY_DATA_DIR.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Chain JSON-RPC endpoint; overrides the file and LATCHKEY_RPC_URL.
+        #[arg(long)]
+        rpc_url: Option<String>,
+    },
+    /// Run the local stack: the project's anvil, the contracts deployed, a funded relayer,
+    /// and the daemon with a fresh sled store.
+    Dev {
+        /// Address to serve gRPC on.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// Port for anvil's JSON-RPC.
+        #[arg(long, default_value_t = 8545)]
+        anvil_port: u16,
+        /// Seconds between blocks; without it anvil mines a block per transaction.
+        #[arg(long)]
+        block_time: Option<u64>,
+        /// Directory of the sled store; wiped at start, since the chain is new.
+        #[arg(long, default_value = "target/latchkey-dev")]
+        data_dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            rpc_url,
+        } => {
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                rpc_url,
+            };
+            let config = Config::load(
+                config.as_deref(),
+                |name| std::env::var(name).ok(),
+                &overrides,
+            )?;
+            let daemon = Daemon::start(&config).await?;
+            daemon.run(shutdown).await?;
+        }
+        Command::Dev {
+            listen,
+            anvil_port,
+            block_time,
+            data_dir,
+        } => {
+            dev(listen, anvil_port, block_time, data_dir, shutdown).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn dev(
+    listen: SocketAddr,
+    anvil_port: u16,
+    block_time: Option<u64>,
+    data_dir: PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let chain = DevChain::start(DevChainOptions {
+        block_time,
+        port: Some(anvil_port),
+    })
+    .await
+    .context("starting anvil and deploying the contracts")?;
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)
+            .with_context(|| format!("wiping the dev store {}", data_dir.display()))?;
+    }
+    let mut config = Config {
+        listen,
+        data_dir,
+        ..Config::default()
+    };
+    config.chain.rpc_url = chain.rpc_url().to_string();
+    config.chain.entry_point = chain.deployment.entry_point;
+    config.chain.factory = Some(chain.deployment.factory);
+    config.relayer.private_key = Some(format!(
+        "0x{}",
+        alloy::hex::encode(chain.relayer.to_bytes())
+    ));
+    let daemon = Daemon::start(&config).await?;
+    let addr = daemon.local_addr()?;
+    print_dev_banner(&chain, addr);
+    daemon.run(shutdown).await?;
+    Ok(())
+}
+
+fn print_dev_banner(chain: &DevChain, addr: SocketAddr) {
+    let deployment = chain.deployment;
+    let owner = chain.dev_accounts().get(1).copied().unwrap_or_default();
+    println!("latchkey dev stack is up (Ctrl-C stops it)");
+    println!(
+        "  chain       {} (chain id {})",
+        chain.rpc_url(),
+        chain.chain_id()
+    );
+    println!("  EntryPoint  {}", deployment.entry_point);
+    println!("  factory     {}", deployment.factory);
+    println!("  GameItems   {}", deployment.game_items);
+    println!("  relayer     {} (funded)", chain.relayer.address());
+    println!("  gRPC        {addr} (health and reflection on)");
+    println!();
+    println!("First call: the account of anvil's dev account #1, salt 0:");
+    println!(
+        "  contracts/node_modules/@bufbuild/buf-linux-x64/bin/buf curl --protocol grpc --http2-prior-knowledge \\\n    --data '{{\"owner\":\"{owner}\",\"salt\":\"0\"}}' \\\n    http://{addr}/latchkey.v1.AccountService/ComputeAccountAddress"
+    );
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!(target: "daemon", "shutdown requested");
+    shutdown.cancel();
 }

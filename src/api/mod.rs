@@ -1,5 +1,9 @@
-//! The gRPC API: code generated from `proto/latchkey/v1`, and the descriptor set that gRPC
-//! reflection serves.
+//! The gRPC API: code generated from `proto/latchkey/v1`, the proto <-> domain conversions,
+//! the one error -> status mapping, and the service handlers.
+
+pub mod convert;
+mod error;
+pub mod services;
 
 /// Types and services generated from `proto/latchkey/v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

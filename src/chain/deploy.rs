@@ -51,16 +51,11 @@ pub async fn deploy_all<P: Provider>(provider: &P) -> Result<Deployment, ChainEr
             actual: entry_point,
         });
     }
-    let factory_init_code = [
-        &SessionKeyAccountFactory::BYTECODE[..],
-        &entry_point.abi_encode()[..],
-    ]
-    .concat();
     let factory = ensure_deployed(
         provider,
         "SessionKeyAccountFactory",
         LATCHKEY_SALT,
-        factory_init_code.into(),
+        factory_init_code(entry_point),
     )
     .await?;
     let game_items = ensure_deployed(
@@ -75,6 +70,24 @@ pub async fn deploy_all<P: Provider>(provider: &P) -> Result<Deployment, ChainEr
         factory,
         game_items,
     })
+}
+
+/// Where [`deploy_all`] puts the contracts for `entry_point`, known without a chain.
+pub fn expected_addresses(entry_point: Address) -> Deployment {
+    Deployment {
+        entry_point,
+        factory: create2_address(LATCHKEY_SALT, &factory_init_code(entry_point)),
+        game_items: create2_address(LATCHKEY_SALT, &GameItems::BYTECODE),
+    }
+}
+
+fn factory_init_code(entry_point: Address) -> Bytes {
+    [
+        &SessionKeyAccountFactory::BYTECODE[..],
+        &entry_point.abi_encode()[..],
+    ]
+    .concat()
+    .into()
 }
 
 /// The address the CREATE2 deployer gives `init_code` under `salt`.

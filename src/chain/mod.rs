@@ -1,9 +1,12 @@
 //! Everything that touches an EVM chain: contract bindings, user operations and their hash,
 //! deployment, and the local dev chain.
 
+pub mod client;
 pub mod contracts;
 pub mod deploy;
 pub mod devnet;
+pub mod ops;
+pub mod revert;
 pub mod user_operation;
 
 use std::path::PathBuf;
@@ -61,6 +64,17 @@ pub enum ChainError {
     /// chain state; latchkey does not build such operations.
     #[error("EIP-7702 initCode is not supported")]
     Eip7702InitCode,
+    /// A contract latchkey needs has no code at its configured address.
+    #[error("{contract} has no code at {address}; deploy it or fix the configured address")]
+    MissingContract {
+        /// The contract.
+        contract: &'static str,
+        /// Where it was expected.
+        address: Address,
+    },
+    /// The node returned no latest block.
+    #[error("the node returned no latest block")]
+    NoLatestBlock,
     /// The anvil binary is missing.
     #[error(
         "anvil not found at {0}; run `make toolchain` (npm ci in contracts/) or set LATCHKEY_ANVIL"

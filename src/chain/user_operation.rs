@@ -16,7 +16,7 @@ const EIP7702_INIT_CODE_MARKER: Address = address!("7702000000000000000000000000
 
 /// A user operation in its unpacked form (the one ERC-4337 RPCs use), which keeps every gas
 /// field separate so that estimation and fee bumps can change one at a time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserOperation {
     /// The smart account that executes the operation.
     pub sender: Address,
@@ -159,6 +159,19 @@ pub fn user_op_hash_v08(
     Ok(typed.eip712_signing_hash(&domain))
 }
 
+/// Whether `signature` over `user_op_hash` is `expected`'s, in either form SessionKeyAccount
+/// accepts: EIP-191 personal-sign of the hash, or a raw signature of the EIP-712 digest.
+pub fn is_signed_by(user_op_hash: B256, signature: &[u8], expected: Address) -> bool {
+    let Ok(parsed) = alloy::primitives::Signature::from_raw(signature) else {
+        return false;
+    };
+    let personal = parsed
+        .recover_address_from_msg(user_op_hash.as_slice())
+        .ok();
+    let raw = parsed.recover_address_from_prehash(&user_op_hash).ok();
+    personal == Some(expected) || raw == Some(expected)
+}
+
 /// Mirrors the EntryPoint's test: at least two bytes, and the first 20 (zero-padded) equal
 /// to the marker. So `0x7702` alone counts, as does any initCode naming the marker factory.
 fn is_eip7702_init_code(init_code: &[u8]) -> bool {
@@ -265,6 +278,20 @@ mod tests {
         assert!(!is_eip7702_init_code(&[0x77]));
         assert!(!is_eip7702_init_code(&[0x77, 0x02, 0x01]));
         assert!(!is_eip7702_init_code(&[]));
+    }
+
+    #[tokio::test]
+    async fn both_signature_forms_are_recognised_and_strangers_are_not() {
+        use alloy::signers::SignerSync;
+        let signer = PrivateKeySigner::random();
+        let hash = b256!("2222222222222222222222222222222222222222222222222222222222222222");
+        let personal = sign_user_op_hash(&signer, hash).await.unwrap();
+        let raw = signer.sign_hash_sync(&hash).unwrap().as_bytes();
+        assert!(is_signed_by(hash, &personal, signer.address()));
+        assert!(is_signed_by(hash, &raw, signer.address()));
+        assert!(!is_signed_by(hash, &personal, Address::repeat_byte(1)));
+        assert!(!is_signed_by(hash, &[0u8; 64], signer.address()));
+        assert!(!is_signed_by(hash, &[], signer.address()));
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use alloy::providers::Provider;
 use latchkey::chain::{
     contracts::{ENTRY_POINT_V08, EntryPoint, SessionKeyAccount, SessionKeyAccountFactory},
-    deploy::deploy_all,
+    deploy::{deploy_all, expected_addresses},
 };
 
 use crate::harness::TestChain;
@@ -14,6 +14,11 @@ async fn contracts_are_wired_to_the_canonical_entry_point() {
     let chain = TestChain::start().await;
     let deployment = chain.chain.deployment;
     assert_eq!(deployment.entry_point, ENTRY_POINT_V08);
+    assert_eq!(
+        deployment,
+        expected_addresses(ENTRY_POINT_V08),
+        "addresses known offline"
+    );
 
     let entry_point = EntryPoint::new(ENTRY_POINT_V08, &chain.relayer);
     let sender_creator = entry_point

@@ -91,6 +91,14 @@ impl TestChain {
         }
     }
 
+    /// Gives `account` 1 ETH, so it can pay for its own operations.
+    pub async fn fund(&self, account: Address) {
+        self.relayer
+            .anvil_set_balance(account, parse_ether("1").expect("constant"))
+            .await
+            .expect("fund account");
+    }
+
     /// An operation from `sender` under nonce key `nonce_key`, with the chain's current fees
     /// and fixed gas limits; the caller sets calldata, initCode and the signature.
     pub async fn op(&self, sender: Address, nonce_key: U192, call_data: Bytes) -> UserOperation {

@@ -5,7 +5,12 @@
 // documented where it helps the story rather than everywhere.
 #![allow(unreachable_pub, missing_docs)]
 
+mod daemon;
 mod deployment;
+mod flows;
 mod harness;
+mod held_flow;
+mod refusals;
+mod restart;
 mod session_key_flow;
 mod user_op_hash;

@@ -1,0 +1,273 @@
+//! The gRPC services: thin handlers that convert the request, call the application, and
+//! convert the answer.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{
+    convert,
+    proto::{
+        self, account_service_server::AccountService, session_service_server::SessionService,
+        transaction_intent_service_server::TransactionIntentService,
+    },
+};
+use crate::{
+    app::{App, NewSession},
+    store::{IntentFilter, PageRequest, SessionFilter},
+};
+
+/// Serves `AccountService`.
+#[derive(Clone)]
+pub struct Accounts(pub App);
+
+/// Serves `SessionService`.
+#[derive(Clone)]
+pub struct Sessions(pub App);
+
+/// Serves `TransactionIntentService`.
+#[derive(Clone)]
+pub struct Intents(pub App);
+
+#[tonic::async_trait]
+impl AccountService for Accounts {
+    async fn compute_account_address(
+        &self,
+        request: Request<proto::ComputeAccountAddressRequest>,
+    ) -> Result<Response<proto::ComputeAccountAddressResponse>, Status> {
+        let request = request.into_inner();
+        let owner = convert::address("owner", &request.owner)?;
+        let salt = convert::uint256("salt", &request.salt)?;
+        let address = self.0.account_address(owner, salt).await?;
+        Ok(Response::new(proto::ComputeAccountAddressResponse {
+            address: address.to_string(),
+            account: format!("accounts/{address}"),
+        }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<proto::GetAccountRequest>,
+    ) -> Result<Response<proto::Account>, Status> {
+        let address = convert::account_name("name", &request.into_inner().name)?;
+        let view = self.0.account(address).await?;
+        Ok(Response::new(convert::account_message(
+            &view,
+            self.0.chain().chain_id(),
+        )))
+    }
+}
+
+#[tonic::async_trait]
+impl SessionService for Sessions {
+    async fn create_session(
+        &self,
+        request: Request<proto::CreateSessionRequest>,
+    ) -> Result<Response<proto::Session>, Status> {
+        let request = request.into_inner();
+        let custody = convert::custody("custody", request.custody)?;
+        let external_key = match (custody, request.key_address.as_str()) {
+            (crate::session::KeyCustody::Held, "") => None,
+            (crate::session::KeyCustody::Held, _) => {
+                return Err(Status::invalid_argument(
+                    "key_address: must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
+                ));
+            }
+            (crate::session::KeyCustody::External, text) => {
+                Some(convert::address("key_address", text)?)
+            }
+        };
+        let new_session = NewSession {
+            owner: convert::address("owner", &request.owner)?,
+            salt: convert::uint256("salt", &request.salt)?,
+            custody,
+            external_key,
+            valid_after: convert::unix_seconds("valid_after", request.valid_after)?,
+            valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
+            permissions: convert::permissions(request.permissions)?,
+        };
+        let view = self.0.create_session(new_session).await?;
+        Ok(Response::new(convert::session_message(&view)))
+    }
+
+    async fn submit_session_signature(
+        &self,
+        request: Request<proto::SubmitSessionSignatureRequest>,
+    ) -> Result<Response<proto::Session>, Status> {
+        let request = request.into_inner();
+        let id = convert::session_name("name", &request.name)?;
+        let signature = convert::signature("signature", &request.signature)?;
+        let view = self.0.submit_session_signature(&id, signature).await?;
+        Ok(Response::new(convert::session_message(&view)))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<proto::GetSessionRequest>,
+    ) -> Result<Response<proto::Session>, Status> {
+        let id = convert::session_name("name", &request.into_inner().name)?;
+        Ok(Response::new(convert::session_message(
+            &self.0.session(&id)?,
+        )))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<proto::ListSessionsRequest>,
+    ) -> Result<Response<proto::ListSessionsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = SessionFilter {
+            account: match request.account.as_str() {
+                "" => None,
+                name => Some(convert::account_name("account", name)?),
+            },
+            status: convert::session_status_filter("status", request.status)?,
+        };
+        let page = PageRequest {
+            size: convert::page_size("page_size", request.page_size)?,
+            token: convert::page_token(&request.page_token),
+        };
+        let sessions = self.0.list_sessions(&filter, &page)?;
+        Ok(Response::new(proto::ListSessionsResponse {
+            sessions: sessions
+                .items
+                .iter()
+                .map(convert::session_message)
+                .collect(),
+            next_page_token: sessions.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<proto::RevokeSessionRequest>,
+    ) -> Result<Response<proto::Session>, Status> {
+        let id = convert::session_name("name", &request.into_inner().name)?;
+        Ok(Response::new(convert::session_message(
+            &self.0.revoke_session(&id).await?,
+        )))
+    }
+}
+
+type IntentStream = Pin<Box<dyn Stream<Item = Result<proto::TransactionIntent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TransactionIntentService for Intents {
+    async fn create_transaction_intent(
+        &self,
+        request: Request<proto::CreateTransactionIntentRequest>,
+    ) -> Result<Response<proto::TransactionIntent>, Status> {
+        let request = request.into_inner();
+        let session = convert::session_name("session", &request.session)?;
+        let interactions = convert::interactions(&request.interactions)?;
+        let idempotency_key = convert::idempotency_key(&request.idempotency_key)?;
+        let intent = self
+            .0
+            .create_intent(&session, interactions, idempotency_key)
+            .await?;
+        Ok(Response::new(convert::intent_message(&intent)))
+    }
+
+    async fn submit_intent_signature(
+        &self,
+        request: Request<proto::SubmitIntentSignatureRequest>,
+    ) -> Result<Response<proto::TransactionIntent>, Status> {
+        let request = request.into_inner();
+        let id = convert::intent_name("name", &request.name)?;
+        let signature = convert::signature("signature", &request.signature)?;
+        let intent = self.0.submit_intent_signature(&id, signature).await?;
+        Ok(Response::new(convert::intent_message(&intent)))
+    }
+
+    async fn get_transaction_intent(
+        &self,
+        request: Request<proto::GetTransactionIntentRequest>,
+    ) -> Result<Response<proto::TransactionIntent>, Status> {
+        let id = convert::intent_name("name", &request.into_inner().name)?;
+        Ok(Response::new(convert::intent_message(&self.0.intent(&id)?)))
+    }
+
+    async fn list_transaction_intents(
+        &self,
+        request: Request<proto::ListTransactionIntentsRequest>,
+    ) -> Result<Response<proto::ListTransactionIntentsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = IntentFilter {
+            session: match request.session.as_str() {
+                "" => None,
+                name => Some(convert::session_name("session", name)?),
+            },
+            account: match request.account.as_str() {
+                "" => None,
+                name => Some(convert::account_name("account", name)?),
+            },
+            status: convert::intent_status_filter("status", request.status)?,
+            kind: None,
+        };
+        let page = PageRequest {
+            size: convert::page_size("page_size", request.page_size)?,
+            token: convert::page_token(&request.page_token),
+        };
+        let intents = self.0.list_intents(&filter, &page)?;
+        Ok(Response::new(proto::ListTransactionIntentsResponse {
+            transaction_intents: intents.items.iter().map(convert::intent_message).collect(),
+            next_page_token: intents.next_token.unwrap_or_default(),
+        }))
+    }
+
+    type WatchTransactionIntentStream = IntentStream;
+
+    async fn watch_transaction_intent(
+        &self,
+        request: Request<proto::WatchTransactionIntentRequest>,
+    ) -> Result<Response<Self::WatchTransactionIntentStream>, Status> {
+        let id = convert::intent_name("name", &request.into_inner().name)?;
+        // Subscribe before reading, so no change between the read and the stream is lost.
+        let mut updates = self.0.subscribe();
+        let current = self.0.intent(&id)?;
+        let (sender, receiver) = mpsc::channel(16);
+        let app = self.0.clone();
+        tokio::spawn(async move {
+            let mut sent = current.history.len();
+            let mut done = current.status.is_final();
+            if sender
+                .send(Ok(convert::intent_message(&current)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            while !done {
+                let next = match updates.recv().await {
+                    Ok(intent) if intent.id == id => intent,
+                    Ok(_) => continue,
+                    // Fell behind the broadcast: the store has the latest state.
+                    Err(RecvError::Lagged(_)) => match app.intent(&id) {
+                        Ok(intent) => intent,
+                        Err(error) => {
+                            let _ = sender.send(Err(error.into())).await;
+                            return;
+                        }
+                    },
+                    Err(RecvError::Closed) => return,
+                };
+                if next.history.len() <= sent {
+                    continue;
+                }
+                sent = next.history.len();
+                done = next.status.is_final();
+                if sender
+                    .send(Ok(convert::intent_message(&next)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}

@@ -1,0 +1,719 @@
+//! The application layer: each thing a client can ask of latchkey, as one function over the
+//! store, the chain and the relay. It validates against state (the API edge has already
+//! validated the input's form), decides with the pure state machines, writes one atomic store
+//! transaction, and only then lets the relay act on chain.
+
+mod error;
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::primitives::{Address, Bytes, U256};
+use tokio::sync::{Notify, broadcast};
+use tracing::info;
+
+pub use self::error::AppError;
+use crate::{
+    chain::{
+        client::ChainClient,
+        ops,
+        user_operation::{UserOperation, is_signed_by, sign_user_op_hash},
+    },
+    intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus, Interaction},
+    keys,
+    policy::{self, CheckContext},
+    session::{KeyCustody, Permissions, Session, SessionEvent, SessionId, SessionStatus, Usage},
+    store::{CreateIntent, IntentFilter, Page, PageRequest, SessionFilter, Store, StoreError},
+};
+
+/// How often a write that lost an optimistic-concurrency race is retried.
+const CONFLICT_RETRIES: usize = 8;
+
+/// Settings of the application layer.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Refuse intents when the session's window closes within this many seconds.
+    pub window_margin_secs: u64,
+    /// How long an intent or a registration waits for its signature before it expires.
+    pub signature_timeout: Duration,
+}
+
+/// What a client asks for when it creates a session.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The account owner.
+    pub owner: Address,
+    /// The account's salt.
+    pub salt: U256,
+    /// Who holds the key; for [`KeyCustody::External`], the key's address.
+    pub custody: KeyCustody,
+    /// The key's address, for external custody.
+    pub external_key: Option<Address>,
+    /// Start of the window (exclusive), unix seconds; 0 for no start.
+    pub valid_after: u64,
+    /// End of the window, unix seconds.
+    pub valid_until: u64,
+    /// What the key may do.
+    pub permissions: Permissions,
+}
+
+/// An account as latchkey sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    /// Its address.
+    pub address: Address,
+    /// Whether it has code.
+    pub deployed: bool,
+    /// Its owner, when known.
+    pub owner: Option<Address>,
+    /// Its salt, when latchkey knows the account from a session.
+    pub salt: Option<U256>,
+}
+
+/// A session with the intent that waits for the owner's signature, if any.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// The session.
+    pub session: Session,
+    /// Its registration intent.
+    pub registration: Intent,
+    /// Its revocation intent, once requested.
+    pub revocation: Option<Intent>,
+}
+
+impl SessionView {
+    /// The userOpHash the owner must sign next, if the session waits for a signature.
+    pub fn pending_signature(&self) -> Option<alloy::primitives::B256> {
+        [Some(&self.registration), self.revocation.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|intent| intent.status == IntentStatus::PendingSignature)
+            .map(|intent| intent.user_op_hash)
+    }
+}
+
+/// The application: cheap to clone, shared by every API handler and the relay.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    chain: ChainClient,
+    config: AppConfig,
+    updates: broadcast::Sender<Intent>,
+    relay_wakeup: Arc<Notify>,
+}
+
+impl App {
+    /// Builds the application over its parts. `relay_wakeup` is notified whenever an intent
+    /// is queued.
+    pub fn new(
+        store: Store,
+        chain: ChainClient,
+        config: AppConfig,
+        relay_wakeup: Arc<Notify>,
+    ) -> Self {
+        let (updates, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                chain,
+                config,
+                updates,
+                relay_wakeup,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The chain view.
+    pub fn chain(&self) -> &ChainClient {
+        &self.inner.chain
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AppConfig {
+        &self.inner.config
+    }
+
+    /// Every intent change, as it is written. Watchers subscribe before reading the current
+    /// state, so they miss nothing in between.
+    pub fn subscribe(&self) -> broadcast::Receiver<Intent> {
+        self.inner.updates.subscribe()
+    }
+
+    /// Tells watchers about written intents and wakes the relay when one is queued.
+    pub fn publish(&self, intents: &[&Intent]) {
+        for intent in intents {
+            // No receiver is fine: nobody watches.
+            let _ = self.inner.updates.send((*intent).clone());
+            if intent.status == IntentStatus::Queued {
+                self.inner.relay_wakeup.notify_one();
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Accounts
+    // -----------------------------------------------------------------------------------
+
+    /// The counterfactual address of the account of (owner, salt).
+    pub async fn account_address(&self, owner: Address, salt: U256) -> Result<Address, AppError> {
+        Ok(self.chain().account_address(owner, salt).await?)
+    }
+
+    /// An account: deployed or not, and its owner when known.
+    pub async fn account(&self, address: Address) -> Result<AccountView, AppError> {
+        let deployed = self.chain().is_deployed(address).await?;
+        let known = self
+            .store()
+            .list_sessions(
+                &SessionFilter {
+                    account: Some(address),
+                    status: None,
+                },
+                &PageRequest {
+                    size: 1,
+                    token: None,
+                },
+            )?
+            .items
+            .into_iter()
+            .next();
+        let owner = if deployed {
+            Some(self.chain().owner_of(address).await?)
+        } else {
+            known.as_ref().map(|session| session.owner)
+        };
+        Ok(AccountView {
+            address,
+            deployed,
+            owner,
+            salt: known.map(|session| session.salt),
+        })
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Sessions
+    // -----------------------------------------------------------------------------------
+
+    /// Creates a session in `PendingSignature`, with the registration operation the owner
+    /// must sign. Nothing is written unless every check passes.
+    pub async fn create_session(&self, request: NewSession) -> Result<SessionView, AppError> {
+        let chain = self.chain();
+        let now = chain.chain_time().await?;
+        if request.valid_until <= now.saturating_add(self.config().window_margin_secs) {
+            return Err(AppError::invalid(
+                "valid_until",
+                format!(
+                    "must be more than {} s after the chain's time ({now})",
+                    self.config().window_margin_secs
+                ),
+            ));
+        }
+        if request.valid_after >= request.valid_until {
+            return Err(AppError::invalid(
+                "valid_after",
+                "must be before valid_until",
+            ));
+        }
+        let account = chain.account_address(request.owner, request.salt).await?;
+        let deployed = chain.is_deployed(account).await?;
+        if deployed {
+            let owner = chain.owner_of(account).await?;
+            if owner != request.owner {
+                return Err(AppError::precondition(
+                    "owner",
+                    format!(
+                        "account {account} is now owned by {owner}, not {}",
+                        request.owner
+                    ),
+                ));
+            }
+        }
+        let deployment = chain.deployment();
+        for permission in &request.permissions.calls {
+            if [account, deployment.entry_point, Address::ZERO].contains(&permission.target) {
+                return Err(AppError::invalid(
+                    "permissions.calls.target",
+                    format!("{} is the account or the EntryPoint", permission.target),
+                ));
+            }
+        }
+
+        let held = match request.custody {
+            KeyCustody::Held => Some(keys::generate()),
+            KeyCustody::External => None,
+        };
+        let key = match (&held, request.external_key) {
+            (Some(generated), _) => generated.address,
+            (None, Some(address)) => address,
+            (None, None) => return Err(AppError::invalid("key_address", "required for EXTERNAL")),
+        };
+        if key == request.owner || key == account || key == Address::ZERO {
+            return Err(AppError::invalid(
+                "key_address",
+                "must differ from the owner, the account and the zero address",
+            ));
+        }
+
+        let now_ms = now_ms();
+        let intent_id = IntentId::generate();
+        let fees = chain.fees().await?;
+        let permission_count = request.permissions.calls.len() as u128;
+        let mut op = UserOperation {
+            sender: account,
+            nonce: ops::owner_nonce(intent_id.as_str().as_bytes()),
+            call_data: ops::registration_call_data(
+                account,
+                key,
+                request.valid_after,
+                request.valid_until,
+                request.permissions.to_contract(),
+            ),
+            call_gas_limit: ops::REGISTRATION_CALL_GAS
+                + ops::REGISTRATION_CALL_GAS_PER_PERMISSION * permission_count,
+            verification_gas_limit: ops::OWNER_VERIFICATION_GAS
+                + if deployed { 0 } else { ops::DEPLOYMENT_GAS },
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+            ..Default::default()
+        };
+        if !deployed {
+            op.factory = Some(deployment.factory);
+            op.factory_data = ops::factory_data(request.owner, request.salt);
+        }
+        op.pre_verification_gas = ops::pre_verification_gas(&op);
+        let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
+
+        let session_id = SessionId::generate();
+        let mut registration = Intent {
+            id: intent_id.clone(),
+            kind: IntentKind::Registration,
+            session: session_id.clone(),
+            account,
+            chain_id: chain.chain_id(),
+            interactions: Vec::new(),
+            user_op: op,
+            user_op_hash,
+            status: IntentStatus::PendingSignature,
+            history: vec![(IntentStatus::PendingSignature, now_ms)],
+            submission: None,
+            result: None,
+            failure_reason: None,
+            refusal: None,
+            idempotency_key: None,
+            signature_deadline_ms: Some(now_ms + self.signature_timeout_ms()),
+            reserved: Usage::default(),
+            revision: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        };
+        let mut session = Session {
+            id: session_id,
+            account,
+            owner: request.owner,
+            salt: request.salt,
+            chain_id: chain.chain_id(),
+            key,
+            custody: request.custody,
+            valid_after: request.valid_after,
+            valid_until: request.valid_until,
+            permissions: request.permissions,
+            status: SessionStatus::PendingSignature,
+            registration_intent: intent_id,
+            revocation_intent: None,
+            failure_reason: None,
+            usage: Usage::default(),
+            next_intent_lane: 0,
+            revision: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        };
+        let held_key = held
+            .as_ref()
+            .map(|generated| (generated.address, &generated.secret[..]));
+        self.store()
+            .create_session(&mut session, &mut registration, held_key)?;
+        // Acknowledged means durable: the client may act on the answer at once.
+        self.store().flush().await?;
+        info!(target: "session", session = %session.id, %account, key = %key, "created");
+        self.session(&session.id)
+    }
+
+    /// A session with its registration and revocation intents.
+    pub fn session(&self, id: &SessionId) -> Result<SessionView, AppError> {
+        let session = self
+            .store()
+            .session(id)?
+            .ok_or_else(|| AppError::not_found(id))?;
+        let registration = self
+            .store()
+            .intent(&session.registration_intent)?
+            .ok_or_else(|| AppError::not_found(&session.registration_intent))?;
+        let revocation = match &session.revocation_intent {
+            Some(id) => Some(
+                self.store()
+                    .intent(id)?
+                    .ok_or_else(|| AppError::not_found(id))?,
+            ),
+            None => None,
+        };
+        Ok(SessionView {
+            session,
+            registration,
+            revocation,
+        })
+    }
+
+    /// Sessions, newest first.
+    pub fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SessionView>, AppError> {
+        let sessions = self.store().list_sessions(filter, page)?;
+        let items = sessions
+            .items
+            .iter()
+            .map(|session| self.session(&session.id))
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next_token: sessions.next_token,
+        })
+    }
+
+    /// Attaches the owner's signature to the session's pending registration or revocation,
+    /// and queues it for relay. A signature from anyone but the owner is refused here,
+    /// before any gas is spent.
+    pub async fn submit_session_signature(
+        &self,
+        id: &SessionId,
+        signature: Bytes,
+    ) -> Result<SessionView, AppError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let view = self.session(id)?;
+            let mut session = view.session;
+            let mut intent = [Some(view.registration), view.revocation]
+                .into_iter()
+                .flatten()
+                .find(|intent| intent.status == IntentStatus::PendingSignature)
+                .ok_or_else(|| {
+                    AppError::precondition(
+                        "status",
+                        format!("session is {:?}: no signature is pending", session.status),
+                    )
+                })?;
+            if !is_signed_by(intent.user_op_hash, &signature, session.owner) {
+                return Err(AppError::invalid(
+                    "signature",
+                    format!(
+                        "not a signature of {} by the account owner {}",
+                        intent.user_op_hash, session.owner
+                    ),
+                ));
+            }
+            let now_ms = now_ms();
+            intent.user_op.signature = signature.clone();
+            intent.apply(&IntentEvent::Signed, now_ms)?;
+            session.settle(&intent, now_ms)?;
+            match self.store().save(Some(&mut session), &mut [&mut intent]) {
+                Ok(()) => {
+                    self.store().flush().await?;
+                    self.publish(&[&intent]);
+                    info!(target: "session", session = %id, op = %intent.user_op_hash, "owner signed");
+                    return self.session(id);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(AppError::Busy)
+    }
+
+    /// Starts revoking an active session: a revocation operation for the owner to sign.
+    pub async fn revoke_session(&self, id: &SessionId) -> Result<SessionView, AppError> {
+        let chain = self.chain();
+        for _ in 0..CONFLICT_RETRIES {
+            let mut session = self
+                .store()
+                .session(id)?
+                .ok_or_else(|| AppError::not_found(id))?;
+            if session.status != SessionStatus::Active {
+                return Err(AppError::precondition(
+                    "status",
+                    format!(
+                        "only an ACTIVE session can be revoked; this one is {:?}",
+                        session.status
+                    ),
+                ));
+            }
+            let now_ms = now_ms();
+            let intent_id = IntentId::generate();
+            let fees = chain.fees().await?;
+            let mut op = UserOperation {
+                sender: session.account,
+                nonce: ops::owner_nonce(intent_id.as_str().as_bytes()),
+                call_data: ops::revocation_call_data(session.account, session.key),
+                call_gas_limit: ops::REVOCATION_CALL_GAS,
+                verification_gas_limit: ops::OWNER_VERIFICATION_GAS,
+                max_fee_per_gas: fees.max_fee_per_gas,
+                max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+                ..Default::default()
+            };
+            op.pre_verification_gas = ops::pre_verification_gas(&op);
+            let user_op_hash = op.hash_v08(chain.deployment().entry_point, chain.chain_id())?;
+            let mut revocation = Intent {
+                id: intent_id.clone(),
+                kind: IntentKind::Revocation,
+                session: session.id.clone(),
+                account: session.account,
+                chain_id: session.chain_id,
+                interactions: Vec::new(),
+                user_op: op,
+                user_op_hash,
+                status: IntentStatus::PendingSignature,
+                history: vec![(IntentStatus::PendingSignature, now_ms)],
+                submission: None,
+                result: None,
+                failure_reason: None,
+                refusal: None,
+                idempotency_key: None,
+                signature_deadline_ms: Some(now_ms + self.signature_timeout_ms()),
+                reserved: Usage::default(),
+                revision: 0,
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            };
+            session.apply(&SessionEvent::RevocationRequested, now_ms)?;
+            session.revocation_intent = Some(intent_id);
+            session.failure_reason = None;
+            match self.store().create_intent(&mut session, &mut revocation) {
+                Ok(_) => {
+                    self.store().flush().await?;
+                    info!(target: "session", session = %id, op = %user_op_hash, "revocation requested");
+                    return self.session(id);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(AppError::Busy)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Transaction intents
+    // -----------------------------------------------------------------------------------
+
+    /// Creates an intent on an active session: checks it against the session's rules, builds
+    /// its operation and, for a held key, signs and queues it. With an idempotency key, a
+    /// repeated request returns the first intent and writes nothing.
+    pub async fn create_intent(
+        &self,
+        session_id: &SessionId,
+        interactions: Vec<Interaction>,
+        idempotency_key: Option<String>,
+    ) -> Result<Intent, AppError> {
+        if let Some(key) = &idempotency_key
+            && let Some(existing) = self.store().intent_by_idempotency_key(session_id, key)?
+        {
+            return Ok(existing);
+        }
+        let chain = self.chain();
+        let deployment = chain.deployment();
+        for _ in 0..CONFLICT_RETRIES {
+            let mut session = self
+                .store()
+                .session(session_id)?
+                .ok_or_else(|| AppError::not_found(session_id))?;
+            if session.status != SessionStatus::Active {
+                return Err(AppError::precondition(
+                    "session_status",
+                    format!("session {session_id} is {:?}, not ACTIVE", session.status),
+                ));
+            }
+            let ctx = CheckContext {
+                now: chain.chain_time().await?,
+                window_margin_secs: self.config().window_margin_secs,
+                forbidden: [session.account, deployment.entry_point],
+            };
+            // Refuse what the rules refuse before asking the chain anything about the calls.
+            policy::check_intent(&session, &interactions, 0, &ctx)?;
+
+            let call_gas = chain
+                .estimate_calls(session.account, &interactions)
+                .await
+                .map_err(|error| {
+                    AppError::precondition(
+                        "simulation",
+                        format!("an interaction would fail: {error}"),
+                    )
+                })?;
+            let fees = chain.fees().await?;
+            let calls = interactions.len() as u128;
+            let mut op = UserOperation {
+                sender: session.account,
+                nonce: ops::session_nonce(session.key, session.next_intent_lane),
+                call_data: ops::intent_call_data(&interactions),
+                call_gas_limit: (call_gas + ops::EXECUTE_OVERHEAD_GAS) * 6 / 5,
+                verification_gas_limit: ops::SESSION_VERIFICATION_GAS
+                    + ops::SESSION_VERIFICATION_GAS_PER_CALL * calls,
+                max_fee_per_gas: fees.max_fee_per_gas,
+                max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+                ..Default::default()
+            };
+            op.pre_verification_gas = ops::pre_verification_gas(&op);
+            let reserved =
+                policy::check_intent(&session, &interactions, ops::worst_case_cost(&op), &ctx)?;
+            let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
+
+            let now_ms = now_ms();
+            let (status, deadline) = match session.custody {
+                KeyCustody::Held => {
+                    let secret = self
+                        .store()
+                        .held_key(session.key)?
+                        .ok_or(AppError::Internal("held key missing from the store"))?;
+                    let signer = keys::signer(session.key, &secret)
+                        .map_err(|_| AppError::Internal("held key unusable"))?;
+                    op.signature = sign_user_op_hash(&signer, user_op_hash).await?;
+                    (IntentStatus::Queued, None)
+                }
+                KeyCustody::External => (
+                    IntentStatus::PendingSignature,
+                    Some(now_ms + self.signature_timeout_ms()),
+                ),
+            };
+            let mut intent = Intent {
+                id: IntentId::generate(),
+                kind: IntentKind::Call,
+                session: session.id.clone(),
+                account: session.account,
+                chain_id: session.chain_id,
+                interactions: interactions.clone(),
+                user_op: op,
+                user_op_hash,
+                status,
+                history: vec![(status, now_ms)],
+                submission: None,
+                result: None,
+                failure_reason: None,
+                refusal: None,
+                idempotency_key: idempotency_key.clone(),
+                signature_deadline_ms: deadline,
+                reserved,
+                revision: 0,
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            };
+            session.usage = session
+                .usage
+                .checked_add(reserved)
+                .ok_or(AppError::Internal("session usage overflow"))?;
+            session.next_intent_lane =
+                session.next_intent_lane.checked_add(1).ok_or_else(|| {
+                    AppError::precondition("call_limit", "session has no nonce lanes left")
+                })?;
+            session.updated_at_ms = now_ms;
+            match self.store().create_intent(&mut session, &mut intent) {
+                Ok(CreateIntent::Created) => {
+                    self.store().flush().await?;
+                    self.publish(&[&intent]);
+                    info!(target: "intent", intent = %intent.id, op = %user_op_hash, status = ?intent.status, "created");
+                    return Ok(intent);
+                }
+                Ok(CreateIntent::Existing(existing)) => return Ok(*existing),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(AppError::Busy)
+    }
+
+    /// Attaches the session key holder's signature to an EXTERNAL intent and queues it.
+    pub async fn submit_intent_signature(
+        &self,
+        id: &IntentId,
+        signature: Bytes,
+    ) -> Result<Intent, AppError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let mut intent = self.intent(id)?;
+            if intent.kind != IntentKind::Call {
+                return Err(AppError::precondition(
+                    "name",
+                    "a registration or revocation is signed with SubmitSessionSignature",
+                ));
+            }
+            if intent.status != IntentStatus::PendingSignature {
+                return Err(AppError::precondition(
+                    "status",
+                    format!("intent is {:?}: no signature is pending", intent.status),
+                ));
+            }
+            let session = self
+                .store()
+                .session(&intent.session)?
+                .ok_or_else(|| AppError::not_found(&intent.session))?;
+            if !is_signed_by(intent.user_op_hash, &signature, session.key) {
+                return Err(AppError::invalid(
+                    "signature",
+                    format!(
+                        "not a signature of {} by the session key {}",
+                        intent.user_op_hash, session.key
+                    ),
+                ));
+            }
+            intent.user_op.signature = signature.clone();
+            intent.apply(&IntentEvent::Signed, now_ms())?;
+            match self.store().save(None, &mut [&mut intent]) {
+                Ok(()) => {
+                    self.store().flush().await?;
+                    self.publish(&[&intent]);
+                    return self.intent(id);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(AppError::Busy)
+    }
+
+    /// An intent of any kind: a session's registration and revocation are intents too.
+    pub fn intent(&self, id: &IntentId) -> Result<Intent, AppError> {
+        match self.store().intent(id)? {
+            Some(intent) => Ok(intent),
+            None => Err(AppError::not_found(id)),
+        }
+    }
+
+    /// Call intents, newest first.
+    pub fn list_intents(
+        &self,
+        filter: &IntentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Intent>, AppError> {
+        let filter = IntentFilter {
+            kind: Some(IntentKind::Call),
+            ..filter.clone()
+        };
+        Ok(self.store().list_intents(&filter, page)?)
+    }
+
+    fn signature_timeout_ms(&self) -> u64 {
+        u64::try_from(self.config().signature_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Now, unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,223 @@
+//! Building the user operations latchkey relays: the owner's registration and revocation of a
+//! session key, and a session key's contract calls. Pure: the caller supplies nonce, fees and
+//! any estimate; signing happens elsewhere.
+//!
+//! Every operation gets a nonce key of its own at sequence 0. An owner operation's key is
+//! derived from its intent id (192 pseudo-random bits, so it meets no other operation's key);
+//! a session key's intents use the key's own lanes (see [`session_nonce_key`]). An operation
+//! that never executes then blocks nothing behind it, and one that executes can never
+//! execute again.
+
+use alloy::{
+    primitives::{Address, Bytes, U256, aliases::U192, keccak256},
+    sol_types::{SolCall, SolValue},
+};
+
+use super::{
+    contracts::{BaseAccount, SessionKeyAccount, SessionKeyAccountFactory},
+    user_operation::{UserOperation, session_nonce_key},
+};
+use crate::intent::Interaction;
+
+/// Gas for `validateUserOp` of an owner operation (two ecrecovers at worst).
+pub const OWNER_VERIFICATION_GAS: u128 = 120_000;
+/// Extra verification gas when the operation deploys the account (clone + initialize).
+pub const DEPLOYMENT_GAS: u128 = 180_000;
+/// Verification gas of a session-key operation, before its per-call share.
+pub const SESSION_VERIFICATION_GAS: u128 = 140_000;
+/// Verification gas per call a session-key operation checks.
+pub const SESSION_VERIFICATION_GAS_PER_CALL: u128 = 15_000;
+/// Execution gas of `registerSessionKey`, before its per-permission share.
+pub const REGISTRATION_CALL_GAS: u128 = 130_000;
+/// Execution gas per allowlist entry written.
+pub const REGISTRATION_CALL_GAS_PER_PERMISSION: u128 = 30_000;
+/// Execution gas of `revokeSessionKey`.
+pub const REVOCATION_CALL_GAS: u128 = 60_000;
+/// Execution overhead of `execute`/`executeBatch` around the calls themselves.
+pub const EXECUTE_OVERHEAD_GAS: u128 = 30_000;
+
+/// The 65-byte stand-in signature used to size an operation before it is signed.
+const DUMMY_SIGNATURE_LEN: usize = 65;
+
+/// The nonce of an owner operation: a key derived from `seed` (the intent id), sequence 0.
+pub fn owner_nonce(seed: &[u8]) -> U256 {
+    let key = U192::from_be_slice(&keccak256(seed)[..24]);
+    U256::from(key) << 64
+}
+
+/// The nonce of a session's `lane`-th intent.
+pub fn session_nonce(key: Address, lane: u32) -> U256 {
+    U256::from(session_nonce_key(key, lane)) << 64
+}
+
+/// The nonce key of `nonce` (its top 192 bits).
+pub fn nonce_key(nonce: U256) -> U192 {
+    U192::from(nonce >> 64)
+}
+
+/// `factoryData` that deploys the account of (owner, salt).
+pub fn factory_data(owner: Address, salt: U256) -> Bytes {
+    SessionKeyAccountFactory::createAccountCall { owner, salt }
+        .abi_encode()
+        .into()
+}
+
+/// `execute(account, 0, registerSessionKey(...))`: an owner operation in which the account
+/// calls itself, the only route to its admin functions besides the owner's own transaction.
+pub fn registration_call_data(
+    account: Address,
+    key: Address,
+    valid_after: u64,
+    valid_until: u64,
+    permissions: SessionKeyAccount::SessionPermissions,
+) -> Bytes {
+    let register = SessionKeyAccount::registerSessionKeyCall {
+        key,
+        validAfter: alloy::primitives::aliases::U48::saturating_from(valid_after),
+        validUntil: alloy::primitives::aliases::U48::saturating_from(valid_until),
+        permissions,
+    };
+    self_call(account, register.abi_encode())
+}
+
+/// `execute(account, 0, revokeSessionKey(key))`.
+pub fn revocation_call_data(account: Address, key: Address) -> Bytes {
+    self_call(
+        account,
+        SessionKeyAccount::revokeSessionKeyCall { key }.abi_encode(),
+    )
+}
+
+fn self_call(account: Address, data: Vec<u8>) -> Bytes {
+    SessionKeyAccount::executeCall {
+        target: account,
+        value: U256::ZERO,
+        data: data.into(),
+    }
+    .abi_encode()
+    .into()
+}
+
+/// `execute` for one interaction, `executeBatch` for several.
+pub fn intent_call_data(interactions: &[Interaction]) -> Bytes {
+    match interactions {
+        [single] => SessionKeyAccount::executeCall {
+            target: single.to,
+            value: single.value,
+            data: single.data.clone(),
+        }
+        .abi_encode()
+        .into(),
+        many => SessionKeyAccount::executeBatchCall {
+            calls: many
+                .iter()
+                .map(|interaction| BaseAccount::Call {
+                    target: interaction.to,
+                    value: interaction.value,
+                    data: interaction.data.clone(),
+                })
+                .collect(),
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
+/// What the bundler pays for carrying `op` in a one-operation `handleOps` transaction: the
+/// intrinsic 21,000, the calldata (16 gas a non-zero byte, 4 a zero byte, with the signature
+/// sized for a real one), and a margin for the EntryPoint's per-bundle work.
+pub fn pre_verification_gas(op: &UserOperation) -> U256 {
+    const BUNDLE_OVERHEAD: u64 = 21_000 + 15_000;
+    let mut sized = op.clone();
+    if sized.signature.len() < DUMMY_SIGNATURE_LEN {
+        sized.signature = Bytes::from(vec![0xff; DUMMY_SIGNATURE_LEN]);
+    }
+    let encoded = (vec![sized.pack()], Address::ZERO).abi_encode_params();
+    let calldata: u64 = encoded
+        .iter()
+        .map(|byte| if *byte == 0 { 4 } else { 16 })
+        .sum();
+    U256::from(BUNDLE_OVERHEAD + calldata + 4 * 16)
+}
+
+/// The most `op` can cost its account in fees: what SessionKeyAccount charges a session
+/// key's gas budget. Saturates rather than overflowing on absurd inputs.
+pub fn worst_case_cost(op: &UserOperation) -> u128 {
+    if op.paymaster.is_some() {
+        return 0;
+    }
+    let pre_verification = u128::try_from(op.pre_verification_gas).unwrap_or(u128::MAX);
+    op.verification_gas_limit
+        .saturating_add(op.call_gas_limit)
+        .saturating_add(pre_verification)
+        .saturating_mul(op.max_fee_per_gas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_gets_its_own_nonce_key_at_sequence_zero() {
+        let key = Address::repeat_byte(0x01);
+        let first = owner_nonce(b"int_first");
+        assert_ne!(nonce_key(first), nonce_key(owner_nonce(b"int_second")));
+        assert_eq!(
+            first,
+            owner_nonce(b"int_first"),
+            "derived, so a retry reuses it"
+        );
+        assert_ne!(
+            nonce_key(session_nonce(key, 0)),
+            nonce_key(session_nonce(key, 1))
+        );
+        for nonce in [first, session_nonce(key, 3)] {
+            assert_eq!(nonce & U256::from(u64::MAX), U256::ZERO, "sequence 0");
+        }
+    }
+
+    #[test]
+    fn one_interaction_uses_execute_and_several_use_execute_batch() {
+        let interaction = Interaction {
+            to: Address::repeat_byte(2),
+            value: U256::from(5),
+            data: Bytes::from(vec![1, 2, 3, 4]),
+            function: None,
+        };
+        let single = intent_call_data(std::slice::from_ref(&interaction));
+        assert_eq!(&single[..4], SessionKeyAccount::executeCall::SELECTOR);
+        let batch = intent_call_data(&[interaction.clone(), interaction]);
+        assert_eq!(&batch[..4], SessionKeyAccount::executeBatchCall::SELECTOR);
+        let decoded = SessionKeyAccount::executeBatchCall::abi_decode(&batch).unwrap();
+        assert_eq!(decoded.calls.len(), 2);
+        assert_eq!(decoded.calls[1].value, U256::from(5));
+    }
+
+    #[test]
+    fn pre_verification_gas_grows_with_calldata() {
+        let small = UserOperation::default();
+        let large = UserOperation {
+            call_data: Bytes::from(vec![0xab; 1_000]),
+            ..Default::default()
+        };
+        assert!(pre_verification_gas(&small) > U256::from(36_000));
+        assert!(pre_verification_gas(&large) >= pre_verification_gas(&small) + U256::from(16_000));
+    }
+
+    #[test]
+    fn worst_case_cost_is_all_gas_at_the_fee_cap_unless_sponsored() {
+        let op = UserOperation {
+            verification_gas_limit: 100,
+            call_gas_limit: 50,
+            pre_verification_gas: U256::from(10),
+            max_fee_per_gas: 3,
+            ..Default::default()
+        };
+        assert_eq!(worst_case_cost(&op), 480);
+        let sponsored = UserOperation {
+            paymaster: Some(Address::repeat_byte(7)),
+            ..op
+        };
+        assert_eq!(worst_case_cost(&sponsored), 0);
+    }
+}

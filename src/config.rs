@@ -1,0 +1,366 @@
+//! Configuration: defaults, then a TOML file, then `LATCHKEY_*` environment variables, then
+//! command-line flags. [`Config::validate`] runs at start, so a bad value stops the daemon
+//! with a message naming the field instead of failing later.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use serde::Deserialize;
+
+use crate::chain::{contracts::ENTRY_POINT_V08, deploy};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the field.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("config field `{field}`: {reason}")]
+    Invalid {
+        /// The field, as written in the TOML file.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The daemon's configuration. Every field has a default except the relayer key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the gRPC API listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded sled store. Created if missing.
+    pub data_dir: PathBuf,
+    /// The chain.
+    pub chain: ChainConfig,
+    /// The relayer.
+    pub relayer: RelayerConfig,
+    /// Transaction intents.
+    pub intents: IntentConfig,
+}
+
+/// Which chain, and where the contracts are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// JSON-RPC endpoint of the chain.
+    pub rpc_url: String,
+    /// EntryPoint v0.8.
+    pub entry_point: Address,
+    /// SessionKeyAccountFactory. Defaults to the deterministic address `latchkey contracts
+    /// deploy` and `latchkey dev` give it for `entry_point`.
+    pub factory: Option<Address>,
+    /// Highest fee cap latchkey puts on an operation, in gwei. It bounds what a session's
+    /// gas budget is charged per operation.
+    pub max_fee_per_gas_gwei: u64,
+}
+
+/// The account that sends `handleOps` and pays for gas up front.
+#[derive(Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayerConfig {
+    /// Its secp256k1 private key, 0x-prefixed hex. Prefer the `LATCHKEY_RELAYER_PRIVATE_KEY`
+    /// environment variable to writing it in a file.
+    pub private_key: Option<String>,
+    /// How often the relay looks for work when nothing wakes it, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Most `handleOps` transactions the relayer has sent and not yet seen included. Nodes
+    /// cap the pending transactions of one sender; past the cap, operations wait QUEUED.
+    pub max_in_flight: usize,
+}
+
+impl std::fmt::Debug for RelayerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayerConfig")
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+/// How intents are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntentConfig {
+    /// Seconds an intent or a session registration waits for its signature before it expires.
+    pub signature_timeout_secs: u64,
+    /// Refuse intents when the session's window closes within this many seconds.
+    pub window_margin_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("latchkey-data"),
+            chain: ChainConfig::default(),
+            relayer: RelayerConfig {
+                private_key: None,
+                poll_interval_ms: 1_000,
+                max_in_flight: 16,
+            },
+            intents: IntentConfig::default(),
+        }
+    }
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            rpc_url: "http://127.0.0.1:8545".to_owned(),
+            entry_point: ENTRY_POINT_V08,
+            factory: None,
+            max_fee_per_gas_gwei: 500,
+        }
+    }
+}
+
+impl Default for IntentConfig {
+    fn default() -> Self {
+        Self {
+            signature_timeout_secs: 600,
+            window_margin_secs: 30,
+        }
+    }
+}
+
+/// Values given on the command line; they override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--rpc-url`.
+    pub rpc_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers in order and validates the result. `env` is the process environment
+    /// (a parameter so tests need not touch the real one).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: error.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(data_dir) = &overrides.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        if let Some(rpc_url) = &overrides.rpc_url {
+            config.chain.rpc_url = rpc_url.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(value) = env("LATCHKEY_LISTEN") {
+            self.listen = parse("listen", &value)?;
+        }
+        if let Some(value) = env("LATCHKEY_DATA_DIR") {
+            self.data_dir = PathBuf::from(value);
+        }
+        if let Some(value) = env("LATCHKEY_RPC_URL") {
+            self.chain.rpc_url = value;
+        }
+        if let Some(value) = env("LATCHKEY_ENTRY_POINT") {
+            self.chain.entry_point = parse("chain.entry_point", &value)?;
+        }
+        if let Some(value) = env("LATCHKEY_FACTORY") {
+            self.chain.factory = Some(parse("chain.factory", &value)?);
+        }
+        if let Some(value) = env("LATCHKEY_RELAYER_PRIVATE_KEY") {
+            self.relayer.private_key = Some(value);
+        }
+        Ok(())
+    }
+
+    /// Checks every field that can be checked without the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        url::Url::parse(&self.chain.rpc_url).map_err(|error| ConfigError::Invalid {
+            field: "chain.rpc_url",
+            reason: error.to_string(),
+        })?;
+        self.relayer_signer()?;
+        if self.chain.max_fee_per_gas_gwei == 0 {
+            return Err(invalid("chain.max_fee_per_gas_gwei", "must be at least 1"));
+        }
+        if self.relayer.max_in_flight == 0 {
+            return Err(invalid("relayer.max_in_flight", "must be at least 1"));
+        }
+        if self.relayer.poll_interval_ms == 0 {
+            return Err(invalid("relayer.poll_interval_ms", "must be at least 1"));
+        }
+        if self.intents.signature_timeout_secs == 0 {
+            return Err(invalid(
+                "intents.signature_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The relayer's signer.
+    pub fn relayer_signer(&self) -> Result<PrivateKeySigner, ConfigError> {
+        let key = self.relayer.private_key.as_deref().ok_or_else(|| {
+            invalid(
+                "relayer.private_key",
+                "required; set it in the file or in LATCHKEY_RELAYER_PRIVATE_KEY",
+            )
+        })?;
+        PrivateKeySigner::from_str(key.trim()).map_err(|_| {
+            invalid(
+                "relayer.private_key",
+                "not a 0x-prefixed 32-byte secp256k1 key",
+            )
+        })
+    }
+
+    /// The factory: configured, or the deterministic address for the EntryPoint.
+    pub fn factory(&self) -> Address {
+        self.chain
+            .factory
+            .unwrap_or_else(|| deploy::expected_addresses(self.chain.entry_point).factory)
+    }
+
+    /// The fee cap in wei.
+    pub fn max_fee_per_gas_wei(&self) -> u128 {
+        u128::from(self.chain.max_fee_per_gas_gwei) * 1_000_000_000
+    }
+
+    /// The signature timeout.
+    pub fn signature_timeout(&self) -> Duration {
+        Duration::from_secs(self.intents.signature_timeout_secs)
+    }
+}
+
+fn invalid(field: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.to_owned(),
+    }
+}
+
+fn parse<T: FromStr>(field: &'static str, value: &str) -> Result<T, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| invalid(field, &format!("cannot parse {value:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/from/file\"\n[chain]\nrpc_url = \"http://file:8545\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            data_dir: Some("/from/flag".into()),
+            ..Default::default()
+        };
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("LATCHKEY_RPC_URL", "http://env:8545"),
+                ("LATCHKEY_RELAYER_PRIVATE_KEY", KEY),
+            ]),
+            &overrides,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 6000, "file over default");
+        assert_eq!(config.chain.rpc_url, "http://env:8545", "env over file");
+        assert_eq!(
+            config.data_dir,
+            PathBuf::from("/from/flag"),
+            "flag over file"
+        );
+        assert!(
+            !format!("{config:?}").contains(&KEY[2..]),
+            "the key never appears in Debug"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let missing = Config::load(None, env(&[]), &Overrides::default()).unwrap_err();
+        assert!(
+            missing.to_string().contains("relayer.private_key"),
+            "{missing}"
+        );
+        let bad_url = Config::load(
+            None,
+            env(&[
+                ("LATCHKEY_RELAYER_PRIVATE_KEY", KEY),
+                ("LATCHKEY_RPC_URL", "not a url"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(bad_url.to_string().contains("chain.rpc_url"), "{bad_url}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[chain]\nrpc_uri = \"typo\"\n").unwrap();
+        let typo = Config::load(
+            Some(&path),
+            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(typo.to_string().contains("rpc_uri"), "{typo}");
+    }
+}

@@ -1,0 +1,163 @@
+//! The daemon: opens the store, connects to the chain, starts the relay engine and serves the
+//! gRPC API (with health and reflection) until the shutdown token is cancelled. There is one
+//! shutdown path: the token stops the server and the relay, and the store is flushed last.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use alloy::providers::{Provider, ProviderBuilder};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tracing::info;
+
+use crate::{
+    api::{
+        FILE_DESCRIPTOR_SET,
+        proto::{
+            account_service_server::AccountServiceServer,
+            session_service_server::SessionServiceServer,
+            transaction_intent_service_server::TransactionIntentServiceServer,
+        },
+        services::{Accounts, Intents, Sessions},
+    },
+    app::{App, AppConfig},
+    chain::{ChainError, client::ChainClient, deploy::Deployment},
+    config::{Config, ConfigError},
+    relay::{Relay, RelayConfig},
+    store::{Store, StoreError},
+};
+
+/// Why the daemon could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error("store at the configured data_dir: {0}")]
+    Store(#[from] StoreError),
+    /// The chain is unreachable or lacks the contracts.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The listen address could not be bound, or the server failed.
+    #[error("gRPC server: {0}")]
+    Server(String),
+}
+
+/// A daemon bound to its address, ready to [`Daemon::run`].
+pub struct Daemon {
+    listener: TcpListener,
+    app: App,
+    relay: Relay,
+}
+
+impl Daemon {
+    /// Opens everything the daemon needs and binds the listen address (port 0 picks a free
+    /// one; [`Daemon::local_addr`] tells which).
+    pub async fn start(config: &Config) -> Result<Self, DaemonError> {
+        config.validate()?;
+        let signer = config.relayer_signer()?;
+        let store = Store::open(&config.data_dir)?;
+        let rpc_url = config
+            .chain
+            .rpc_url
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                field: "chain.rpc_url",
+                reason: "not a URL".to_owned(),
+            })?;
+        let provider = ProviderBuilder::new().connect_http(rpc_url).erased();
+        let deployment = Deployment {
+            entry_point: config.chain.entry_point,
+            factory: config.factory(),
+            game_items: crate::chain::deploy::expected_addresses(config.chain.entry_point)
+                .game_items,
+        };
+        let chain =
+            ChainClient::connect(provider, deployment, config.max_fee_per_gas_wei()).await?;
+        let wakeup = Arc::new(Notify::new());
+        let app = App::new(
+            store,
+            chain,
+            AppConfig {
+                window_margin_secs: config.intents.window_margin_secs,
+                signature_timeout: config.signature_timeout(),
+            },
+            wakeup.clone(),
+        );
+        let relay = Relay::new(
+            app.clone(),
+            signer,
+            RelayConfig {
+                poll_interval: Duration::from_millis(config.relayer.poll_interval_ms),
+                max_in_flight: config.relayer.max_in_flight,
+            },
+            wakeup,
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| DaemonError::Server(format!("bind {}: {error}", config.listen)))?;
+        Ok(Self {
+            listener,
+            app,
+            relay,
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, DaemonError> {
+        self.listener
+            .local_addr()
+            .map_err(|error| DaemonError::Server(error.to_string()))
+    }
+
+    /// The application, for embedding callers.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops the relay and flushes the store.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
+        let addr = self.local_addr()?;
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<AccountServiceServer<Accounts>>()
+            .await;
+        health_reporter
+            .set_serving::<SessionServiceServer<Sessions>>()
+            .await;
+        health_reporter
+            .set_serving::<TransactionIntentServiceServer<Intents>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|error| DaemonError::Server(error.to_string()))?;
+
+        let relay_shutdown = shutdown.child_token();
+        let relay = tokio::spawn(self.relay.run(relay_shutdown.clone()));
+
+        info!(target: "daemon", %addr, "serving gRPC");
+        let served = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(AccountServiceServer::new(Accounts(self.app.clone())))
+            .add_service(SessionServiceServer::new(Sessions(self.app.clone())))
+            .add_service(TransactionIntentServiceServer::new(Intents(
+                self.app.clone(),
+            )))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.listener),
+                shutdown.clone().cancelled_owned(),
+            )
+            .await;
+
+        relay_shutdown.cancel();
+        let _ = relay.await;
+        self.app.store().flush().await?;
+        info!(target: "daemon", "stopped");
+        served.map_err(|error| DaemonError::Server(error.to_string()))
+    }
+}

@@ -1,0 +1,362 @@
+//! The transaction intent: its record, and the pure state machine of its way to the chain.
+
+use alloy::primitives::{Address, B256, Bytes, TxHash, U256};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    chain::user_operation::UserOperation,
+    session::{SessionId, Usage},
+};
+
+/// An intent's id: `int_` followed by a ULID, so ids sort by creation time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IntentId(String);
+
+impl IntentId {
+    /// Prefix of every intent id.
+    pub const PREFIX: &'static str = "int_";
+
+    /// A new id, greater than every id generated before it in this process.
+    pub fn generate() -> Self {
+        Self(format!("{}{}", Self::PREFIX, crate::ids::next_ulid()))
+    }
+
+    /// Parses an id, refusing anything that is not `int_` and a ULID.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ulid = text.strip_prefix(Self::PREFIX)?;
+        ulid::Ulid::from_string(ulid).ok()?;
+        Some(Self(text.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for IntentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an intent's operation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IntentKind {
+    /// Contract calls signed by the session key: what the API calls a transaction intent.
+    Call,
+    /// The owner-signed operation that registers the session key (and deploys the account
+    /// when needed).
+    Registration,
+    /// The owner-signed operation that revokes the session key.
+    Revocation,
+}
+
+/// Where an intent is on its way to the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IntentStatus {
+    /// Waiting for a signature.
+    PendingSignature,
+    /// Signed, waiting for the relay.
+    Queued,
+    /// Sent in a `handleOps` transaction.
+    Submitted,
+    /// Included and executed successfully (final).
+    Confirmed,
+    /// Included, but execution reverted (final).
+    Reverted,
+    /// Refused before execution, or never included (final).
+    Dropped,
+    /// Never signed in time (final).
+    Expired,
+}
+
+impl IntentStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 7] = [
+        Self::PendingSignature,
+        Self::Queued,
+        Self::Submitted,
+        Self::Confirmed,
+        Self::Reverted,
+        Self::Dropped,
+        Self::Expired,
+    ];
+
+    /// Whether the intent can change no more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Confirmed | Self::Reverted | Self::Dropped | Self::Expired
+        )
+    }
+
+    /// Whether the operation executed on chain, so the account spent the session's limits.
+    pub fn spent_limits(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Reverted)
+    }
+
+    /// A stable one-byte code, used as a store index prefix.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::PendingSignature => 1,
+            Self::Queued => 2,
+            Self::Submitted => 3,
+            Self::Confirmed => 4,
+            Self::Reverted => 5,
+            Self::Dropped => 6,
+            Self::Expired => 7,
+        }
+    }
+}
+
+/// Something that happened to an intent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IntentEvent {
+    /// A valid signature was attached.
+    Signed,
+    /// A `handleOps` transaction carrying the operation was sent (again, when resubmitted).
+    Submitted,
+    /// The transaction was lost before inclusion and the operation never executed: send it
+    /// again.
+    Requeued,
+    /// The operation executed; `success` says whether its execution succeeded.
+    Included {
+        /// The `success` flag of the `UserOperationEvent`.
+        success: bool,
+    },
+    /// The EntryPoint refused the operation, or it can never be included.
+    Dropped,
+    /// The signature deadline passed.
+    SignatureTimedOut,
+}
+
+/// A transition the state machine does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an intent in status {from:?} cannot take the event {event:?}")]
+pub struct InvalidIntentTransition {
+    /// The status the intent was in.
+    pub from: IntentStatus,
+    /// The event it could not take.
+    pub event: IntentEvent,
+}
+
+/// The intent state machine: the status that `event` leads to from `from`.
+pub fn transition(
+    from: IntentStatus,
+    event: &IntentEvent,
+) -> Result<IntentStatus, InvalidIntentTransition> {
+    use IntentEvent as E;
+    use IntentStatus as S;
+    let to = match (from, event) {
+        (S::PendingSignature, E::Signed) => S::Queued,
+        (S::PendingSignature, E::SignatureTimedOut) => S::Expired,
+        (S::Queued | S::Submitted, E::Submitted) => S::Submitted,
+        (S::Submitted, E::Requeued) => S::Queued,
+        (S::Submitted, E::Included { success: true }) => S::Confirmed,
+        (S::Submitted, E::Included { success: false }) => S::Reverted,
+        (S::PendingSignature | S::Queued | S::Submitted, E::Dropped) => S::Dropped,
+        _ => {
+            return Err(InvalidIntentTransition {
+                from,
+                event: event.clone(),
+            });
+        }
+    };
+    Ok(to)
+}
+
+/// One contract call of an intent, with its calldata already encoded and validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// The contract called.
+    pub to: Address,
+    /// Native value sent, wei.
+    pub value: U256,
+    /// The calldata.
+    pub data: Bytes,
+    /// The function signature and arguments it came from, kept to echo back to clients.
+    pub function: Option<(String, Vec<String>)>,
+}
+
+/// The `handleOps` transaction an intent was sent in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// Its hash, known before broadcast.
+    pub tx_hash: TxHash,
+    /// The relayer that sent it.
+    pub relayer: Address,
+    /// The relayer's account nonce it used.
+    pub relayer_nonce: u64,
+}
+
+/// How an included operation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentResult {
+    /// The transaction that included it.
+    pub tx_hash: TxHash,
+    /// The block that included it.
+    pub block_number: u64,
+    /// That block's hash.
+    pub block_hash: B256,
+    /// `actualGasUsed` of the `UserOperationEvent`.
+    pub gas_used: U256,
+    /// `actualGasCost` of the `UserOperationEvent`, wei.
+    pub actual_cost: U256,
+    /// Whether execution succeeded.
+    pub success: bool,
+    /// Why execution reverted, decoded.
+    pub revert: Option<RevertDetails>,
+}
+
+/// A decoded failure, as the API reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertDetails {
+    /// The EntryPoint's AA code, when the EntryPoint refused the operation.
+    pub aa_code: Option<String>,
+    /// What went wrong.
+    pub cause: String,
+    /// What to do about it.
+    pub remedy: String,
+    /// The decoded inner revert.
+    pub reason: String,
+}
+
+/// A request to act through a session key (or, internally, the owner's registration or
+/// revocation of it), and its way to the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The intent id.
+    pub id: IntentId,
+    /// What its operation does.
+    pub kind: IntentKind,
+    /// The session it belongs to.
+    pub session: SessionId,
+    /// The account that executes it.
+    pub account: Address,
+    /// The chain it lives on.
+    pub chain_id: u64,
+    /// The calls (for [`IntentKind::Call`]).
+    pub interactions: Vec<Interaction>,
+    /// The user operation, signed once the intent leaves `PendingSignature`.
+    pub user_op: UserOperation,
+    /// Its v0.8 userOpHash: what the signer signs.
+    pub user_op_hash: B256,
+    /// Where the intent is.
+    pub status: IntentStatus,
+    /// Every status it entered, with the time (unix ms), in order.
+    pub history: Vec<(IntentStatus, u64)>,
+    /// The transaction it was last sent in.
+    pub submission: Option<Submission>,
+    /// How it ended, once included.
+    pub result: Option<IntentResult>,
+    /// Why it was dropped or expired.
+    pub failure_reason: Option<String>,
+    /// Why the EntryPoint refused it, decoded, when it did.
+    pub refusal: Option<RevertDetails>,
+    /// The client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When a `PendingSignature` intent expires (unix ms).
+    pub signature_deadline_ms: Option<u64>,
+    /// What it reserved of its session's limits.
+    pub reserved: Usage,
+    /// Bumped by the store on every write: a write based on an older revision is refused,
+    /// so concurrent writers never overwrite each other's changes.
+    pub revision: u64,
+    /// Creation time, unix ms.
+    pub created_at_ms: u64,
+    /// Last change, unix ms.
+    pub updated_at_ms: u64,
+}
+
+impl Intent {
+    /// Applies `event`: the new status, recorded in the history with `now_ms`.
+    pub fn apply(
+        &mut self,
+        event: &IntentEvent,
+        now_ms: u64,
+    ) -> Result<(), InvalidIntentTransition> {
+        let to = transition(self.status, event)?;
+        if to != self.status {
+            self.history.push((to, now_ms));
+        }
+        self.status = to;
+        self.updated_at_ms = now_ms;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IntentEvent as E, IntentStatus as S, *};
+
+    #[test]
+    fn the_happy_path_reaches_confirmed() {
+        let mut status = S::PendingSignature;
+        for (event, expected) in [
+            (E::Signed, S::Queued),
+            (E::Submitted, S::Submitted),
+            (E::Submitted, S::Submitted),
+            (E::Included { success: true }, S::Confirmed),
+        ] {
+            status = transition(status, &event).unwrap();
+            assert_eq!(status, expected);
+        }
+    }
+
+    #[test]
+    fn failures_lead_to_the_right_final_status() {
+        assert_eq!(
+            transition(S::Submitted, &E::Included { success: false }),
+            Ok(S::Reverted)
+        );
+        assert_eq!(transition(S::Queued, &E::Dropped), Ok(S::Dropped));
+        assert_eq!(transition(S::Submitted, &E::Dropped), Ok(S::Dropped));
+        assert_eq!(
+            transition(S::PendingSignature, &E::SignatureTimedOut),
+            Ok(S::Expired)
+        );
+        assert_eq!(transition(S::Submitted, &E::Requeued), Ok(S::Queued));
+    }
+
+    #[test]
+    fn final_statuses_take_no_event_and_nothing_skips_submission() {
+        let events = [
+            E::Signed,
+            E::Submitted,
+            E::Requeued,
+            E::Included { success: true },
+            E::Dropped,
+            E::SignatureTimedOut,
+        ];
+        for status in S::ALL.into_iter().filter(|status| status.is_final()) {
+            for event in &events {
+                assert!(
+                    transition(status, event).is_err(),
+                    "{status:?} took {event:?}"
+                );
+            }
+        }
+        assert!(transition(S::Queued, &E::Included { success: true }).is_err());
+        assert!(transition(S::PendingSignature, &E::Submitted).is_err());
+        assert!(transition(S::Queued, &E::SignatureTimedOut).is_err());
+    }
+
+    #[test]
+    fn only_executed_intents_spent_limits() {
+        let spent: Vec<S> = S::ALL
+            .into_iter()
+            .filter(|status| status.spent_limits())
+            .collect();
+        assert_eq!(spent, vec![S::Confirmed, S::Reverted]);
+    }
+
+    #[test]
+    fn ids_parse_back_and_sort_by_creation() {
+        let first = IntentId::generate();
+        let second = IntentId::generate();
+        assert!(first < second);
+        assert_eq!(IntentId::parse(second.as_str()), Some(second));
+        assert_eq!(IntentId::parse("ses_01J0000000000000000000000"), None);
+    }
+}

@@ -1,0 +1,449 @@
+//! The relay engine: the one task that owns the relayer key and its nonces, and the only part
+//! of latchkey that sends transactions. It sends each queued operation in its own `handleOps`
+//! transaction, follows it to a receipt, and carries the outcome back to the intent and its
+//! session.
+//!
+//! Crash safety comes from the order of writes. The signed transaction's hash is stored with
+//! the intent (SUBMITTED) before the transaction is broadcast; after a crash the hash says
+//! where to look. A transaction that is nowhere to be found is sent again only once the
+//! EntryPoint's nonce shows the operation never executed, and every operation has a nonce of
+//! its own at sequence 0, so the EntryPoint itself refuses a second execution.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::{
+    eips::Encodable2718,
+    network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
+    primitives::{Address, B256, Bytes},
+    providers::{DynProvider, Provider},
+    rpc::types::{Filter, Log, TransactionReceipt, TransactionRequest},
+    signers::local::PrivateKeySigner,
+    sol_types::SolEvent,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    app::{App, now_ms},
+    chain::{
+        ChainError,
+        contracts::EntryPoint,
+        ops::nonce_key,
+        revert::{RevertReason, decode_handle_ops_revert},
+    },
+    intent::{Intent, IntentEvent, IntentResult, IntentStatus, RevertDetails, Submission},
+    session::{SessionEvent, SessionStatus},
+    store::StoreError,
+};
+
+/// Why a relay step failed; the engine logs it and tries again on its next pass.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The chain could not be reached or refused a request.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A transaction could not be signed.
+    #[error("signing the handleOps transaction failed: {0}")]
+    Signing(String),
+    /// A record changed under the engine; it will look again.
+    #[error("a record changed concurrently")]
+    Conflict,
+}
+
+impl From<alloy::transports::TransportError> for RelayError {
+    fn from(error: alloy::transports::TransportError) -> Self {
+        Self::Chain(error.into())
+    }
+}
+
+/// Settings of the relay engine.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// How often the engine looks for work when nothing wakes it.
+    pub poll_interval: Duration,
+    /// Most transactions sent and not yet included; past it, operations wait QUEUED.
+    pub max_in_flight: usize,
+}
+
+/// The relay engine. Build it, then [`Relay::run`] it on a task.
+pub struct Relay {
+    app: App,
+    signer: PrivateKeySigner,
+    wallet: EthereumWallet,
+    provider: DynProvider,
+    config: RelayConfig,
+    wakeup: Arc<Notify>,
+}
+
+impl Relay {
+    /// An engine relaying `app`'s intents with `signer`, woken by `wakeup`.
+    pub fn new(
+        app: App,
+        signer: PrivateKeySigner,
+        config: RelayConfig,
+        wakeup: Arc<Notify>,
+    ) -> Self {
+        let provider = app.chain().provider().clone();
+        let wallet = EthereumWallet::from(signer.clone());
+        Self {
+            app,
+            signer,
+            wallet,
+            provider,
+            config,
+            wakeup,
+        }
+    }
+
+    /// The relayer's address.
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// Runs until `shutdown` is cancelled. A pass that fails is logged and retried.
+    pub async fn run(self, shutdown: CancellationToken) {
+        info!(target: "relay", relayer = %self.address(), "started");
+        loop {
+            if let Err(error) = self.pass().await {
+                warn!(target: "relay", %error, "relay pass failed; retrying");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wakeup.notified() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        info!(target: "relay", "stopped");
+    }
+
+    /// One pass over everything that may need the engine: expired signatures and sessions,
+    /// submitted operations to follow, queued ones to send (oldest first).
+    pub async fn pass(&self) -> Result<(), RelayError> {
+        self.expire_unsigned()?;
+        self.expire_sessions().await?;
+        for intent in self
+            .app
+            .store()
+            .intents_in_status(IntentStatus::Submitted)?
+        {
+            self.track(intent).await?;
+        }
+        let mut in_flight = self
+            .app
+            .store()
+            .intents_in_status(IntentStatus::Submitted)?
+            .len();
+        for intent in self.app.store().intents_in_status(IntentStatus::Queued)? {
+            if in_flight >= self.config.max_in_flight {
+                debug!(target: "relay", in_flight, "in-flight limit reached; the rest wait");
+                break;
+            }
+            if self.submit(intent).await? {
+                in_flight += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn expire_unsigned(&self) -> Result<(), RelayError> {
+        let now = now_ms();
+        for mut intent in self
+            .app
+            .store()
+            .intents_in_status(IntentStatus::PendingSignature)?
+        {
+            if intent
+                .signature_deadline_ms
+                .is_some_and(|deadline| deadline <= now)
+            {
+                intent.failure_reason =
+                    Some("no signature was submitted before the deadline".into());
+                self.settle(intent, IntentEvent::SignatureTimedOut)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn expire_sessions(&self) -> Result<(), RelayError> {
+        let now = self.app.chain().chain_time().await?;
+        for mut session in self.app.store().sessions_in_status(SessionStatus::Active)? {
+            if session.valid_until < now {
+                session
+                    .apply(&SessionEvent::WindowClosed, now_ms())
+                    .map_err(|_| RelayError::Conflict)?;
+                match self.app.store().save(Some(&mut session), &mut []) {
+                    Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
+                info!(target: "relay", session = %session.id, "session expired");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `intent`'s operation in a `handleOps` transaction of its own. Returns whether a
+    /// transaction is now in flight for it.
+    async fn submit(&self, mut intent: Intent) -> Result<bool, RelayError> {
+        let entry_point =
+            EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
+        let call = entry_point.handleOps(vec![intent.user_op.pack()], self.address());
+        // Estimating is the simulation: an operation the EntryPoint refuses is dropped here,
+        // with its reason, before it costs the relayer anything.
+        let gas = match call.clone().from(self.address()).estimate_gas().await {
+            Ok(gas) => gas,
+            Err(error) => {
+                let Some(data) = error.as_revert_data() else {
+                    return Err(ChainError::Contract(error).into());
+                };
+                if self.executed(&intent).await? {
+                    // Sent before a crash that lost the record of it: follow it instead.
+                    self.settle_from_chain(intent).await?;
+                    return Ok(false);
+                }
+                let details = refusal_details(&data);
+                warn!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, reason = %details.cause, "operation refused by the EntryPoint");
+                intent.failure_reason = Some(format!("{}: {}", details.cause, details.reason));
+                intent.refusal = Some(details);
+                self.settle(intent, IntentEvent::Dropped)?;
+                return Ok(false);
+            }
+        };
+
+        let nonce = self
+            .provider
+            .get_transaction_count(self.address())
+            .pending()
+            .await?;
+        let fees = self.app.chain().fees().await?;
+        let request = TransactionRequest::default()
+            .with_from(self.address())
+            .with_to(entry_point.address().to_owned())
+            .with_input(call.calldata().clone())
+            .with_nonce(nonce)
+            .with_chain_id(self.app.chain().chain_id())
+            .with_gas_limit(gas.saturating_mul(6) / 5)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+        let envelope = request
+            .build(&self.wallet)
+            .await
+            .map_err(|error| RelayError::Signing(error.to_string()))?;
+        let tx_hash = *envelope.tx_hash();
+        let raw = Bytes::from(envelope.encoded_2718());
+
+        // Write-ahead: the hash is durable before the transaction exists anywhere else.
+        intent.submission = Some(Submission {
+            tx_hash,
+            relayer: self.address(),
+            relayer_nonce: nonce,
+        });
+        intent
+            .apply(&IntentEvent::Submitted, now_ms())
+            .map_err(|_| RelayError::Conflict)?;
+        match self.app.store().save(None, &mut [&mut intent]) {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => return Err(RelayError::Conflict),
+            Err(error) => return Err(error.into()),
+        }
+        self.app.store().flush().await?;
+        self.app.publish(&[&intent]);
+
+        if let Err(error) = self.provider.send_raw_transaction(&raw).await {
+            // Left SUBMITTED: tracking finds the transaction, or finds it lost and requeues.
+            warn!(target: "relay", intent = %intent.id, tx = %tx_hash, %error, "broadcast failed");
+            return Ok(true);
+        }
+        info!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, tx = %tx_hash, nonce, "submitted");
+        Ok(true)
+    }
+
+    /// Follows a submitted operation: its receipt, or why there is none.
+    async fn track(&self, intent: Intent) -> Result<(), RelayError> {
+        let Some(submission) = intent.submission.clone() else {
+            return self.requeue(intent);
+        };
+        if let Some(receipt) = self
+            .provider
+            .get_transaction_receipt(submission.tx_hash)
+            .await?
+        {
+            return match find_operation(receipt.inner.logs(), intent.user_op_hash) {
+                Some(_) => self.settle_included(intent, &receipt),
+                // The bundle reverted or skipped the operation: it did not execute.
+                None if !self.executed(&intent).await? => self.requeue(intent),
+                None => self.settle_from_chain(intent).await,
+            };
+        }
+        if self
+            .provider
+            .get_transaction_by_hash(submission.tx_hash)
+            .await?
+            .is_some()
+        {
+            debug!(target: "relay", intent = %intent.id, tx = %submission.tx_hash, "pending");
+            return Ok(());
+        }
+        if self.executed(&intent).await? {
+            return self.settle_from_chain(intent).await;
+        }
+        self.requeue(intent)
+    }
+
+    /// Whether the EntryPoint has consumed `intent`'s nonce, i.e. its operation executed.
+    async fn executed(&self, intent: &Intent) -> Result<bool, RelayError> {
+        let entry_point =
+            EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
+        let key = nonce_key(intent.user_op.nonce);
+        let next = entry_point
+            .getNonce(intent.account, key)
+            .call()
+            .await
+            .map_err(ChainError::from)?;
+        Ok(next > intent.user_op.nonce)
+    }
+
+    fn requeue(&self, mut intent: Intent) -> Result<(), RelayError> {
+        warn!(target: "relay", intent = %intent.id, "transaction lost before inclusion; sending again");
+        intent
+            .apply(&IntentEvent::Requeued, now_ms())
+            .map_err(|_| RelayError::Conflict)?;
+        match self.app.store().save(None, &mut [&mut intent]) {
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.app.publish(&[&intent]);
+        Ok(())
+    }
+
+    /// Settles an operation that executed, found through its `UserOperationEvent` log.
+    async fn settle_from_chain(&self, intent: Intent) -> Result<(), RelayError> {
+        let filter = Filter::new()
+            .address(self.app.chain().deployment().entry_point)
+            .event_signature(EntryPoint::UserOperationEvent::SIGNATURE_HASH)
+            .topic1(intent.user_op_hash)
+            .from_block(0);
+        let logs = self.provider.get_logs(&filter).await?;
+        let Some(log) = logs.first() else {
+            // Executed but its log not yet visible: look again on the next pass.
+            return Ok(());
+        };
+        let Some(tx_hash) = log.transaction_hash else {
+            return Ok(());
+        };
+        let Some(receipt) = self.provider.get_transaction_receipt(tx_hash).await? else {
+            return Ok(());
+        };
+        self.settle_included(intent, &receipt)
+    }
+
+    fn settle_included(
+        &self,
+        mut intent: Intent,
+        receipt: &TransactionReceipt,
+    ) -> Result<(), RelayError> {
+        let logs = receipt.inner.logs();
+        let Some(event) = find_operation(logs, intent.user_op_hash) else {
+            return Ok(());
+        };
+        let revert = (!event.success).then(|| execution_revert(logs, intent.user_op_hash));
+        intent.result = Some(IntentResult {
+            tx_hash: receipt.transaction_hash,
+            block_number: receipt.block_number.unwrap_or_default(),
+            block_hash: receipt.block_hash.unwrap_or_default(),
+            gas_used: event.actualGasUsed,
+            actual_cost: event.actualGasCost,
+            success: event.success,
+            revert,
+        });
+        info!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, tx = %receipt.transaction_hash, success = event.success, "included");
+        self.settle(
+            intent,
+            IntentEvent::Included {
+                success: event.success,
+            },
+        )
+    }
+
+    /// Applies a final `event` to `intent` and carries it to the session, in one write.
+    fn settle(&self, mut intent: Intent, event: IntentEvent) -> Result<(), RelayError> {
+        let now = now_ms();
+        intent
+            .apply(&event, now)
+            .map_err(|_| RelayError::Conflict)?;
+        let Some(mut session) = self.app.store().session(&intent.session)? else {
+            return Err(RelayError::Conflict);
+        };
+        let changed = session
+            .settle(&intent, now)
+            .map_err(|_| RelayError::Conflict)?;
+        let result = if changed {
+            self.app
+                .store()
+                .save(Some(&mut session), &mut [&mut intent])
+        } else {
+            self.app.store().save(None, &mut [&mut intent])
+        };
+        match result {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => return Err(RelayError::Conflict),
+            Err(error) => return Err(error.into()),
+        }
+        self.app.publish(&[&intent]);
+        Ok(())
+    }
+}
+
+/// The `UserOperationEvent` of `user_op_hash` among `logs`.
+fn find_operation(logs: &[Log], user_op_hash: B256) -> Option<EntryPoint::UserOperationEvent> {
+    logs.iter()
+        .filter(|log| log.topic0() == Some(&EntryPoint::UserOperationEvent::SIGNATURE_HASH))
+        .filter(|log| log.topics().get(1) == Some(&user_op_hash))
+        .find_map(|log| log.log_decode::<EntryPoint::UserOperationEvent>().ok())
+        .map(|log| log.inner.data)
+}
+
+/// Why an included operation's execution reverted, from its `UserOperationRevertReason` log.
+fn execution_revert(logs: &[Log], user_op_hash: B256) -> RevertDetails {
+    let reason = logs
+        .iter()
+        .filter(|log| log.topic0() == Some(&EntryPoint::UserOperationRevertReason::SIGNATURE_HASH))
+        .filter(|log| log.topics().get(1) == Some(&user_op_hash))
+        .find_map(|log| {
+            log.log_decode::<EntryPoint::UserOperationRevertReason>()
+                .ok()
+        })
+        .map(|log| RevertReason::decode(&log.inner.data.revertReason).to_string())
+        .unwrap_or_else(|| "no revert data".to_owned());
+    RevertDetails {
+        aa_code: None,
+        cause: "the operation's execution reverted; the account's checks had passed".to_owned(),
+        remedy: "check the call's arguments and the target contract's state".to_owned(),
+        reason,
+    }
+}
+
+/// Why the EntryPoint refused an operation, from `handleOps` revert data.
+fn refusal_details(data: &[u8]) -> RevertDetails {
+    match decode_handle_ops_revert(data) {
+        Some(error) => RevertDetails {
+            aa_code: Some(error.code.to_owned()),
+            cause: error.cause.to_owned(),
+            remedy: error.remedy.to_owned(),
+            reason: error
+                .inner
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or(error.message),
+        },
+        None => RevertDetails {
+            aa_code: None,
+            cause: "handleOps reverted".to_owned(),
+            remedy: "inspect the operation; the revert was not an EntryPoint error".to_owned(),
+            reason: RevertReason::decode(data).to_string(),
+        },
+    }
+}

@@ -1,0 +1,346 @@
+//! Sessions: a session key registered on a player's account, what it may do, and the pure
+//! state machine of its life. Storage and the chain only carry out what [`transition`]
+//! decides.
+
+mod permissions;
+
+use alloy::primitives::{Address, U256};
+use serde::{Deserialize, Serialize};
+
+pub use self::permissions::{CallPermission, Permissions, SelectorRule, Usage};
+use crate::intent::{Intent, IntentId, IntentKind, IntentStatus};
+
+/// A session's id: `ses_` followed by a ULID, so ids sort by creation time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// Prefix of every session id.
+    pub const PREFIX: &'static str = "ses_";
+
+    /// A new id, greater than every id generated before it in this process.
+    pub fn generate() -> Self {
+        Self(format!("{}{}", Self::PREFIX, crate::ids::next_ulid()))
+    }
+
+    /// Parses an id, refusing anything that is not `ses_` and a ULID.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ulid = text.strip_prefix(Self::PREFIX)?;
+        ulid::Ulid::from_string(ulid).ok()?;
+        Some(Self(text.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who holds a session key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyCustody {
+    /// latchkey generated the key and signs with it; it never leaves the daemon.
+    Held,
+    /// The client holds the key and signs each intent itself.
+    External,
+}
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionStatus {
+    /// Waiting for the owner's signature of the registration operation.
+    PendingSignature,
+    /// The registration operation is being relayed.
+    Registering,
+    /// Registered on chain; intents may use it inside its window.
+    Active,
+    /// Past its window (final).
+    Expired,
+    /// Revocation requested: waiting for the owner's signature, or being relayed.
+    Revoking,
+    /// Revoked on chain (final).
+    Revoked,
+    /// Registration failed (final).
+    Failed,
+}
+
+impl SessionStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 7] = [
+        Self::PendingSignature,
+        Self::Registering,
+        Self::Active,
+        Self::Expired,
+        Self::Revoking,
+        Self::Revoked,
+        Self::Failed,
+    ];
+
+    /// Whether the session can change no more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Expired | Self::Revoked | Self::Failed)
+    }
+
+    /// A stable one-byte code, used as a store index prefix.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::PendingSignature => 1,
+            Self::Registering => 2,
+            Self::Active => 3,
+            Self::Expired => 4,
+            Self::Revoking => 5,
+            Self::Revoked => 6,
+            Self::Failed => 7,
+        }
+    }
+}
+
+/// Something that happened to a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The owner signed the registration operation; it is queued for relay.
+    RegistrationSigned,
+    /// The registration operation executed successfully.
+    RegistrationConfirmed,
+    /// The registration operation was refused, reverted, or never signed in time.
+    RegistrationFailed,
+    /// The client asked to revoke the session.
+    RevocationRequested,
+    /// The revocation operation executed successfully.
+    RevocationConfirmed,
+    /// The revocation operation failed; the key is still registered.
+    RevocationFailed,
+    /// `valid_until` has passed.
+    WindowClosed,
+}
+
+/// A transition the state machine does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a session in status {from:?} cannot take the event {event:?}")]
+pub struct InvalidSessionTransition {
+    /// The status the session was in.
+    pub from: SessionStatus,
+    /// The event it could not take.
+    pub event: SessionEvent,
+}
+
+/// The session state machine: the status that `event` leads to from `from`.
+pub fn transition(
+    from: SessionStatus,
+    event: &SessionEvent,
+) -> Result<SessionStatus, InvalidSessionTransition> {
+    use SessionEvent as E;
+    use SessionStatus as S;
+    let to = match (from, event) {
+        (S::PendingSignature, E::RegistrationSigned) => S::Registering,
+        (S::PendingSignature | S::Registering, E::RegistrationFailed) => S::Failed,
+        (S::Registering, E::RegistrationConfirmed) => S::Active,
+        (S::Active, E::RevocationRequested) => S::Revoking,
+        (S::Revoking, E::RevocationConfirmed) => S::Revoked,
+        (S::Revoking, E::RevocationFailed) => S::Active,
+        // A registration still waiting for its signature, or an active key, lapses with its
+        // window. A revocation under way goes on: it is the owner's explicit wish.
+        (S::PendingSignature | S::Active, E::WindowClosed) => S::Expired,
+        _ => {
+            return Err(InvalidSessionTransition {
+                from,
+                event: event.clone(),
+            });
+        }
+    };
+    Ok(to)
+}
+
+/// A session key registered, or being registered, on an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session id.
+    pub id: SessionId,
+    /// The smart account.
+    pub account: Address,
+    /// The account's owner, who signs registration and revocation.
+    pub owner: Address,
+    /// The account's CREATE2 salt.
+    pub salt: U256,
+    /// The chain the session lives on.
+    pub chain_id: u64,
+    /// The session key's address.
+    pub key: Address,
+    /// Who holds the key.
+    pub custody: KeyCustody,
+    /// Operations are valid when `valid_after < block time`.
+    pub valid_after: u64,
+    /// ... and `block time <= valid_until` (unix seconds).
+    pub valid_until: u64,
+    /// What the key may do.
+    pub permissions: Permissions,
+    /// Where the session is in its life.
+    pub status: SessionStatus,
+    /// The internal intent that registers the key.
+    pub registration_intent: IntentId,
+    /// The internal intent that revokes the key, once requested.
+    pub revocation_intent: Option<IntentId>,
+    /// Why the session failed, or why its last revocation failed.
+    pub failure_reason: Option<String>,
+    /// What the session's intents have spent or reserved so far, for the off-chain check.
+    pub usage: Usage,
+    /// The next nonce sub-lane for an intent of this session: each intent gets its own lane
+    /// and sequence 0, so an intent that never executes leaves no gap behind it.
+    pub next_intent_lane: u32,
+    /// Bumped by the store on every write: a write based on an older revision is refused,
+    /// so concurrent writers never overwrite each other's changes.
+    pub revision: u64,
+    /// Creation time, unix milliseconds.
+    pub created_at_ms: u64,
+    /// Last change, unix milliseconds.
+    pub updated_at_ms: u64,
+}
+
+impl Session {
+    /// Applies `event`: the new status, and the update time.
+    pub fn apply(
+        &mut self,
+        event: &SessionEvent,
+        now_ms: u64,
+    ) -> Result<(), InvalidSessionTransition> {
+        self.status = transition(self.status, event)?;
+        self.updated_at_ms = now_ms;
+        Ok(())
+    }
+
+    /// Carries the outcome of one of the session's intents, just settled in `intent.status`,
+    /// over to the session: registration and revocation move its status, and a call intent
+    /// that never executed gives back the limits it had reserved. Returns whether the session
+    /// changed, so the caller writes both records in one store transaction.
+    pub fn settle(
+        &mut self,
+        intent: &Intent,
+        now_ms: u64,
+    ) -> Result<bool, InvalidSessionTransition> {
+        let reason = || {
+            intent
+                .failure_reason
+                .clone()
+                .unwrap_or_else(|| "reverted".to_owned())
+        };
+        let event = match (intent.kind, intent.status) {
+            (IntentKind::Call, status) if status.is_final() && !status.spent_limits() => {
+                self.usage = self.usage.saturating_sub(intent.reserved);
+                self.updated_at_ms = now_ms;
+                return Ok(true);
+            }
+            (IntentKind::Registration, IntentStatus::Queued) => SessionEvent::RegistrationSigned,
+            (IntentKind::Registration, IntentStatus::Confirmed) => {
+                SessionEvent::RegistrationConfirmed
+            }
+            (IntentKind::Registration, status) if status.is_final() => {
+                self.failure_reason = Some(format!("registration {status:?}: {}", reason()));
+                SessionEvent::RegistrationFailed
+            }
+            (IntentKind::Revocation, IntentStatus::Confirmed) => SessionEvent::RevocationConfirmed,
+            (IntentKind::Revocation, status) if status.is_final() => {
+                self.failure_reason = Some(format!("revocation {status:?}: {}", reason()));
+                SessionEvent::RevocationFailed
+            }
+            _ => return Ok(false),
+        };
+        // A session that already lapsed keeps its final status; the intent's own record still
+        // tells what happened to it.
+        if self.status.is_final() {
+            return Ok(false);
+        }
+        self.apply(&event, now_ms)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SessionEvent as E, SessionStatus as S, *};
+
+    #[test]
+    fn the_happy_path_registers_then_revokes() {
+        let mut status = S::PendingSignature;
+        for (event, expected) in [
+            (E::RegistrationSigned, S::Registering),
+            (E::RegistrationConfirmed, S::Active),
+            (E::RevocationRequested, S::Revoking),
+            (E::RevocationConfirmed, S::Revoked),
+        ] {
+            status = transition(status, &event).unwrap();
+            assert_eq!(status, expected);
+        }
+        assert!(status.is_final());
+    }
+
+    #[test]
+    fn failures_and_expiry_lead_where_they_should() {
+        assert_eq!(
+            transition(S::PendingSignature, &E::RegistrationFailed),
+            Ok(S::Failed)
+        );
+        assert_eq!(
+            transition(S::Registering, &E::RegistrationFailed),
+            Ok(S::Failed)
+        );
+        assert_eq!(transition(S::Revoking, &E::RevocationFailed), Ok(S::Active));
+        assert_eq!(transition(S::Active, &E::WindowClosed), Ok(S::Expired));
+        assert_eq!(
+            transition(S::PendingSignature, &E::WindowClosed),
+            Ok(S::Expired)
+        );
+    }
+
+    #[test]
+    fn final_statuses_take_no_event() {
+        let events = [
+            E::RegistrationSigned,
+            E::RegistrationConfirmed,
+            E::RegistrationFailed,
+            E::RevocationRequested,
+            E::RevocationConfirmed,
+            E::RevocationFailed,
+            E::WindowClosed,
+        ];
+        for status in S::ALL.into_iter().filter(|status| status.is_final()) {
+            for event in &events {
+                assert!(
+                    transition(status, event).is_err(),
+                    "{status:?} took {event:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_active_session_cannot_be_registered_again_nor_a_pending_one_revoked() {
+        assert!(transition(S::Active, &E::RegistrationSigned).is_err());
+        assert!(transition(S::PendingSignature, &E::RevocationRequested).is_err());
+        assert!(transition(S::Registering, &E::RevocationRequested).is_err());
+        assert!(transition(S::Revoking, &E::WindowClosed).is_err());
+    }
+
+    #[test]
+    fn status_codes_are_distinct() {
+        let mut codes: Vec<u8> = S::ALL.iter().map(|status| status.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), S::ALL.len());
+    }
+
+    #[test]
+    fn ids_parse_back_and_sort_by_creation() {
+        let first = SessionId::generate();
+        let second = SessionId::generate();
+        assert!(first < second);
+        assert_eq!(SessionId::parse(first.as_str()), Some(first));
+        assert_eq!(SessionId::parse("ses_not-a-ulid"), None);
+        assert_eq!(SessionId::parse("int_01J0000000000000000000000"), None);
+    }
+}

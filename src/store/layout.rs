@@ -1,0 +1,181 @@
+//! The bytes on disk: tree names, how index keys are built and taken apart, and the JSON
+//! encoding of records. Everything that knows a byte offset lives here.
+//!
+//! | tree                 | key                                   | value            |
+//! |----------------------|---------------------------------------|------------------|
+//! | `sessions`           | session id                            | JSON [`Session`] |
+//! | `intents`            | intent id                             | JSON [`Intent`]  |
+//! | `session_by_account` | account (20 bytes) ++ session id      | empty            |
+//! | `session_by_status`  | status code (1 byte) ++ session id    | empty            |
+//! | `intent_by_session`  | session id ++ `0x00` ++ intent id     | empty            |
+//! | `intent_by_account`  | account (20 bytes) ++ intent id       | empty            |
+//! | `intent_by_status`   | status code (1 byte) ++ intent id     | empty            |
+//! | `idempotency`        | session id ++ `0x00` ++ client key    | intent id        |
+//! | `held_keys`          | key address (20 bytes)                | secret key bytes |
+//! | `meta`               | `schema_version`                      | u32, big-endian  |
+//!
+//! Ids are a prefix and a ULID in Crockford base32, so their byte order is their creation
+//! order, and every index is sorted by creation inside its prefix.
+//!
+//! [`Session`]: crate::session::Session
+//! [`Intent`]: crate::intent::Intent
+
+use alloy::primitives::Address;
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{RecordId, StoreError};
+use crate::{intent::IntentId, session::SessionId};
+
+pub(super) const SESSIONS: &str = "sessions";
+pub(super) const INTENTS: &str = "intents";
+pub(super) const SESSION_BY_ACCOUNT: &str = "session_by_account";
+pub(super) const SESSION_BY_STATUS: &str = "session_by_status";
+pub(super) const INTENT_BY_SESSION: &str = "intent_by_session";
+pub(super) const INTENT_BY_ACCOUNT: &str = "intent_by_account";
+pub(super) const INTENT_BY_STATUS: &str = "intent_by_status";
+pub(super) const IDEMPOTENCY: &str = "idempotency";
+pub(super) const HELD_KEYS: &str = "held_keys";
+pub(super) const META: &str = "meta";
+
+/// The `meta` key of the schema version.
+pub(super) const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+
+/// The value of an index entry: the key says everything.
+pub(super) const EMPTY: &[u8] = &[];
+
+/// Separates a session id from what follows it. Ids are ASCII, so no id contains it.
+const SEPARATOR: u8 = 0x00;
+
+/// The prefix of every index entry of `account`.
+pub(super) fn account_prefix(account: Address) -> Vec<u8> {
+    account.as_slice().to_vec()
+}
+
+/// The prefix of every index entry of a status code.
+pub(super) fn status_prefix(code: u8) -> Vec<u8> {
+    vec![code]
+}
+
+/// The prefix of every `intent_by_session` (and `idempotency`) entry of `session`.
+pub(super) fn session_prefix(session: &SessionId) -> Vec<u8> {
+    let mut key = session.as_str().as_bytes().to_vec();
+    key.push(SEPARATOR);
+    key
+}
+
+/// An index key: a prefix, then the id it points at.
+pub(super) fn index_key(mut prefix: Vec<u8>, id: &str) -> Vec<u8> {
+    prefix.extend_from_slice(id.as_bytes());
+    prefix
+}
+
+/// The `idempotency` key of a client's key within a session.
+pub(super) fn idempotency_key(session: &SessionId, key: &str) -> Vec<u8> {
+    index_key(session_prefix(session), key)
+}
+
+/// The intent id an index entry (or an `idempotency` value) holds after `offset` bytes.
+pub(super) fn intent_id_at(
+    tree: &'static str,
+    bytes: &[u8],
+    offset: usize,
+) -> Result<IntentId, StoreError> {
+    std::str::from_utf8(bytes.get(offset..).unwrap_or_default())
+        .ok()
+        .and_then(IntentId::parse)
+        .ok_or_else(|| corrupt(tree, bytes, "does not hold an intent id"))
+}
+
+/// The session id an index entry holds after `offset` bytes.
+pub(super) fn session_id_at(
+    tree: &'static str,
+    bytes: &[u8],
+    offset: usize,
+) -> Result<SessionId, StoreError> {
+    std::str::from_utf8(bytes.get(offset..).unwrap_or_default())
+        .ok()
+        .and_then(SessionId::parse)
+        .ok_or_else(|| corrupt(tree, bytes, "does not hold a session id"))
+}
+
+/// A record as stored.
+pub(super) fn encode<T: Serialize>(record: RecordId, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode { record, source })
+}
+
+/// A record read back; undecodable bytes are [`StoreError::Corrupt`], never a panic.
+pub(super) fn decode<T: DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| corrupt(tree, key, error))
+}
+
+/// A [`StoreError::Corrupt`] for the entry at `key`.
+pub(super) fn corrupt(tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        key: printable(key),
+        reason: reason.to_string(),
+    }
+}
+
+/// A key as text when it is printable ASCII (ids), else as hex (accounts, status codes).
+fn printable(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(text) if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_graphic()) => {
+            text.to_owned()
+        }
+        _ => alloy::hex::encode_prefixed(key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_keys_split_back_into_their_ids() {
+        let session = SessionId::generate();
+        let intent = IntentId::generate();
+        let by_session = index_key(session_prefix(&session), intent.as_str());
+        assert_eq!(
+            by_session.len(),
+            session.as_str().len() + 1 + intent.as_str().len()
+        );
+        assert_eq!(
+            intent_id_at(
+                INTENT_BY_SESSION,
+                &by_session,
+                session_prefix(&session).len()
+            )
+            .unwrap(),
+            intent
+        );
+        let by_account = index_key(account_prefix(Address::repeat_byte(7)), session.as_str());
+        assert_eq!(
+            session_id_at(SESSION_BY_ACCOUNT, &by_account, 20).unwrap(),
+            session
+        );
+    }
+
+    #[test]
+    fn later_ids_sort_after_earlier_ones_under_one_prefix() {
+        let first = IntentId::generate();
+        let second = IntentId::generate();
+        let prefix = status_prefix(2);
+        assert!(index_key(prefix.clone(), first.as_str()) < index_key(prefix, second.as_str()));
+    }
+
+    #[test]
+    fn garbage_is_corrupt_not_a_panic() {
+        let error = intent_id_at(INTENT_BY_STATUS, &[2, 0xff, 0xfe], 1).unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Corrupt { key, .. } if key == "0x02fffe"),
+            "{error:?}"
+        );
+        assert!(intent_id_at(INTENT_BY_STATUS, &[2], 5).is_err());
+        assert!(decode::<u64>(SESSIONS, b"ses_x", b"{not json").is_err());
+    }
+}

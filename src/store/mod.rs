@@ -1,0 +1,668 @@
+//! Persistence: sessions, intents and held keys in sled, with the indexes the API lists by
+//! and the restart path resumes from.
+//!
+//! The domain modules decide; the store only records. Every state change of a session or
+//! intent is one call here, and one call is one sled transaction: the records, every index
+//! entry that follows from them, and any key material are written together or not at all.
+//! The caller acts on chain only after that write returned (and, when the action must
+//! survive a crash, after [`Store::flush`]), so on restart [`Store::intents_in_status`] and
+//! [`Store::sessions_in_status`] say what was in flight.
+//!
+//! # Concurrency
+//!
+//! Sessions and intents carry a `revision`. A write names the revision it was based on and
+//! is refused with [`StoreError::Conflict`] when the stored record has moved on, so two
+//! writers (say the relay engine and an API handler) can never overwrite each other's
+//! change; the loser re-reads and decides again. On success the store keeps the record at
+//! `revision + 1` (a new record at 1) and sets the caller's copy to the same, so the copy
+//! can be written again without a re-read and a caller cannot forget to follow along.
+//! A refused write leaves the copies as they were.
+//!
+//! Reads are not transactions: a list or lookup sees every write either wholly or not at
+//! all, entry by entry, but a list that spans several entries may see a write that committed
+//! while it ran. Lists re-check every filter on the record itself, so they never return a
+//! record that does not match.
+//!
+//! The store's methods block on sled. They are short (sled serves from memory and writes to
+//! its log in the background), except [`Store::flush`], which waits for an fsync on
+//! sled's own threads and is async.
+
+mod error;
+mod layout;
+mod tx;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use alloy::primitives::Address;
+use sled::Tree;
+
+pub use self::error::{RecordId, StoreError};
+use self::tx::{Staged, Trees};
+use crate::{
+    intent::{Intent, IntentId, IntentKind, IntentStatus},
+    session::{KeyCustody, Session, SessionId, SessionStatus},
+};
+
+/// The layout version this build reads and writes. Bumped whenever the bytes on disk change
+/// meaning, so an old binary never misreads a newer database (nor the reverse).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The largest page a list returns, whatever the request asks, so that one request cannot
+/// make the daemon read the whole database into memory.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The daemon's database. Cloning is cheap and every clone is the same database, so each
+/// task can hold its own handle.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    trees: Trees,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the contents: the store holds key material.
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which page of a list to return, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// How many items at most; 0 counts as 1 and anything above [`MAX_PAGE_SIZE`] as that.
+    /// The API layer applies its own default before calling.
+    pub size: usize,
+    /// The `next_token` of the previous page of the same list (same filter), or `None` for
+    /// the first page.
+    pub token: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Pass this back for the next page; `None` when this page is the last. It is opaque:
+    /// its form may change.
+    ///
+    /// Paging is by position in creation order, so a walk never returns an item twice nor
+    /// skips one that matched throughout, even while records are created between requests
+    /// (they are newer than every page already handed out, so they appear only in a new
+    /// walk).
+    pub next_token: Option<String>,
+}
+
+/// Which sessions a list returns; every condition given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Sessions on this account.
+    pub account: Option<Address>,
+    /// Sessions in this status.
+    pub status: Option<SessionStatus>,
+}
+
+impl SessionFilter {
+    /// Whether `session` passes, by the same test the lists apply, so that a live stream
+    /// can filter updates exactly as a list would.
+    pub fn matches(&self, session: &Session) -> bool {
+        self.account
+            .is_none_or(|account| session.account == account)
+            && self.status.is_none_or(|status| session.status == status)
+    }
+}
+
+/// Which intents a list returns; every condition given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntentFilter {
+    /// Intents of this session.
+    pub session: Option<SessionId>,
+    /// Intents on this account.
+    pub account: Option<Address>,
+    /// Intents in this status.
+    pub status: Option<IntentStatus>,
+    /// Intents of this kind.
+    pub kind: Option<IntentKind>,
+}
+
+impl IntentFilter {
+    /// Whether `intent` passes, by the same test the lists apply, so that a live stream can
+    /// filter updates exactly as a list would.
+    pub fn matches(&self, intent: &Intent) -> bool {
+        self.session
+            .as_ref()
+            .is_none_or(|session| &intent.session == session)
+            && self.account.is_none_or(|account| intent.account == account)
+            && self.status.is_none_or(|status| intent.status == status)
+            && self.kind.is_none_or(|kind| intent.kind == kind)
+    }
+}
+
+/// What [`Store::create_intent`] did. A client that retries a request with the same
+/// idempotency key gets the intent its first request created, not a second one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateIntent {
+    /// The intent is stored, and the session with it.
+    Created,
+    /// The session already has an intent under this idempotency key: here it is, as stored.
+    /// Nothing was written.
+    Existing(Box<Intent>),
+}
+
+impl Store {
+    /// A digest of every data tree's keys and values, in order. Two equal digests mean the
+    /// store holds exactly the same data: tests use it to show that a refused request wrote
+    /// nothing, and an operator can compare it across a maintenance window.
+    pub fn content_digest(&self) -> Result<alloy::primitives::B256, StoreError> {
+        let trees = &self.inner.trees;
+        let mut hasher = alloy::primitives::Keccak256::new();
+        for tree in [
+            &trees.sessions,
+            &trees.intents,
+            &trees.session_by_account,
+            &trees.session_by_status,
+            &trees.intent_by_session,
+            &trees.intent_by_account,
+            &trees.intent_by_status,
+            &trees.idempotency,
+            &trees.held_keys,
+        ] {
+            hasher.update(tree.name());
+            for entry in tree.iter() {
+                let (key, value) = entry?;
+                hasher.update((key.len() as u64).to_be_bytes());
+                hasher.update(&key);
+                hasher.update((value.len() as u64).to_be_bytes());
+                hasher.update(&value);
+            }
+        }
+        Ok(hasher.finalize())
+    }
+
+    /// Opens the database in `path`, creating it when missing. A fresh database is stamped
+    /// with [`SCHEMA_VERSION`]; one stamped with another version is refused before any of
+    /// its data is read or written.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        let meta = db.open_tree(layout::META)?;
+        match meta.get(layout::SCHEMA_VERSION_KEY)? {
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| {
+                        layout::corrupt(
+                            layout::META,
+                            layout::SCHEMA_VERSION_KEY,
+                            "the schema version is not 4 bytes",
+                        )
+                    })?;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::SchemaMismatch {
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+            }
+            None => {
+                // No version: a fresh directory, unless data is already there.
+                let unversioned = db.tree_names().iter().any(|name| {
+                    name.as_ref() != layout::META.as_bytes()
+                        && db.open_tree(name).is_ok_and(|tree| !tree.is_empty())
+                });
+                if unversioned {
+                    return Err(StoreError::SchemaMismatch {
+                        found: 0,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                meta.insert(layout::SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+        }
+        let trees = Trees::open(&db)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                trees,
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// Stores a new session with its registration intent, and the session key's secret when
+    /// latchkey holds it, in one write: a session never exists without the intent that
+    /// registers it, nor a held session without its key.
+    ///
+    /// Both records must be new (`AlreadyExists` otherwise); they are stored at revision 1
+    /// whatever revision the copies carry (0 by convention), and both copies are set to 1.
+    /// `held_key` is the key's address and its secret as the keys module sealed it; it is
+    /// required exactly when the session's custody is `Held`.
+    pub fn create_session(
+        &self,
+        session: &mut Session,
+        registration: &mut Intent,
+        held_key: Option<(Address, &[u8])>,
+    ) -> Result<(), StoreError> {
+        if session.registration_intent != registration.id
+            || registration.session != session.id
+            || registration.account != session.account
+        {
+            return Err(invalid(format!(
+                "intent {} is not the registration of session {}",
+                registration.id, session.id
+            )));
+        }
+        match (session.custody, held_key) {
+            (KeyCustody::Held, Some((address, _))) if address == session.key => {}
+            (KeyCustody::External, None) => {}
+            _ => {
+                return Err(invalid(format!(
+                    "session {} needs its held key exactly when latchkey holds it, under the \
+                     session key's address",
+                    session.id
+                )));
+            }
+        }
+        let staged_session = Staged::session(session, 1)?;
+        let staged_intent = Staged::intent(registration, 1)?;
+        self.inner.trees.transact(|tx| {
+            tx.insert_session(&staged_session)?;
+            tx.insert_intent(&staged_intent)?;
+            if let Some((address, secret)) = held_key {
+                tx.insert_held_key(address, secret)?;
+            }
+            Ok(())
+        })?;
+        session.revision = 1;
+        registration.revision = 1;
+        Ok(())
+    }
+
+    /// Stores a new intent together with the session change it makes (its reserved usage,
+    /// its nonce lane), in one write, unless the client already used the intent's
+    /// idempotency key in this session: then nothing is written and the first intent comes
+    /// back. The key check and the write are one transaction, so two concurrent requests
+    /// with one key create one intent.
+    ///
+    /// The session write is checked against `session.revision` (`Conflict` when it moved
+    /// on). On [`CreateIntent::Created`] the intent is stored at revision 1 and the session
+    /// at `revision + 1`, and both copies are set to match; on [`CreateIntent::Existing`]
+    /// neither copy changes. The key is checked first, so a retried request gets its intent
+    /// back even when the session has moved on since.
+    pub fn create_intent(
+        &self,
+        session: &mut Session,
+        intent: &mut Intent,
+    ) -> Result<CreateIntent, StoreError> {
+        if intent.session != session.id || intent.account != session.account {
+            return Err(invalid(format!(
+                "intent {} does not belong to session {}",
+                intent.id, session.id
+            )));
+        }
+        let revision = next_revision(&session.id, session.revision)?;
+        let staged_session = Staged::session(session, revision)?;
+        let staged_intent = Staged::intent(intent, 1)?;
+        let outcome = self.inner.trees.transact(|tx| {
+            if let Some(client_key) = &staged_intent.record.idempotency_key
+                && let Some(existing) =
+                    tx.intent_for_idempotency_key(&staged_session.record.id, client_key)?
+            {
+                return Ok(CreateIntent::Existing(Box::new(existing)));
+            }
+            tx.update_session(&staged_session)?;
+            tx.insert_intent(&staged_intent)?;
+            Ok(CreateIntent::Created)
+        })?;
+        if outcome == CreateIntent::Created {
+            session.revision = revision;
+            intent.revision = 1;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes changed records in one write: a session and the intents a change touched
+    /// (for example an intent confirmed and the session usage it settles), so they never
+    /// disagree on disk. Status indexes follow status changes.
+    ///
+    /// Every record must exist (`NotFound`) and still be at the revision its copy carries
+    /// (`Conflict`); if any is not, nothing is written. On success each is stored at
+    /// `revision + 1` and each copy is set to match.
+    pub fn save(
+        &self,
+        session: Option<&mut Session>,
+        intents: &mut [&mut Intent],
+    ) -> Result<(), StoreError> {
+        if session.is_none() && intents.is_empty() {
+            return Ok(());
+        }
+        let staged_session = match session.as_deref() {
+            Some(session) => {
+                let revision = next_revision(&session.id, session.revision)?;
+                Some(Staged::session(session, revision)?)
+            }
+            None => None,
+        };
+        let staged_intents = intents
+            .iter()
+            .map(|intent| {
+                let revision = next_revision(&intent.id, intent.revision)?;
+                Staged::intent(intent, revision)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.inner.trees.transact(|tx| {
+            if let Some(staged) = &staged_session {
+                tx.update_session(staged)?;
+            }
+            for staged in &staged_intents {
+                tx.update_intent(staged)?;
+            }
+            Ok(())
+        })?;
+        // Every revision was checked to have a successor before the write.
+        if let Some(session) = session {
+            session.revision += 1;
+        }
+        for intent in intents.iter_mut() {
+            intent.revision += 1;
+        }
+        Ok(())
+    }
+
+    /// A session as stored: the copy to decide on and hand back to [`Store::save`], whose
+    /// revision check then catches anyone who wrote in between.
+    pub fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let key = id.as_str().as_bytes();
+        self.inner
+            .trees
+            .sessions
+            .get(key)?
+            .map(|bytes| read_session(key, &bytes))
+            .transpose()
+    }
+
+    /// An intent as stored: the copy to decide on and hand back to [`Store::save`], whose
+    /// revision check then catches anyone who wrote in between.
+    pub fn intent(&self, id: &IntentId) -> Result<Option<Intent>, StoreError> {
+        let key = id.as_str().as_bytes();
+        self.inner
+            .trees
+            .intents
+            .get(key)?
+            .map(|bytes| read_intent(key, &bytes))
+            .transpose()
+    }
+
+    /// The intent a client created in `session` under idempotency key `client_key`, so the
+    /// API can answer a retried request before doing any work for it.
+    pub fn intent_by_idempotency_key(
+        &self,
+        session: &SessionId,
+        client_key: &str,
+    ) -> Result<Option<Intent>, StoreError> {
+        let key = layout::idempotency_key(session, client_key);
+        let Some(id) = self.inner.trees.idempotency.get(&key)? else {
+            return Ok(None);
+        };
+        let id = layout::intent_id_at(layout::IDEMPOTENCY, &id, 0)?;
+        self.intent(&id)?
+            .ok_or_else(|| layout::corrupt(layout::IDEMPOTENCY, &key, dangling(&id)))
+            .map(Some)
+    }
+
+    /// The stored secret of a held session key, by its address, as the keys module stored
+    /// it (encrypted).
+    pub fn held_key(&self, address: Address) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .inner
+            .trees
+            .held_keys
+            .get(address.as_slice())?
+            .map(|secret| secret.to_vec()))
+    }
+
+    /// A page of sessions, newest first. Walks the account index when an account is given,
+    /// else the status index, else every session; the other conditions are checked on each
+    /// record.
+    pub fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError> {
+        let before = parse_token(page, SessionId::parse)?;
+        let trees = &self.inner.trees;
+        let (tree, name, prefix) = match (filter.account, filter.status) {
+            (Some(account), _) => (
+                &trees.session_by_account,
+                layout::SESSION_BY_ACCOUNT,
+                layout::account_prefix(account),
+            ),
+            (None, Some(status)) => (
+                &trees.session_by_status,
+                layout::SESSION_BY_STATUS,
+                layout::status_prefix(status.code()),
+            ),
+            (None, None) => (&trees.sessions, layout::SESSIONS, Vec::new()),
+        };
+        let before = before.as_ref().map(SessionId::as_str);
+        let items = walk_newest_first(tree, &prefix, before, page.size, |key, value| {
+            let session = if name == layout::SESSIONS {
+                read_session(key, value)?
+            } else {
+                let id = layout::session_id_at(name, key, prefix.len())?;
+                self.session(&id)?
+                    .ok_or_else(|| layout::corrupt(name, key, dangling(&id)))?
+            };
+            Ok(filter.matches(&session).then_some(session))
+        })?;
+        Ok(into_page(items, page.size, |session| {
+            session.id.to_string()
+        }))
+    }
+
+    /// A page of intents, newest first. Walks the most selective index the filter allows
+    /// (session, then account, then status, else every intent); the other conditions are
+    /// checked on each record.
+    pub fn list_intents(
+        &self,
+        filter: &IntentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Intent>, StoreError> {
+        let before = parse_token(page, IntentId::parse)?;
+        let trees = &self.inner.trees;
+        let (tree, name, prefix) = if let Some(session) = &filter.session {
+            (
+                &trees.intent_by_session,
+                layout::INTENT_BY_SESSION,
+                layout::session_prefix(session),
+            )
+        } else if let Some(account) = filter.account {
+            (
+                &trees.intent_by_account,
+                layout::INTENT_BY_ACCOUNT,
+                layout::account_prefix(account),
+            )
+        } else if let Some(status) = filter.status {
+            (
+                &trees.intent_by_status,
+                layout::INTENT_BY_STATUS,
+                layout::status_prefix(status.code()),
+            )
+        } else {
+            (&trees.intents, layout::INTENTS, Vec::new())
+        };
+        let before = before.as_ref().map(IntentId::as_str);
+        let items = walk_newest_first(tree, &prefix, before, page.size, |key, value| {
+            let intent = if name == layout::INTENTS {
+                read_intent(key, value)?
+            } else {
+                self.indexed_intent(name, key, prefix.len())?
+            };
+            Ok(filter.matches(&intent).then_some(intent))
+        })?;
+        Ok(into_page(items, page.size, |intent| intent.id.to_string()))
+    }
+
+    /// Every intent in `status`, oldest first: on restart, the `Queued` ones go back to the
+    /// relay in the order they were made and the `Submitted` ones are tracked again.
+    pub fn intents_in_status(&self, status: IntentStatus) -> Result<Vec<Intent>, StoreError> {
+        let prefix = layout::status_prefix(status.code());
+        let mut intents = Vec::new();
+        for entry in self.inner.trees.intent_by_status.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let intent = self.indexed_intent(layout::INTENT_BY_STATUS, &key, prefix.len())?;
+            // The record is the truth: it may have moved on since the index was read.
+            if intent.status == status {
+                intents.push(intent);
+            }
+        }
+        Ok(intents)
+    }
+
+    /// Every session in `status`, oldest first: on restart, registrations and revocations
+    /// under way are resumed, and active sessions get their expiry timers back.
+    pub fn sessions_in_status(&self, status: SessionStatus) -> Result<Vec<Session>, StoreError> {
+        let prefix = layout::status_prefix(status.code());
+        let mut sessions = Vec::new();
+        for entry in self.inner.trees.session_by_status.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let id = layout::session_id_at(layout::SESSION_BY_STATUS, &key, prefix.len())?;
+            let session = self
+                .session(&id)?
+                .ok_or_else(|| layout::corrupt(layout::SESSION_BY_STATUS, &key, dangling(&id)))?;
+            if session.status == status {
+                sessions.push(session);
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// Makes every write that returned before this call durable (sled otherwise syncs its
+    /// log every half second). Await it between a state change and a chain action that
+    /// must not be repeated or lost after a crash. The fsync runs on sled's thread pool, so
+    /// the calling task's thread is not blocked.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The intent an index entry `key` points at, its id starting at `offset`.
+    fn indexed_intent(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        offset: usize,
+    ) -> Result<Intent, StoreError> {
+        let id = layout::intent_id_at(tree, key, offset)?;
+        self.intent(&id)?
+            .ok_or_else(|| layout::corrupt(tree, key, dangling(&id)))
+    }
+}
+
+/// Decodes a stored session, checking it is the one its key names.
+fn read_session(key: &[u8], bytes: &[u8]) -> Result<Session, StoreError> {
+    let session: Session = layout::decode(layout::SESSIONS, key, bytes)?;
+    if session.id.as_str().as_bytes() != key {
+        return Err(layout::corrupt(
+            layout::SESSIONS,
+            key,
+            format!("holds {}", session.id),
+        ));
+    }
+    Ok(session)
+}
+
+/// Decodes a stored intent, checking it is the one its key names.
+fn read_intent(key: &[u8], bytes: &[u8]) -> Result<Intent, StoreError> {
+    let intent: Intent = layout::decode(layout::INTENTS, key, bytes)?;
+    if intent.id.as_str().as_bytes() != key {
+        return Err(layout::corrupt(
+            layout::INTENTS,
+            key,
+            format!("holds {}", intent.id),
+        ));
+    }
+    Ok(intent)
+}
+
+/// The revision a record is stored at when written over `revision`.
+fn next_revision(id: &impl fmt::Display, revision: u64) -> Result<u64, StoreError> {
+    revision
+        .checked_add(1)
+        .ok_or_else(|| invalid(format!("{id} is at the last possible revision")))
+}
+
+fn invalid(reason: String) -> StoreError {
+    StoreError::InvalidWrite { reason }
+}
+
+fn dangling(id: &impl fmt::Display) -> String {
+    format!("points at {id}, which does not exist")
+}
+
+/// The id a page token names, or `InvalidPageToken`.
+fn parse_token<T>(
+    page: &PageRequest,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
+    page.token
+        .as_deref()
+        .map(|token| parse(token).ok_or(StoreError::InvalidPageToken))
+        .transpose()
+}
+
+/// Up to `size + 1` matching items from the entries of `tree` under `prefix`, newest first,
+/// starting below the id `before`; the extra item only says whether another page exists.
+///
+/// Keys under a prefix end in an id, and ids sort by creation, so the range below
+/// `prefix ++ before` is exactly what the previous pages have not reached yet.
+fn walk_newest_first<T>(
+    tree: &Tree,
+    prefix: &[u8],
+    before: Option<&str>,
+    size: usize,
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let size = page_size(size);
+    let entries = match before {
+        None => tree.scan_prefix(prefix),
+        Some(id) => tree.range(prefix.to_vec()..layout::index_key(prefix.to_vec(), id)),
+    };
+    let mut items = Vec::new();
+    for entry in entries.rev() {
+        let (key, value) = entry?;
+        if let Some(item) = visit(&key, &value)? {
+            items.push(item);
+            if items.len() > size {
+                break;
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// The page of `items` (as [`walk_newest_first`] found them), with a token when more exist.
+fn into_page<T>(mut items: Vec<T>, size: usize, id: impl Fn(&T) -> String) -> Page<T> {
+    let size = page_size(size);
+    let more = items.len() > size;
+    items.truncate(size);
+    let next_token = if more { items.last().map(id) } else { None };
+    Page { items, next_token }
+}
+
+fn page_size(requested: usize) -> usize {
+    requested.clamp(1, MAX_PAGE_SIZE)
+}

@@ -1,0 +1,932 @@
+//! The store on a real sled database in a temporary directory.
+
+use std::{collections::HashSet, sync::Barrier};
+
+use alloy::primitives::{Address, B256, U256};
+use tempfile::TempDir;
+
+use super::*;
+use crate::{
+    chain::user_operation::UserOperation,
+    intent::IntentEvent,
+    session::{Permissions, SessionEvent, Usage},
+};
+
+const ALICE: Address = Address::repeat_byte(0xa1);
+const BOB: Address = Address::repeat_byte(0xb0);
+
+fn open() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Store::open(dir.path()).expect("open a fresh store");
+    (dir, store)
+}
+
+/// A session waiting for its owner's signature, not yet stored.
+fn session_on(account: Address) -> Session {
+    Session {
+        id: SessionId::generate(),
+        account,
+        owner: Address::repeat_byte(0x0e),
+        salt: U256::ZERO,
+        chain_id: 31_337,
+        key: Address::repeat_byte(0x5e),
+        custody: KeyCustody::External,
+        valid_after: 0,
+        valid_until: 2_000_000_000,
+        permissions: Permissions {
+            call_limit: 100,
+            value_per_call_limit: 0,
+            value_budget: 0,
+            gas_budget: 1_000_000,
+            calls: Vec::new(),
+        },
+        status: SessionStatus::PendingSignature,
+        registration_intent: IntentId::generate(),
+        revocation_intent: None,
+        failure_reason: None,
+        usage: Usage::default(),
+        next_intent_lane: 0,
+        revision: 0,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+/// A new intent of `session`, not yet stored.
+fn intent_of(session: &Session, kind: IntentKind) -> Intent {
+    Intent {
+        id: IntentId::generate(),
+        kind,
+        session: session.id.clone(),
+        account: session.account,
+        chain_id: session.chain_id,
+        interactions: Vec::new(),
+        user_op: UserOperation::default(),
+        user_op_hash: B256::ZERO,
+        status: IntentStatus::PendingSignature,
+        history: vec![(IntentStatus::PendingSignature, 1)],
+        submission: None,
+        result: None,
+        failure_reason: None,
+        refusal: None,
+        idempotency_key: None,
+        signature_deadline_ms: None,
+        reserved: Usage::default(),
+        revision: 0,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+/// A session and its registration intent, as stored.
+fn stored_session(store: &Store, account: Address) -> (Session, Intent) {
+    let mut session = session_on(account);
+    let mut registration = Intent {
+        id: session.registration_intent.clone(),
+        ..intent_of(&session, IntentKind::Registration)
+    };
+    store
+        .create_session(&mut session, &mut registration, None)
+        .expect("create the session");
+    (session, registration)
+}
+
+/// A call intent of `session`, as stored; the session's copy follows.
+fn stored_call(store: &Store, session: &mut Session, idempotency_key: Option<&str>) -> Intent {
+    let mut intent = intent_of(session, IntentKind::Call);
+    intent.idempotency_key = idempotency_key.map(str::to_owned);
+    session.next_intent_lane += 1;
+    let outcome = store
+        .create_intent(session, &mut intent)
+        .expect("create the intent");
+    assert_eq!(outcome, CreateIntent::Created);
+    intent
+}
+
+fn ids(intents: &[Intent]) -> Vec<IntentId> {
+    intents.iter().map(|intent| intent.id.clone()).collect()
+}
+
+fn page(size: usize, token: Option<String>) -> PageRequest {
+    PageRequest { size, token }
+}
+
+#[test]
+fn sessions_and_intents_read_back_as_written_at_revision_one() {
+    let (_dir, store) = open();
+    let (mut session, registration) = stored_session(&store, ALICE);
+    assert_eq!(session.revision, 1);
+    assert_eq!(registration.revision, 1);
+    assert_eq!(store.session(&session.id).unwrap(), Some(session.clone()));
+    assert_eq!(
+        store.intent(&registration.id).unwrap(),
+        Some(registration.clone())
+    );
+
+    let call = stored_call(&store, &mut session, None);
+    assert_eq!(call.revision, 1);
+    assert_eq!(session.revision, 2);
+    assert_eq!(store.intent(&call.id).unwrap(), Some(call));
+    assert_eq!(store.session(&session.id).unwrap(), Some(session));
+
+    assert_eq!(store.session(&SessionId::generate()).unwrap(), None);
+    assert_eq!(store.intent(&IntentId::generate()).unwrap(), None);
+}
+
+#[test]
+fn creating_a_record_twice_is_refused_and_writes_nothing() {
+    let (_dir, store) = open();
+    let (session, registration) = stored_session(&store, ALICE);
+
+    // The same session again, with a fresh registration: the session id is taken.
+    let mut again = session.clone();
+    let mut fresh = Intent {
+        id: IntentId::generate(),
+        ..registration.clone()
+    };
+    again.registration_intent = fresh.id.clone();
+    let error = store
+        .create_session(&mut again, &mut fresh, None)
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::AlreadyExists { record: RecordId::Session(id) } if *id == session.id),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.intent(&fresh.id).unwrap(),
+        None,
+        "the aborted write left its intent"
+    );
+
+    // An intent id that is taken.
+    let mut session = store.session(&session.id).unwrap().unwrap();
+    let mut duplicate = registration.clone();
+    let error = store
+        .create_intent(&mut session, &mut duplicate)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::AlreadyExists {
+                record: RecordId::Intent(_)
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(store.session(&session.id).unwrap().unwrap().revision, 1);
+}
+
+#[test]
+fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
+    let (_dir, store) = open();
+    let (mut session, _) = stored_session(&store, ALICE);
+    let mut first = stored_call(&store, &mut session, None);
+    let mut second = stored_call(&store, &mut session, None);
+
+    // Two writers read the same revisions.
+    let mut stale_session = session.clone();
+    let mut stale_first = first.clone();
+
+    session.usage.calls = 1;
+    first.apply(&IntentEvent::Signed, 2).unwrap();
+    store.save(Some(&mut session), &mut [&mut first]).unwrap();
+    assert_eq!((session.revision, first.revision), (4, 2));
+
+    // The second writer changes `second` (current) and `first` (stale) together.
+    let second_before = second.clone();
+    second.apply(&IntentEvent::Signed, 3).unwrap();
+    stale_first.apply(&IntentEvent::Dropped, 3).unwrap();
+    let error = store
+        .save(None, &mut [&mut second, &mut stale_first])
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Conflict { record: RecordId::Intent(id), stored: 2, given: 1 } if *id == first.id),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.intent(&second.id).unwrap(),
+        Some(second_before),
+        "half a write was kept"
+    );
+    assert_eq!(
+        second.revision, 1,
+        "a refused write bumped the caller's copy"
+    );
+    assert_eq!(store.intent(&first.id).unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.intents_in_status(IntentStatus::Dropped).unwrap(),
+        Vec::new()
+    );
+
+    // A stale session refuses the whole write, too.
+    stale_session.usage.calls = 7;
+    let error = store
+        .save(Some(&mut stale_session), &mut [&mut second])
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Conflict {
+                record: RecordId::Session(_),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(store.session(&session.id).unwrap(), Some(session));
+    assert_eq!(
+        store.intent(&second.id).unwrap().unwrap().status,
+        IntentStatus::PendingSignature
+    );
+
+    // Re-read, re-apply, and the write goes through.
+    let mut second = store.intent(&second.id).unwrap().unwrap();
+    second.apply(&IntentEvent::Signed, 4).unwrap();
+    store.save(None, &mut [&mut second]).unwrap();
+    assert_eq!(store.intent(&second.id).unwrap(), Some(second));
+}
+
+#[test]
+fn of_many_writers_racing_from_one_revision_exactly_one_wins() {
+    let (_dir, store) = open();
+    let (session, _) = stored_session(&store, ALICE);
+    let writers = 8;
+    let barrier = Barrier::new(writers);
+    let outcomes: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|writer| {
+                let (store, barrier, mut session) = (store.clone(), &barrier, session.clone());
+                scope.spawn(move || {
+                    session.next_intent_lane = writer as u32;
+                    barrier.wait();
+                    store.save(Some(&mut session), &mut [])
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("writer thread"))
+            .collect()
+    });
+    let wins = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+    assert_eq!(wins, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().err())
+            .all(|error| matches!(error, StoreError::Conflict { .. }))
+    );
+    assert_eq!(store.session(&session.id).unwrap().unwrap().revision, 2);
+}
+
+#[test]
+fn saving_a_record_that_was_never_created_is_not_found() {
+    let (_dir, store) = open();
+    let mut session = session_on(ALICE);
+    let error = store.save(Some(&mut session), &mut []).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::NotFound {
+                record: RecordId::Session(_)
+            }
+        ),
+        "{error:?}"
+    );
+    let mut intent = intent_of(&session, IntentKind::Call);
+    let error = store.save(None, &mut [&mut intent]).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::NotFound {
+                record: RecordId::Intent(_)
+            }
+        ),
+        "{error:?}"
+    );
+    store.save(None, &mut []).expect("an empty save is a no-op");
+}
+
+#[test]
+fn writes_that_would_break_the_indexes_are_refused() {
+    let (_dir, store) = open();
+    let (mut session, _) = stored_session(&store, ALICE);
+    let (other, _) = stored_session(&store, BOB);
+
+    let mut stray = intent_of(&other, IntentKind::Call);
+    let error = store.create_intent(&mut session, &mut stray).unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidWrite { .. }),
+        "{error:?}"
+    );
+
+    let mut call = stored_call(&store, &mut session, Some("k"));
+    call.account = BOB;
+    let error = store.save(None, &mut [&mut call]).unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidWrite { .. }),
+        "{error:?}"
+    );
+    call.account = ALICE;
+    call.idempotency_key = None;
+    let error = store.save(None, &mut [&mut call]).unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidWrite { .. }),
+        "{error:?}"
+    );
+
+    session.account = BOB;
+    let error = store.save(Some(&mut session), &mut []).unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidWrite { .. }),
+        "{error:?}"
+    );
+
+    let mut unlinked = session_on(ALICE);
+    let mut registration = intent_of(&unlinked, IntentKind::Registration);
+    let error = store
+        .create_session(&mut unlinked, &mut registration, None)
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidWrite { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
+    let (_dir, store) = open();
+    let (mut session, mut registration) = stored_session(&store, ALICE);
+    let mut calls: Vec<Intent> = (0..4)
+        .map(|_| stored_call(&store, &mut session, None))
+        .collect();
+
+    // Sign them newest first: recovery order is creation order, not signing order.
+    for call in calls.iter_mut().rev() {
+        call.apply(&IntentEvent::Signed, 5).unwrap();
+        store.save(None, &mut [call]).unwrap();
+    }
+    assert_eq!(
+        ids(&store.intents_in_status(IntentStatus::Queued).unwrap()),
+        ids(&calls)
+    );
+    assert_eq!(
+        ids(&store
+            .intents_in_status(IntentStatus::PendingSignature)
+            .unwrap()),
+        vec![registration.id.clone()]
+    );
+
+    // One is submitted: it leaves the Queued index and enters the Submitted one.
+    calls[1].apply(&IntentEvent::Submitted, 6).unwrap();
+    store.save(None, &mut [&mut calls[1]]).unwrap();
+    let queued = store.intents_in_status(IntentStatus::Queued).unwrap();
+    assert_eq!(
+        ids(&queued),
+        vec![
+            calls[0].id.clone(),
+            calls[2].id.clone(),
+            calls[3].id.clone()
+        ]
+    );
+    assert_eq!(
+        store.intents_in_status(IntentStatus::Submitted).unwrap(),
+        vec![calls[1].clone()]
+    );
+    let listed = store
+        .list_intents(
+            &IntentFilter {
+                status: Some(IntentStatus::Submitted),
+                ..Default::default()
+            },
+            &page(10, None),
+        )
+        .unwrap();
+    assert_eq!(listed.items, vec![calls[1].clone()]);
+
+    // Sessions: the registration is signed, together with the session, in one write.
+    session.apply(&SessionEvent::RegistrationSigned, 7).unwrap();
+    registration.apply(&IntentEvent::Signed, 7).unwrap();
+    store
+        .save(Some(&mut session), &mut [&mut registration])
+        .unwrap();
+    assert_eq!(
+        store
+            .sessions_in_status(SessionStatus::PendingSignature)
+            .unwrap(),
+        Vec::new()
+    );
+    assert_eq!(
+        store
+            .sessions_in_status(SessionStatus::Registering)
+            .unwrap(),
+        vec![session.clone()]
+    );
+    assert_eq!(
+        store.intents_in_status(IntentStatus::Queued).unwrap()[0],
+        registration
+    );
+}
+
+#[test]
+fn a_repeated_idempotency_key_returns_the_first_intent_and_writes_nothing() {
+    let (_dir, store) = open();
+    let (mut session, _) = stored_session(&store, ALICE);
+    let first = stored_call(&store, &mut session, Some("order-42"));
+    let revision = session.revision;
+
+    let mut retry = intent_of(&session, IntentKind::Call);
+    retry.idempotency_key = Some("order-42".into());
+    let mut stale_session = session.clone();
+    stale_session.revision = 1; // an idempotent retry succeeds even from an old read
+    let outcome = store.create_intent(&mut stale_session, &mut retry).unwrap();
+    assert_eq!(outcome, CreateIntent::Existing(Box::new(first.clone())));
+    assert_eq!(
+        (stale_session.revision, retry.revision),
+        (1, 0),
+        "copies changed"
+    );
+    assert_eq!(
+        store.session(&session.id).unwrap().unwrap().revision,
+        revision
+    );
+    assert_eq!(store.intent(&retry.id).unwrap(), None);
+    let listed = store
+        .list_intents(
+            &IntentFilter {
+                session: Some(session.id.clone()),
+                kind: Some(IntentKind::Call),
+                ..Default::default()
+            },
+            &page(10, None),
+        )
+        .unwrap();
+    assert_eq!(ids(&listed.items), vec![first.id.clone()]);
+    assert_eq!(
+        store
+            .intent_by_idempotency_key(&session.id, "order-42")
+            .unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        store
+            .intent_by_idempotency_key(&session.id, "order-43")
+            .unwrap(),
+        None
+    );
+
+    // Keys are scoped to their session.
+    let (mut other, _) = stored_session(&store, ALICE);
+    let elsewhere = stored_call(&store, &mut other, Some("order-42"));
+    assert_eq!(
+        store
+            .intent_by_idempotency_key(&other.id, "order-42")
+            .unwrap(),
+        Some(elsewhere)
+    );
+}
+
+#[test]
+fn pages_walk_newest_first_without_duplicates_or_gaps_while_intents_are_created() {
+    let (_dir, store) = open();
+    let (mut session, _) = stored_session(&store, ALICE);
+    let calls: Vec<Intent> = (0..25)
+        .map(|_| stored_call(&store, &mut session, None))
+        .collect();
+    let mut expected = ids(&calls);
+    expected.reverse();
+    let filter = IntentFilter {
+        kind: Some(IntentKind::Call),
+        ..Default::default()
+    };
+
+    let mut seen = Vec::new();
+    let mut token = None;
+    let mut sizes = Vec::new();
+    loop {
+        let page = store.list_intents(&filter, &page(10, token)).unwrap();
+        sizes.push(page.items.len());
+        seen.extend(ids(&page.items));
+        // Traffic between requests: newer than anything handed out, so never in this walk.
+        stored_call(&store, &mut session, None);
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, vec![10, 10, 5]);
+    assert_eq!(seen, expected);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25);
+
+    // A fresh walk sees the newcomers first.
+    let first = store.list_intents(&filter, &page(10, None)).unwrap();
+    assert!(first.items[0].id > calls[24].id);
+}
+
+#[test]
+fn lists_filter_by_session_account_status_and_kind() {
+    let (_dir, store) = open();
+    let (mut alice, alice_registration) = stored_session(&store, ALICE);
+    let (mut bob, bob_registration) = stored_session(&store, BOB);
+    let alice_calls: Vec<Intent> = (0..3)
+        .map(|_| stored_call(&store, &mut alice, None))
+        .collect();
+    let mut bob_calls: Vec<Intent> = (0..2)
+        .map(|_| stored_call(&store, &mut bob, None))
+        .collect();
+    bob_calls[0].apply(&IntentEvent::Signed, 9).unwrap();
+    store.save(None, &mut [&mut bob_calls[0]]).unwrap();
+
+    let list = |filter: IntentFilter| {
+        let page = store.list_intents(&filter, &page(100, None)).unwrap();
+        assert_eq!(page.next_token, None);
+        ids(&page.items)
+    };
+    let newest_first = |intents: &[&Intent]| {
+        intents
+            .iter()
+            .rev()
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>()
+    };
+
+    assert_eq!(
+        list(IntentFilter {
+            session: Some(alice.id.clone()),
+            ..Default::default()
+        }),
+        newest_first(&[
+            &alice_registration,
+            &alice_calls[0],
+            &alice_calls[1],
+            &alice_calls[2]
+        ])
+    );
+    assert_eq!(
+        list(IntentFilter {
+            account: Some(BOB),
+            ..Default::default()
+        }),
+        newest_first(&[&bob_registration, &bob_calls[0], &bob_calls[1]])
+    );
+    assert_eq!(
+        list(IntentFilter {
+            status: Some(IntentStatus::Queued),
+            ..Default::default()
+        }),
+        vec![bob_calls[0].id.clone()]
+    );
+    assert_eq!(
+        list(IntentFilter {
+            kind: Some(IntentKind::Registration),
+            ..Default::default()
+        }),
+        newest_first(&[&alice_registration, &bob_registration])
+    );
+    assert_eq!(
+        list(IntentFilter {
+            account: Some(BOB),
+            status: Some(IntentStatus::PendingSignature),
+            kind: Some(IntentKind::Call),
+            ..Default::default()
+        }),
+        vec![bob_calls[1].id.clone()]
+    );
+    // A session on another account than the one asked for: nothing matches both.
+    assert_eq!(
+        list(IntentFilter {
+            session: Some(alice.id.clone()),
+            account: Some(BOB),
+            ..Default::default()
+        }),
+        Vec::<IntentId>::new()
+    );
+    assert_eq!(list(IntentFilter::default()).len(), 7);
+
+    // Sessions.
+    alice.apply(&SessionEvent::RegistrationSigned, 10).unwrap();
+    store.save(Some(&mut alice), &mut []).unwrap();
+    let sessions = |filter: SessionFilter, size: usize| {
+        store.list_sessions(&filter, &page(size, None)).unwrap()
+    };
+    assert_eq!(
+        sessions(SessionFilter::default(), 10).items,
+        vec![bob.clone(), alice.clone()]
+    );
+    assert_eq!(
+        sessions(
+            SessionFilter {
+                account: Some(ALICE),
+                ..Default::default()
+            },
+            10
+        )
+        .items,
+        vec![alice.clone()]
+    );
+    assert_eq!(
+        sessions(
+            SessionFilter {
+                status: Some(SessionStatus::PendingSignature),
+                ..Default::default()
+            },
+            10
+        )
+        .items,
+        vec![bob.clone()]
+    );
+    assert_eq!(
+        sessions(
+            SessionFilter {
+                account: Some(ALICE),
+                status: Some(SessionStatus::PendingSignature)
+            },
+            10
+        )
+        .items,
+        Vec::new()
+    );
+    let first = sessions(SessionFilter::default(), 1);
+    assert_eq!(first.items, vec![bob]);
+    let second = store
+        .list_sessions(&SessionFilter::default(), &page(1, first.next_token))
+        .unwrap();
+    assert_eq!(
+        second,
+        Page {
+            items: vec![alice],
+            next_token: None
+        }
+    );
+}
+
+#[test]
+fn a_malformed_page_token_is_refused() {
+    let (_dir, store) = open();
+    let (session, _) = stored_session(&store, ALICE);
+    for token in ["", "garbage", "int_", session.id.as_str()] {
+        let error = store
+            .list_intents(&IntentFilter::default(), &page(10, Some(token.into())))
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::InvalidPageToken),
+            "{token:?}: {error:?}"
+        );
+    }
+    let intent_token = Some(IntentId::generate().to_string());
+    let error = store
+        .list_sessions(&SessionFilter::default(), &page(10, intent_token))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidPageToken), "{error:?}");
+}
+
+#[test]
+fn a_page_size_of_zero_still_makes_progress() {
+    let (_dir, store) = open();
+    let (mut session, _) = stored_session(&store, ALICE);
+    let call = stored_call(&store, &mut session, None);
+    let first = store
+        .list_intents(&IntentFilter::default(), &page(0, None))
+        .unwrap();
+    assert_eq!(ids(&first.items), vec![call.id]);
+    assert!(first.next_token.is_some());
+}
+
+#[test]
+fn held_keys_are_stored_with_their_session_or_not_at_all() {
+    let (_dir, store) = open();
+    let mut session = session_on(ALICE);
+    session.custody = KeyCustody::Held;
+    let mut registration = Intent {
+        id: session.registration_intent.clone(),
+        ..intent_of(&session, IntentKind::Registration)
+    };
+    let secret = [7_u8; 48];
+
+    // Custody and key must agree.
+    let error = store
+        .create_session(&mut session.clone(), &mut registration.clone(), None)
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidWrite { .. }),
+        "{error:?}"
+    );
+    let wrong_address = Some((BOB, &secret[..]));
+    let error = store
+        .create_session(
+            &mut session.clone(),
+            &mut registration.clone(),
+            wrong_address,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidWrite { .. }),
+        "{error:?}"
+    );
+
+    let key = session.key;
+    store
+        .create_session(&mut session, &mut registration, Some((key, &secret)))
+        .unwrap();
+    assert_eq!(store.held_key(session.key).unwrap(), Some(secret.to_vec()));
+    assert_eq!(store.held_key(BOB).unwrap(), None);
+
+    // A second session under the same key address never replaces the key, and is not kept.
+    let mut twin = Session {
+        id: SessionId::generate(),
+        registration_intent: IntentId::generate(),
+        ..session.clone()
+    };
+    let mut twin_registration = Intent {
+        id: twin.registration_intent.clone(),
+        session: twin.id.clone(),
+        ..registration.clone()
+    };
+    let error = store
+        .create_session(
+            &mut twin,
+            &mut twin_registration,
+            Some((session.key, &[9_u8; 48])),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::AlreadyExists {
+                record: RecordId::HeldKey(_)
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(store.held_key(session.key).unwrap(), Some(secret.to_vec()));
+    assert_eq!(store.session(&twin.id).unwrap(), None);
+    assert_eq!(store.intent(&twin_registration.id).unwrap(), None);
+}
+
+#[tokio::test]
+async fn everything_is_still_there_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (session, registration, call) = {
+        let store = Store::open(dir.path()).unwrap();
+        let mut session = session_on(ALICE);
+        session.custody = KeyCustody::Held;
+        let mut registration = Intent {
+            id: session.registration_intent.clone(),
+            ..intent_of(&session, IntentKind::Registration)
+        };
+        let key = session.key;
+        store
+            .create_session(&mut session, &mut registration, Some((key, b"sealed")))
+            .unwrap();
+        let mut call = stored_call(&store, &mut session, Some("once"));
+        call.apply(&IntentEvent::Signed, 3).unwrap();
+        store.save(None, &mut [&mut call]).unwrap();
+        store.flush().await.unwrap();
+        (session, registration, call)
+    };
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.session(&session.id).unwrap(), Some(session.clone()));
+    assert_eq!(store.intent(&registration.id).unwrap(), Some(registration));
+    assert_eq!(
+        store.intents_in_status(IntentStatus::Queued).unwrap(),
+        vec![call.clone()]
+    );
+    assert_eq!(
+        store
+            .intent_by_idempotency_key(&session.id, "once")
+            .unwrap(),
+        Some(call)
+    );
+    assert_eq!(
+        store.held_key(session.key).unwrap(),
+        Some(b"sealed".to_vec())
+    );
+}
+
+#[test]
+fn writes_survive_dropping_the_store_without_an_explicit_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = {
+        let store = Store::open(dir.path()).unwrap();
+        stored_session(&store, ALICE).0
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.session(&session.id).unwrap(), Some(session));
+}
+
+#[test]
+fn a_database_of_another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let meta = db.open_tree(layout::META).unwrap();
+        meta.insert(layout::SCHEMA_VERSION_KEY, &2_u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let error = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::SchemaMismatch {
+                found: 2,
+                expected: 1
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn data_without_a_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree(layout::SESSIONS)
+            .unwrap()
+            .insert(b"ses_x", b"{}")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let error = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::SchemaMismatch {
+                found: 0,
+                expected: 1
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
+    let (_dir, store) = open();
+    let (mut session, _) = stored_session(&store, ALICE);
+    let call = stored_call(&store, &mut session, None);
+    let trees = &store.inner.trees;
+    trees
+        .intents
+        .insert(call.id.as_str(), b"{\"id\":".as_slice())
+        .unwrap();
+    trees
+        .sessions
+        .insert(session.id.as_str(), b"[]".as_slice())
+        .unwrap();
+
+    let error = store.intent(&call.id).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Corrupt {
+                tree: "intents",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let error = store.session(&session.id).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Corrupt {
+                tree: "sessions",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let error = store
+        .list_intents(&IntentFilter::default(), &page(10, None))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+    let error = store.save(Some(&mut session), &mut []).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+
+    // An index entry that points nowhere.
+    let orphan = IntentId::generate();
+    trees
+        .intent_by_status
+        .insert(
+            layout::index_key(
+                layout::status_prefix(IntentStatus::Queued.code()),
+                orphan.as_str(),
+            ),
+            layout::EMPTY,
+        )
+        .unwrap();
+    let error = store.intents_in_status(IntentStatus::Queued).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Corrupt {
+                tree: "intent_by_status",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}

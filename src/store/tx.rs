@@ -1,0 +1,336 @@
+//! Writes: one sled transaction over every data tree, and the record-level steps a write is
+//! made of (create a record with its index entries, update one under the revision check).
+//!
+//! sled 0.34 runs transactions under a process-wide write lock and commits all their trees
+//! in one atomically recovered log batch, so every write here is serializable against every
+//! other write, and after a crash it is either wholly there or wholly absent.
+
+use alloy::primitives::Address;
+use sled::{
+    Transactional, Tree,
+    transaction::{
+        ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+        TransactionalTree,
+    },
+};
+
+use super::{
+    RecordId, StoreError,
+    layout::{self, EMPTY},
+};
+use crate::{
+    intent::{Intent, IntentId},
+    session::{Session, SessionId},
+};
+
+/// The result of one step inside a transaction.
+pub(super) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
+
+/// Aborts the transaction with `error`: nothing of it is written.
+pub(super) fn fail<T>(error: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(error))
+}
+
+/// The data trees (every tree but `meta`).
+pub(super) struct Trees {
+    pub(super) sessions: Tree,
+    pub(super) intents: Tree,
+    pub(super) session_by_account: Tree,
+    pub(super) session_by_status: Tree,
+    pub(super) intent_by_session: Tree,
+    pub(super) intent_by_account: Tree,
+    pub(super) intent_by_status: Tree,
+    pub(super) idempotency: Tree,
+    pub(super) held_keys: Tree,
+}
+
+impl Trees {
+    /// Opens (creating when missing) every data tree of `db`.
+    pub(super) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(Self {
+            sessions: db.open_tree(layout::SESSIONS)?,
+            intents: db.open_tree(layout::INTENTS)?,
+            session_by_account: db.open_tree(layout::SESSION_BY_ACCOUNT)?,
+            session_by_status: db.open_tree(layout::SESSION_BY_STATUS)?,
+            intent_by_session: db.open_tree(layout::INTENT_BY_SESSION)?,
+            intent_by_account: db.open_tree(layout::INTENT_BY_ACCOUNT)?,
+            intent_by_status: db.open_tree(layout::INTENT_BY_STATUS)?,
+            idempotency: db.open_tree(layout::IDEMPOTENCY)?,
+            held_keys: db.open_tree(layout::HELD_KEYS)?,
+        })
+    }
+
+    /// Runs `body` as one transaction over every data tree. Whatever `body` aborts with is
+    /// returned as is, and nothing it wrote is kept. `body` may run more than once (sled
+    /// retries on internal conflicts), so it must only read and write through the [`Tx`].
+    pub(super) fn transact<A>(
+        &self,
+        body: impl Fn(&Tx<'_>) -> TxResult<A>,
+    ) -> Result<A, StoreError> {
+        (
+            &self.sessions,
+            &self.intents,
+            &self.session_by_account,
+            &self.session_by_status,
+            &self.intent_by_session,
+            &self.intent_by_account,
+            &self.intent_by_status,
+            &self.idempotency,
+            &self.held_keys,
+        )
+            .transaction(
+                |(
+                    sessions,
+                    intents,
+                    session_by_account,
+                    session_by_status,
+                    intent_by_session,
+                    intent_by_account,
+                    intent_by_status,
+                    idempotency,
+                    held_keys,
+                )| {
+                    body(&Tx {
+                        sessions,
+                        intents,
+                        session_by_account,
+                        session_by_status,
+                        intent_by_session,
+                        intent_by_account,
+                        intent_by_status,
+                        idempotency,
+                        held_keys,
+                    })
+                },
+            )
+            .map_err(|error| match error {
+                TransactionError::Abort(error) => error,
+                TransactionError::Storage(error) => StoreError::Db(error),
+            })
+    }
+}
+
+/// A record about to be written: the record as the caller has it (its `revision` is the one
+/// the write is based on) and its encoding as it will be stored.
+pub(super) struct Staged<'a, T> {
+    pub(super) record: &'a T,
+    pub(super) bytes: Vec<u8>,
+}
+
+impl<'a> Staged<'a, Session> {
+    /// A session stored with `revision`.
+    pub(super) fn session(record: &'a Session, revision: u64) -> Result<Self, StoreError> {
+        let stored = Session {
+            revision,
+            ..record.clone()
+        };
+        let bytes = layout::encode(RecordId::Session(record.id.clone()), &stored)?;
+        Ok(Self { record, bytes })
+    }
+}
+
+impl<'a> Staged<'a, Intent> {
+    /// An intent stored with `revision`.
+    pub(super) fn intent(record: &'a Intent, revision: u64) -> Result<Self, StoreError> {
+        let stored = Intent {
+            revision,
+            ..record.clone()
+        };
+        let bytes = layout::encode(RecordId::Intent(record.id.clone()), &stored)?;
+        Ok(Self { record, bytes })
+    }
+}
+
+/// The trees as seen inside one transaction.
+pub(super) struct Tx<'a> {
+    pub(super) sessions: &'a TransactionalTree,
+    pub(super) intents: &'a TransactionalTree,
+    pub(super) session_by_account: &'a TransactionalTree,
+    pub(super) session_by_status: &'a TransactionalTree,
+    pub(super) intent_by_session: &'a TransactionalTree,
+    pub(super) intent_by_account: &'a TransactionalTree,
+    pub(super) intent_by_status: &'a TransactionalTree,
+    pub(super) idempotency: &'a TransactionalTree,
+    pub(super) held_keys: &'a TransactionalTree,
+}
+
+impl Tx<'_> {
+    /// Stores a new session and its index entries; `AlreadyExists` if the id is taken.
+    pub(super) fn insert_session(&self, staged: &Staged<'_, Session>) -> TxResult<()> {
+        let session = staged.record;
+        let key = session.id.as_str().as_bytes();
+        if self.sessions.get(key)?.is_some() {
+            return fail(StoreError::AlreadyExists {
+                record: RecordId::Session(session.id.clone()),
+            });
+        }
+        self.sessions.insert(key, staged.bytes.as_slice())?;
+        let id = session.id.as_str();
+        self.session_by_account.insert(
+            layout::index_key(layout::account_prefix(session.account), id),
+            EMPTY,
+        )?;
+        self.session_by_status.insert(
+            layout::index_key(layout::status_prefix(session.status.code()), id),
+            EMPTY,
+        )?;
+        Ok(())
+    }
+
+    /// Replaces a stored session if it is still at the revision the write is based on, and
+    /// moves its status index entry when its status changed.
+    pub(super) fn update_session(&self, staged: &Staged<'_, Session>) -> TxResult<()> {
+        let session = staged.record;
+        let key = session.id.as_str().as_bytes();
+        let record = || RecordId::Session(session.id.clone());
+        let Some(bytes) = self.sessions.get(key)? else {
+            return fail(StoreError::NotFound { record: record() });
+        };
+        let stored: Session = abort_on_err(layout::decode(layout::SESSIONS, key, &bytes))?;
+        if stored.revision != session.revision {
+            return fail(StoreError::Conflict {
+                record: record(),
+                stored: stored.revision,
+                given: session.revision,
+            });
+        }
+        if stored.account != session.account {
+            return fail(StoreError::InvalidWrite {
+                reason: format!("{} would move to another account", record()),
+            });
+        }
+        if stored.status != session.status {
+            let id = session.id.as_str();
+            self.session_by_status.remove(layout::index_key(
+                layout::status_prefix(stored.status.code()),
+                id,
+            ))?;
+            self.session_by_status.insert(
+                layout::index_key(layout::status_prefix(session.status.code()), id),
+                EMPTY,
+            )?;
+        }
+        self.sessions.insert(key, staged.bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Stores a new intent, its index entries and its idempotency mapping; `AlreadyExists`
+    /// if the id is taken. The caller has checked that the idempotency key is free.
+    pub(super) fn insert_intent(&self, staged: &Staged<'_, Intent>) -> TxResult<()> {
+        let intent = staged.record;
+        let key = intent.id.as_str().as_bytes();
+        if self.intents.get(key)?.is_some() {
+            return fail(StoreError::AlreadyExists {
+                record: RecordId::Intent(intent.id.clone()),
+            });
+        }
+        self.intents.insert(key, staged.bytes.as_slice())?;
+        let id = intent.id.as_str();
+        self.intent_by_session.insert(
+            layout::index_key(layout::session_prefix(&intent.session), id),
+            EMPTY,
+        )?;
+        self.intent_by_account.insert(
+            layout::index_key(layout::account_prefix(intent.account), id),
+            EMPTY,
+        )?;
+        self.intent_by_status.insert(
+            layout::index_key(layout::status_prefix(intent.status.code()), id),
+            EMPTY,
+        )?;
+        if let Some(client_key) = &intent.idempotency_key {
+            self.idempotency.insert(
+                layout::idempotency_key(&intent.session, client_key),
+                id.as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a stored intent if it is still at the revision the write is based on, and
+    /// moves its status index entry when its status changed.
+    pub(super) fn update_intent(&self, staged: &Staged<'_, Intent>) -> TxResult<()> {
+        let intent = staged.record;
+        let key = intent.id.as_str().as_bytes();
+        let record = || RecordId::Intent(intent.id.clone());
+        let Some(bytes) = self.intents.get(key)? else {
+            return fail(StoreError::NotFound { record: record() });
+        };
+        let stored: Intent = abort_on_err(layout::decode(layout::INTENTS, key, &bytes))?;
+        if stored.revision != intent.revision {
+            return fail(StoreError::Conflict {
+                record: record(),
+                stored: stored.revision,
+                given: intent.revision,
+            });
+        }
+        let moved = if stored.session != intent.session {
+            Some("session")
+        } else if stored.account != intent.account {
+            Some("account")
+        } else if stored.idempotency_key != intent.idempotency_key {
+            Some("idempotency key")
+        } else {
+            None
+        };
+        if let Some(field) = moved {
+            return fail(StoreError::InvalidWrite {
+                reason: format!("{} would change its {field}, which is indexed", record()),
+            });
+        }
+        if stored.status != intent.status {
+            let id = intent.id.as_str();
+            self.intent_by_status.remove(layout::index_key(
+                layout::status_prefix(stored.status.code()),
+                id,
+            ))?;
+            self.intent_by_status.insert(
+                layout::index_key(layout::status_prefix(intent.status.code()), id),
+                EMPTY,
+            )?;
+        }
+        self.intents.insert(key, staged.bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// The intent a client's idempotency key of a session already maps to.
+    pub(super) fn intent_for_idempotency_key(
+        &self,
+        session: &SessionId,
+        client_key: &str,
+    ) -> TxResult<Option<Intent>> {
+        let Some(id) = self
+            .idempotency
+            .get(layout::idempotency_key(session, client_key))?
+        else {
+            return Ok(None);
+        };
+        let id: IntentId = abort_on_err(layout::intent_id_at(layout::IDEMPOTENCY, &id, 0))?;
+        let key = id.as_str().as_bytes();
+        let Some(bytes) = self.intents.get(key)? else {
+            return fail(layout::corrupt(
+                layout::IDEMPOTENCY,
+                &layout::idempotency_key(session, client_key),
+                format!("maps to {id}, which does not exist"),
+            ));
+        };
+        abort_on_err(layout::decode(layout::INTENTS, key, &bytes)).map(Some)
+    }
+
+    /// Stores a held key's secret under its address; `AlreadyExists` if the address is taken,
+    /// so key material is never silently replaced.
+    pub(super) fn insert_held_key(&self, address: Address, secret: &[u8]) -> TxResult<()> {
+        if self.held_keys.get(address.as_slice())?.is_some() {
+            return fail(StoreError::AlreadyExists {
+                record: RecordId::HeldKey(address),
+            });
+        }
+        self.held_keys.insert(address.as_slice(), secret)?;
+        Ok(())
+    }
+}
+
+/// A store error inside a transaction aborts it.
+fn abort_on_err<T>(result: Result<T, StoreError>) -> TxResult<T> {
+    result.map_err(ConflictableTransactionError::Abort)
+}

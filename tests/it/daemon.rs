@@ -1,0 +1,362 @@
+//! A latchkey daemon for tests: in-process, on a free port, with its sled store in a temp
+//! directory, relaying to the harness's anvil, and a gRPC client connected over a real
+//! socket. Dropping it stops the daemon.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use alloy::{
+    primitives::{Address, B256},
+    signers::local::PrivateKeySigner,
+};
+use latchkey::{
+    api::proto::{
+        self, account_service_client::AccountServiceClient,
+        session_service_client::SessionServiceClient,
+        transaction_intent_service_client::TransactionIntentServiceClient,
+    },
+    chain::user_operation::sign_user_op_hash,
+    config::Config,
+    daemon::Daemon,
+    store::Store,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::harness::TestChain;
+
+/// Gas budget given to test sessions: 1 ETH of worst-case fees.
+pub const GAS_BUDGET: &str = "1000000000000000000";
+
+pub struct TestDaemon {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: Store,
+    pub sessions: SessionServiceClient<Channel>,
+    pub intents: TransactionIntentServiceClient<Channel>,
+    pub accounts: AccountServiceClient<Channel>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDaemon {
+    /// Starts a daemon on a fresh store.
+    pub async fn start(chain: &TestChain) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("store");
+        let mut daemon = Self::start_on(chain, data_dir).await;
+        daemon._dir = Some(dir);
+        daemon
+    }
+
+    /// Starts a daemon on the store in `data_dir` (which may hold a previous daemon's state).
+    pub async fn start_on(chain: &TestChain, data_dir: PathBuf) -> Self {
+        init_logs();
+        let config = test_config(chain, &data_dir);
+        let daemon = Daemon::start(&config).await.expect("daemon starts");
+        let addr = daemon.local_addr().expect("bound");
+        let store = daemon.app().store().clone();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { daemon.run(shutdown).await.expect("daemon runs") }
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to the daemon");
+        Self {
+            addr,
+            data_dir,
+            store,
+            sessions: SessionServiceClient::new(channel.clone()),
+            intents: TransactionIntentServiceClient::new(channel.clone()),
+            accounts: AccountServiceClient::new(channel),
+            shutdown,
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    /// Takes the temporary directory that holds the store, so it outlives this daemon.
+    pub fn keep_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._dir.take()
+    }
+
+    /// Stops the daemon gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("daemon task");
+        }
+    }
+
+    /// Creates a HELD session for `owner` that may mint on the harness's GameItems, signs
+    /// its registration with the owner's key (EIP-191, an independent signer) and waits
+    /// until it is ACTIVE.
+    pub async fn active_held_session(
+        &mut self,
+        chain: &TestChain,
+        owner: &PrivateKeySigner,
+        call_limit: u32,
+    ) -> proto::Session {
+        let session = self
+            .sessions
+            .create_session(mint_session_request(chain, owner.address(), call_limit).await)
+            .await
+            .expect("create session")
+            .into_inner();
+        // Without a paymaster the account pays for its own operations.
+        chain.fund(account_address(&session.account)).await;
+        self.sign_and_activate(owner, session).await
+    }
+
+    /// Submits the owner's signature of the session's next action and waits for ACTIVE.
+    pub async fn sign_and_activate(
+        &mut self,
+        owner: &PrivateKeySigner,
+        session: proto::Session,
+    ) -> proto::Session {
+        let hash = next_action_hash(session.next_action.as_ref());
+        let signature = sign_user_op_hash(owner, hash).await.expect("owner signs");
+        self.sessions
+            .submit_session_signature(proto::SubmitSessionSignatureRequest {
+                name: session.name.clone(),
+                signature: signature.to_string(),
+            })
+            .await
+            .expect("submit signature");
+        self.wait_session(&session.name, proto::SessionStatus::Active)
+            .await
+    }
+
+    /// Polls a session until it reaches `status` (or fails the test after 30 s).
+    pub async fn wait_session(
+        &mut self,
+        name: &str,
+        status: proto::SessionStatus,
+    ) -> proto::Session {
+        for _ in 0..300 {
+            let session = self
+                .sessions
+                .get_session(proto::GetSessionRequest {
+                    name: name.to_owned(),
+                })
+                .await
+                .expect("get session")
+                .into_inner();
+            if session.status == status as i32 {
+                return session;
+            }
+            let settled = [
+                proto::SessionStatus::Failed,
+                proto::SessionStatus::Revoked,
+                proto::SessionStatus::Expired,
+            ];
+            assert!(
+                !settled.iter().any(|s| *s as i32 == session.status),
+                "session {name} settled in {:?} ({}) instead of {status:?}",
+                proto::SessionStatus::try_from(session.status),
+                session.failure_reason
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("session {name} never reached {status:?}");
+    }
+
+    /// Polls an intent until it is final (or fails the test after 60 s).
+    pub async fn wait_final(&mut self, name: &str) -> proto::TransactionIntent {
+        for _ in 0..600 {
+            let intent = self
+                .intents
+                .get_transaction_intent(proto::GetTransactionIntentRequest {
+                    name: name.to_owned(),
+                })
+                .await
+                .expect("get intent")
+                .into_inner();
+            if is_final(intent.status) {
+                return intent;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("intent {name} never became final");
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Daemon logs go to the test's output (shown for failing tests); `RUST_LOG` filters them.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn test_config(chain: &TestChain, data_dir: &std::path::Path) -> Config {
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
+    config.chain.rpc_url = chain.chain.rpc_url().to_string();
+    config.chain.factory = Some(chain.chain.deployment.factory);
+    config.relayer.private_key = Some(format!(
+        "0x{}",
+        alloy::hex::encode(chain.chain.relayer.to_bytes())
+    ));
+    config.relayer.poll_interval_ms = 200;
+    config
+}
+
+pub fn is_final(status: i32) -> bool {
+    use proto::TransactionIntentStatus as S;
+    [S::Confirmed, S::Reverted, S::Dropped, S::Expired]
+        .iter()
+        .any(|s| *s as i32 == status)
+}
+
+pub fn next_action_hash(action: Option<&proto::NextAction>) -> B256 {
+    let action = action.expect("a next action");
+    assert_eq!(action.r#type, proto::NextActionType::SignWithWallet as i32);
+    action.signable_hash.parse().expect("a 32-byte hash")
+}
+
+/// A HELD session request for `owner` (salt 0) allowed to mint on GameItems `call_limit` times.
+pub async fn mint_session_request(
+    chain: &TestChain,
+    owner: Address,
+    call_limit: u32,
+) -> proto::CreateSessionRequest {
+    let now = chain.latest_timestamp().await;
+    proto::CreateSessionRequest {
+        owner: owner.to_string(),
+        salt: "0".into(),
+        custody: proto::KeyCustody::Held as i32,
+        key_address: String::new(),
+        valid_after: i64::try_from(now - 1).expect("fits"),
+        valid_until: i64::try_from(now + 3_600).expect("fits"),
+        permissions: Some(proto::SessionPermissions {
+            call_limit,
+            value_per_call_limit: String::new(),
+            value_budget: String::new(),
+            gas_budget: GAS_BUDGET.into(),
+            calls: vec![proto::CallPermission {
+                target: chain.chain.deployment.game_items.to_string(),
+                function: "mint(address,uint256,uint256)".into(),
+            }],
+        }),
+    }
+}
+
+/// `mint(account, id, amount)` on the harness's GameItems.
+pub fn mint_interaction(
+    chain: &TestChain,
+    account: &str,
+    id: u64,
+    amount: u64,
+) -> proto::Interaction {
+    proto::Interaction {
+        to: chain.chain.deployment.game_items.to_string(),
+        value: String::new(),
+        call: Some(proto::interaction::Call::FunctionCall(
+            proto::FunctionCall {
+                signature: "mint(address,uint256,uint256)".into(),
+                args: vec![account.to_owned(), id.to_string(), amount.to_string()],
+            },
+        )),
+    }
+}
+
+/// The address inside an `accounts/{address}` name.
+pub fn account_address(name: &str) -> Address {
+    name.strip_prefix("accounts/")
+        .expect("account name")
+        .parse()
+        .expect("address")
+}
+
+/// The real `latchkey serve` binary as a child process, for tests that must kill it.
+pub struct DaemonProcess {
+    child: std::process::Child,
+    pub sessions: SessionServiceClient<Channel>,
+    pub intents: TransactionIntentServiceClient<Channel>,
+}
+
+impl DaemonProcess {
+    /// Spawns `latchkey serve --config FILE` on a free port over the store in `data_dir`, with
+    /// at most `max_in_flight` transactions in flight, and connects.
+    pub async fn spawn(
+        chain: &TestChain,
+        data_dir: &std::path::Path,
+        max_in_flight: usize,
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let config = test_config(chain, data_dir);
+        let file = data_dir.with_extension("toml");
+        let toml = format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = {data_dir:?}\n\n[chain]\nrpc_url = \"{rpc}\"\nfactory = \"{factory}\"\n\n[relayer]\npoll_interval_ms = 200\nmax_in_flight = {max_in_flight}\n",
+            data_dir = data_dir.display().to_string(),
+            rpc = config.chain.rpc_url,
+            factory = chain.chain.deployment.factory,
+        );
+        std::fs::write(&file, toml).expect("write config");
+        // The relayer key comes from the environment, as the docs recommend.
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--config", &file.display().to_string()])
+            .env(
+                "LATCHKEY_RELAYER_PRIVATE_KEY",
+                config.relayer.private_key.as_deref().expect("key"),
+            )
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("spawn latchkey serve");
+        let uri = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if let Ok(channel) = Channel::from_shared(uri.clone())
+                .expect("uri")
+                .connect()
+                .await
+            {
+                return Self {
+                    child,
+                    sessions: SessionServiceClient::new(channel.clone()),
+                    intents: TransactionIntentServiceClient::new(channel),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("latchkey serve did not start listening");
+    }
+
+    /// SIGKILL: no graceful shutdown, no flush.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
