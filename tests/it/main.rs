@@ -14,3 +14,4 @@ mod refusals;
 mod restart;
 mod session_key_flow;
 mod user_op_hash;
+mod walkthrough;
