@@ -335,6 +335,53 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_parses_to_the_defaults_and_names_every_field() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/latchkey.example.toml");
+        let config = Config::load(
+            Some(&path),
+            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.data_dir, defaults.data_dir);
+        assert_eq!(config.chain.rpc_url, defaults.chain.rpc_url);
+        assert_eq!(config.chain.entry_point, defaults.chain.entry_point);
+        assert_eq!(
+            config.chain.max_fee_per_gas_gwei,
+            defaults.chain.max_fee_per_gas_gwei
+        );
+        assert_eq!(
+            config.relayer.poll_interval_ms,
+            defaults.relayer.poll_interval_ms
+        );
+        assert_eq!(config.relayer.max_in_flight, defaults.relayer.max_in_flight);
+        assert_eq!(
+            config.intents.signature_timeout_secs,
+            defaults.intents.signature_timeout_secs
+        );
+        assert_eq!(
+            config.intents.window_margin_secs,
+            defaults.intents.window_margin_secs
+        );
+        // Commented-out fields are documented too.
+        let text = std::fs::read_to_string(&path).unwrap();
+        for field in ["factory", "private_key"] {
+            assert!(
+                text.contains(&format!("# {field} = ")),
+                "{field} is documented"
+            );
+        }
+        // The documented factory is the one latchkey derives.
+        assert!(
+            text.contains(&config.factory().to_string()),
+            "the example names the derived factory"
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let missing = Config::load(None, env(&[]), &Overrides::default()).unwrap_err();
         assert!(
