@@ -291,31 +291,8 @@ impl App {
         op.pre_verification_gas = ops::pre_verification_gas(&op);
         let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
 
-        let session_id = SessionId::generate();
-        let mut registration = Intent {
-            id: intent_id.clone(),
-            kind: IntentKind::Registration,
-            session: session_id.clone(),
-            account,
-            chain_id: chain.chain_id(),
-            interactions: Vec::new(),
-            user_op: op,
-            user_op_hash,
-            status: IntentStatus::PendingSignature,
-            history: vec![(IntentStatus::PendingSignature, now_ms)],
-            submission: None,
-            result: None,
-            failure_reason: None,
-            refusal: None,
-            idempotency_key: None,
-            signature_deadline_ms: Some(now_ms + self.signature_timeout_ms()),
-            reserved: Usage::default(),
-            revision: 0,
-            created_at_ms: now_ms,
-            updated_at_ms: now_ms,
-        };
         let mut session = Session {
-            id: session_id,
+            id: SessionId::generate(),
             account,
             owner: request.owner,
             salt: request.salt,
@@ -326,7 +303,7 @@ impl App {
             valid_until: request.valid_until,
             permissions: request.permissions,
             status: SessionStatus::PendingSignature,
-            registration_intent: intent_id,
+            registration_intent: intent_id.clone(),
             revocation_intent: None,
             failure_reason: None,
             usage: Usage::default(),
@@ -335,6 +312,15 @@ impl App {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         };
+        let mut registration = Intent::new(
+            intent_id,
+            IntentKind::Registration,
+            &session,
+            (op, user_op_hash),
+            IntentStatus::PendingSignature,
+            now_ms,
+        );
+        registration.signature_deadline_ms = Some(now_ms + self.signature_timeout_ms());
         let held_key = held
             .as_ref()
             .map(|generated| (generated.address, &generated.secret[..]));
@@ -469,28 +455,15 @@ impl App {
             };
             op.pre_verification_gas = ops::pre_verification_gas(&op);
             let user_op_hash = op.hash_v08(chain.deployment().entry_point, chain.chain_id())?;
-            let mut revocation = Intent {
-                id: intent_id.clone(),
-                kind: IntentKind::Revocation,
-                session: session.id.clone(),
-                account: session.account,
-                chain_id: session.chain_id,
-                interactions: Vec::new(),
-                user_op: op,
-                user_op_hash,
-                status: IntentStatus::PendingSignature,
-                history: vec![(IntentStatus::PendingSignature, now_ms)],
-                submission: None,
-                result: None,
-                failure_reason: None,
-                refusal: None,
-                idempotency_key: None,
-                signature_deadline_ms: Some(now_ms + self.signature_timeout_ms()),
-                reserved: Usage::default(),
-                revision: 0,
-                created_at_ms: now_ms,
-                updated_at_ms: now_ms,
-            };
+            let mut revocation = Intent::new(
+                intent_id.clone(),
+                IntentKind::Revocation,
+                &session,
+                (op, user_op_hash),
+                IntentStatus::PendingSignature,
+                now_ms,
+            );
+            revocation.signature_deadline_ms = Some(now_ms + self.signature_timeout_ms());
             session.apply(&SessionEvent::RevocationRequested, now_ms)?;
             session.revocation_intent = Some(intent_id);
             session.failure_reason = None;
@@ -590,28 +563,18 @@ impl App {
                     Some(now_ms + self.signature_timeout_ms()),
                 ),
             };
-            let mut intent = Intent {
-                id: IntentId::generate(),
-                kind: IntentKind::Call,
-                session: session.id.clone(),
-                account: session.account,
-                chain_id: session.chain_id,
-                interactions: interactions.clone(),
-                user_op: op,
-                user_op_hash,
+            let mut intent = Intent::new(
+                IntentId::generate(),
+                IntentKind::Call,
+                &session,
+                (op, user_op_hash),
                 status,
-                history: vec![(status, now_ms)],
-                submission: None,
-                result: None,
-                failure_reason: None,
-                refusal: None,
-                idempotency_key: idempotency_key.clone(),
-                signature_deadline_ms: deadline,
-                reserved,
-                revision: 0,
-                created_at_ms: now_ms,
-                updated_at_ms: now_ms,
-            };
+                now_ms,
+            );
+            intent.interactions = interactions.clone();
+            intent.idempotency_key = idempotency_key.clone();
+            intent.signature_deadline_ms = deadline;
+            intent.reserved = reserved;
             session.usage = session
                 .usage
                 .checked_add(reserved)

@@ -5,40 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     chain::user_operation::UserOperation,
-    session::{SessionId, Usage},
+    session::{Session, SessionId, Usage},
 };
 
-/// An intent's id: `int_` followed by a ULID, so ids sort by creation time.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct IntentId(String);
-
-impl IntentId {
-    /// Prefix of every intent id.
-    pub const PREFIX: &'static str = "int_";
-
-    /// A new id, greater than every id generated before it in this process.
-    pub fn generate() -> Self {
-        Self(format!("{}{}", Self::PREFIX, crate::ids::next_ulid()))
-    }
-
-    /// Parses an id, refusing anything that is not `int_` and a ULID.
-    pub fn parse(text: &str) -> Option<Self> {
-        let ulid = text.strip_prefix(Self::PREFIX)?;
-        ulid::Ulid::from_string(ulid).ok()?;
-        Some(Self(text.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for IntentId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::ids::prefixed_id!(
+    /// An intent's id: `int_` followed by a ULID, so ids sort by creation time.
+    IntentId,
+    "int_"
+);
 
 /// What an intent's operation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +244,41 @@ pub struct Intent {
 }
 
 impl Intent {
+    /// A new intent `id` of `session` (on its account and chain) carrying `user_op`, in
+    /// `status` since `now_ms`, with
+    /// nothing yet submitted, reserved or decided; the caller sets what else applies.
+    pub fn new(
+        id: IntentId,
+        kind: IntentKind,
+        session: &Session,
+        (user_op, user_op_hash): (UserOperation, B256),
+        status: IntentStatus,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            id,
+            kind,
+            session: session.id.clone(),
+            account: session.account,
+            chain_id: session.chain_id,
+            interactions: Vec::new(),
+            user_op,
+            user_op_hash,
+            status,
+            history: vec![(status, now_ms)],
+            submission: None,
+            result: None,
+            failure_reason: None,
+            refusal: None,
+            idempotency_key: None,
+            signature_deadline_ms: None,
+            reserved: Usage::default(),
+            revision: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+
     /// Applies `event`: the new status, recorded in the history with `now_ms`.
     pub fn apply(
         &mut self,

@@ -10,37 +10,11 @@ use serde::{Deserialize, Serialize};
 pub use self::permissions::{CallPermission, Permissions, SelectorRule, Usage};
 use crate::intent::{Intent, IntentId, IntentKind, IntentStatus};
 
-/// A session's id: `ses_` followed by a ULID, so ids sort by creation time.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SessionId(String);
-
-impl SessionId {
-    /// Prefix of every session id.
-    pub const PREFIX: &'static str = "ses_";
-
-    /// A new id, greater than every id generated before it in this process.
-    pub fn generate() -> Self {
-        Self(format!("{}{}", Self::PREFIX, crate::ids::next_ulid()))
-    }
-
-    /// Parses an id, refusing anything that is not `ses_` and a ULID.
-    pub fn parse(text: &str) -> Option<Self> {
-        let ulid = text.strip_prefix(Self::PREFIX)?;
-        ulid::Ulid::from_string(ulid).ok()?;
-        Some(Self(text.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for SessionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::ids::prefixed_id!(
+    /// A session's id: `ses_` followed by a ULID, so ids sort by creation time.
+    SessionId,
+    "ses_"
+);
 
 /// Who holds a session key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

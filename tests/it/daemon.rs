@@ -32,12 +32,31 @@ pub struct TestDaemon {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub store: Store,
-    pub sessions: SessionServiceClient<Channel>,
-    pub intents: TransactionIntentServiceClient<Channel>,
-    pub accounts: AccountServiceClient<Channel>,
+    pub api: Clients,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// The three API clients over one channel, with the waits and signatures tests share.
+#[derive(Clone)]
+pub struct Clients {
+    pub sessions: SessionServiceClient<Channel>,
+    pub intents: TransactionIntentServiceClient<Channel>,
+    pub accounts: AccountServiceClient<Channel>,
+}
+
+impl std::ops::Deref for TestDaemon {
+    type Target = Clients;
+    fn deref(&self) -> &Clients {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for TestDaemon {
+    fn deref_mut(&mut self) -> &mut Clients {
+        &mut self.api
+    }
 }
 
 impl TestDaemon {
@@ -71,9 +90,7 @@ impl TestDaemon {
             addr,
             data_dir,
             store,
-            sessions: SessionServiceClient::new(channel.clone()),
-            intents: TransactionIntentServiceClient::new(channel.clone()),
-            accounts: AccountServiceClient::new(channel),
+            api: Clients::new(channel),
             shutdown,
             task: Some(task),
             _dir: None,
@@ -90,6 +107,16 @@ impl TestDaemon {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await.expect("daemon task");
+        }
+    }
+}
+
+impl Clients {
+    fn new(channel: Channel) -> Self {
+        Self {
+            sessions: SessionServiceClient::new(channel.clone()),
+            intents: TransactionIntentServiceClient::new(channel.clone()),
+            accounts: AccountServiceClient::new(channel),
         }
     }
 
@@ -291,8 +318,20 @@ pub fn account_address(name: &str) -> Address {
 /// The real `latchkey serve` binary as a child process, for tests that must kill it.
 pub struct DaemonProcess {
     child: std::process::Child,
-    pub sessions: SessionServiceClient<Channel>,
-    pub intents: TransactionIntentServiceClient<Channel>,
+    pub api: Clients,
+}
+
+impl std::ops::Deref for DaemonProcess {
+    type Target = Clients;
+    fn deref(&self) -> &Clients {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for DaemonProcess {
+    fn deref_mut(&mut self) -> &mut Clients {
+        &mut self.api
+    }
 }
 
 impl DaemonProcess {
@@ -335,8 +374,7 @@ impl DaemonProcess {
             {
                 return Self {
                     child,
-                    sessions: SessionServiceClient::new(channel.clone()),
-                    intents: TransactionIntentServiceClient::new(channel),
+                    api: Clients::new(channel),
                 };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -158,24 +158,6 @@ impl Player {
     }
 }
 
-/// `execute(account, 0, registerSessionKey(...))`: the account calls itself, the only way
-/// besides the owner's own transaction to reach an admin function.
-pub fn register_session_key_call(
-    account: Address,
-    key: Address,
-    valid_after: u64,
-    valid_until: u64,
-    permissions: SessionKeyAccount::SessionPermissions,
-) -> Bytes {
-    let register = SessionKeyAccount::registerSessionKeyCall {
-        key,
-        validAfter: alloy::primitives::aliases::U48::from(valid_after),
-        validUntil: alloy::primitives::aliases::U48::from(valid_until),
-        permissions,
-    };
-    execute_call(account, U256::ZERO, register.abi_encode().into())
-}
-
 /// `execute(target, value, data)` on the account.
 pub fn execute_call(target: Address, value: U256, data: Bytes) -> Bytes {
     SessionKeyAccount::executeCall {

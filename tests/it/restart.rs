@@ -13,16 +13,13 @@ use alloy::{
 };
 use latchkey::{
     api::proto,
-    chain::{contracts::EntryPoint, user_operation::sign_user_op_hash},
+    chain::contracts::EntryPoint,
     intent::IntentStatus,
     store::{IntentFilter, PageRequest, Store},
 };
 
 use crate::{
-    daemon::{
-        DaemonProcess, account_address, is_final, mint_interaction, mint_session_request,
-        next_action_hash,
-    },
+    daemon::{DaemonProcess, account_address, mint_interaction, mint_session_request},
     harness::TestChain,
 };
 
@@ -48,18 +45,7 @@ async fn a_killed_daemon_resumes_and_executes_every_intent_exactly_once() {
         .into_inner();
     let account = account_address(&session.account);
     chain.fund(account).await;
-    let signature = sign_user_op_hash(&owner, next_action_hash(session.next_action.as_ref()))
-        .await
-        .expect("sign");
-    daemon
-        .sessions
-        .submit_session_signature(proto::SubmitSessionSignatureRequest {
-            name: session.name.clone(),
-            signature: signature.to_string(),
-        })
-        .await
-        .expect("submit");
-    wait_active(&mut daemon, &session.name).await;
+    let session = daemon.sign_and_activate(&owner, session).await;
 
     // Blocks stop: submitted transactions wait in anvil's pool.
     chain
@@ -114,7 +100,7 @@ async fn a_killed_daemon_resumes_and_executes_every_intent_exactly_once() {
     let mut daemon = DaemonProcess::spawn(&chain, &data_dir, MAX_IN_FLIGHT).await;
     let mut hashes = Vec::new();
     for name in &names {
-        let intent = wait_final(&mut daemon, name).await;
+        let intent = daemon.wait_final(name).await;
         assert_eq!(
             intent.status,
             proto::TransactionIntentStatus::Confirmed as i32,
@@ -168,24 +154,6 @@ async fn create(
         .name
 }
 
-async fn wait_active(daemon: &mut DaemonProcess, name: &str) {
-    for _ in 0..300 {
-        let session = daemon
-            .sessions
-            .get_session(proto::GetSessionRequest {
-                name: name.to_owned(),
-            })
-            .await
-            .expect("get")
-            .into_inner();
-        if session.status == proto::SessionStatus::Active as i32 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("session never became ACTIVE");
-}
-
 async fn wait_until_submitted(daemon: &mut DaemonProcess, names: &[String], count: usize) {
     for _ in 0..300 {
         let mut submitted = 0;
@@ -206,24 +174,6 @@ async fn wait_until_submitted(daemon: &mut DaemonProcess, names: &[String], coun
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("{count} intents of the first batch were never SUBMITTED");
-}
-
-async fn wait_final(daemon: &mut DaemonProcess, name: &str) -> proto::TransactionIntent {
-    for _ in 0..600 {
-        let intent = daemon
-            .intents
-            .get_transaction_intent(proto::GetTransactionIntentRequest {
-                name: name.to_owned(),
-            })
-            .await
-            .expect("get")
-            .into_inner();
-        if is_final(intent.status) {
-            return intent;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("intent {name} never became final after the restart");
 }
 
 /// How many call intents the dead daemon's store holds in each status.

@@ -9,10 +9,11 @@ use alloy::{
 };
 use latchkey::chain::{
     contracts::{EntryPoint, GameItems, SessionKeyAccount},
+    ops::registration_call_data,
     user_operation::{UserOperation, session_nonce_key, sign_user_op_hash},
 };
 
-use crate::harness::{TestChain, execute_call, register_session_key_call, user_operation_event};
+use crate::harness::{TestChain, execute_call, user_operation_event};
 
 const SWORD: u64 = 7;
 const SESSION_LENGTH_SECS: u64 = 3_600;
@@ -50,7 +51,7 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
             anySelector: false,
         }],
     };
-    let call_data = register_session_key_call(
+    let call_data = registration_call_data(
         player.account,
         session_key.address(),
         valid_after,
