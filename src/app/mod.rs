@@ -14,6 +14,7 @@ use tracing::info;
 pub use self::error::AppError;
 use crate::{
     chain::{
+        ChainError,
         client::ChainClient,
         ops,
         user_operation::{UserOperation, is_signed_by, sign_user_op_hash},
@@ -522,11 +523,13 @@ impl App {
             let call_gas = chain
                 .estimate_calls(session.account, &interactions)
                 .await
-                .map_err(|error| {
-                    AppError::precondition(
-                        "simulation",
-                        format!("an interaction would fail: {error}"),
-                    )
+                .map_err(|error| match error {
+                    // A call that would revert is the request's fault; anything else is the
+                    // chain's, and the client should retry.
+                    ChainError::CallWouldRevert { .. } => {
+                        AppError::precondition("simulation", error.to_string())
+                    }
+                    other => AppError::Chain(other),
                 })?;
             let fees = chain.fees().await?;
             let calls = interactions.len() as u128;

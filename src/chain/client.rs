@@ -11,6 +11,7 @@ use super::{
     ChainError,
     contracts::{SessionKeyAccount, SessionKeyAccountFactory},
     deploy::Deployment,
+    revert::RevertReason,
 };
 use crate::intent::Interaction;
 
@@ -114,20 +115,36 @@ impl ChainClient {
     }
 
     /// Execution gas for `interactions` made by `account`: each call estimated from the
-    /// account, summed. A call that would revert fails here, before any gas is spent.
+    /// account against the latest block, summed. A call that would revert fails here with
+    /// its decoded reason, before any gas is spent. The latest block, not the pending pool,
+    /// is the state every client can observe.
     pub async fn estimate_calls(
         &self,
         account: Address,
         interactions: &[Interaction],
     ) -> Result<u128, ChainError> {
         let mut total: u128 = 0;
-        for interaction in interactions {
+        for (index, interaction) in interactions.iter().enumerate() {
             let request = TransactionRequest::default()
                 .from(account)
                 .to(interaction.to)
                 .value(interaction.value)
                 .input(interaction.data.clone().into());
-            let gas = self.provider.estimate_gas(request).await?;
+            let gas = match self.provider.estimate_gas(request).latest().await {
+                Ok(gas) => gas,
+                Err(error) => {
+                    let revert = error
+                        .as_error_resp()
+                        .and_then(|payload| payload.as_revert_data());
+                    return Err(match revert {
+                        Some(data) => ChainError::CallWouldRevert {
+                            index,
+                            reason: RevertReason::decode(&data).to_string(),
+                        },
+                        None => error.into(),
+                    });
+                }
+            };
             // estimate_gas includes the 21,000 a transaction pays; an inner call does not.
             total = total.saturating_add(u128::from(gas.saturating_sub(21_000)));
         }

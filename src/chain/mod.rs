@@ -72,6 +72,14 @@ pub enum ChainError {
         /// Where it was expected.
         address: Address,
     },
+    /// Simulating an interaction reverted: it would fail on chain too.
+    #[error("interactions[{index}] would revert: {reason}")]
+    CallWouldRevert {
+        /// Index of the interaction.
+        index: usize,
+        /// The decoded revert.
+        reason: String,
+    },
     /// The node returned no latest block.
     #[error("the node returned no latest block")]
     NoLatestBlock,

@@ -2,7 +2,7 @@
 //! directory, relaying to the harness's anvil, and a gRPC client connected over a real
 //! socket. Dropping it stops the daemon.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy::{
     primitives::{Address, B256},
@@ -21,7 +21,7 @@ use latchkey::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::{Code, Response, Status, transport::Channel};
 
 use crate::harness::TestChain;
 
@@ -62,17 +62,27 @@ impl std::ops::DerefMut for TestDaemon {
 impl TestDaemon {
     /// Starts a daemon on a fresh store.
     pub async fn start(chain: &TestChain) -> Self {
+        Self::start_with(chain, |_| {}).await
+    }
+
+    /// Starts a daemon on a fresh store, with `adjust` applied to the test configuration.
+    pub async fn start_with(chain: &TestChain, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data_dir = dir.path().join("store");
-        let mut daemon = Self::start_on(chain, data_dir).await;
+        let mut config = test_config(chain, &dir.path().join("store"));
+        adjust(&mut config);
+        let mut daemon = Self::start_config(config).await;
         daemon._dir = Some(dir);
         daemon
     }
 
     /// Starts a daemon on the store in `data_dir` (which may hold a previous daemon's state).
     pub async fn start_on(chain: &TestChain, data_dir: PathBuf) -> Self {
+        Self::start_config(test_config(chain, &data_dir)).await
+    }
+
+    async fn start_config(config: Config) -> Self {
         init_logs();
-        let config = test_config(chain, &data_dir);
+        let data_dir = config.data_dir.clone();
         let daemon = Daemon::start(&config).await.expect("daemon starts");
         let addr = daemon.local_addr().expect("bound");
         let store = daemon.app().store().clone();
@@ -397,4 +407,27 @@ impl Drop for DaemonProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `request`, expects `code` with `needle` in the message, and checks the store did not
+/// change.
+pub async fn refused<T: std::fmt::Debug>(
+    daemon: &TestDaemon,
+    what: &str,
+    request: impl Future<Output = Result<Response<T>, Status>>,
+    code: Code,
+    needle: &str,
+) {
+    let before = daemon.store.content_digest().expect("digest");
+    let status = request
+        .await
+        .expect_err(&format!("{what}: must be refused"));
+    assert_eq!(status.code(), code, "{what}: {status:?}");
+    assert!(
+        status.message().contains(needle),
+        "{what}: message {:?} should mention {needle:?}",
+        status.message()
+    );
+    let after = daemon.store.content_digest().expect("digest");
+    assert_eq!(before, after, "{what}: the store changed");
 }

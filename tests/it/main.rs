@@ -10,6 +10,7 @@ mod deployment;
 mod flows;
 mod harness;
 mod held_flow;
+mod outcomes;
 mod refusals;
 mod restart;
 mod session_key_flow;

@@ -1,42 +1,17 @@
 //! Refusals: every bad request gets a precise status code and a message naming the field or
 //! the rule, and leaves the store exactly as it was (its content digest is unchanged).
 
-use std::future::Future;
-
 use alloy::{
     primitives::{Address, B256},
     signers::local::PrivateKeySigner,
 };
 use latchkey::{api::proto, chain::user_operation::sign_user_op_hash};
-use tonic::{Code, Response, Status};
+use tonic::Code;
 
 use crate::{
-    daemon::{TestDaemon, account_address, mint_interaction, mint_session_request},
+    daemon::{TestDaemon, account_address, mint_interaction, mint_session_request, refused},
     harness::TestChain,
 };
-
-/// Runs `request`, expects `code` with `needle` in the message, and checks the store did not
-/// change.
-async fn refused<T: std::fmt::Debug>(
-    daemon: &TestDaemon,
-    what: &str,
-    request: impl Future<Output = Result<Response<T>, Status>>,
-    code: Code,
-    needle: &str,
-) {
-    let before = daemon.store.content_digest().expect("digest");
-    let status = request
-        .await
-        .expect_err(&format!("{what}: must be refused"));
-    assert_eq!(status.code(), code, "{what}: {status:?}");
-    assert!(
-        status.message().contains(needle),
-        "{what}: message {:?} should mention {needle:?}",
-        status.message()
-    );
-    let after = daemon.store.content_digest().expect("digest");
-    assert_eq!(before, after, "{what}: the store changed");
-}
 
 fn intent_request(
     session: &str,
