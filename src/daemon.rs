@@ -147,6 +147,7 @@ impl Daemon {
             .add_service(SessionServiceServer::new(Sessions(self.app.clone())))
             .add_service(TransactionIntentServiceServer::new(Intents(
                 self.app.clone(),
+                shutdown.clone(),
             )))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.listener),

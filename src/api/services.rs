@@ -6,6 +6,7 @@ use std::pin::Pin;
 use futures::Stream;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -28,9 +29,10 @@ pub struct Accounts(pub App);
 #[derive(Clone)]
 pub struct Sessions(pub App);
 
-/// Serves `TransactionIntentService`.
+/// Serves `TransactionIntentService`. Watch streams end when `shutdown` is cancelled, so
+/// they never hold the server's graceful shutdown open.
 #[derive(Clone)]
-pub struct Intents(pub App);
+pub struct Intents(pub App, pub CancellationToken);
 
 #[tonic::async_trait]
 impl AccountService for Accounts {
@@ -230,6 +232,7 @@ impl TransactionIntentService for Intents {
         let current = self.0.intent(&id)?;
         let (sender, receiver) = mpsc::channel(16);
         let app = self.0.clone();
+        let shutdown = self.1.clone();
         tokio::spawn(async move {
             let mut sent = current.history.len();
             let mut done = current.status.is_final();
@@ -241,7 +244,20 @@ impl TransactionIntentService for Intents {
                 return;
             }
             while !done {
-                let next = match updates.recv().await {
+                let received = tokio::select! {
+                    // The client went away: stop watching for it.
+                    () = sender.closed() => return,
+                    () = shutdown.cancelled() => {
+                        let _ = sender
+                            .send(Err(Status::unavailable(
+                                "latchkey is shutting down; watch again once it is back",
+                            )))
+                            .await;
+                        return;
+                    }
+                    received = updates.recv() => received,
+                };
+                let next = match received {
                     Ok(intent) if intent.id == id => intent,
                     Ok(_) => continue,
                     // Fell behind the broadcast: the store has the latest state.

@@ -17,7 +17,7 @@ use crate::{
         ChainError,
         client::ChainClient,
         ops,
-        user_operation::{UserOperation, is_signed_by, sign_user_op_hash},
+        user_operation::{UserOperation, canonical_signature, is_signed_by, sign_user_op_hash},
     },
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus, Interaction},
     keys,
@@ -313,6 +313,8 @@ impl App {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         };
+        // A key registered again (an EXTERNAL key can be) must not reuse its old lanes.
+        session.next_intent_lane = ops::first_intent_lane(session.id.as_str().as_bytes());
         let mut registration = Intent::new(
             intent_id,
             IntentKind::Registration,
@@ -321,7 +323,8 @@ impl App {
             IntentStatus::PendingSignature,
             now_ms,
         );
-        registration.signature_deadline_ms = Some(now_ms + self.signature_timeout_ms());
+        registration.signature_deadline_ms =
+            Some(now_ms.saturating_add(self.signature_timeout_ms()));
         let held_key = held
             .as_ref()
             .map(|generated| (generated.address, &generated.secret[..]));
@@ -384,9 +387,16 @@ impl App {
         id: &SessionId,
         signature: Bytes,
     ) -> Result<SessionView, AppError> {
+        let signature = canonical(&signature)?;
         for _ in 0..CONFLICT_RETRIES {
             let view = self.session(id)?;
             let mut session = view.session;
+            if session.status.is_final() {
+                return Err(AppError::precondition(
+                    "status",
+                    format!("session is {:?}: no signature is pending", session.status),
+                ));
+            }
             let mut intent = [Some(view.registration), view.revocation]
                 .into_iter()
                 .flatten()
@@ -397,6 +407,15 @@ impl App {
                         format!("session is {:?}: no signature is pending", session.status),
                     )
                 })?;
+            check_deadline(&intent)?;
+            if intent.kind == IntentKind::Registration
+                && self.chain().chain_time().await? >= session.valid_until
+            {
+                return Err(AppError::precondition(
+                    "valid_until",
+                    "the session's window has closed; create a new session",
+                ));
+            }
             if !is_signed_by(intent.user_op_hash, &signature, session.owner) {
                 return Err(AppError::invalid(
                     "signature",
@@ -464,7 +483,8 @@ impl App {
                 IntentStatus::PendingSignature,
                 now_ms,
             );
-            revocation.signature_deadline_ms = Some(now_ms + self.signature_timeout_ms());
+            revocation.signature_deadline_ms =
+                Some(now_ms.saturating_add(self.signature_timeout_ms()));
             session.apply(&SessionEvent::RevocationRequested, now_ms)?;
             session.revocation_intent = Some(intent_id);
             session.failure_reason = None;
@@ -497,7 +517,7 @@ impl App {
         if let Some(key) = &idempotency_key
             && let Some(existing) = self.store().intent_by_idempotency_key(session_id, key)?
         {
-            return Ok(existing);
+            return same_request(existing, &interactions);
         }
         let chain = self.chain();
         let deployment = chain.deployment();
@@ -563,7 +583,7 @@ impl App {
                 }
                 KeyCustody::External => (
                     IntentStatus::PendingSignature,
-                    Some(now_ms + self.signature_timeout_ms()),
+                    Some(now_ms.saturating_add(self.signature_timeout_ms())),
                 ),
             };
             let mut intent = Intent::new(
@@ -594,7 +614,9 @@ impl App {
                     info!(target: "intent", intent = %intent.id, op = %user_op_hash, status = ?intent.status, "created");
                     return Ok(intent);
                 }
-                Ok(CreateIntent::Existing(existing)) => return Ok(*existing),
+                Ok(CreateIntent::Existing(existing)) => {
+                    return same_request(*existing, &interactions);
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
             }
@@ -608,6 +630,7 @@ impl App {
         id: &IntentId,
         signature: Bytes,
     ) -> Result<Intent, AppError> {
+        let signature = canonical(&signature)?;
         for _ in 0..CONFLICT_RETRIES {
             let mut intent = self.intent(id)?;
             if intent.kind != IntentKind::Call {
@@ -626,6 +649,13 @@ impl App {
                 .store()
                 .session(&intent.session)?
                 .ok_or_else(|| AppError::not_found(&intent.session))?;
+            check_deadline(&intent)?;
+            if session.status != SessionStatus::Active {
+                return Err(AppError::precondition(
+                    "session_status",
+                    format!("session {} is {:?}, not ACTIVE", session.id, session.status),
+                ));
+            }
             if !is_signed_by(intent.user_op_hash, &signature, session.key) {
                 return Err(AppError::invalid(
                     "signature",
@@ -682,4 +712,45 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// The canonical form of a submitted signature, or the error naming the field.
+fn canonical(signature: &[u8]) -> Result<Bytes, AppError> {
+    canonical_signature(signature)
+        .ok_or_else(|| AppError::invalid("signature", "not a valid 65-byte ECDSA signature"))
+}
+
+/// Refuses a signature that arrives after the intent's deadline, even if the relay has not
+/// yet marked the intent EXPIRED.
+fn check_deadline(intent: &Intent) -> Result<(), AppError> {
+    if intent
+        .signature_deadline_ms
+        .is_some_and(|deadline| deadline <= now_ms())
+    {
+        return Err(AppError::precondition(
+            "signature_deadline",
+            "the signature arrived after the deadline; create the intent or session again",
+        ));
+    }
+    Ok(())
+}
+
+/// The intent stored under an idempotency key, if the repeated request asks for the same
+/// calls; a key reused for different calls is refused rather than silently answered.
+fn same_request(existing: Intent, interactions: &[Interaction]) -> Result<Intent, AppError> {
+    let same = existing.interactions.len() == interactions.len()
+        && existing
+            .interactions
+            .iter()
+            .zip(interactions)
+            .all(|(stored, asked)| {
+                stored.to == asked.to && stored.value == asked.value && stored.data == asked.data
+            });
+    if !same {
+        return Err(AppError::precondition(
+            "idempotency_key",
+            format!("already used by {} for different interactions", existing.id),
+        ));
+    }
+    Ok(existing)
 }

@@ -45,6 +45,14 @@ pub fn owner_nonce(seed: &[u8]) -> U256 {
     U256::from(key) << 64
 }
 
+/// The first nonce lane of a session's intents, derived from its id. The second half of the
+/// lane space is left above it, 2^31 intents at least; a key registered again gets a new
+/// session id and so lanes its earlier operations never used.
+pub fn first_intent_lane(seed: &[u8]) -> u32 {
+    let hash = keccak256(seed);
+    u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]) >> 1
+}
+
 /// The nonce of a session's `lane`-th intent.
 pub fn session_nonce(key: Address, lane: u32) -> U256 {
     U256::from(session_nonce_key(key, lane)) << 64

@@ -159,8 +159,21 @@ pub fn user_op_hash_v08(
     Ok(typed.eip712_signing_hash(&domain))
 }
 
+/// The form of a 65-byte signature that the account's ECDSA check accepts: low `s` and
+/// `v` of 27 or 28. Wallets and signing services also produce `v` of 0 or 1, or EIP-155
+/// values, and a high `s` is valid math but refused on chain; all of these are rewritten
+/// here, so a signature latchkey accepts never fails in the EntryPoint. `None` if the bytes
+/// are not a signature at all.
+pub fn canonical_signature(signature: &[u8]) -> Option<Bytes> {
+    let parsed = alloy::primitives::Signature::from_raw(signature)
+        .ok()?
+        .normalized_s();
+    Some(Bytes::from(parsed.as_bytes().to_vec()))
+}
+
 /// Whether `signature` over `user_op_hash` is `expected`'s, in either form SessionKeyAccount
 /// accepts: EIP-191 personal-sign of the hash, or a raw signature of the EIP-712 digest.
+/// Pass it through [`canonical_signature`] first: this check is lenient on `v` and `s`.
 pub fn is_signed_by(user_op_hash: B256, signature: &[u8], expected: Address) -> bool {
     let Ok(parsed) = alloy::primitives::Signature::from_raw(signature) else {
         return false;
@@ -292,6 +305,39 @@ mod tests {
         assert!(!is_signed_by(hash, &personal, Address::repeat_byte(1)));
         assert!(!is_signed_by(hash, &[0u8; 64], signer.address()));
         assert!(!is_signed_by(hash, &[], signer.address()));
+    }
+
+    #[tokio::test]
+    async fn signatures_are_made_canonical_for_the_chain() {
+        let signer = PrivateKeySigner::random();
+        let hash = b256!("3333333333333333333333333333333333333333333333333333333333333333");
+        let canonical = sign_user_op_hash(&signer, hash).await.unwrap();
+        assert_eq!(
+            canonical_signature(&canonical).unwrap(),
+            canonical,
+            "already canonical"
+        );
+
+        // v as 0/1, as some wallets and KMS signers produce it.
+        let mut zero_one = canonical.to_vec();
+        zero_one[64] -= 27;
+        assert_eq!(canonical_signature(&zero_one).unwrap(), canonical);
+
+        // The same signature with a high s (n - s, parity flipped) is valid math but refused
+        // by OpenZeppelin's ECDSA; it comes back as the low-s form.
+        let parsed = alloy::primitives::Signature::from_raw(&canonical).unwrap();
+        const N: U256 = alloy::primitives::uint!(
+            0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141_U256
+        );
+        let high = alloy::primitives::Signature::new(parsed.r(), N - parsed.s(), !parsed.v());
+        assert_eq!(canonical_signature(&high.as_bytes()).unwrap(), canonical);
+        assert!(is_signed_by(
+            hash,
+            &canonical_signature(&high.as_bytes()).unwrap(),
+            signer.address()
+        ));
+
+        assert!(canonical_signature(&[1u8; 64]).is_none());
     }
 
     #[tokio::test]

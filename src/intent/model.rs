@@ -127,8 +127,9 @@ pub fn transition(
         (S::PendingSignature, E::SignatureTimedOut) => S::Expired,
         (S::Queued | S::Submitted, E::Submitted) => S::Submitted,
         (S::Submitted, E::Requeued) => S::Queued,
-        (S::Submitted, E::Included { success: true }) => S::Confirmed,
-        (S::Submitted, E::Included { success: false }) => S::Reverted,
+        // From QUEUED too: a transaction given up as lost may still have landed.
+        (S::Queued | S::Submitted, E::Included { success: true }) => S::Confirmed,
+        (S::Queued | S::Submitted, E::Included { success: false }) => S::Reverted,
         (S::PendingSignature | S::Queued | S::Submitted, E::Dropped) => S::Dropped,
         _ => {
             return Err(InvalidIntentTransition {
@@ -162,6 +163,9 @@ pub struct Submission {
     pub relayer: Address,
     /// The relayer's account nonce it used.
     pub relayer_nonce: u64,
+    /// The latest block when it was sent: where a search for its inclusion starts.
+    #[serde(default)]
+    pub block: u64,
 }
 
 /// How an included operation ended.
@@ -346,7 +350,11 @@ mod tests {
                 );
             }
         }
-        assert!(transition(S::Queued, &E::Included { success: true }).is_err());
+        assert_eq!(
+            transition(S::Queued, &E::Included { success: true }),
+            Ok(S::Confirmed)
+        );
+        assert!(transition(S::PendingSignature, &E::Included { success: true }).is_err());
         assert!(transition(S::PendingSignature, &E::Submitted).is_err());
         assert!(transition(S::Queued, &E::SignatureTimedOut).is_err());
     }

@@ -121,16 +121,20 @@ impl Relay {
     }
 
     /// One pass over everything that may need the engine: expired signatures and sessions,
-    /// submitted operations to follow, queued ones to send (oldest first).
+    /// submitted operations to follow, queued ones to send (oldest first). A failure with
+    /// one intent is logged and the pass goes on, so no single intent can hold up the rest.
     pub async fn pass(&self) -> Result<(), RelayError> {
-        self.expire_unsigned()?;
+        self.expire_unsigned().await?;
         self.expire_sessions().await?;
         for intent in self
             .app
             .store()
             .intents_in_status(IntentStatus::Submitted)?
         {
-            self.track(intent).await?;
+            let id = intent.id.clone();
+            if let Err(error) = self.track(intent).await {
+                warn!(target: "relay", intent = %id, %error, "tracking failed; retrying next pass");
+            }
         }
         let mut in_flight = self
             .app
@@ -142,14 +146,19 @@ impl Relay {
                 debug!(target: "relay", in_flight, "in-flight limit reached; the rest wait");
                 break;
             }
-            if self.submit(intent).await? {
-                in_flight += 1;
+            let id = intent.id.clone();
+            match self.submit(intent).await {
+                Ok(true) => in_flight += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(target: "relay", intent = %id, %error, "submission failed; retrying next pass");
+                }
             }
         }
         Ok(())
     }
 
-    fn expire_unsigned(&self) -> Result<(), RelayError> {
+    async fn expire_unsigned(&self) -> Result<(), RelayError> {
         let now = now_ms();
         for mut intent in self
             .app
@@ -162,7 +171,7 @@ impl Relay {
             {
                 intent.failure_reason =
                     Some("no signature was submitted before the deadline".into());
-                self.settle(intent, IntentEvent::SignatureTimedOut)?;
+                self.settle(intent, IntentEvent::SignatureTimedOut).await?;
             }
         }
         Ok(())
@@ -200,7 +209,8 @@ impl Relay {
                     return Err(ChainError::Contract(error).into());
                 };
                 if self.executed(&intent).await? {
-                    // Sent before a crash that lost the record of it: follow it instead.
+                    // Its nonce is used: an earlier send of it landed, or another operation
+                    // took the nonce. Either way it cannot be sent again.
                     self.settle_from_chain(intent).await?;
                     return Ok(false);
                 }
@@ -208,7 +218,7 @@ impl Relay {
                 warn!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, reason = %details.cause, "operation refused by the EntryPoint");
                 intent.failure_reason = Some(format!("{}: {}", details.cause, details.reason));
                 intent.refusal = Some(details);
-                self.settle(intent, IntentEvent::Dropped)?;
+                self.settle(intent, IntentEvent::Dropped).await?;
                 return Ok(false);
             }
         };
@@ -218,6 +228,7 @@ impl Relay {
             .get_transaction_count(self.address())
             .pending()
             .await?;
+        let block = self.provider.get_block_number().await?;
         let fees = self.app.chain().fees().await?;
         let request = TransactionRequest::default()
             .with_from(self.address())
@@ -240,6 +251,7 @@ impl Relay {
             tx_hash,
             relayer: self.address(),
             relayer_nonce: nonce,
+            block,
         });
         intent
             .apply(&IntentEvent::Submitted, now_ms())
@@ -264,7 +276,7 @@ impl Relay {
     /// Follows a submitted operation: its receipt, or why there is none.
     async fn track(&self, intent: Intent) -> Result<(), RelayError> {
         let Some(submission) = intent.submission.clone() else {
-            return self.requeue(intent);
+            return self.requeue(intent).await;
         };
         if let Some(receipt) = self
             .provider
@@ -272,9 +284,9 @@ impl Relay {
             .await?
         {
             return match find_operation(receipt.inner.logs(), intent.user_op_hash) {
-                Some(_) => self.settle_included(intent, &receipt),
+                Some(_) => self.settle_included(intent, &receipt).await,
                 // The bundle reverted or skipped the operation: it did not execute.
-                None if !self.executed(&intent).await? => self.requeue(intent),
+                None if !self.executed(&intent).await? => self.requeue(intent).await,
                 None => self.settle_from_chain(intent).await,
             };
         }
@@ -290,7 +302,7 @@ impl Relay {
         if self.executed(&intent).await? {
             return self.settle_from_chain(intent).await;
         }
-        self.requeue(intent)
+        self.requeue(intent).await
     }
 
     /// Whether the EntryPoint has consumed `intent`'s nonce, i.e. its operation executed.
@@ -306,41 +318,58 @@ impl Relay {
         Ok(next > intent.user_op.nonce)
     }
 
-    fn requeue(&self, mut intent: Intent) -> Result<(), RelayError> {
+    /// Sends a lost transaction's operation again. Its nonce is still unused (the caller
+    /// checked), so whichever send lands, the operation runs once.
+    async fn requeue(&self, mut intent: Intent) -> Result<(), RelayError> {
         warn!(target: "relay", intent = %intent.id, "transaction lost before inclusion; sending again");
         intent
             .apply(&IntentEvent::Requeued, now_ms())
             .map_err(|_| RelayError::Conflict)?;
         match self.app.store().save(None, &mut [&mut intent]) {
-            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => return Err(RelayError::Conflict),
             Err(error) => return Err(error.into()),
         }
+        self.app.store().flush().await?;
         self.app.publish(&[&intent]);
         Ok(())
     }
 
-    /// Settles an operation that executed, found through its `UserOperationEvent` log.
-    async fn settle_from_chain(&self, intent: Intent) -> Result<(), RelayError> {
+    /// Settles an operation whose nonce is used, through its `UserOperationEvent` log. The
+    /// search starts at the block where it was first sent; an operation never sent whose
+    /// nonce is used lost it to another operation, and can never run.
+    async fn settle_from_chain(&self, mut intent: Intent) -> Result<(), RelayError> {
+        let Some(from_block) = intent
+            .submission
+            .as_ref()
+            .map(|submission| submission.block)
+        else {
+            intent.failure_reason = Some(
+                "its EntryPoint nonce was used by another operation; create the intent again"
+                    .to_owned(),
+            );
+            return self.settle(intent, IntentEvent::Dropped).await;
+        };
         let filter = Filter::new()
             .address(self.app.chain().deployment().entry_point)
             .event_signature(EntryPoint::UserOperationEvent::SIGNATURE_HASH)
             .topic1(intent.user_op_hash)
-            .from_block(0);
+            .from_block(from_block);
         let logs = self.provider.get_logs(&filter).await?;
-        let Some(log) = logs.first() else {
-            // Executed but its log not yet visible: look again on the next pass.
-            return Ok(());
-        };
-        let Some(tx_hash) = log.transaction_hash else {
-            return Ok(());
+        let Some(tx_hash) = logs.first().and_then(|log| log.transaction_hash) else {
+            intent.failure_reason = Some(
+                "its EntryPoint nonce was used by another operation; create the intent again"
+                    .to_owned(),
+            );
+            return self.settle(intent, IntentEvent::Dropped).await;
         };
         let Some(receipt) = self.provider.get_transaction_receipt(tx_hash).await? else {
             return Ok(());
         };
-        self.settle_included(intent, &receipt)
+        self.settle_included(intent, &receipt).await
     }
 
-    fn settle_included(
+    async fn settle_included(
         &self,
         mut intent: Intent,
         receipt: &TransactionReceipt,
@@ -366,10 +395,12 @@ impl Relay {
                 success: event.success,
             },
         )
+        .await
     }
 
-    /// Applies a final `event` to `intent` and carries it to the session, in one write.
-    fn settle(&self, mut intent: Intent, event: IntentEvent) -> Result<(), RelayError> {
+    /// Applies a final `event` to `intent` and carries it to the session, in one write that
+    /// is durable before anyone hears of it.
+    async fn settle(&self, mut intent: Intent, event: IntentEvent) -> Result<(), RelayError> {
         let now = now_ms();
         intent
             .apply(&event, now)
@@ -392,6 +423,7 @@ impl Relay {
             Err(StoreError::Conflict { .. }) => return Err(RelayError::Conflict),
             Err(error) => return Err(error.into()),
         }
+        self.app.store().flush().await?;
         self.app.publish(&[&intent]);
         Ok(())
     }

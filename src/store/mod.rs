@@ -423,8 +423,8 @@ impl Store {
             .map(Some)
     }
 
-    /// The stored secret of a held session key, by its address, as the keys module stored
-    /// it (encrypted).
+    /// The stored secret of a held session key, by its address, as the keys module handed it
+    /// over. It is stored as given: the store adds no encryption of its own.
     pub fn held_key(&self, address: Address) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .inner

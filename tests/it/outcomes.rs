@@ -287,6 +287,21 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
         "nothing written"
     );
 
+    // The same key for different calls is refused, not answered with the first intent.
+    let mut intents = daemon.intents.clone();
+    refused(
+        &daemon,
+        "idempotency key reused for other calls",
+        intents.create_transaction_intent(proto::CreateTransactionIntentRequest {
+            session: session.name.clone(),
+            interactions: vec![mint_interaction(&chain, &account, 99, 1)],
+            idempotency_key: "order-42".into(),
+        }),
+        Code::FailedPrecondition,
+        "idempotency_key",
+    )
+    .await;
+
     // And a revoked session refuses new intents without writing anything either.
     let revoking = daemon
         .sessions
@@ -326,4 +341,54 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
         "Revoked",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_watch_stream_ends_when_the_daemon_stops() {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start(&chain).await;
+    let owner = PrivateKeySigner::random();
+    let key = PrivateKeySigner::random();
+    let mut request = mint_session_request(&chain, owner.address(), 1).await;
+    request.custody = proto::KeyCustody::External as i32;
+    request.key_address = key.address().to_string();
+    let session = daemon
+        .sessions
+        .create_session(request)
+        .await
+        .expect("create")
+        .into_inner();
+    chain.fund(account_address(&session.account)).await;
+    let session = daemon.sign_and_activate(&owner, session).await;
+    let account = account_address(&session.account).to_string();
+    let unsigned = create(
+        &mut daemon,
+        &session.name,
+        mint_interaction(&chain, &account, 1, 1),
+    )
+    .await;
+
+    let mut watch = daemon
+        .intents
+        .watch_transaction_intent(proto::WatchTransactionIntentRequest {
+            name: unsigned.name,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert!(
+        watch.message().await.expect("first").is_some(),
+        "the current state"
+    );
+
+    // The intent will wait for its signature for ten minutes; stopping must not.
+    tokio::time::timeout(std::time::Duration::from_secs(20), daemon.stop())
+        .await
+        .expect("the daemon stops with a watch open");
+    let end = watch.message().await;
+    assert!(
+        matches!(&end, Err(status) if status.code() == Code::Unavailable)
+            || matches!(end, Ok(None)),
+        "the stream ends: {end:?}"
+    );
 }
