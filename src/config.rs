@@ -71,7 +71,7 @@ pub struct ChainConfig {
 }
 
 /// The account that sends `handleOps` and pays for gas up front.
-#[derive(Clone, Deserialize, Default)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayerConfig {
     /// Its secp256k1 private key, 0x-prefixed hex. Prefer the `LATCHKEY_RELAYER_PRIVATE_KEY`
@@ -79,9 +79,16 @@ pub struct RelayerConfig {
     pub private_key: Option<String>,
     /// How often the relay looks for work when nothing wakes it, in milliseconds.
     pub poll_interval_ms: u64,
-    /// Most `handleOps` transactions the relayer has sent and not yet seen included. Nodes
-    /// cap the pending transactions of one sender; past the cap, operations wait QUEUED.
+    /// Most `handleOps` transactions the relayer has sent and not yet seen included. While
+    /// a bundle waits for its block, new operations gather into the next bundle: 1 packs
+    /// the most operations per transaction; more sends sooner at the cost of smaller
+    /// bundles. Nodes also cap the pending transactions of one sender.
     pub max_in_flight: usize,
+    /// Most gas one bundle may carry (the sum of its operations' gas limits); keep it well
+    /// under the block gas limit.
+    pub max_bundle_gas: u64,
+    /// Most operations one bundle may carry.
+    pub max_ops_per_bundle: usize,
 }
 
 impl std::fmt::Debug for RelayerConfig {
@@ -93,6 +100,8 @@ impl std::fmt::Debug for RelayerConfig {
             )
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_bundle_gas", &self.max_bundle_gas)
+            .field("max_ops_per_bundle", &self.max_ops_per_bundle)
             .finish()
     }
 }
@@ -113,12 +122,20 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: PathBuf::from("latchkey-data"),
             chain: ChainConfig::default(),
-            relayer: RelayerConfig {
-                private_key: None,
-                poll_interval_ms: 1_000,
-                max_in_flight: 16,
-            },
+            relayer: RelayerConfig::default(),
             intents: IntentConfig::default(),
+        }
+    }
+}
+
+impl Default for RelayerConfig {
+    fn default() -> Self {
+        Self {
+            private_key: None,
+            poll_interval_ms: 1_000,
+            max_in_flight: 1,
+            max_bundle_gas: 15_000_000,
+            max_ops_per_bundle: 100,
         }
     }
 }
@@ -220,6 +237,15 @@ impl Config {
         self.relayer_signer()?;
         if self.chain.max_fee_per_gas_gwei == 0 {
             return Err(invalid("chain.max_fee_per_gas_gwei", "must be at least 1"));
+        }
+        if self.relayer.max_bundle_gas < 1_000_000 {
+            return Err(invalid(
+                "relayer.max_bundle_gas",
+                "must be at least 1000000",
+            ));
+        }
+        if self.relayer.max_ops_per_bundle == 0 {
+            return Err(invalid("relayer.max_ops_per_bundle", "must be at least 1"));
         }
         if self.relayer.max_in_flight == 0 {
             return Err(invalid("relayer.max_in_flight", "must be at least 1"));
@@ -359,6 +385,14 @@ mod tests {
         );
         assert_eq!(config.relayer.max_in_flight, defaults.relayer.max_in_flight);
         assert_eq!(
+            config.relayer.max_bundle_gas,
+            defaults.relayer.max_bundle_gas
+        );
+        assert_eq!(
+            config.relayer.max_ops_per_bundle,
+            defaults.relayer.max_ops_per_bundle
+        );
+        assert_eq!(
             config.intents.signature_timeout_secs,
             defaults.intents.signature_timeout_secs
         );
@@ -378,6 +412,35 @@ mod tests {
         assert!(
             text.contains(&config.factory().to_string()),
             "the example names the derived factory"
+        );
+    }
+
+    #[test]
+    fn a_partial_section_keeps_the_defaults_of_the_fields_it_leaves_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("partial.toml");
+        std::fs::write(
+            &path,
+            "[relayer]\npoll_interval_ms = 5\n[intents]\nwindow_margin_secs = 7\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&path),
+            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.relayer.poll_interval_ms, 5);
+        assert_eq!(config.relayer.max_in_flight, defaults.relayer.max_in_flight);
+        assert_eq!(
+            config.relayer.max_bundle_gas,
+            defaults.relayer.max_bundle_gas
+        );
+        assert_eq!(config.intents.window_margin_secs, 7);
+        assert_eq!(
+            config.intents.signature_timeout_secs,
+            defaults.intents.signature_timeout_secs
         );
     }
 

@@ -92,6 +92,8 @@ impl Daemon {
             RelayConfig {
                 poll_interval: Duration::from_millis(config.relayer.poll_interval_ms),
                 max_in_flight: config.relayer.max_in_flight,
+                max_bundle_gas: u128::from(config.relayer.max_bundle_gas),
+                max_ops_per_bundle: config.relayer.max_ops_per_bundle,
             },
             wakeup,
         );

@@ -9,12 +9,12 @@
 //! EntryPoint's nonce shows the operation never executed, and every operation has a nonce of
 //! its own at sequence 0, so the EntryPoint itself refuses a second execution.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use alloy::{
     eips::Encodable2718,
     network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
-    primitives::{Address, B256, Bytes},
+    primitives::{Address, B256, Bytes, TxHash},
     providers::{DynProvider, Provider},
     rpc::types::{Filter, Log, TransactionReceipt, TransactionRequest},
     signers::local::PrivateKeySigner,
@@ -65,8 +65,13 @@ impl From<alloy::transports::TransportError> for RelayError {
 pub struct RelayConfig {
     /// How often the engine looks for work when nothing wakes it.
     pub poll_interval: Duration,
-    /// Most transactions sent and not yet included; past it, operations wait QUEUED.
+    /// Most transactions sent and not yet included; past it, operations wait QUEUED and
+    /// join the next bundle.
     pub max_in_flight: usize,
+    /// Most gas (the sum of the operations' limits) one bundle may carry.
+    pub max_bundle_gas: u128,
+    /// Most operations one bundle may carry.
+    pub max_ops_per_bundle: usize,
 }
 
 /// The relay engine. Build it, then [`Relay::run`] it on a task.
@@ -136,26 +141,65 @@ impl Relay {
                 warn!(target: "relay", intent = %id, %error, "tracking failed; retrying next pass");
             }
         }
-        let mut in_flight = self
+        let submitted = self
             .app
             .store()
-            .intents_in_status(IntentStatus::Submitted)?
+            .intents_in_status(IntentStatus::Submitted)?;
+        // Transactions in flight: a bundle's intents share one.
+        let mut in_flight = submitted
+            .iter()
+            .filter_map(|intent| {
+                intent
+                    .submission
+                    .as_ref()
+                    .map(|submission| submission.tx_hash)
+            })
+            .collect::<HashSet<TxHash>>()
             .len();
-        for intent in self.app.store().intents_in_status(IntentStatus::Queued)? {
-            if in_flight >= self.config.max_in_flight {
-                debug!(target: "relay", in_flight, "in-flight limit reached; the rest wait");
+        let mut queued = self
+            .app
+            .store()
+            .intents_in_status(IntentStatus::Queued)?
+            .into_iter();
+        while in_flight < self.config.max_in_flight {
+            let bundle = self.next_bundle(&mut queued);
+            if bundle.is_empty() {
                 break;
             }
-            let id = intent.id.clone();
-            match self.submit(intent).await {
+            let ids: Vec<_> = bundle.iter().map(|intent| intent.id.clone()).collect();
+            match self.submit_bundle(bundle).await {
                 Ok(true) => in_flight += 1,
                 Ok(false) => {}
                 Err(error) => {
-                    warn!(target: "relay", intent = %id, %error, "submission failed; retrying next pass");
+                    warn!(target: "relay", intents = ?ids, %error, "bundle failed; retrying next pass");
                 }
             }
         }
         Ok(())
+    }
+
+    /// The next bundle: queued operations, oldest first, while the bundle's gas limits stay
+    /// within the cap and its size within the operation limit.
+    fn next_bundle(&self, queued: &mut impl Iterator<Item = Intent>) -> Vec<Intent> {
+        let mut bundle = Vec::new();
+        let mut gas: u128 = 0;
+        for intent in queued.by_ref() {
+            let op = &intent.user_op;
+            let op_gas = op
+                .verification_gas_limit
+                .saturating_add(op.call_gas_limit)
+                .saturating_add(u128::try_from(op.pre_verification_gas).unwrap_or(u128::MAX));
+            if !bundle.is_empty() && gas.saturating_add(op_gas) > self.config.max_bundle_gas {
+                // Not lost: it is still QUEUED and leads the next pass's first bundle.
+                break;
+            }
+            gas = gas.saturating_add(op_gas);
+            bundle.push(intent);
+            if bundle.len() >= self.config.max_ops_per_bundle {
+                break;
+            }
+        }
+        bundle
     }
 
     async fn expire_unsigned(&self) -> Result<(), RelayError> {
@@ -194,33 +238,45 @@ impl Relay {
         Ok(())
     }
 
-    /// Sends `intent`'s operation in a `handleOps` transaction of its own. Returns whether a
-    /// transaction is now in flight for it.
-    async fn submit(&self, mut intent: Intent) -> Result<bool, RelayError> {
+    /// Sends `bundle` (oldest first) in one `handleOps` transaction. The estimate is the
+    /// simulation: an operation the EntryPoint refuses is taken out with its decoded reason
+    /// and the rest are simulated again, so one bad operation never sinks the others.
+    /// Returns whether a transaction is now in flight.
+    async fn submit_bundle(&self, mut bundle: Vec<Intent>) -> Result<bool, RelayError> {
         let entry_point =
             EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
-        let call = entry_point.handleOps(vec![intent.user_op.pack()], self.address());
-        // Estimating is the simulation: an operation the EntryPoint refuses is dropped here,
-        // with its reason, before it costs the relayer anything.
-        let gas = match call.clone().from(self.address()).estimate_gas().await {
-            Ok(gas) => gas,
-            Err(error) => {
-                let Some(data) = error.as_revert_data() else {
-                    return Err(ChainError::Contract(error).into());
-                };
-                if self.executed(&intent).await? {
-                    // Its nonce is used: an earlier send of it landed, or another operation
-                    // took the nonce. Either way it cannot be sent again.
-                    self.settle_from_chain(intent).await?;
-                    return Ok(false);
-                }
-                let details = refusal_details(&data);
-                warn!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, reason = %details.cause, "operation refused by the EntryPoint");
-                intent.failure_reason = Some(format!("{}: {}", details.cause, details.reason));
-                intent.refusal = Some(details);
-                self.settle(intent, IntentEvent::Dropped).await?;
+        let (call, gas) = loop {
+            if bundle.is_empty() {
                 return Ok(false);
             }
+            let ops = bundle.iter().map(|intent| intent.user_op.pack()).collect();
+            let call = entry_point.handleOps(ops, self.address());
+            let error = match call.clone().from(self.address()).estimate_gas().await {
+                Ok(gas) => break (call, gas),
+                Err(error) => error,
+            };
+            let Some(data) = error.as_revert_data() else {
+                return Err(ChainError::Contract(error).into());
+            };
+            let refusal = decode_handle_ops_revert(&data);
+            let index = refusal
+                .as_ref()
+                .and_then(|refusal| refusal.op_index)
+                .and_then(|index| usize::try_from(index).ok())
+                .filter(|index| *index < bundle.len());
+            let culprit = match index {
+                Some(index) => bundle.remove(index),
+                // Not attributable to one operation: the oldest one alone answers for it
+                // only if it is alone; otherwise each is simulated on its own next pass.
+                None if bundle.len() == 1 => bundle.remove(0),
+                None => {
+                    for intent in bundle {
+                        Box::pin(self.submit_bundle(vec![intent])).await?;
+                    }
+                    return Ok(true);
+                }
+            };
+            self.refuse(culprit, &data).await?;
         };
 
         let nonce = self
@@ -246,31 +302,50 @@ impl Relay {
         let tx_hash = *envelope.tx_hash();
         let raw = Bytes::from(envelope.encoded_2718());
 
-        // Write-ahead: the hash is durable before the transaction exists anywhere else.
-        intent.submission = Some(Submission {
-            tx_hash,
-            relayer: self.address(),
-            relayer_nonce: nonce,
-            block,
-        });
-        intent
-            .apply(&IntentEvent::Submitted, now_ms())
-            .map_err(|_| RelayError::Conflict)?;
-        match self.app.store().save(None, &mut [&mut intent]) {
+        // Write-ahead: the hash is durable, for every operation of the bundle in one write,
+        // before the transaction exists anywhere else.
+        let now = now_ms();
+        for intent in &mut bundle {
+            intent.submission = Some(Submission {
+                tx_hash,
+                relayer: self.address(),
+                relayer_nonce: nonce,
+                block,
+            });
+            intent
+                .apply(&IntentEvent::Submitted, now)
+                .map_err(|_| RelayError::Conflict)?;
+        }
+        let mut refs: Vec<&mut Intent> = bundle.iter_mut().collect();
+        match self.app.store().save(None, &mut refs) {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => return Err(RelayError::Conflict),
             Err(error) => return Err(error.into()),
         }
         self.app.store().flush().await?;
-        self.app.publish(&[&intent]);
+        self.app.publish(&bundle.iter().collect::<Vec<_>>());
 
+        let ops = bundle.len();
         if let Err(error) = self.provider.send_raw_transaction(&raw).await {
             // Left SUBMITTED: tracking finds the transaction, or finds it lost and requeues.
-            warn!(target: "relay", intent = %intent.id, tx = %tx_hash, %error, "broadcast failed");
+            warn!(target: "relay", tx = %tx_hash, ops, %error, "broadcast failed");
             return Ok(true);
         }
-        info!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, tx = %tx_hash, nonce, "submitted");
+        info!(target: "relay", tx = %tx_hash, ops, nonce, gas, "bundle submitted");
         Ok(true)
+    }
+
+    /// Takes an operation the EntryPoint refused out of the queue: settled from the chain if
+    /// its nonce turns out to be used, DROPPED with the decoded reason otherwise.
+    async fn refuse(&self, mut intent: Intent, data: &[u8]) -> Result<(), RelayError> {
+        if self.executed(&intent).await? {
+            return self.settle_from_chain(intent).await;
+        }
+        let details = refusal_details(data);
+        warn!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, reason = %details.cause, "operation refused by the EntryPoint");
+        intent.failure_reason = Some(format!("{}: {}", details.cause, details.reason));
+        intent.refusal = Some(details);
+        self.settle(intent, IntentEvent::Dropped).await
     }
 
     /// Follows a submitted operation: its receipt, or why there is none.

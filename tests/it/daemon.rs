@@ -203,6 +203,29 @@ impl Clients {
         panic!("session {name} never reached {status:?}");
     }
 
+    /// Polls an intent until it reaches `status` (or fails the test after 30 s).
+    pub async fn wait_status(
+        &mut self,
+        name: &str,
+        status: proto::TransactionIntentStatus,
+    ) -> proto::TransactionIntent {
+        for _ in 0..300 {
+            let intent = self
+                .intents
+                .get_transaction_intent(proto::GetTransactionIntentRequest {
+                    name: name.to_owned(),
+                })
+                .await
+                .expect("get intent")
+                .into_inner();
+            if intent.status == status as i32 {
+                return intent;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("intent {name} never reached {status:?}");
+    }
+
     /// Polls an intent until it is final (or fails the test after 60 s).
     pub async fn wait_final(&mut self, name: &str) -> proto::TransactionIntent {
         for _ in 0..600 {

@@ -32,7 +32,12 @@ pub struct TestChain {
 
 impl TestChain {
     pub async fn start() -> Self {
-        let chain = DevChain::start(DevChainOptions::default())
+        Self::start_with(DevChainOptions::default()).await
+    }
+
+    /// A chain started with `options` (for example interval mining).
+    pub async fn start_with(options: DevChainOptions) -> Self {
+        let chain = DevChain::start(options)
             .await
             .expect("start anvil and deploy the contracts (run `make toolchain` first)");
         let relayer = ProviderBuilder::new()

@@ -25,8 +25,9 @@ use crate::{
 
 const FIRST_BATCH: u64 = 6;
 const SECOND_BATCH: u64 = 6;
-/// With mining stopped, the relay sends this many and the rest wait QUEUED.
-const MAX_IN_FLIGHT: usize = 4;
+/// One bundle in flight: with mining stopped, the relay sends its first bundle and every
+/// other intent waits QUEUED.
+const MAX_IN_FLIGHT: usize = 1;
 
 #[tokio::test]
 async fn a_killed_daemon_resumes_and_executes_every_intent_exactly_once() {
@@ -57,7 +58,7 @@ async fn a_killed_daemon_resumes_and_executes_every_intent_exactly_once() {
     for id in 0..FIRST_BATCH {
         names.push(create(&mut daemon, &chain, &session.name, &account.to_string(), id).await);
     }
-    wait_until_submitted(&mut daemon, &names, MAX_IN_FLIGHT).await;
+    wait_until_some_submitted(&mut daemon, &names).await;
     // A second batch, and the process dies while the relay works through it.
     for id in FIRST_BATCH..FIRST_BATCH + SECOND_BATCH {
         names.push(create(&mut daemon, &chain, &session.name, &account.to_string(), id).await);
@@ -75,16 +76,11 @@ async fn a_killed_daemon_resumes_and_executes_every_intent_exactly_once() {
         at_crash.keys().all(|status| !status.is_final()),
         "nothing could be final with mining stopped: {at_crash:?}"
     );
-    assert_eq!(
-        at_crash.get(&IntentStatus::Submitted),
-        Some(&MAX_IN_FLIGHT),
-        "{at_crash:?}"
-    );
-    assert_eq!(
-        at_crash.get(&IntentStatus::Queued),
-        Some(&(names.len() - MAX_IN_FLIGHT)),
-        "{at_crash:?}"
-    );
+    // The first bundle is in flight; the whole second batch, at least, waits behind it.
+    let submitted = at_crash.get(&IntentStatus::Submitted).copied().unwrap_or(0);
+    let queued = at_crash.get(&IntentStatus::Queued).copied().unwrap_or(0);
+    assert!(submitted >= 1, "{at_crash:?}");
+    assert!(queued >= SECOND_BATCH as usize, "{at_crash:?}");
 
     // Mining resumes and the daemon starts again on the same directory.
     chain
@@ -154,7 +150,7 @@ async fn create(
         .name
 }
 
-async fn wait_until_submitted(daemon: &mut DaemonProcess, names: &[String], count: usize) {
+async fn wait_until_some_submitted(daemon: &mut DaemonProcess, names: &[String]) {
     for _ in 0..300 {
         let mut submitted = 0;
         for name in names {
@@ -168,12 +164,12 @@ async fn wait_until_submitted(daemon: &mut DaemonProcess, names: &[String], coun
                 submitted += 1;
             }
         }
-        if submitted == count {
+        if submitted > 0 {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("{count} intents of the first batch were never SUBMITTED");
+    panic!("no intent of the first batch was ever SUBMITTED");
 }
 
 /// How many call intents the dead daemon's store holds in each status.
