@@ -77,6 +77,9 @@ pub struct RelayerConfig {
     /// Its secp256k1 private key, 0x-prefixed hex. Prefer the `LATCHKEY_RELAYER_PRIVATE_KEY`
     /// environment variable to writing it in a file.
     pub private_key: Option<String>,
+    /// More relayer keys, 0x-prefixed hex. Each relayer has its own nonces and its own
+    /// bundles in flight, so several bundles can land in one block.
+    pub private_keys: Vec<String>,
     /// How often the relay looks for work when nothing wakes it, in milliseconds.
     pub poll_interval_ms: u64,
     /// Most `handleOps` transactions the relayer has sent and not yet seen included. While
@@ -97,6 +100,10 @@ impl std::fmt::Debug for RelayerConfig {
             .field(
                 "private_key",
                 &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "private_keys",
+                &format!("<{} redacted>", self.private_keys.len()),
             )
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("max_in_flight", &self.max_in_flight)
@@ -132,6 +139,7 @@ impl Default for RelayerConfig {
     fn default() -> Self {
         Self {
             private_key: None,
+            private_keys: Vec::new(),
             poll_interval_ms: 1_000,
             max_in_flight: 1,
             max_bundle_gas: 15_000_000,
@@ -234,7 +242,7 @@ impl Config {
             field: "chain.rpc_url",
             reason: error.to_string(),
         })?;
-        self.relayer_signer()?;
+        self.relayer_signers()?;
         if self.chain.max_fee_per_gas_gwei == 0 {
             return Err(invalid("chain.max_fee_per_gas_gwei", "must be at least 1"));
         }
@@ -262,20 +270,44 @@ impl Config {
         Ok(())
     }
 
-    /// The relayer's signer.
-    pub fn relayer_signer(&self) -> Result<PrivateKeySigner, ConfigError> {
-        let key = self.relayer.private_key.as_deref().ok_or_else(|| {
-            invalid(
+    /// The relayers' signers: `private_key` (which may list several keys separated by
+    /// commas, as LATCHKEY_RELAYER_PRIVATE_KEY can) and then `private_keys`. At least one,
+    /// and no key twice.
+    pub fn relayer_signers(&self) -> Result<Vec<PrivateKeySigner>, ConfigError> {
+        let listed = self
+            .relayer
+            .private_key
+            .iter()
+            .flat_map(|keys| keys.split(','))
+            .chain(self.relayer.private_keys.iter().map(String::as_str))
+            .map(str::trim)
+            .filter(|key| !key.is_empty());
+        let mut signers: Vec<PrivateKeySigner> = Vec::new();
+        for key in listed {
+            let signer = PrivateKeySigner::from_str(key).map_err(|_| {
+                invalid(
+                    "relayer.private_key",
+                    "not a 0x-prefixed 32-byte secp256k1 key",
+                )
+            })?;
+            if signers
+                .iter()
+                .any(|known| known.address() == signer.address())
+            {
+                return Err(invalid(
+                    "relayer.private_keys",
+                    "the same key is listed twice",
+                ));
+            }
+            signers.push(signer);
+        }
+        if signers.is_empty() {
+            return Err(invalid(
                 "relayer.private_key",
                 "required; set it in the file or in LATCHKEY_RELAYER_PRIVATE_KEY",
-            )
-        })?;
-        PrivateKeySigner::from_str(key.trim()).map_err(|_| {
-            invalid(
-                "relayer.private_key",
-                "not a 0x-prefixed 32-byte secp256k1 key",
-            )
-        })
+            ));
+        }
+        Ok(signers)
     }
 
     /// The factory: configured, or the deterministic address for the EntryPoint.
@@ -402,7 +434,7 @@ mod tests {
         );
         // Commented-out fields are documented too.
         let text = std::fs::read_to_string(&path).unwrap();
-        for field in ["factory", "private_key"] {
+        for field in ["factory", "private_key", "private_keys"] {
             assert!(
                 text.contains(&format!("# {field} = ")),
                 "{field} is documented"
@@ -441,6 +473,29 @@ mod tests {
         assert_eq!(
             config.intents.signature_timeout_secs,
             defaults.intents.signature_timeout_secs
+        );
+    }
+
+    #[test]
+    fn several_relayer_keys_come_from_the_list_and_the_environment() {
+        const OTHER: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+        let config = Config::load(
+            None,
+            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", &format!("{KEY}, {OTHER}"))]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.relayer_signers().unwrap().len(), 2);
+        let twice = Config::load(
+            None,
+            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", &format!("{KEY},{KEY}"))]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(twice.to_string().contains("twice"), "{twice}");
+        assert!(
+            !format!("{config:?}").contains(&OTHER[2..]),
+            "keys never appear in Debug"
         );
     }
 

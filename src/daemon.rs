@@ -57,7 +57,7 @@ impl Daemon {
     /// one; [`Daemon::local_addr`] tells which).
     pub async fn start(config: &Config) -> Result<Self, DaemonError> {
         config.validate()?;
-        let signer = config.relayer_signer()?;
+        let signers = config.relayer_signers()?;
         let store = Store::open(&config.data_dir)?;
         let rpc_url = config
             .chain
@@ -88,7 +88,7 @@ impl Daemon {
         );
         let relay = Relay::new(
             app.clone(),
-            signer,
+            signers,
             RelayConfig {
                 poll_interval: Duration::from_millis(config.relayer.poll_interval_ms),
                 max_in_flight: config.relayer.max_in_flight,

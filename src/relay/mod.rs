@@ -9,7 +9,11 @@
 //! EntryPoint's nonce shows the operation never executed, and every operation has a nonce of
 //! its own at sequence 0, so the EntryPoint itself refuses a second execution.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use alloy::{
     eips::Encodable2718,
@@ -77,41 +81,55 @@ pub struct RelayConfig {
 /// The relay engine. Build it, then [`Relay::run`] it on a task.
 pub struct Relay {
     app: App,
-    signer: PrivateKeySigner,
-    wallet: EthereumWallet,
+    relayers: Vec<Relayer>,
     provider: DynProvider,
     config: RelayConfig,
     wakeup: Arc<Notify>,
 }
 
+/// One relayer account: its key signs the `handleOps` transactions it sends, and it is the
+/// beneficiary of their fees. Each has its own nonces and its own bundles in flight.
+struct Relayer {
+    address: Address,
+    wallet: EthereumWallet,
+}
+
 impl Relay {
-    /// An engine relaying `app`'s intents with `signer`, woken by `wakeup`.
+    /// An engine relaying `app`'s intents with `signers` (at least one), woken by `wakeup`.
     pub fn new(
         app: App,
-        signer: PrivateKeySigner,
+        signers: Vec<PrivateKeySigner>,
         config: RelayConfig,
         wakeup: Arc<Notify>,
     ) -> Self {
         let provider = app.chain().provider().clone();
-        let wallet = EthereumWallet::from(signer.clone());
+        let relayers = signers
+            .into_iter()
+            .map(|signer| Relayer {
+                address: signer.address(),
+                wallet: EthereumWallet::from(signer),
+            })
+            .collect();
         Self {
             app,
-            signer,
-            wallet,
+            relayers,
             provider,
             config,
             wakeup,
         }
     }
 
-    /// The relayer's address.
-    pub fn address(&self) -> Address {
-        self.signer.address()
+    /// The relayers' addresses.
+    pub fn addresses(&self) -> Vec<Address> {
+        self.relayers
+            .iter()
+            .map(|relayer| relayer.address)
+            .collect()
     }
 
     /// Runs until `shutdown` is cancelled. A pass that fails is logged and retried.
     pub async fn run(self, shutdown: CancellationToken) {
-        info!(target: "relay", relayer = %self.address(), "started");
+        info!(target: "relay", relayers = ?self.addresses(), "started");
         loop {
             if let Err(error) = self.pass().await {
                 warn!(target: "relay", %error, "relay pass failed; retrying");
@@ -145,33 +163,37 @@ impl Relay {
             .app
             .store()
             .intents_in_status(IntentStatus::Submitted)?;
-        // Transactions in flight: a bundle's intents share one.
-        let mut in_flight = submitted
+        // Transactions in flight per relayer: a bundle's intents share one.
+        let mut in_flight: HashMap<Address, HashSet<TxHash>> = HashMap::new();
+        for submission in submitted
             .iter()
-            .filter_map(|intent| {
-                intent
-                    .submission
-                    .as_ref()
-                    .map(|submission| submission.tx_hash)
-            })
-            .collect::<HashSet<TxHash>>()
-            .len();
+            .filter_map(|intent| intent.submission.as_ref())
+        {
+            in_flight
+                .entry(submission.relayer)
+                .or_default()
+                .insert(submission.tx_hash);
+        }
         let mut queued = self
             .app
             .store()
             .intents_in_status(IntentStatus::Queued)?
             .into_iter();
-        while in_flight < self.config.max_in_flight {
-            let bundle = self.next_bundle(&mut queued);
-            if bundle.is_empty() {
-                break;
-            }
-            let ids: Vec<_> = bundle.iter().map(|intent| intent.id.clone()).collect();
-            match self.submit_bundle(bundle).await {
-                Ok(true) => in_flight += 1,
-                Ok(false) => {}
-                Err(error) => {
-                    warn!(target: "relay", intents = ?ids, %error, "bundle failed; retrying next pass");
+        // Bundles go to the relayers in turn, each up to its own in-flight limit.
+        'relayers: for relayer in &self.relayers {
+            let mut sending = in_flight.get(&relayer.address).map_or(0, HashSet::len);
+            while sending < self.config.max_in_flight {
+                let bundle = self.next_bundle(&mut queued);
+                if bundle.is_empty() {
+                    break 'relayers;
+                }
+                let ids: Vec<_> = bundle.iter().map(|intent| intent.id.clone()).collect();
+                match self.submit_bundle(relayer, bundle).await {
+                    Ok(true) => sending += 1,
+                    Ok(false) => {}
+                    Err(error) => {
+                        warn!(target: "relay", relayer = %relayer.address, intents = ?ids, %error, "bundle failed; retrying next pass");
+                    }
                 }
             }
         }
@@ -242,7 +264,11 @@ impl Relay {
     /// simulation: an operation the EntryPoint refuses is taken out with its decoded reason
     /// and the rest are simulated again, so one bad operation never sinks the others.
     /// Returns whether a transaction is now in flight.
-    async fn submit_bundle(&self, mut bundle: Vec<Intent>) -> Result<bool, RelayError> {
+    async fn submit_bundle(
+        &self,
+        relayer: &Relayer,
+        mut bundle: Vec<Intent>,
+    ) -> Result<bool, RelayError> {
         let entry_point =
             EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
         let (call, gas) = loop {
@@ -250,8 +276,8 @@ impl Relay {
                 return Ok(false);
             }
             let ops = bundle.iter().map(|intent| intent.user_op.pack()).collect();
-            let call = entry_point.handleOps(ops, self.address());
-            let error = match call.clone().from(self.address()).estimate_gas().await {
+            let call = entry_point.handleOps(ops, relayer.address);
+            let error = match call.clone().from(relayer.address).estimate_gas().await {
                 Ok(gas) => break (call, gas),
                 Err(error) => error,
             };
@@ -271,7 +297,7 @@ impl Relay {
                 None if bundle.len() == 1 => bundle.remove(0),
                 None => {
                     for intent in bundle {
-                        Box::pin(self.submit_bundle(vec![intent])).await?;
+                        Box::pin(self.submit_bundle(relayer, vec![intent])).await?;
                     }
                     return Ok(true);
                 }
@@ -281,13 +307,13 @@ impl Relay {
 
         let nonce = self
             .provider
-            .get_transaction_count(self.address())
+            .get_transaction_count(relayer.address)
             .pending()
             .await?;
         let block = self.provider.get_block_number().await?;
         let fees = self.app.chain().fees().await?;
         let request = TransactionRequest::default()
-            .with_from(self.address())
+            .with_from(relayer.address)
             .with_to(entry_point.address().to_owned())
             .with_input(call.calldata().clone())
             .with_nonce(nonce)
@@ -296,7 +322,7 @@ impl Relay {
             .with_max_fee_per_gas(fees.max_fee_per_gas)
             .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
         let envelope = request
-            .build(&self.wallet)
+            .build(&relayer.wallet)
             .await
             .map_err(|error| RelayError::Signing(error.to_string()))?;
         let tx_hash = *envelope.tx_hash();
@@ -308,7 +334,7 @@ impl Relay {
         for intent in &mut bundle {
             intent.submission = Some(Submission {
                 tx_hash,
-                relayer: self.address(),
+                relayer: relayer.address,
                 relayer_nonce: nonce,
                 block,
             });

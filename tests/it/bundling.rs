@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use alloy::{
     network::EthereumWallet,
     primitives::utils::parse_ether,
-    providers::{ProviderBuilder, ext::AnvilApi},
+    providers::{Provider, ProviderBuilder, ext::AnvilApi},
     signers::local::PrivateKeySigner,
 };
 use latchkey::{
@@ -189,4 +189,70 @@ async fn create_mint(
         .expect("create intent")
         .into_inner()
         .name
+}
+
+#[tokio::test]
+async fn with_four_relayers_bundles_from_different_relayers_share_a_block() {
+    let chain = TestChain::start_with(DevChainOptions {
+        block_time: Some(1),
+        port: None,
+    })
+    .await;
+    let extra: Vec<PrivateKeySigner> = (0..3).map(|_| PrivateKeySigner::random()).collect();
+    for signer in &extra {
+        chain
+            .relayer
+            .anvil_set_balance(signer.address(), parse_ether("100").expect("constant"))
+            .await
+            .expect("fund");
+    }
+    let keys: Vec<String> = extra
+        .iter()
+        .map(|signer| format!("0x{}", alloy::hex::encode(signer.to_bytes())))
+        .collect();
+    let mut daemon = TestDaemon::start_with(&chain, |config| {
+        config.relayer.private_keys = keys;
+        // Small bundles, so the queue outgrows one bundle per block.
+        config.relayer.max_ops_per_bundle = 4;
+    })
+    .await;
+    let owner = PrivateKeySigner::random();
+    let session = daemon.active_held_session(&chain, &owner, 100).await;
+    let account = account_address(&session.account).to_string();
+
+    let mut names = Vec::new();
+    for id in 0..40 {
+        names.push(create_mint(&mut daemon, &chain, &session.name, &account, id).await);
+    }
+    let mut senders_by_block: HashMap<u64, HashSet<alloy::primitives::Address>> = HashMap::new();
+    for name in &names {
+        let intent = daemon.wait_final(name).await;
+        assert_eq!(intent.status, S::Confirmed as i32, "{intent:?}");
+        let result = intent.result.expect("result");
+        let tx = chain
+            .relayer
+            .get_transaction_by_hash(result.transaction_hash.parse().expect("hash"))
+            .await
+            .expect("transaction")
+            .expect("known");
+        senders_by_block
+            .entry(result.block_number)
+            .or_default()
+            .insert(tx.inner.signer());
+    }
+    let most = senders_by_block
+        .values()
+        .map(HashSet::len)
+        .max()
+        .unwrap_or(0);
+    let all: HashSet<_> = senders_by_block.values().flatten().collect();
+    println!(
+        "{} blocks; relayers used: {}; most relayers in one block: {most}",
+        senders_by_block.len(),
+        all.len()
+    );
+    assert!(
+        most >= 2,
+        "no block held bundles from two relayers: {senders_by_block:?}"
+    );
 }
