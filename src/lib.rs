@@ -11,6 +11,7 @@
 //!   relay.
 //! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, deployment, and
 //!   the local dev chain.
+//! - [`cli`]: operator subcommands; for now `bench`, the load generator.
 //! - [`config`]: layered configuration (defaults < TOML < env < flags), validated at start.
 //! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path.
 //! - [`intent`]: transaction intents: the record, its pure state machine, and turning an
@@ -29,6 +30,7 @@
 pub mod api;
 pub mod app;
 pub mod chain;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 mod ids;

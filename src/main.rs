@@ -46,6 +46,31 @@ enum Command {
         #[arg(long)]
         rpc_url: Option<String>,
     },
+    /// Measure: start anvil and the daemon, register sessions on fresh accounts, drive mint
+    /// intents through gRPC, and report throughput, latency, bundling, gas and memory.
+    Bench {
+        /// Player accounts, each with one HELD session key.
+        #[arg(long, default_value_t = 20)]
+        accounts: usize,
+        /// Intents in all.
+        #[arg(long, default_value_t = 1_000)]
+        intents: usize,
+        /// Intents in creation at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Intents per second to aim for; as fast as possible when absent.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// anvil's block time in seconds; automine when absent.
+        #[arg(long)]
+        block_time: Option<u64>,
+        /// Relayer keys the daemon gets.
+        #[arg(long, default_value_t = 1)]
+        relayers: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the local stack: the project's anvil, the contracts deployed, a funded relayer,
     /// and the daemon with a fresh sled store.
     Dev {
@@ -90,6 +115,30 @@ async fn main() -> anyhow::Result<()> {
             )?;
             let daemon = Daemon::start(&config).await?;
             daemon.run(shutdown).await?;
+        }
+        Command::Bench {
+            accounts,
+            intents,
+            concurrency,
+            rate,
+            block_time,
+            relayers,
+            json,
+        } => {
+            let options = latchkey::cli::bench::BenchOptions {
+                accounts,
+                intents,
+                concurrency,
+                rate,
+                block_time,
+                relayers,
+            };
+            let report = latchkey::cli::bench::run(options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", latchkey::cli::bench::render(&report));
+            }
         }
         Command::Dev {
             listen,

@@ -5,6 +5,7 @@
 // documented where it helps the story rather than everywhere.
 #![allow(unreachable_pub, missing_docs)]
 
+mod bench;
 mod bundling;
 mod daemon;
 mod deployment;

@@ -1,0 +1,454 @@
+//! `latchkey bench`: a load generator. It starts the project's anvil, runs the real daemon as
+//! a child process (so its memory can be read), registers HELD session keys on K accounts,
+//! drives N mint intents through gRPC, and reports what it measured: throughput, latency
+//! from creation to confirmation (from the daemon's own transition times), ops per bundle,
+//! gas per op, and the daemon's resident memory.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::{Child, Command},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    primitives::{Address, B256, utils::parse_ether},
+    providers::{Provider, ext::AnvilApi},
+    signers::local::PrivateKeySigner,
+};
+use anyhow::{Context, bail};
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
+
+use crate::{
+    api::proto::{
+        self, session_service_client::SessionServiceClient,
+        transaction_intent_service_client::TransactionIntentServiceClient,
+    },
+    chain::{
+        devnet::{DevChain, DevChainOptions},
+        user_operation::sign_user_op_hash,
+    },
+};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Player accounts, each with one HELD session.
+    pub accounts: usize,
+    /// Intents in all.
+    pub intents: usize,
+    /// Intents created at most this many at a time.
+    pub concurrency: usize,
+    /// Intents per second to aim for; `None` for as fast as possible.
+    pub rate: Option<f64>,
+    /// anvil's block time in seconds; `None` for automine.
+    pub block_time: Option<u64>,
+    /// Relayer keys the daemon gets.
+    pub relayers: usize,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    /// anvil's block time (0 = automine).
+    pub block_time_secs: u64,
+    /// Accounts, intents, relayers.
+    pub accounts: usize,
+    /// Intents driven.
+    pub intents: usize,
+    /// Relayer keys.
+    pub relayers: usize,
+    /// Intents that ended CONFIRMED.
+    pub confirmed: usize,
+    /// Confirmed intents per second, from the first creation to the last confirmation.
+    pub ops_per_sec: f64,
+    /// Intents created per second by the load generator.
+    pub created_per_sec: f64,
+    /// Creation to confirmation, milliseconds.
+    pub latency_ms_p50: u64,
+    /// 90th percentile.
+    pub latency_ms_p90: u64,
+    /// 99th percentile.
+    pub latency_ms_p99: u64,
+    /// Bundles (handleOps transactions) that carried the intents.
+    pub bundles: usize,
+    /// Mean operations per bundle.
+    pub ops_per_bundle: f64,
+    /// Gas of the handleOps transactions divided by the operations they carried.
+    pub gas_per_op: f64,
+    /// How many such operations a 30M-gas block holds.
+    pub ops_per_30m_block: f64,
+    /// The daemon's resident memory at the end, MiB.
+    pub daemon_rss_mib: f64,
+    /// The daemon's peak resident memory, MiB.
+    pub daemon_peak_rss_mib: f64,
+}
+
+/// Runs the benchmark and returns its report.
+pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
+    if options.accounts == 0
+        || options.intents == 0
+        || options.concurrency == 0
+        || options.relayers == 0
+    {
+        bail!("--accounts, --intents, --concurrency and --relayers must be at least 1");
+    }
+    let chain = DevChain::start(DevChainOptions {
+        block_time: options.block_time,
+        port: None,
+    })
+    .await
+    .context("starting anvil")?;
+    let mut relayer_keys = vec![chain.relayer.clone()];
+    for _ in 1..options.relayers {
+        let extra = PrivateKeySigner::random();
+        chain
+            .provider
+            .anvil_set_balance(extra.address(), parse_ether("1000")?)
+            .await?;
+        relayer_keys.push(extra);
+    }
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", std::process::id()));
+    let daemon = DaemonChild::spawn(&chain, &relayer_keys, dir.clone()).await?;
+    let channel = daemon.channel.clone();
+    let mut sessions_client = SessionServiceClient::new(channel.clone());
+    let intents_client = TransactionIntentServiceClient::new(channel);
+
+    // K accounts with an ACTIVE HELD session each.
+    eprintln!("registering {} sessions...", options.accounts);
+    let now = chain_time(&chain).await?;
+    let mut sessions = Vec::new();
+    for _ in 0..options.accounts {
+        let owner = PrivateKeySigner::random();
+        let session = sessions_client
+            .create_session(proto::CreateSessionRequest {
+                owner: owner.address().to_string(),
+                salt: "0".into(),
+                custody: proto::KeyCustody::Held as i32,
+                key_address: String::new(),
+                valid_after: 0,
+                valid_until: i64::try_from(now + 86_400)?,
+                permissions: Some(proto::SessionPermissions {
+                    call_limit: u32::MAX,
+                    value_per_call_limit: String::new(),
+                    value_budget: String::new(),
+                    gas_budget: parse_ether("100")?.to_string(),
+                    calls: vec![proto::CallPermission {
+                        target: chain.deployment.game_items.to_string(),
+                        function: "mint(address,uint256,uint256)".into(),
+                    }],
+                }),
+            })
+            .await?
+            .into_inner();
+        let account: Address = session.account.trim_start_matches("accounts/").parse()?;
+        chain
+            .provider
+            .anvil_set_balance(account, parse_ether("100")?)
+            .await?;
+        let hash: B256 = session
+            .next_action
+            .as_ref()
+            .context("next action")?
+            .signable_hash
+            .parse()?;
+        let signature = sign_user_op_hash(&owner, hash).await?;
+        sessions_client
+            .submit_session_signature(proto::SubmitSessionSignatureRequest {
+                name: session.name.clone(),
+                signature: signature.to_string(),
+            })
+            .await?;
+        sessions.push((session.name, account));
+    }
+    for (name, _) in &sessions {
+        wait_active(&mut sessions_client, name).await?;
+    }
+
+    // N intents, spread over the accounts.
+    eprintln!("driving {} intents...", options.intents);
+    let permits = Arc::new(Semaphore::new(options.concurrency));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(options.intents);
+    for index in 0..options.intents {
+        if let Some(rate) = options.rate {
+            let due = started + Duration::from_secs_f64(index as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = permits.clone().acquire_owned().await?;
+        let (session, account) = sessions[index % sessions.len()].clone();
+        let mut client = intents_client.clone();
+        let game = chain.deployment.game_items.to_string();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            client
+                .create_transaction_intent(proto::CreateTransactionIntentRequest {
+                    session,
+                    interactions: vec![proto::Interaction {
+                        to: game,
+                        value: String::new(),
+                        call: Some(proto::interaction::Call::FunctionCall(
+                            proto::FunctionCall {
+                                signature: "mint(address,uint256,uint256)".into(),
+                                args: vec![
+                                    account.to_string(),
+                                    (index % 16).to_string(),
+                                    "1".into(),
+                                ],
+                            },
+                        )),
+                    }],
+                    idempotency_key: String::new(),
+                })
+                .await
+                .map(|response| response.into_inner().name)
+        }));
+    }
+    let mut names = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        names.push(task.await?.context("creating an intent")?);
+    }
+    let created_secs = started.elapsed().as_secs_f64();
+
+    // Wait for every intent to be final, then read what happened from the daemon's records.
+    let mut client = intents_client.clone();
+    let mut finals = Vec::with_capacity(names.len());
+    for name in &names {
+        finals.push(wait_final(&mut client, name).await?);
+    }
+    let rss = daemon.memory()?;
+    let report = measure(&chain, &options, &finals, created_secs, rss).await?;
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}
+
+async fn measure(
+    chain: &DevChain,
+    options: &BenchOptions,
+    finals: &[proto::TransactionIntent],
+    created_secs: f64,
+    (rss, peak): (f64, f64),
+) -> anyhow::Result<BenchReport> {
+    let millis = |step: &proto::StatusTransition| {
+        step.time
+            .as_ref()
+            .map(|t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000)
+    };
+    let mut latencies = Vec::new();
+    let mut first_created = i64::MAX;
+    let mut last_confirmed = i64::MIN;
+    let mut bundles: HashMap<String, usize> = HashMap::new();
+    for intent in finals
+        .iter()
+        .filter(|intent| intent.status == proto::TransactionIntentStatus::Confirmed as i32)
+    {
+        let created = intent
+            .history
+            .first()
+            .and_then(millis)
+            .context("creation time")?;
+        let confirmed = intent
+            .history
+            .last()
+            .and_then(millis)
+            .context("confirmation time")?;
+        latencies.push(u64::try_from(confirmed - created).unwrap_or(0));
+        first_created = first_created.min(created);
+        last_confirmed = last_confirmed.max(confirmed);
+        if let Some(result) = &intent.result {
+            *bundles.entry(result.transaction_hash.clone()).or_default() += 1;
+        }
+    }
+    latencies.sort_unstable();
+    let confirmed = latencies.len();
+    let percentile = |p: f64| -> u64 {
+        if latencies.is_empty() {
+            return 0;
+        }
+        let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
+        latencies[rank.clamp(1, latencies.len()) - 1]
+    };
+    let mut gas = 0u128;
+    for tx in bundles.keys() {
+        let receipt = chain
+            .provider
+            .get_transaction_receipt(tx.parse()?)
+            .await?
+            .context("a bundle's receipt")?;
+        gas += u128::from(receipt.gas_used);
+    }
+    let ops_in_bundles: usize = bundles.values().sum();
+    let gas_per_op = gas as f64 / ops_in_bundles.max(1) as f64;
+    let span_secs = ((last_confirmed - first_created).max(1)) as f64 / 1_000.0;
+    Ok(BenchReport {
+        block_time_secs: options.block_time.unwrap_or(0),
+        accounts: options.accounts,
+        intents: options.intents,
+        relayers: options.relayers,
+        confirmed,
+        ops_per_sec: confirmed as f64 / span_secs,
+        created_per_sec: options.intents as f64 / created_secs.max(f64::EPSILON),
+        latency_ms_p50: percentile(50.0),
+        latency_ms_p90: percentile(90.0),
+        latency_ms_p99: percentile(99.0),
+        bundles: bundles.len(),
+        ops_per_bundle: ops_in_bundles as f64 / bundles.len().max(1) as f64,
+        gas_per_op,
+        ops_per_30m_block: 30_000_000.0 / gas_per_op.max(1.0),
+        daemon_rss_mib: rss,
+        daemon_peak_rss_mib: peak,
+    })
+}
+
+async fn chain_time(chain: &DevChain) -> anyhow::Result<u64> {
+    let block = chain
+        .provider
+        .get_block_by_number(Default::default())
+        .await?
+        .context("latest block")?;
+    Ok(block.header.timestamp)
+}
+
+async fn wait_active(client: &mut SessionServiceClient<Channel>, name: &str) -> anyhow::Result<()> {
+    for _ in 0..1_200 {
+        let session = client
+            .get_session(proto::GetSessionRequest {
+                name: name.to_owned(),
+            })
+            .await?
+            .into_inner();
+        if session.status == proto::SessionStatus::Active as i32 {
+            return Ok(());
+        }
+        if session.status == proto::SessionStatus::Failed as i32 {
+            bail!("session {name} failed: {}", session.failure_reason);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("session {name} did not become ACTIVE in a minute")
+}
+
+async fn wait_final(
+    client: &mut TransactionIntentServiceClient<Channel>,
+    name: &str,
+) -> anyhow::Result<proto::TransactionIntent> {
+    use proto::TransactionIntentStatus as S;
+    for _ in 0..6_000 {
+        let intent = client
+            .get_transaction_intent(proto::GetTransactionIntentRequest {
+                name: name.to_owned(),
+            })
+            .await?
+            .into_inner();
+        if [S::Confirmed, S::Reverted, S::Dropped, S::Expired]
+            .iter()
+            .any(|s| *s as i32 == intent.status)
+        {
+            return Ok(intent);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("intent {name} was not final after five minutes")
+}
+
+/// The daemon under test, as a child process of the benchmark.
+struct DaemonChild {
+    child: Child,
+    channel: Channel,
+}
+
+impl DaemonChild {
+    async fn spawn(
+        chain: &DevChain,
+        relayers: &[PrivateKeySigner],
+        dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let keys: Vec<String> = relayers
+            .iter()
+            .map(|key| format!("0x{}", alloy::hex::encode(key.to_bytes())))
+            .collect();
+        let child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--data-dir", &dir.display().to_string()])
+            .args(["--rpc-url", chain.rpc_url().as_str()])
+            .env("LATCHKEY_FACTORY", chain.deployment.factory.to_string())
+            .env("LATCHKEY_RELAYER_PRIVATE_KEY", keys.join(","))
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .context("starting the daemon")?;
+        let mut daemon = Self {
+            child,
+            channel: Channel::from_static("http://127.0.0.1:1").connect_lazy(),
+        };
+        let uri = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if let Ok(channel) = Channel::from_shared(uri.clone())?.connect().await {
+                daemon.channel = channel;
+                return Ok(daemon);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the daemon did not start listening")
+    }
+
+    /// Resident memory now and at its peak, MiB, from /proc.
+    fn memory(&self) -> anyhow::Result<(f64, f64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .context("reading the daemon's /proc status (Linux only)")?;
+        let field = |name: &str| -> f64 {
+            status
+                .lines()
+                .find(|line| line.starts_with(name))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+                .map_or(0.0, |kib| kib / 1024.0)
+        };
+        Ok((field("VmRSS:"), field("VmHWM:")))
+    }
+}
+
+impl Drop for DaemonChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One line per measure, for people.
+pub fn render(report: &BenchReport) -> String {
+    let mode = if report.block_time_secs == 0 {
+        "automine".to_owned()
+    } else {
+        format!("{} s blocks", report.block_time_secs)
+    };
+    format!(
+        "latchkey bench ({mode}, {} accounts, {} relayers)\n\
+         intents           {} created, {} confirmed\n\
+         throughput        {:.1} confirmed ops/s (created at {:.1}/s)\n\
+         latency           p50 {} ms, p90 {} ms, p99 {} ms (created -> confirmed)\n\
+         bundles           {} ({:.1} ops per bundle)\n\
+         gas per op        {:.0} (a 30M-gas block holds {:.0})\n\
+         daemon memory     {:.1} MiB resident, {:.1} MiB peak\n",
+        report.accounts,
+        report.relayers,
+        report.intents,
+        report.confirmed,
+        report.ops_per_sec,
+        report.created_per_sec,
+        report.latency_ms_p50,
+        report.latency_ms_p90,
+        report.latency_ms_p99,
+        report.bundles,
+        report.ops_per_bundle,
+        report.gas_per_op,
+        report.ops_per_30m_block,
+        report.daemon_rss_mib,
+        report.daemon_peak_rss_mib,
+    )
+}

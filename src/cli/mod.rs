@@ -1,0 +1,3 @@
+//! Operator subcommands that are more than a flag or two: each a client of the daemon.
+
+pub mod bench;
