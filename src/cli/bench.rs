@@ -382,18 +382,16 @@ impl DaemonChild {
             .env("RUST_LOG", "warn")
             .spawn()
             .context("starting the daemon")?;
-        let mut daemon = Self {
-            child,
-            channel: Channel::from_static("http://127.0.0.1:1").connect_lazy(),
-        };
         let uri = format!("http://127.0.0.1:{port}");
         for _ in 0..200 {
             if let Ok(channel) = Channel::from_shared(uri.clone())?.connect().await {
-                daemon.channel = channel;
-                return Ok(daemon);
+                return Ok(Self { child, channel });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
         bail!("the daemon did not start listening")
     }
 
