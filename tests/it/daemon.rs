@@ -156,6 +156,18 @@ impl Clients {
         owner: &PrivateKeySigner,
         session: proto::Session,
     ) -> proto::Session {
+        self.submit_owner_signature(owner, &session).await;
+        self.wait_session(&session.name, proto::SessionStatus::Active)
+            .await
+    }
+
+    /// The owner signs the session's next action (its registration or its revocation) and
+    /// submits the signature.
+    pub async fn submit_owner_signature(
+        &mut self,
+        owner: &PrivateKeySigner,
+        session: &proto::Session,
+    ) {
         let hash = next_action_hash(session.next_action.as_ref());
         let signature = sign_user_op_hash(owner, hash).await.expect("owner signs");
         self.sessions
@@ -165,8 +177,29 @@ impl Clients {
             })
             .await
             .expect("submit signature");
-        self.wait_session(&session.name, proto::SessionStatus::Active)
+    }
+
+    /// Creates an EXTERNAL session for `owner` whose key is `key` (allowed to mint
+    /// `call_limit` times), funds the account, has the owner sign, and waits for ACTIVE.
+    pub async fn active_external_session(
+        &mut self,
+        chain: &TestChain,
+        owner: &PrivateKeySigner,
+        key: Address,
+        call_limit: u32,
+    ) -> proto::Session {
+        let mut request = mint_session_request(chain, owner.address(), call_limit).await;
+        request.custody = proto::KeyCustody::External as i32;
+        request.key_address = key.to_string();
+        let session = self
+            .sessions
+            .create_session(request)
             .await
+            .expect("create")
+            .into_inner();
+        assert_eq!(session.key_address, key.to_string());
+        chain.fund(account_address(&session.account)).await;
+        self.sign_and_activate(owner, session).await
     }
 
     /// Polls a session until it reaches `status` (or fails the test after 30 s).

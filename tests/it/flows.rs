@@ -24,18 +24,9 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
     let owner = PrivateKeySigner::random();
     let key = PrivateKeySigner::random();
 
-    let mut request = mint_session_request(&chain, owner.address(), 5).await;
-    request.custody = proto::KeyCustody::External as i32;
-    request.key_address = key.address().to_string();
     let session = daemon
-        .sessions
-        .create_session(request)
-        .await
-        .expect("create")
-        .into_inner();
-    assert_eq!(session.key_address, key.address().to_string());
-    chain.fund(account_address(&session.account)).await;
-    let session = daemon.sign_and_activate(&owner, session).await;
+        .active_external_session(&chain, &owner, key.address(), 5)
+        .await;
     let account = account_address(&session.account);
 
     let intent = daemon
@@ -148,20 +139,10 @@ async fn revoking_a_session_needs_the_owner_and_stops_its_key_on_chain() {
     let hash = next_action_hash(revoking.next_action.as_ref());
     assert_eq!(format!("{hash}"), revoking.revocation_user_op_hash);
 
-    let revoked = {
-        let signature = sign_user_op_hash(&owner, hash).await.expect("sign");
-        daemon
-            .sessions
-            .submit_session_signature(proto::SubmitSessionSignatureRequest {
-                name: session.name.clone(),
-                signature: signature.to_string(),
-            })
-            .await
-            .expect("submit");
-        daemon
-            .wait_session(&session.name, proto::SessionStatus::Revoked)
-            .await
-    };
+    daemon.submit_owner_signature(&owner, &revoking).await;
+    let revoked = daemon
+        .wait_session(&session.name, proto::SessionStatus::Revoked)
+        .await;
     assert!(!revoked.revocation_transaction_hash.is_empty());
     assert!(
         !contract

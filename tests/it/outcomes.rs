@@ -150,20 +150,7 @@ async fn an_operation_the_entry_point_refuses_is_dropped_with_its_aa_code_cause_
         .await
         .expect("create")
         .into_inner();
-    let signature = latchkey::chain::user_operation::sign_user_op_hash(
-        &owner,
-        crate::daemon::next_action_hash(session.next_action.as_ref()),
-    )
-    .await
-    .expect("sign");
-    daemon
-        .sessions
-        .submit_session_signature(proto::SubmitSessionSignatureRequest {
-            name: session.name.clone(),
-            signature: signature.to_string(),
-        })
-        .await
-        .expect("submit");
+    daemon.submit_owner_signature(&owner, &session).await;
     let failed = daemon
         .wait_session(&session.name, proto::SessionStatus::Failed)
         .await;
@@ -214,17 +201,9 @@ async fn an_intent_nobody_signs_expires_and_gives_its_limits_back() {
         TestDaemon::start_with(&chain, |config| config.intents.signature_timeout_secs = 1).await;
     let owner = PrivateKeySigner::random();
     let key = PrivateKeySigner::random();
-    let mut request = mint_session_request(&chain, owner.address(), 1).await;
-    request.custody = proto::KeyCustody::External as i32;
-    request.key_address = key.address().to_string();
     let session = daemon
-        .sessions
-        .create_session(request)
-        .await
-        .expect("create")
-        .into_inner();
-    chain.fund(account_address(&session.account)).await;
-    let session = daemon.sign_and_activate(&owner, session).await;
+        .active_external_session(&chain, &owner, key.address(), 1)
+        .await;
     let account = account_address(&session.account).to_string();
 
     let unsigned = create(
@@ -311,20 +290,7 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
         .await
         .expect("revoke")
         .into_inner();
-    let signature = latchkey::chain::user_operation::sign_user_op_hash(
-        &owner,
-        crate::daemon::next_action_hash(revoking.next_action.as_ref()),
-    )
-    .await
-    .expect("sign");
-    daemon
-        .sessions
-        .submit_session_signature(proto::SubmitSessionSignatureRequest {
-            name: session.name.clone(),
-            signature: signature.to_string(),
-        })
-        .await
-        .expect("submit");
+    daemon.submit_owner_signature(&owner, &revoking).await;
     daemon
         .wait_session(&session.name, proto::SessionStatus::Revoked)
         .await;
@@ -349,17 +315,9 @@ async fn a_watch_stream_ends_when_the_daemon_stops() {
     let mut daemon = TestDaemon::start(&chain).await;
     let owner = PrivateKeySigner::random();
     let key = PrivateKeySigner::random();
-    let mut request = mint_session_request(&chain, owner.address(), 1).await;
-    request.custody = proto::KeyCustody::External as i32;
-    request.key_address = key.address().to_string();
     let session = daemon
-        .sessions
-        .create_session(request)
-        .await
-        .expect("create")
-        .into_inner();
-    chain.fund(account_address(&session.account)).await;
-    let session = daemon.sign_and_activate(&owner, session).await;
+        .active_external_session(&chain, &owner, key.address(), 1)
+        .await;
     let account = account_address(&session.account).to_string();
     let unsigned = create(
         &mut daemon,
