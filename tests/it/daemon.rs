@@ -236,31 +236,32 @@ impl Clients {
         panic!("session {name} never reached {status:?}");
     }
 
-    /// Polls an intent until it reaches `status` (or fails the test after 30 s).
+    /// Polls an intent until it reaches `status` (or fails the test after 60 s).
     pub async fn wait_status(
         &mut self,
         name: &str,
         status: proto::TransactionIntentStatus,
     ) -> proto::TransactionIntent {
-        for _ in 0..300 {
-            let intent = self
-                .intents
-                .get_transaction_intent(proto::GetTransactionIntentRequest {
-                    name: name.to_owned(),
-                })
-                .await
-                .expect("get intent")
-                .into_inner();
-            if intent.status == status as i32 {
-                return intent;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("intent {name} never reached {status:?}");
+        self.poll_intent(
+            name,
+            |intent| intent.status == status as i32,
+            &format!("{status:?}"),
+        )
+        .await
     }
 
     /// Polls an intent until it is final (or fails the test after 60 s).
     pub async fn wait_final(&mut self, name: &str) -> proto::TransactionIntent {
+        self.poll_intent(name, |intent| is_final(intent.status), "a final status")
+            .await
+    }
+
+    async fn poll_intent(
+        &mut self,
+        name: &str,
+        done: impl Fn(&proto::TransactionIntent) -> bool,
+        what: &str,
+    ) -> proto::TransactionIntent {
         for _ in 0..600 {
             let intent = self
                 .intents
@@ -270,12 +271,12 @@ impl Clients {
                 .await
                 .expect("get intent")
                 .into_inner();
-            if is_final(intent.status) {
+            if done(&intent) {
                 return intent;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("intent {name} never became final");
+        panic!("intent {name} never reached {what}");
     }
 }
 
