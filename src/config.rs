@@ -4,7 +4,10 @@
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use alloy::{
+    primitives::Address,
+    signers::local::{MnemonicBuilder, PrivateKeySigner, coins_bip39::English},
+};
 use serde::Deserialize;
 
 use crate::chain::{contracts::ENTRY_POINT_V08, deploy};
@@ -80,6 +83,12 @@ pub struct RelayerConfig {
     /// More relayer keys, 0x-prefixed hex. Each relayer has its own nonces and its own
     /// bundles in flight, so several bundles can land in one block.
     pub private_keys: Vec<String>,
+    /// A BIP-39 mnemonic to derive more relayer keys from, at the standard Ethereum path
+    /// `m/44'/60'/0'/0/i` for i in `0..mnemonic_accounts`. Prefer the
+    /// `LATCHKEY_RELAYER_MNEMONIC` environment variable to writing it in a file.
+    pub mnemonic: Option<String>,
+    /// How many keys to derive from `mnemonic`.
+    pub mnemonic_accounts: u32,
     /// How often the relay looks for work when nothing wakes it, in milliseconds.
     pub poll_interval_ms: u64,
     /// Most `handleOps` transactions the relayer has sent and not yet seen included. While
@@ -92,6 +101,23 @@ pub struct RelayerConfig {
     pub max_bundle_gas: u64,
     /// Most operations one bundle may carry.
     pub max_ops_per_bundle: usize,
+    /// Blocks an operation's inclusion block must reach, counting itself, before the
+    /// operation is CONFIRMED (or REVERTED). Until then it is INCLUDED, and a reorg that
+    /// removes the block sends it back to be included again. 1 settles at inclusion.
+    pub confirmations: u64,
+    /// Blocks a bundle may wait unincluded before it is replaced by the same bundle with
+    /// higher fees.
+    pub bump_after_blocks: u64,
+    /// How much a replacement raises both fees, in percent; nodes refuse a replacement
+    /// under 10%.
+    pub fee_bump_percent: u64,
+    /// Seconds a signed operation may wait in the queue (never sent, or sent and lost) before
+    /// it is DROPPED with the reason. A bundle already in the mempool is followed to its end
+    /// instead: it may still land, so its operations are never declared dropped early.
+    pub queue_timeout_secs: u64,
+    /// Longest wait between retries while the chain is unreachable, in milliseconds. The
+    /// wait doubles from `poll_interval_ms` on every failed pass.
+    pub max_backoff_ms: u64,
 }
 
 impl std::fmt::Debug for RelayerConfig {
@@ -105,10 +131,17 @@ impl std::fmt::Debug for RelayerConfig {
                 "private_keys",
                 &format!("<{} redacted>", self.private_keys.len()),
             )
+            .field("mnemonic", &self.mnemonic.as_ref().map(|_| "<redacted>"))
+            .field("mnemonic_accounts", &self.mnemonic_accounts)
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_bundle_gas", &self.max_bundle_gas)
             .field("max_ops_per_bundle", &self.max_ops_per_bundle)
+            .field("confirmations", &self.confirmations)
+            .field("bump_after_blocks", &self.bump_after_blocks)
+            .field("fee_bump_percent", &self.fee_bump_percent)
+            .field("queue_timeout_secs", &self.queue_timeout_secs)
+            .field("max_backoff_ms", &self.max_backoff_ms)
             .finish()
     }
 }
@@ -144,6 +177,13 @@ impl Default for RelayerConfig {
             max_in_flight: 1,
             max_bundle_gas: 15_000_000,
             max_ops_per_bundle: 100,
+            mnemonic: None,
+            mnemonic_accounts: 1,
+            confirmations: 1,
+            bump_after_blocks: 3,
+            fee_bump_percent: 20,
+            queue_timeout_secs: 300,
+            max_backoff_ms: 30_000,
         }
     }
 }
@@ -233,6 +273,9 @@ impl Config {
         if let Some(value) = env("LATCHKEY_RELAYER_PRIVATE_KEY") {
             self.relayer.private_key = Some(value);
         }
+        if let Some(value) = env("LATCHKEY_RELAYER_MNEMONIC") {
+            self.relayer.mnemonic = Some(value);
+        }
         Ok(())
     }
 
@@ -260,6 +303,30 @@ impl Config {
         }
         if self.relayer.poll_interval_ms == 0 {
             return Err(invalid("relayer.poll_interval_ms", "must be at least 1"));
+        }
+        if self.relayer.confirmations == 0 {
+            return Err(invalid("relayer.confirmations", "must be at least 1"));
+        }
+        if self.relayer.bump_after_blocks == 0 {
+            return Err(invalid("relayer.bump_after_blocks", "must be at least 1"));
+        }
+        if !(10..=1000).contains(&self.relayer.fee_bump_percent) {
+            return Err(invalid(
+                "relayer.fee_bump_percent",
+                "must be between 10 and 1000; nodes refuse replacements under 10%",
+            ));
+        }
+        if self.relayer.queue_timeout_secs == 0 {
+            return Err(invalid("relayer.queue_timeout_secs", "must be at least 1"));
+        }
+        if self.relayer.max_backoff_ms < self.relayer.poll_interval_ms {
+            return Err(invalid(
+                "relayer.max_backoff_ms",
+                "must be at least relayer.poll_interval_ms",
+            ));
+        }
+        if self.relayer.mnemonic.is_some() && self.relayer.mnemonic_accounts == 0 {
+            return Err(invalid("relayer.mnemonic_accounts", "must be at least 1"));
         }
         if self.intents.signature_timeout_secs == 0 {
             return Err(invalid(
@@ -300,6 +367,27 @@ impl Config {
                 ));
             }
             signers.push(signer);
+        }
+        if let Some(phrase) = &self.relayer.mnemonic {
+            for index in 0..self.relayer.mnemonic_accounts {
+                let signer = MnemonicBuilder::<English>::default()
+                    .phrase(phrase.trim())
+                    .index(index)
+                    .and_then(|builder| builder.build())
+                    .map_err(|_| {
+                        invalid("relayer.mnemonic", "not a valid BIP-39 English mnemonic")
+                    })?;
+                if signers
+                    .iter()
+                    .any(|known| known.address() == signer.address())
+                {
+                    return Err(invalid(
+                        "relayer.mnemonic",
+                        "derives a key that is also listed in relayer.private_key(s)",
+                    ));
+                }
+                signers.push(signer);
+            }
         }
         if signers.is_empty() {
             return Err(invalid(

@@ -5,10 +5,14 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use alloy::providers::{Provider, ProviderBuilder};
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic_health::ServingStatus;
 use tracing::info;
 
 use crate::{
@@ -24,7 +28,7 @@ use crate::{
     app::{App, AppConfig},
     chain::{ChainError, client::ChainClient, deploy::Deployment},
     config::{Config, ConfigError},
-    relay::{Relay, RelayConfig},
+    relay::{HEALTH_SERVICE, Relay, RelayConfig, RelayHealth},
     store::{Store, StoreError},
 };
 
@@ -91,9 +95,14 @@ impl Daemon {
             signers,
             RelayConfig {
                 poll_interval: Duration::from_millis(config.relayer.poll_interval_ms),
+                max_backoff: Duration::from_millis(config.relayer.max_backoff_ms),
                 max_in_flight: config.relayer.max_in_flight,
                 max_bundle_gas: u128::from(config.relayer.max_bundle_gas),
                 max_ops_per_bundle: config.relayer.max_ops_per_bundle,
+                confirmations: config.relayer.confirmations,
+                bump_after_blocks: config.relayer.bump_after_blocks,
+                fee_bump_percent: config.relayer.fee_bump_percent,
+                queue_timeout: Duration::from_secs(config.relayer.queue_timeout_secs),
             },
             wakeup,
         );
@@ -139,7 +148,24 @@ impl Daemon {
             .map_err(|error| DaemonError::Server(error.to_string()))?;
 
         let relay_shutdown = shutdown.child_token();
-        let relay = tokio::spawn(self.relay.run(relay_shutdown.clone()));
+        let (relay_health, mut relay_health_changes) = watch::channel(RelayHealth::Serving);
+        let relay = tokio::spawn(self.relay.run(relay_shutdown.clone(), relay_health));
+        // The relay's standing, as the health service's `latchkey.relay` entry; the API
+        // services stay SERVING, since reads and signing work without the chain's help.
+        tokio::spawn(async move {
+            loop {
+                let status = match *relay_health_changes.borrow_and_update() {
+                    RelayHealth::Serving => ServingStatus::Serving,
+                    RelayHealth::NotServing => ServingStatus::NotServing,
+                };
+                health_reporter
+                    .set_service_status(HEALTH_SERVICE, status)
+                    .await;
+                if relay_health_changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
 
         info!(target: "daemon", %addr, "serving gRPC");
         let served = Server::builder()

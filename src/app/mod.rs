@@ -429,7 +429,7 @@ impl App {
             intent.user_op.signature = signature.clone();
             intent.apply(&IntentEvent::Signed, now_ms)?;
             session.settle(&intent, now_ms)?;
-            match self.store().save(Some(&mut session), &mut [&mut intent]) {
+            match self.store().save(&mut [&mut session], &mut [&mut intent]) {
                 Ok(()) => {
                     self.store().flush().await?;
                     self.publish(&[&intent]);
@@ -667,7 +667,7 @@ impl App {
             }
             intent.user_op.signature = signature.clone();
             intent.apply(&IntentEvent::Signed, now_ms())?;
-            match self.store().save(None, &mut [&mut intent]) {
+            match self.store().save(&mut [], &mut [&mut intent]) {
                 Ok(()) => {
                     self.store().flush().await?;
                     self.publish(&[&intent]);

@@ -72,6 +72,11 @@ impl ChainClient {
         self.chain_id
     }
 
+    /// The highest fee cap latchkey pays or signs, wei per gas.
+    pub fn max_fee_per_gas_cap(&self) -> u128 {
+        self.max_fee_per_gas_cap
+    }
+
     /// The counterfactual address of the account of (owner, salt).
     pub async fn account_address(&self, owner: Address, salt: U256) -> Result<Address, ChainError> {
         let factory = SessionKeyAccountFactory::new(self.deployment.factory, &self.provider);

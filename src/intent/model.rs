@@ -35,7 +35,10 @@ pub enum IntentStatus {
     Queued,
     /// Sent in a `handleOps` transaction.
     Submitted,
-    /// Included and executed successfully (final).
+    /// In a block, not yet as deep as the configured confirmations; a reorg sends it back
+    /// to `Submitted`.
+    Included,
+    /// Included and executed successfully, at the configured depth (final).
     Confirmed,
     /// Included, but execution reverted (final).
     Reverted,
@@ -47,10 +50,11 @@ pub enum IntentStatus {
 
 impl IntentStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::PendingSignature,
         Self::Queued,
         Self::Submitted,
+        Self::Included,
         Self::Confirmed,
         Self::Reverted,
         Self::Dropped,
@@ -80,6 +84,7 @@ impl IntentStatus {
             Self::Reverted => 5,
             Self::Dropped => 6,
             Self::Expired => 7,
+            Self::Included => 8,
         }
     }
 }
@@ -94,11 +99,17 @@ pub enum IntentEvent {
     /// The transaction was lost before inclusion and the operation never executed: send it
     /// again.
     Requeued,
-    /// The operation executed; `success` says whether its execution succeeded.
-    Included {
+    /// The operation executed in a block (not yet final: the block may be reorged out).
+    Included,
+    /// The inclusion block reached the configured depth; `success` says whether the
+    /// operation's execution succeeded.
+    Finalized {
         /// The `success` flag of the `UserOperationEvent`.
         success: bool,
     },
+    /// The inclusion block left the canonical chain: the operation is back to waiting for
+    /// its transaction (or a new one).
+    Reorged,
     /// The EntryPoint refused the operation, or it can never be included.
     Dropped,
     /// The signature deadline passed.
@@ -128,8 +139,10 @@ pub fn transition(
         (S::Queued | S::Submitted, E::Submitted) => S::Submitted,
         (S::Submitted, E::Requeued) => S::Queued,
         // From QUEUED too: a transaction given up as lost may still have landed.
-        (S::Queued | S::Submitted, E::Included { success: true }) => S::Confirmed,
-        (S::Queued | S::Submitted, E::Included { success: false }) => S::Reverted,
+        (S::Queued | S::Submitted, E::Included) => S::Included,
+        (S::Included, E::Finalized { success: true }) => S::Confirmed,
+        (S::Included, E::Finalized { success: false }) => S::Reverted,
+        (S::Included, E::Reorged) => S::Submitted,
         (S::PendingSignature | S::Queued | S::Submitted, E::Dropped) => S::Dropped,
         _ => {
             return Err(InvalidIntentTransition {
@@ -154,18 +167,48 @@ pub struct Interaction {
     pub function: Option<(String, Vec<String>)>,
 }
 
-/// The `handleOps` transaction an intent was sent in.
+/// The `handleOps` transaction an intent was sent in: one relayer nonce, and every
+/// transaction sent at it (a stuck one is replaced by another with higher fees; whichever
+/// lands, the others never can).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submission {
-    /// Its hash, known before broadcast.
+    /// The latest transaction's hash, known before broadcast.
     pub tx_hash: TxHash,
     /// The relayer that sent it.
     pub relayer: Address,
     /// The relayer's account nonce it used.
     pub relayer_nonce: u64,
-    /// The latest block when it was sent: where a search for its inclusion starts.
+    /// The latest block when it was first sent: where a search for its inclusion starts.
     #[serde(default)]
     pub block: u64,
+    /// Every transaction sent at this nonce, oldest first; the last is `tx_hash`.
+    #[serde(default)]
+    pub attempts: Vec<TxHash>,
+    /// The latest block when the latest transaction was sent: how long it has waited.
+    #[serde(default)]
+    pub attempt_block: u64,
+    /// The latest transaction's gas limit.
+    #[serde(default)]
+    pub gas_limit: u64,
+    /// The latest transaction's fee cap, wei per gas.
+    #[serde(default)]
+    pub max_fee_per_gas: u128,
+    /// The latest transaction's priority fee, wei per gas.
+    #[serde(default)]
+    pub max_priority_fee_per_gas: u128,
+}
+
+impl Submission {
+    /// Every transaction hash sent at this nonce, newest first.
+    pub fn hashes(&self) -> impl Iterator<Item = TxHash> + '_ {
+        std::iter::once(self.tx_hash).chain(
+            self.attempts
+                .iter()
+                .rev()
+                .copied()
+                .filter(move |hash| *hash != self.tx_hash),
+        )
+    }
 }
 
 /// How an included operation ended.
@@ -310,7 +353,10 @@ mod tests {
             (E::Signed, S::Queued),
             (E::Submitted, S::Submitted),
             (E::Submitted, S::Submitted),
-            (E::Included { success: true }, S::Confirmed),
+            (E::Included, S::Included),
+            (E::Reorged, S::Submitted),
+            (E::Included, S::Included),
+            (E::Finalized { success: true }, S::Confirmed),
         ] {
             status = transition(status, &event).unwrap();
             assert_eq!(status, expected);
@@ -320,7 +366,7 @@ mod tests {
     #[test]
     fn failures_lead_to_the_right_final_status() {
         assert_eq!(
-            transition(S::Submitted, &E::Included { success: false }),
+            transition(S::Included, &E::Finalized { success: false }),
             Ok(S::Reverted)
         );
         assert_eq!(transition(S::Queued, &E::Dropped), Ok(S::Dropped));
@@ -338,7 +384,9 @@ mod tests {
             E::Signed,
             E::Submitted,
             E::Requeued,
-            E::Included { success: true },
+            E::Included,
+            E::Finalized { success: true },
+            E::Reorged,
             E::Dropped,
             E::SignatureTimedOut,
         ];
@@ -350,11 +398,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(
-            transition(S::Queued, &E::Included { success: true }),
-            Ok(S::Confirmed)
-        );
-        assert!(transition(S::PendingSignature, &E::Included { success: true }).is_err());
+        assert_eq!(transition(S::Queued, &E::Included), Ok(S::Included));
+        assert!(transition(S::PendingSignature, &E::Included).is_err());
+        assert!(transition(S::Submitted, &E::Finalized { success: true }).is_err());
+        assert!(transition(S::Included, &E::Dropped).is_err());
         assert!(transition(S::PendingSignature, &E::Submitted).is_err());
         assert!(transition(S::Queued, &E::SignatureTimedOut).is_err());
     }

@@ -334,28 +334,28 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Writes changed records in one write: a session and the intents a change touched
-    /// (for example an intent confirmed and the session usage it settles), so they never
+    /// Writes changed records in one write: sessions and the intents a change touched
+    /// (for example intents confirmed and the session usage they settle), so they never
     /// disagree on disk. Status indexes follow status changes.
     ///
     /// Every record must exist (`NotFound`) and still be at the revision its copy carries
     /// (`Conflict`); if any is not, nothing is written. On success each is stored at
-    /// `revision + 1` and each copy is set to match.
+    /// `revision + 1` and each copy is set to match. A record must appear once.
     pub fn save(
         &self,
-        session: Option<&mut Session>,
+        sessions: &mut [&mut Session],
         intents: &mut [&mut Intent],
     ) -> Result<(), StoreError> {
-        if session.is_none() && intents.is_empty() {
+        if sessions.is_empty() && intents.is_empty() {
             return Ok(());
         }
-        let staged_session = match session.as_deref() {
-            Some(session) => {
+        let staged_sessions = sessions
+            .iter()
+            .map(|session| {
                 let revision = next_revision(&session.id, session.revision)?;
-                Some(Staged::session(session, revision)?)
-            }
-            None => None,
-        };
+                Staged::session(session, revision)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let staged_intents = intents
             .iter()
             .map(|intent| {
@@ -364,7 +364,7 @@ impl Store {
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.inner.trees.transact(|tx| {
-            if let Some(staged) = &staged_session {
+            for staged in &staged_sessions {
                 tx.update_session(staged)?;
             }
             for staged in &staged_intents {
@@ -373,7 +373,7 @@ impl Store {
             Ok(())
         })?;
         // Every revision was checked to have a successor before the write.
-        if let Some(session) = session {
+        for session in sessions.iter_mut() {
             session.revision += 1;
         }
         for intent in intents.iter_mut() {

@@ -189,7 +189,7 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
 
     session.usage.calls = 1;
     first.apply(&IntentEvent::Signed, 2).unwrap();
-    store.save(Some(&mut session), &mut [&mut first]).unwrap();
+    store.save(&mut [&mut session], &mut [&mut first]).unwrap();
     assert_eq!((session.revision, first.revision), (4, 2));
 
     // The second writer changes `second` (current) and `first` (stale) together.
@@ -197,7 +197,7 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
     second.apply(&IntentEvent::Signed, 3).unwrap();
     stale_first.apply(&IntentEvent::Dropped, 3).unwrap();
     let error = store
-        .save(None, &mut [&mut second, &mut stale_first])
+        .save(&mut [], &mut [&mut second, &mut stale_first])
         .unwrap_err();
     assert!(
         matches!(&error, StoreError::Conflict { record: RecordId::Intent(id), stored: 2, given: 1 } if *id == first.id),
@@ -221,7 +221,7 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
     // A stale session refuses the whole write, too.
     stale_session.usage.calls = 7;
     let error = store
-        .save(Some(&mut stale_session), &mut [&mut second])
+        .save(&mut [&mut stale_session], &mut [&mut second])
         .unwrap_err();
     assert!(
         matches!(
@@ -242,7 +242,7 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
     // Re-read, re-apply, and the write goes through.
     let mut second = store.intent(&second.id).unwrap().unwrap();
     second.apply(&IntentEvent::Signed, 4).unwrap();
-    store.save(None, &mut [&mut second]).unwrap();
+    store.save(&mut [], &mut [&mut second]).unwrap();
     assert_eq!(store.intent(&second.id).unwrap(), Some(second));
 }
 
@@ -259,7 +259,7 @@ fn of_many_writers_racing_from_one_revision_exactly_one_wins() {
                 scope.spawn(move || {
                     session.next_intent_lane = writer as u32;
                     barrier.wait();
-                    store.save(Some(&mut session), &mut [])
+                    store.save(&mut [&mut session], &mut [])
                 })
             })
             .collect();
@@ -283,7 +283,7 @@ fn of_many_writers_racing_from_one_revision_exactly_one_wins() {
 fn saving_a_record_that_was_never_created_is_not_found() {
     let (_dir, store) = open();
     let mut session = session_on(ALICE);
-    let error = store.save(Some(&mut session), &mut []).unwrap_err();
+    let error = store.save(&mut [&mut session], &mut []).unwrap_err();
     assert!(
         matches!(
             error,
@@ -294,7 +294,7 @@ fn saving_a_record_that_was_never_created_is_not_found() {
         "{error:?}"
     );
     let mut intent = intent_of(&session, IntentKind::Call);
-    let error = store.save(None, &mut [&mut intent]).unwrap_err();
+    let error = store.save(&mut [], &mut [&mut intent]).unwrap_err();
     assert!(
         matches!(
             error,
@@ -304,7 +304,9 @@ fn saving_a_record_that_was_never_created_is_not_found() {
         ),
         "{error:?}"
     );
-    store.save(None, &mut []).expect("an empty save is a no-op");
+    store
+        .save(&mut [], &mut [])
+        .expect("an empty save is a no-op");
 }
 
 #[test]
@@ -322,21 +324,21 @@ fn writes_that_would_break_the_indexes_are_refused() {
 
     let mut call = stored_call(&store, &mut session, Some("k"));
     call.account = BOB;
-    let error = store.save(None, &mut [&mut call]).unwrap_err();
+    let error = store.save(&mut [], &mut [&mut call]).unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
         "{error:?}"
     );
     call.account = ALICE;
     call.idempotency_key = None;
-    let error = store.save(None, &mut [&mut call]).unwrap_err();
+    let error = store.save(&mut [], &mut [&mut call]).unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
         "{error:?}"
     );
 
     session.account = BOB;
-    let error = store.save(Some(&mut session), &mut []).unwrap_err();
+    let error = store.save(&mut [&mut session], &mut []).unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
         "{error:?}"
@@ -364,7 +366,7 @@ fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
     // Sign them newest first: recovery order is creation order, not signing order.
     for call in calls.iter_mut().rev() {
         call.apply(&IntentEvent::Signed, 5).unwrap();
-        store.save(None, &mut [call]).unwrap();
+        store.save(&mut [], &mut [call]).unwrap();
     }
     assert_eq!(
         ids(&store.intents_in_status(IntentStatus::Queued).unwrap()),
@@ -379,7 +381,7 @@ fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
 
     // One is submitted: it leaves the Queued index and enters the Submitted one.
     calls[1].apply(&IntentEvent::Submitted, 6).unwrap();
-    store.save(None, &mut [&mut calls[1]]).unwrap();
+    store.save(&mut [], &mut [&mut calls[1]]).unwrap();
     let queued = store.intents_in_status(IntentStatus::Queued).unwrap();
     assert_eq!(
         ids(&queued),
@@ -408,7 +410,7 @@ fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
     session.apply(&SessionEvent::RegistrationSigned, 7).unwrap();
     registration.apply(&IntentEvent::Signed, 7).unwrap();
     store
-        .save(Some(&mut session), &mut [&mut registration])
+        .save(&mut [&mut session], &mut [&mut registration])
         .unwrap();
     assert_eq!(
         store
@@ -535,7 +537,7 @@ fn lists_filter_by_session_account_status_and_kind() {
         .map(|_| stored_call(&store, &mut bob, None))
         .collect();
     bob_calls[0].apply(&IntentEvent::Signed, 9).unwrap();
-    store.save(None, &mut [&mut bob_calls[0]]).unwrap();
+    store.save(&mut [], &mut [&mut bob_calls[0]]).unwrap();
 
     let list = |filter: IntentFilter| {
         let page = store.list_intents(&filter, &page(100, None)).unwrap();
@@ -605,7 +607,7 @@ fn lists_filter_by_session_account_status_and_kind() {
 
     // Sessions.
     alice.apply(&SessionEvent::RegistrationSigned, 10).unwrap();
-    store.save(Some(&mut alice), &mut []).unwrap();
+    store.save(&mut [&mut alice], &mut []).unwrap();
     let sessions = |filter: SessionFilter, size: usize| {
         store.list_sessions(&filter, &page(size, None)).unwrap()
     };
@@ -780,7 +782,7 @@ async fn everything_is_still_there_after_reopening() {
             .unwrap();
         let mut call = stored_call(&store, &mut session, Some("once"));
         call.apply(&IntentEvent::Signed, 3).unwrap();
-        store.save(None, &mut [&mut call]).unwrap();
+        store.save(&mut [], &mut [&mut call]).unwrap();
         store.flush().await.unwrap();
         (session, registration, call)
     };
@@ -903,7 +905,7 @@ fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
         .list_intents(&IntentFilter::default(), &page(10, None))
         .unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
-    let error = store.save(Some(&mut session), &mut []).unwrap_err();
+    let error = store.save(&mut [&mut session], &mut []).unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
 
     // An index entry that points nowhere.

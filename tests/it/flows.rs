@@ -86,6 +86,7 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
             S::PendingSignature as i32,
             S::Queued as i32,
             S::Submitted as i32,
+            S::Included as i32,
             S::Confirmed as i32
         ],
         "every transition, in order, then the stream ends"

@@ -1,0 +1,433 @@
+//! Sending: queued operations packed into bundles, simulated, signed at the relayer's next
+//! nonce, written ahead and broadcast; and the replacement of a stuck bundle.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use alloy::{
+    eips::Encodable2718,
+    network::{NetworkTransactionBuilder, TransactionBuilder},
+    primitives::{Address, Bytes, TxHash, U256},
+    providers::Provider,
+    rpc::types::TransactionRequest,
+};
+use tracing::{info, warn};
+
+use super::{
+    Relay, RelayError,
+    decode::{SendRefusal, TxFees, bumped_fees, refusal_details},
+    relayer::Relayer,
+};
+use crate::{
+    chain::{ChainError, contracts::EntryPoint, revert::decode_handle_ops_revert},
+    intent::{Intent, IntentEvent, IntentStatus, Submission},
+};
+
+/// A bundle ready to sign: the `handleOps` calldata and the simulated gas.
+struct Simulated {
+    bundle: Vec<Intent>,
+    calldata: Bytes,
+    gas: u64,
+}
+
+impl Relay {
+    /// Hands queued operations (oldest first) to the relayers in turn as bundles, each
+    /// relayer up to its in-flight limit.
+    pub(super) async fn send_queued(&mut self, head: u64) -> Result<(), RelayError> {
+        let mut queued: VecDeque<Intent> = self
+            .app
+            .store()
+            .intents_in_status(IntentStatus::Queued)?
+            .into();
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let mut in_flight: BTreeMap<Address, BTreeSet<u64>> = BTreeMap::new();
+        for submission in self
+            .app
+            .store()
+            .intents_in_status(IntentStatus::Submitted)?
+            .iter()
+            .filter_map(|intent| intent.submission.as_ref())
+        {
+            in_flight
+                .entry(submission.relayer)
+                .or_default()
+                .insert(submission.relayer_nonce);
+        }
+        let count = self.relayers.len();
+        let start = self.turn % count;
+        self.turn = self.turn.wrapping_add(1);
+        for offset in 0..count {
+            let index = (start + offset) % count;
+            if !self.relayers[index].funded && !self.refunded(index).await? {
+                continue;
+            }
+            let flying = in_flight.entry(self.relayers[index].address).or_default();
+            while flying.len() < self.config.max_in_flight {
+                let bundle = self.next_bundle(&mut queued);
+                if bundle.is_empty() {
+                    return Ok(());
+                }
+                match self.send_bundle(index, bundle, head, flying).await {
+                    Ok(Sent::InFlight(nonce)) => {
+                        flying.insert(nonce);
+                    }
+                    Ok(Sent::Nothing) => {}
+                    Ok(Sent::Returned(bundle)) => {
+                        // This relayer cannot take it; the next one may.
+                        for intent in bundle.into_iter().rev() {
+                            queued.push_front(intent);
+                        }
+                        break;
+                    }
+                    Err(error @ RelayError::Chain(ChainError::Rpc(_))) => return Err(error),
+                    Err(error) => {
+                        warn!(target: "relay", relayer = %self.relayers[index].address, %error, "bundle failed; its operations stay queued");
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next bundle: queued operations, oldest first, while the bundle's gas limits stay
+    /// within the cap and its size within the operation limit.
+    fn next_bundle(&self, queued: &mut VecDeque<Intent>) -> Vec<Intent> {
+        let mut bundle = Vec::new();
+        let mut gas: u128 = 0;
+        while let Some(intent) = queued.pop_front() {
+            let op = &intent.user_op;
+            let op_gas = op
+                .verification_gas_limit
+                .saturating_add(op.call_gas_limit)
+                .saturating_add(u128::try_from(op.pre_verification_gas).unwrap_or(u128::MAX));
+            if !bundle.is_empty() && gas.saturating_add(op_gas) > self.config.max_bundle_gas {
+                queued.push_front(intent);
+                break;
+            }
+            gas = gas.saturating_add(op_gas);
+            bundle.push(intent);
+            if bundle.len() >= self.config.max_ops_per_bundle {
+                break;
+            }
+        }
+        bundle
+    }
+
+    /// Whether relayer `index`, out of the rotation, can pay again; it rejoins if so.
+    async fn refunded(&mut self, index: usize) -> Result<bool, RelayError> {
+        let relayer = &mut self.relayers[index];
+        let balance = self.provider.get_balance(relayer.address).await?;
+        // Enough for a modest bundle at the fee cap: a relayer that can pay for nothing
+        // would only be taken out again.
+        let needed = U256::from(1_000_000u64)
+            .saturating_mul(U256::from(self.app.chain().fees().await?.max_fee_per_gas));
+        if balance >= needed {
+            info!(target: "relay", relayer = %relayer.address, %balance, "relayer funded again; back in rotation");
+            relayer.funded = true;
+        }
+        Ok(relayer.funded)
+    }
+
+    fn take_out_of_rotation(&mut self, index: usize, balance: U256, needed: U256) {
+        let relayer = &mut self.relayers[index];
+        relayer.funded = false;
+        warn!(target: "relay", relayer = %relayer.address, %balance, %needed, "relayer cannot pay for a bundle; taken out of rotation until it is funded");
+    }
+
+    /// Simulates `bundle` and, when it passes, sends it from relayer `index`.
+    async fn send_bundle(
+        &mut self,
+        index: usize,
+        bundle: Vec<Intent>,
+        head: u64,
+        in_flight: &BTreeSet<u64>,
+    ) -> Result<Sent, RelayError> {
+        let address = self.relayers[index].address;
+        let Some(simulated) = self.simulate(address, bundle).await? else {
+            return Ok(Sent::Nothing);
+        };
+        let fees = self.app.chain().fees().await?;
+        let fees = TxFees {
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        };
+        let gas_limit = simulated.gas.saturating_mul(6) / 5;
+        let needed = U256::from(gas_limit).saturating_mul(U256::from(fees.max_fee_per_gas));
+        let balance = self.provider.get_balance(address).await?;
+        if balance < needed {
+            self.take_out_of_rotation(index, balance, needed);
+            return Ok(Sent::Returned(simulated.bundle));
+        }
+        let mined = self
+            .provider
+            .get_transaction_count(address)
+            .latest()
+            .await?;
+        let nonce = self.relayers[index].next_nonce(mined, in_flight);
+        let (tx_hash, raw) = self
+            .sign(index, nonce, &simulated.calldata, gas_limit, fees)
+            .await?;
+
+        // Write-ahead: the hash is durable, for every operation of the bundle in one write,
+        // before the transaction exists anywhere else.
+        let submission = Submission {
+            tx_hash,
+            relayer: address,
+            relayer_nonce: nonce,
+            block: head,
+            attempts: vec![tx_hash],
+            attempt_block: head,
+            gas_limit,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        };
+        let changes: Vec<_> = simulated
+            .bundle
+            .into_iter()
+            .map(|mut intent| {
+                intent.submission = Some(submission.clone());
+                (intent, IntentEvent::Submitted)
+            })
+            .collect();
+        let ids: Vec<_> = changes
+            .iter()
+            .map(|(intent, _)| intent.id.clone())
+            .collect();
+        self.commit(changes).await?;
+
+        let ops = ids.len();
+        match self.provider.send_raw_transaction(&raw).await {
+            Ok(_) => {
+                info!(target: "relay", relayer = %address, tx = %tx_hash, ops, nonce, gas = simulated.gas, "bundle submitted");
+                Ok(Sent::InFlight(nonce))
+            }
+            Err(error) => {
+                let refusal = SendRefusal::classify(&error.to_string());
+                warn!(target: "relay", relayer = %address, tx = %tx_hash, ops, nonce, %error, ?refusal, "broadcast refused");
+                match refusal {
+                    SendRefusal::AlreadyKnown => return Ok(Sent::InFlight(nonce)),
+                    // Left SUBMITTED: following the bundle finds it in the pool, or finds
+                    // it lost with its nonce unused and sends its operations again.
+                    SendRefusal::Unknown => return Err(error.into()),
+                    SendRefusal::NonceTooLow => {}
+                    SendRefusal::Underpriced => {
+                        // Another transaction of this key holds the nonce in the pool.
+                        self.relayers[index].nonce_floor = nonce + 1;
+                    }
+                    SendRefusal::InsufficientFunds => {
+                        self.take_out_of_rotation(index, balance, needed);
+                    }
+                }
+                // The node refused it for good: it can never be mined, so its operations
+                // are queued again at once, for another nonce or another relayer.
+                self.requeue_refused(&ids, tx_hash).await?;
+                Ok(Sent::Nothing)
+            }
+        }
+    }
+
+    /// Puts the operations of a transaction the node refused back in the queue.
+    async fn requeue_refused(
+        &self,
+        ids: &[crate::intent::IntentId],
+        tx_hash: TxHash,
+    ) -> Result<(), RelayError> {
+        let mut changes = Vec::new();
+        for id in ids {
+            let Some(intent) = self.app.store().intent(id)? else {
+                continue;
+            };
+            let sent_here = intent
+                .submission
+                .as_ref()
+                .is_some_and(|submission| submission.tx_hash == tx_hash);
+            if intent.status == IntentStatus::Submitted && sent_here {
+                changes.push((intent, IntentEvent::Requeued));
+            }
+        }
+        self.commit(changes).await
+    }
+
+    /// Simulates `bundle` from `relayer` with `eth_estimateGas`: the estimate is the
+    /// simulation. An operation the EntryPoint refuses is taken out with its decoded reason
+    /// and the rest are simulated again, so one bad operation never sinks the others.
+    /// `None` when nothing is left to send.
+    async fn simulate(
+        &self,
+        relayer: Address,
+        mut bundle: Vec<Intent>,
+    ) -> Result<Option<Simulated>, RelayError> {
+        let entry_point =
+            EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
+        loop {
+            if bundle.is_empty() {
+                return Ok(None);
+            }
+            let ops = bundle.iter().map(|intent| intent.user_op.pack()).collect();
+            let call = entry_point.handleOps(ops, relayer);
+            let error = match call.clone().from(relayer).estimate_gas().await {
+                Ok(gas) => {
+                    return Ok(Some(Simulated {
+                        bundle,
+                        calldata: call.calldata().clone(),
+                        gas,
+                    }));
+                }
+                Err(error) => error,
+            };
+            let Some(data) = error.as_revert_data() else {
+                return Err(ChainError::Contract(error).into());
+            };
+            let index = decode_handle_ops_revert(&data)
+                .and_then(|refusal| refusal.op_index)
+                .and_then(|index| usize::try_from(index).ok())
+                .filter(|index| *index < bundle.len());
+            match index {
+                Some(index) => {
+                    let culprit = bundle.remove(index);
+                    self.refuse(culprit, &data).await?;
+                }
+                // Not attributable to one operation: alone, it answers for it; in company,
+                // each is simulated alone to find which.
+                None if bundle.len() == 1 => {
+                    let culprit = bundle.remove(0);
+                    self.refuse(culprit, &data).await?;
+                }
+                None => {
+                    let mut passing = Vec::new();
+                    for intent in bundle {
+                        if let Some(alone) = Box::pin(self.simulate(relayer, vec![intent])).await? {
+                            passing.extend(alone.bundle);
+                        }
+                    }
+                    bundle = passing;
+                }
+            }
+        }
+    }
+
+    /// Takes an operation the EntryPoint refused out of the queue: settled from the chain if
+    /// its nonce turns out to be used, DROPPED with the decoded reason otherwise.
+    async fn refuse(&self, mut intent: Intent, data: &[u8]) -> Result<(), RelayError> {
+        if self.executed(&intent).await? {
+            let change = self.inclusion_from_chain(intent).await?;
+            return self.commit(change.into_iter().collect()).await;
+        }
+        let details = refusal_details(data);
+        warn!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, reason = %details.cause, "operation refused by the EntryPoint");
+        intent.failure_reason = Some(format!("{}: {}", details.cause, details.reason));
+        intent.refusal = Some(details);
+        self.commit(vec![(intent, IntentEvent::Dropped)]).await
+    }
+
+    /// Signs the `handleOps` transaction carrying `calldata` from relayer `index`.
+    async fn sign(
+        &self,
+        index: usize,
+        nonce: u64,
+        calldata: &Bytes,
+        gas_limit: u64,
+        fees: TxFees,
+    ) -> Result<(TxHash, Bytes), RelayError> {
+        let relayer: &Relayer = &self.relayers[index];
+        let request = TransactionRequest::default()
+            .with_from(relayer.address)
+            .with_to(self.app.chain().deployment().entry_point)
+            .with_input(calldata.clone())
+            .with_nonce(nonce)
+            .with_chain_id(self.app.chain().chain_id())
+            .with_gas_limit(gas_limit)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+        let envelope = request
+            .build(&relayer.wallet)
+            .await
+            .map_err(|error| RelayError::Signing(error.to_string()))?;
+        Ok((*envelope.tx_hash(), Bytes::from(envelope.encoded_2718())))
+    }
+
+    /// Replaces the stuck bundle `intents` (every intent SUBMITTED at one relayer nonce)
+    /// with the same operations at the same nonce and higher fees. Whichever of the
+    /// transactions lands, the others cannot, so no nonce is skipped and nothing runs twice.
+    pub(super) async fn replace(&self, intents: Vec<Intent>, head: u64) -> Result<(), RelayError> {
+        let Some(submission) = intents.first().and_then(|intent| intent.submission.clone()) else {
+            return Ok(());
+        };
+        let Some(index) = self
+            .relayers
+            .iter()
+            .position(|relayer| relayer.address == submission.relayer)
+        else {
+            // Sent by a relayer no longer configured: only the chain can settle it now.
+            return Ok(());
+        };
+        let market = self.app.chain().fees().await?;
+        let old = TxFees {
+            max_fee_per_gas: submission.max_fee_per_gas,
+            max_priority_fee_per_gas: submission.max_priority_fee_per_gas,
+        };
+        let Some(fees) = bumped_fees(
+            old,
+            TxFees {
+                max_fee_per_gas: market.max_fee_per_gas,
+                max_priority_fee_per_gas: market.max_priority_fee_per_gas,
+            },
+            self.config.fee_bump_percent,
+            self.app.chain().max_fee_per_gas_cap(),
+        ) else {
+            warn!(target: "relay", tx = %submission.tx_hash, "bundle stuck at the fee cap; it waits for fees to fall");
+            return Ok(());
+        };
+        let entry_point =
+            EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
+        let ops = intents.iter().map(|intent| intent.user_op.pack()).collect();
+        let calldata = entry_point
+            .handleOps(ops, submission.relayer)
+            .calldata()
+            .clone();
+        let gas_limit = submission.gas_limit.max(21_000);
+        let (tx_hash, raw) = self
+            .sign(index, submission.relayer_nonce, &calldata, gas_limit, fees)
+            .await?;
+        let changes: Vec<_> = intents
+            .into_iter()
+            .map(|mut intent| {
+                if let Some(sent) = intent.submission.as_mut() {
+                    sent.tx_hash = tx_hash;
+                    sent.attempts.push(tx_hash);
+                    sent.attempt_block = head;
+                    sent.max_fee_per_gas = fees.max_fee_per_gas;
+                    sent.max_priority_fee_per_gas = fees.max_priority_fee_per_gas;
+                }
+                (intent, IntentEvent::Submitted)
+            })
+            .collect();
+        let ops = changes.len();
+        self.commit(changes).await?;
+        match self.provider.send_raw_transaction(&raw).await {
+            Ok(_) => {
+                info!(target: "relay", tx = %tx_hash, replaced = %submission.tx_hash, nonce = submission.relayer_nonce, ops, max_fee_per_gas = fees.max_fee_per_gas, "stuck bundle replaced with higher fees");
+            }
+            // Recorded all the same: the next replacement bumps from these fees, and the
+            // earlier transactions are still followed until one of them lands.
+            Err(error) => {
+                let refusal = SendRefusal::classify(&error.to_string());
+                warn!(target: "relay", tx = %tx_hash, nonce = submission.relayer_nonce, %error, ?refusal, "replacement refused");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What became of a bundle handed to a relayer.
+enum Sent {
+    /// Sent, at this nonce.
+    InFlight(u64),
+    /// Nothing is in flight: every operation was refused in simulation, or the node refused
+    /// the transaction and its operations are queued again.
+    Nothing,
+    /// The relayer cannot pay for it; another relayer may take it.
+    Returned(Vec<Intent>),
+}
