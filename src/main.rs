@@ -162,6 +162,7 @@ async fn dev(
     let chain = DevChain::start(DevChainOptions {
         block_time,
         port: Some(anvil_port),
+        args: Vec::new(),
     })
     .await
     .context("starting anvil and deploying the contracts")?;

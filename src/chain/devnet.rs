@@ -39,6 +39,8 @@ pub struct DevChainOptions {
     pub block_time: Option<u64>,
     /// RPC port; `None` lets the OS pick a free one.
     pub port: Option<u16>,
+    /// More anvil arguments, for example `--state FILE` to keep the chain across restarts.
+    pub args: Vec<String>,
 }
 
 /// A running anvil with the contracts deployed. Dropping it stops anvil.
@@ -67,6 +69,7 @@ impl DevChain {
         if let Some(block_time) = options.block_time {
             anvil = anvil.block_time(block_time);
         }
+        anvil = anvil.args(&options.args);
         let anvil = anvil.try_spawn()?;
 
         let deployer: PrivateKeySigner = anvil.first_key().clone().into();
@@ -98,6 +101,11 @@ impl DevChain {
     /// The chain id anvil reports (31337 unless configured otherwise).
     pub fn chain_id(&self) -> u64 {
         self.anvil.chain_id()
+    }
+
+    /// The anvil process, for tests that stop the node under a running daemon.
+    pub fn node_mut(&mut self) -> &mut std::process::Child {
+        self.anvil.child_mut()
     }
 
     /// anvil's prefunded dev accounts.

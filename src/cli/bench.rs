@@ -98,6 +98,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let chain = DevChain::start(DevChainOptions {
         block_time: options.block_time,
         port: None,
+        args: Vec::new(),
     })
     .await
     .context("starting anvil")?;

@@ -27,6 +27,7 @@ async fn two_hundred_intents_share_far_fewer_bundles_and_all_confirm() {
     let chain = TestChain::start_with(DevChainOptions {
         block_time: Some(1),
         port: None,
+        args: Vec::new(),
     })
     .await;
     let mut daemon = TestDaemon::start(&chain).await;
@@ -196,6 +197,7 @@ async fn with_four_relayers_bundles_from_different_relayers_share_a_block() {
     let chain = TestChain::start_with(DevChainOptions {
         block_time: Some(1),
         port: None,
+        args: Vec::new(),
     })
     .await;
     let extra: Vec<PrivateKeySigner> = (0..3).map(|_| PrivateKeySigner::random()).collect();

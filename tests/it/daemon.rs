@@ -122,7 +122,7 @@ impl TestDaemon {
 }
 
 impl Clients {
-    fn new(channel: Channel) -> Self {
+    pub fn new(channel: Channel) -> Self {
         Self {
             sessions: SessionServiceClient::new(channel.clone()),
             intents: TransactionIntentServiceClient::new(channel.clone()),
@@ -409,14 +409,28 @@ impl DaemonProcess {
         data_dir: &std::path::Path,
         max_in_flight: usize,
     ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
+        Self::spawn_on(
+            chain,
+            data_dir,
+            port,
+            &format!("max_in_flight = {max_in_flight}\n"),
+        )
+        .await
+    }
+
+    /// Spawns `latchkey serve` listening on `port`, over the store in `data_dir`, with
+    /// `relayer_settings` (TOML lines) added to its `[relayer]` table, and connects.
+    pub async fn spawn_on(
+        chain: &TestChain,
+        data_dir: &std::path::Path,
+        port: u16,
+        relayer_settings: &str,
+    ) -> Self {
         let config = test_config(chain, data_dir);
         let file = data_dir.with_extension("toml");
         let toml = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = {data_dir:?}\n\n[chain]\nrpc_url = \"{rpc}\"\nfactory = \"{factory}\"\n\n[relayer]\npoll_interval_ms = 200\nmax_in_flight = {max_in_flight}\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = {data_dir:?}\n\n[chain]\nrpc_url = \"{rpc}\"\nfactory = \"{factory}\"\n\n[relayer]\npoll_interval_ms = 200\n{relayer_settings}",
             data_dir = data_dir.display().to_string(),
             rpc = config.chain.rpc_url,
             factory = chain.chain.deployment.factory,
@@ -464,6 +478,14 @@ impl Drop for DaemonProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Runs `request`, expects `code` with `needle` in the message, and checks the store did not

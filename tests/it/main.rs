@@ -7,8 +7,10 @@
 
 mod bench;
 mod bundling;
+mod crash;
 mod daemon;
 mod deployment;
+mod faults;
 mod flows;
 mod harness;
 mod held_flow;

@@ -1,0 +1,572 @@
+//! Chain faults the relay must ride out: a fee spike that strands a bundle, a reorg that
+//! removes one, an RPC endpoint that goes away and comes back, a relayer that runs dry, and
+//! operations that can find no way onto the chain before their deadline.
+
+use std::{collections::HashMap, time::Duration};
+
+use alloy::{
+    network::TransactionBuilder,
+    node_bindings::Anvil,
+    primitives::{Address, B256, utils::parse_ether},
+    providers::{Provider, ext::AnvilApi},
+    rpc::types::{Filter, TransactionRequest, anvil::ReorgOptions},
+    signers::local::PrivateKeySigner,
+    sol_types::SolEvent,
+};
+use futures::StreamExt;
+use latchkey::{
+    api::proto::{self, TransactionIntentStatus as S},
+    chain::{
+        contracts::EntryPoint,
+        devnet::{DevChainOptions, anvil_path},
+    },
+    intent::{Intent, IntentId, IntentStatus},
+    relay::HEALTH_SERVICE,
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{
+    daemon::{TestDaemon, account_address, free_port, is_final, mint_interaction},
+    harness::TestChain,
+};
+
+#[tokio::test]
+async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_nonce_gap() {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start_with(&chain, |config| {
+        config.relayer.bump_after_blocks = 2;
+    })
+    .await;
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
+        .await;
+    let relayer = chain.chain.relayer.address();
+    let nonce_before = nonce(&chain, relayer).await;
+
+    // Blocks stop, and the bundle waits in the pool at the fees of the moment.
+    chain
+        .relayer
+        .anvil_set_auto_mine(false)
+        .await
+        .expect("anvil");
+    let names = create_mints(&mut daemon, &chain, &session, 0..5).await;
+    // One bundle in flight per relayer: the first is sent, the rest wait behind it.
+    daemon.wait_status(&names[0], S::Submitted).await;
+    let first = stored(&daemon, &names[0]).submission.expect("submitted");
+    let stuck: Vec<&String> = names
+        .iter()
+        .filter(|name| {
+            stored(&daemon, name)
+                .submission
+                .is_some_and(|submission| submission.tx_hash == first.tx_hash)
+        })
+        .collect();
+
+    // The base fee jumps far above the bundle's fee cap: the bundle cannot be included
+    // until the base fee decays below it, dozens of blocks away.
+    let spike = first.max_fee_per_gas * 20;
+    chain
+        .relayer
+        .anvil_set_next_block_base_fee_per_gas(spike)
+        .await
+        .expect("anvil");
+    chain
+        .relayer
+        .anvil_mine(Some(1), None)
+        .await
+        .expect("anvil");
+    assert!(
+        stuck
+            .iter()
+            .all(|name| stored(&daemon, name).status == IntentStatus::Submitted),
+        "nothing can be included above its fee cap"
+    );
+
+    mine_until_final(&mut daemon, &chain, &names).await;
+    let mut bundles = Vec::new();
+    for name in &names {
+        let intent = stored(&daemon, name);
+        assert_eq!(intent.status, IntentStatus::Confirmed);
+        let result = intent.result.expect("result");
+        if !bundles.contains(&result.tx_hash) {
+            bundles.push(result.tx_hash);
+        }
+    }
+    // anvil evicts a transaction whose fee cap the base fee passed, so the relay finds the
+    // original gone with its nonce unused, and sends the operations again at that same
+    // nonce, priced for the new base fee. (A node that keeps it in the pool gets a
+    // replacement with bumped fees instead; the congestion test shows that path.)
+    for name in &stuck {
+        let intent = stored(&daemon, name);
+        let submission = intent.submission.expect("submission kept");
+        let result = intent.result.expect("result");
+        assert_eq!(
+            submission.relayer_nonce, first.relayer_nonce,
+            "the replacement takes the stuck bundle's nonce"
+        );
+        assert_ne!(
+            result.tx_hash, first.tx_hash,
+            "the original, priced under the spike, never landed"
+        );
+        assert!(submission.max_fee_per_gas > first.max_fee_per_gas);
+    }
+    // No nonce gap: every nonce the relayer used carries a mined bundle, and nothing waits.
+    let nonce_after = nonce(&chain, relayer).await;
+    let pending = chain
+        .relayer
+        .get_transaction_count(relayer)
+        .pending()
+        .await
+        .expect("anvil");
+    assert_eq!(nonce_after - nonce_before, bundles.len() as u64);
+    assert_eq!(pending, nonce_after, "no transaction left behind a gap");
+    let replacement = stored(&daemon, stuck[0]).submission.expect("submission");
+    println!(
+        "fee spike: {} at nonce {} (max fee {}) replaced by {} (max fee {}); {} bundles mined",
+        first.tx_hash,
+        first.relayer_nonce,
+        first.max_fee_per_gas,
+        replacement.tx_hash,
+        replacement.max_fee_per_gas,
+        bundles.len()
+    );
+}
+
+#[tokio::test]
+async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_same_nonce() {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start_with(&chain, |config| {
+        config.relayer.bump_after_blocks = 2;
+    })
+    .await;
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
+        .await;
+    let relayer = chain.chain.relayer.address();
+    let nonce_before = nonce(&chain, relayer).await;
+
+    // Small blocks, and blocks only when the test mines them.
+    const BLOCK_GAS: u64 = 1_000_000;
+    chain
+        .relayer
+        .anvil_set_block_gas_limit(BLOCK_GAS)
+        .await
+        .expect("anvil");
+    chain
+        .relayer
+        .anvil_set_auto_mine(false)
+        .await
+        .expect("anvil");
+    let names = create_mints(&mut daemon, &chain, &session, 0..1).await;
+    daemon.wait_status(&names[0], S::Submitted).await;
+    let first = stored(&daemon, &names[0]).submission.expect("submitted");
+
+    // Every block, a transaction with a far higher tip burns almost all of the block's gas
+    // (a creation whose code is INVALID, which consumes every unit it was given), so the
+    // bundle stays valid and pending, but never fits.
+    let competitor = chain.chain.dev_accounts()[0];
+    let mut blocks = 0;
+    loop {
+        let bid = TransactionRequest::default()
+            .with_from(competitor)
+            .with_deploy_code(vec![0xfe])
+            .with_gas_limit(BLOCK_GAS - 50_000)
+            .with_max_fee_per_gas(first.max_fee_per_gas * 100)
+            .with_max_priority_fee_per_gas(first.max_fee_per_gas * 50);
+        let _pending = chain
+            .chain
+            .provider
+            .send_transaction(bid)
+            .await
+            .expect("competing transaction");
+        chain
+            .relayer
+            .anvil_mine(Some(1), None)
+            .await
+            .expect("anvil");
+        blocks += 1;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let submission = stored(&daemon, &names[0]).submission.expect("submitted");
+        if submission.attempts.len() >= 2 {
+            break;
+        }
+        assert!(blocks < 20, "no replacement after {blocks} blocks");
+        assert_eq!(stored(&daemon, &names[0]).status, IntentStatus::Submitted);
+    }
+
+    // The competition stops; the replacement lands.
+    mine_until_final(&mut daemon, &chain, &names).await;
+    let intent = stored(&daemon, &names[0]);
+    assert_eq!(intent.status, IntentStatus::Confirmed);
+    let submission = intent.submission.expect("submission");
+    let result = intent.result.expect("result");
+    assert_eq!(submission.relayer_nonce, first.relayer_nonce);
+    assert_eq!(submission.attempts[0], first.tx_hash);
+    assert_ne!(result.tx_hash, first.tx_hash, "a replacement landed");
+    assert!(
+        submission.attempts.contains(&result.tx_hash),
+        "the landed transaction is one the store knew before it was sent"
+    );
+    assert!(
+        submission.max_priority_fee_per_gas * 10 >= first.max_priority_fee_per_gas * 12,
+        "each replacement raised the fees by the configured 20%"
+    );
+    let nonce_after = nonce(&chain, relayer).await;
+    let pending = chain
+        .relayer
+        .get_transaction_count(relayer)
+        .pending()
+        .await
+        .expect("anvil");
+    assert_eq!(nonce_after - nonce_before, 1, "one nonce for the bundle");
+    assert_eq!(pending, nonce_after, "no transaction left behind a gap");
+    println!(
+        "congestion: {} replaced {} times over {blocks} blocks; landed {}",
+        first.tx_hash,
+        submission.attempts.len() - 1,
+        result.tx_hash
+    );
+}
+
+#[tokio::test]
+async fn a_reorged_bundle_is_included_again_and_each_operation_confirms_exactly_once() {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start_with(&chain, |config| {
+        config.relayer.confirmations = 3;
+    })
+    .await;
+    // Blocks keep coming while the session registers, so its registration gets deep enough.
+    let miner = mine_every(&chain, Duration::from_millis(200));
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
+        .await;
+    miner.abort();
+
+    chain
+        .relayer
+        .anvil_set_auto_mine(false)
+        .await
+        .expect("anvil");
+    let names = create_mints(&mut daemon, &chain, &session, 0..4).await;
+    let mut watch = daemon
+        .intents
+        .watch_transaction_intent(proto::WatchTransactionIntentRequest {
+            name: names[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    daemon.wait_status(&names[0], S::Submitted).await;
+    chain.relayer.anvil_mine(Some(1), None).await.expect("mine");
+    daemon.wait_status(&names[0], S::Included).await;
+    let lost_block = stored(&daemon, &names[0])
+        .result
+        .expect("included")
+        .block_hash;
+
+    // The block with the bundle is replaced by an empty one.
+    chain
+        .relayer
+        .anvil_reorg(ReorgOptions {
+            depth: 1,
+            tx_block_pairs: Vec::new(),
+        })
+        .await
+        .expect("anvil");
+    mine_until_final(&mut daemon, &chain, &names).await;
+
+    let mut seen = Vec::new();
+    while let Some(update) = watch.next().await {
+        seen.push(update.expect("update").status);
+    }
+    let included_then_back = seen
+        .windows(2)
+        .any(|pair| pair == [S::Included as i32, S::Submitted as i32]);
+    assert!(included_then_back, "the stream shows the reorg: {seen:?}");
+    assert_eq!(seen.last(), Some(&(S::Confirmed as i32)));
+
+    let executed = executions(&chain).await;
+    for name in &names {
+        let intent = stored(&daemon, name);
+        assert_eq!(intent.status, IntentStatus::Confirmed);
+        let result = intent.result.expect("result");
+        assert_ne!(result.block_hash, lost_block, "confirmed in the new chain");
+        assert_eq!(
+            executed.get(&intent.user_op_hash),
+            Some(&1),
+            "{name} executed exactly once on the canonical chain"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_relay_rides_out_an_rpc_outage_and_recovers_without_a_restart() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("anvil-state.json");
+    let state_arg = state.display().to_string();
+    let mut chain = TestChain::start_with(DevChainOptions {
+        block_time: None,
+        port: Some(port),
+        args: vec!["--state".into(), state_arg.clone()],
+    })
+    .await;
+    let mut daemon = TestDaemon::start_with(&chain, |config| {
+        config.relayer.max_backoff_ms = 1_000;
+    })
+    .await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", daemon.addr))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel);
+    assert_eq!(relay_health(&mut health).await, ServingStatus::Serving);
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
+        .await;
+
+    // Bundles wait in the pool when the node goes down.
+    chain
+        .relayer
+        .anvil_set_auto_mine(false)
+        .await
+        .expect("anvil");
+    let names = create_mints(&mut daemon, &chain, &session, 0..3).await;
+    daemon.wait_status(&names[0], S::Submitted).await;
+    // A graceful stop, so anvil writes its state for the restart.
+    let node = chain.chain.node_mut();
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    node.wait().unwrap();
+
+    wait_health(&mut health, ServingStatus::NotServing).await;
+    // The daemon is up and answers from its store.
+    for name in &names {
+        let intent = daemon
+            .intents
+            .get_transaction_intent(proto::GetTransactionIntentRequest { name: name.clone() })
+            .await
+            .expect("the API answers during the outage")
+            .into_inner();
+        assert!(!is_final(intent.status));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let _restarted = Anvil::at(anvil_path())
+        .port(port)
+        .args(["--state", &state_arg])
+        .try_spawn()
+        .expect("anvil restarts on its state");
+    wait_health(&mut health, ServingStatus::Serving).await;
+    for name in &names {
+        let intent = daemon.wait_final(name).await;
+        assert_eq!(intent.status, S::Confirmed as i32, "{intent:?}");
+    }
+    let executed = executions(&chain).await;
+    for name in &names {
+        let hash = stored(&daemon, name).user_op_hash;
+        assert_eq!(
+            executed.get(&hash),
+            Some(&1),
+            "{name} executed exactly once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_relayer_without_funds_leaves_the_rotation_and_rejoins_once_funded() {
+    let chain = TestChain::start().await;
+    let dry = PrivateKeySigner::random();
+    let dry_key = format!("0x{}", alloy::hex::encode(dry.to_bytes()));
+    let mut daemon = TestDaemon::start_with(&chain, |config| {
+        config.relayer.private_keys = vec![dry_key];
+    })
+    .await;
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 40)
+        .await;
+    let names = create_mints(&mut daemon, &chain, &session, 0..8).await;
+    for name in &names {
+        let intent = daemon.wait_final(name).await;
+        assert_eq!(intent.status, S::Confirmed as i32, "{intent:?}");
+    }
+    assert_eq!(
+        nonce(&chain, dry.address()).await,
+        0,
+        "the dry relayer sent nothing; the funded one carried its share"
+    );
+
+    chain
+        .relayer
+        .anvil_set_balance(dry.address(), parse_ether("10").unwrap())
+        .await
+        .expect("anvil");
+    for round in 0..20u64 {
+        let more = create_mints(&mut daemon, &chain, &session, 100 + round..101 + round).await;
+        let intent = daemon.wait_final(&more[0]).await;
+        assert_eq!(intent.status, S::Confirmed as i32, "{intent:?}");
+        if nonce(&chain, dry.address()).await > 0 {
+            return;
+        }
+    }
+    panic!("the funded relayer never rejoined the rotation");
+}
+
+#[tokio::test]
+async fn operations_that_wait_past_the_queue_timeout_are_dropped_with_the_reason() {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start_with(&chain, |config| {
+        config.relayer.queue_timeout_secs = 2;
+    })
+    .await;
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 3)
+        .await;
+    // The only relayer runs dry: nothing can be sent.
+    chain
+        .relayer
+        .anvil_set_balance(chain.chain.relayer.address(), Default::default())
+        .await
+        .expect("anvil");
+    let names = create_mints(&mut daemon, &chain, &session, 0..3).await;
+    for name in &names {
+        let intent = daemon.wait_final(name).await;
+        assert_eq!(intent.status, S::Dropped as i32, "{intent:?}");
+        assert!(
+            intent.failure_reason.contains("not included within 2 s"),
+            "{}",
+            intent.failure_reason
+        );
+    }
+    // The limits they reserved are given back: three more fit in a limit of three.
+    chain
+        .relayer
+        .anvil_set_balance(chain.chain.relayer.address(), parse_ether("10").unwrap())
+        .await
+        .expect("anvil");
+    let names = create_mints(&mut daemon, &chain, &session, 10..13).await;
+    for name in &names {
+        let intent = daemon.wait_final(name).await;
+        assert_eq!(intent.status, S::Confirmed as i32, "{intent:?}");
+    }
+}
+
+/// Mines a block every `interval` until the returned task is aborted.
+fn mine_every(chain: &TestChain, interval: Duration) -> tokio::task::JoinHandle<()> {
+    let provider = chain.relayer.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            provider.anvil_mine(Some(1), None).await.expect("mine");
+        }
+    })
+}
+
+/// Creates one mint intent per id on `session`'s account and returns their names.
+async fn create_mints(
+    daemon: &mut TestDaemon,
+    chain: &TestChain,
+    session: &proto::Session,
+    ids: std::ops::Range<u64>,
+) -> Vec<String> {
+    let account = account_address(&session.account).to_string();
+    let mut names = Vec::new();
+    for id in ids {
+        let intent = daemon
+            .intents
+            .create_transaction_intent(proto::CreateTransactionIntentRequest {
+                session: session.name.clone(),
+                interactions: vec![mint_interaction(chain, &account, id, 1)],
+                idempotency_key: String::new(),
+            })
+            .await
+            .expect("create intent")
+            .into_inner();
+        names.push(intent.name);
+    }
+    names
+}
+
+/// Mines a block every 200 ms until every intent is final (or fails after 30 s).
+async fn mine_until_final(daemon: &mut TestDaemon, chain: &TestChain, names: &[String]) {
+    for _ in 0..150 {
+        chain
+            .relayer
+            .anvil_mine(Some(1), None)
+            .await
+            .expect("anvil");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let done = names
+            .iter()
+            .all(|name| stored(daemon, name).status.is_final());
+        if done {
+            return;
+        }
+    }
+    let statuses: Vec<_> = names
+        .iter()
+        .map(|name| stored(daemon, name).status)
+        .collect();
+    panic!("not final after 150 blocks: {statuses:?}");
+}
+
+/// The intent as the daemon stored it, with what the API does not show (its submission).
+fn stored(daemon: &TestDaemon, name: &str) -> Intent {
+    let id = name
+        .strip_prefix("transactionIntents/")
+        .expect("intent name");
+    daemon
+        .store
+        .intent(&IntentId::parse(id).expect("intent id"))
+        .expect("read")
+        .expect("stored")
+}
+
+/// How many times each userOpHash executed on the canonical chain.
+async fn executions(chain: &TestChain) -> HashMap<B256, usize> {
+    let filter = Filter::new()
+        .address(chain.chain.deployment.entry_point)
+        .event_signature(EntryPoint::UserOperationEvent::SIGNATURE_HASH)
+        .from_block(0);
+    let mut executed = HashMap::new();
+    for log in chain.relayer.get_logs(&filter).await.expect("logs") {
+        *executed.entry(log.topics()[1]).or_default() += 1;
+    }
+    executed
+}
+
+async fn nonce(chain: &TestChain, address: Address) -> u64 {
+    chain
+        .relayer
+        .get_transaction_count(address)
+        .latest()
+        .await
+        .expect("nonce")
+}
+
+async fn relay_health(health: &mut HealthClient<tonic::transport::Channel>) -> ServingStatus {
+    let response = health
+        .check(HealthCheckRequest {
+            service: HEALTH_SERVICE.to_owned(),
+        })
+        .await
+        .expect("health check")
+        .into_inner();
+    ServingStatus::try_from(response.status).expect("a known status")
+}
+
+async fn wait_health(health: &mut HealthClient<tonic::transport::Channel>, want: ServingStatus) {
+    for _ in 0..150 {
+        if relay_health(health).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the relay's health never became {want:?}");
+}
