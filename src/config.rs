@@ -338,8 +338,8 @@ impl Config {
     }
 
     /// The relayers' signers: `private_key` (which may list several keys separated by
-    /// commas, as LATCHKEY_RELAYER_PRIVATE_KEY can) and then `private_keys`. At least one,
-    /// and no key twice.
+    /// commas, as LATCHKEY_RELAYER_PRIVATE_KEY can), then `private_keys`, then the keys
+    /// derived from `mnemonic`. At least one, and no key twice.
     pub fn relayer_signers(&self) -> Result<Vec<PrivateKeySigner>, ConfigError> {
         let listed = self
             .relayer
@@ -392,7 +392,8 @@ impl Config {
         if signers.is_empty() {
             return Err(invalid(
                 "relayer.private_key",
-                "required; set it in the file or in LATCHKEY_RELAYER_PRIVATE_KEY",
+                "required; set it in the file or in LATCHKEY_RELAYER_PRIVATE_KEY (or set \
+                 relayer.mnemonic)",
             ));
         }
         Ok(signers)
@@ -513,6 +514,27 @@ mod tests {
             defaults.relayer.max_ops_per_bundle
         );
         assert_eq!(
+            config.relayer.mnemonic_accounts,
+            defaults.relayer.mnemonic_accounts
+        );
+        assert_eq!(config.relayer.confirmations, defaults.relayer.confirmations);
+        assert_eq!(
+            config.relayer.bump_after_blocks,
+            defaults.relayer.bump_after_blocks
+        );
+        assert_eq!(
+            config.relayer.fee_bump_percent,
+            defaults.relayer.fee_bump_percent
+        );
+        assert_eq!(
+            config.relayer.queue_timeout_secs,
+            defaults.relayer.queue_timeout_secs
+        );
+        assert_eq!(
+            config.relayer.max_backoff_ms,
+            defaults.relayer.max_backoff_ms
+        );
+        assert_eq!(
             config.intents.signature_timeout_secs,
             defaults.intents.signature_timeout_secs
         );
@@ -522,7 +544,7 @@ mod tests {
         );
         // Commented-out fields are documented too.
         let text = std::fs::read_to_string(&path).unwrap();
-        for field in ["factory", "private_key", "private_keys"] {
+        for field in ["factory", "private_key", "private_keys", "mnemonic"] {
             assert!(
                 text.contains(&format!("# {field} = ")),
                 "{field} is documented"
@@ -585,6 +607,86 @@ mod tests {
             !format!("{config:?}").contains(&OTHER[2..]),
             "keys never appear in Debug"
         );
+    }
+
+    #[test]
+    fn relayers_derive_from_a_mnemonic_at_the_standard_path() {
+        // The well-known development mnemonic: its first accounts are public knowledge.
+        const MNEMONIC: &str = "test test test test test test test test test test test junk";
+        let config = Config::load(
+            None,
+            env(&[("LATCHKEY_RELAYER_MNEMONIC", MNEMONIC)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let signers = config.relayer_signers().unwrap();
+        assert_eq!(signers.len(), 1);
+        assert_eq!(
+            signers[0].address().to_string(),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
+        let mut three = config.clone();
+        three.relayer.mnemonic_accounts = 3;
+        let listed = PrivateKeySigner::random();
+        three.relayer.private_key = Some(format!("0x{}", alloy::hex::encode(listed.to_bytes())));
+        let signers = three.relayer_signers().unwrap();
+        assert_eq!(signers[0].address(), listed.address());
+        assert_eq!(signers.len(), 4, "the listed key, then the derived ones");
+        assert_eq!(
+            signers[2].address().to_string(),
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+        );
+        assert!(
+            !format!("{three:?}").contains("junk"),
+            "the mnemonic never appears in Debug"
+        );
+        let bad = Config::load(
+            None,
+            env(&[("LATCHKEY_RELAYER_MNEMONIC", "not a mnemonic")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("relayer.mnemonic"), "{bad}");
+        // KEY is the mnemonic's second account: one key must not relay as two.
+        let mut twice = config;
+        twice.relayer.mnemonic_accounts = 2;
+        twice.relayer.private_key = Some(KEY.to_owned());
+        let error = twice.relayer_signers().unwrap_err();
+        assert!(error.to_string().contains("also listed"), "{error}");
+    }
+
+    #[test]
+    fn relay_settings_out_of_range_are_refused_by_name() {
+        let base = || {
+            let mut config = Config::default();
+            config.relayer.private_key = Some(KEY.to_owned());
+            config
+        };
+        type Breakage = fn(&mut Config);
+        let cases: [(&str, Breakage); 6] = [
+            ("relayer.confirmations", |c| c.relayer.confirmations = 0),
+            ("relayer.bump_after_blocks", |c| {
+                c.relayer.bump_after_blocks = 0
+            }),
+            ("relayer.fee_bump_percent", |c| {
+                c.relayer.fee_bump_percent = 9
+            }),
+            ("relayer.queue_timeout_secs", |c| {
+                c.relayer.queue_timeout_secs = 0
+            }),
+            ("relayer.max_backoff_ms", |c| c.relayer.max_backoff_ms = 10),
+            ("relayer.mnemonic_accounts", |c| {
+                c.relayer.mnemonic = Some("x".into());
+                c.relayer.mnemonic_accounts = 0;
+            }),
+        ];
+        assert!(base().validate().is_ok());
+        for (field, break_it) in cases {
+            let mut config = base();
+            break_it(&mut config);
+            let error = config.validate().unwrap_err();
+            assert!(error.to_string().contains(field), "{field}: {error}");
+        }
     }
 
     #[test]
