@@ -71,6 +71,8 @@ pub struct ChainConfig {
     /// Highest fee cap latchkey puts on an operation, in gwei. It bounds what a session's
     /// gas budget is charged per operation.
     pub max_fee_per_gas_gwei: u64,
+    /// Seconds a JSON-RPC request may take before it counts as failed (and is retried).
+    pub rpc_timeout_secs: u64,
 }
 
 /// The account that sends `handleOps` and pays for gas up front.
@@ -96,7 +98,8 @@ pub struct RelayerConfig {
     /// the most operations per transaction; more sends sooner at the cost of smaller
     /// bundles. Nodes also cap the pending transactions of one sender.
     pub max_in_flight: usize,
-    /// Most gas one bundle may carry (the sum of its operations' gas limits); keep it well
+    /// Most gas one bundle's transaction may be given: its simulated gas plus a 20% margin.
+    /// A bundle that would need more is trimmed, and the rest wait for the next one. Keep it
     /// under the block gas limit.
     pub max_bundle_gas: u64,
     /// Most operations one bundle may carry.
@@ -195,6 +198,7 @@ impl Default for ChainConfig {
             entry_point: ENTRY_POINT_V08,
             factory: None,
             max_fee_per_gas_gwei: 500,
+            rpc_timeout_secs: 10,
         }
     }
 }
@@ -286,6 +290,9 @@ impl Config {
             reason: error.to_string(),
         })?;
         self.relayer_signers()?;
+        if self.chain.rpc_timeout_secs == 0 {
+            return Err(invalid("chain.rpc_timeout_secs", "must be at least 1"));
+        }
         if self.chain.max_fee_per_gas_gwei == 0 {
             return Err(invalid("chain.max_fee_per_gas_gwei", "must be at least 1"));
         }
@@ -499,6 +506,10 @@ mod tests {
         assert_eq!(
             config.chain.max_fee_per_gas_gwei,
             defaults.chain.max_fee_per_gas_gwei
+        );
+        assert_eq!(
+            config.chain.rpc_timeout_secs,
+            defaults.chain.rpc_timeout_secs
         );
         assert_eq!(
             config.relayer.poll_interval_ms,

@@ -4,7 +4,11 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::{
+    providers::{Provider, ProviderBuilder},
+    rpc::client::RpcClient,
+    transports::http::{Http, reqwest},
+};
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
@@ -71,7 +75,17 @@ impl Daemon {
                 field: "chain.rpc_url",
                 reason: "not a URL".to_owned(),
             })?;
-        let provider = ProviderBuilder::new().connect_http(rpc_url).erased();
+        // Every request has a deadline: a node that accepts a connection and never answers
+        // would otherwise hold the relay (and the API calls that read the chain) forever.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.chain.rpc_timeout_secs))
+            .build()
+            .map_err(|error| DaemonError::Server(format!("HTTP client: {error}")))?;
+        let transport = Http::with_client(http, rpc_url);
+        let is_local = transport.guess_local();
+        let provider = ProviderBuilder::new()
+            .connect_client(RpcClient::new(transport, is_local))
+            .erased();
         let deployment = Deployment {
             entry_point: config.chain.entry_point,
             factory: config.factory(),

@@ -82,7 +82,7 @@ pub struct RelayConfig {
     /// Most transactions one relayer has sent and not yet seen included; past it,
     /// operations wait QUEUED and join the next bundle.
     pub max_in_flight: usize,
-    /// Most gas (the sum of the operations' limits) one bundle may carry.
+    /// Most gas one bundle's transaction may be given (its simulated gas plus the margin).
     pub max_bundle_gas: u128,
     /// Most operations one bundle may carry.
     pub max_ops_per_bundle: usize,

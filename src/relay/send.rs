@@ -68,7 +68,10 @@ impl Relay {
                 if bundle.is_empty() {
                     return Ok(());
                 }
-                match self.send_bundle(index, bundle, head, flying).await {
+                match self
+                    .send_bundle(index, bundle, head, flying, &mut queued)
+                    .await
+                {
                     Ok(Sent::InFlight(nonce)) => {
                         flying.insert(nonce);
                     }
@@ -91,28 +94,13 @@ impl Relay {
         Ok(())
     }
 
-    /// The next bundle: queued operations, oldest first, while the bundle's gas limits stay
-    /// within the cap and its size within the operation limit.
+    /// The next bundle: up to the operation limit of queued operations, oldest first. The
+    /// gas cap is applied to the bundle's simulation, not here: the operations' gas limits
+    /// overstate what they use (by about three times for a mint), so packing by them would
+    /// close bundles far below the cap.
     fn next_bundle(&self, queued: &mut VecDeque<Intent>) -> Vec<Intent> {
-        let mut bundle = Vec::new();
-        let mut gas: u128 = 0;
-        while let Some(intent) = queued.pop_front() {
-            let op = &intent.user_op;
-            let op_gas = op
-                .verification_gas_limit
-                .saturating_add(op.call_gas_limit)
-                .saturating_add(u128::try_from(op.pre_verification_gas).unwrap_or(u128::MAX));
-            if !bundle.is_empty() && gas.saturating_add(op_gas) > self.config.max_bundle_gas {
-                queued.push_front(intent);
-                break;
-            }
-            gas = gas.saturating_add(op_gas);
-            bundle.push(intent);
-            if bundle.len() >= self.config.max_ops_per_bundle {
-                break;
-            }
-        }
-        bundle
+        let take = queued.len().min(self.config.max_ops_per_bundle);
+        queued.drain(..take).collect()
     }
 
     /// Whether relayer `index`, out of the rotation, can pay again; it rejoins if so.
@@ -136,24 +124,48 @@ impl Relay {
         warn!(target: "relay", relayer = %relayer.address, %balance, %needed, "relayer cannot pay for a bundle; taken out of rotation until it is funded");
     }
 
-    /// Simulates `bundle` and, when it passes, sends it from relayer `index`.
+    /// Simulates `bundle` and, when it passes, sends it from relayer `index`. A bundle whose
+    /// transaction would need more gas than the cap is trimmed to fit, and the operations
+    /// trimmed off go back to the front of `queued`, for the next bundle.
     async fn send_bundle(
         &mut self,
         index: usize,
         bundle: Vec<Intent>,
         head: u64,
         in_flight: &BTreeSet<u64>,
+        queued: &mut VecDeque<Intent>,
     ) -> Result<Sent, RelayError> {
         let address = self.relayers[index].address;
-        let Some(simulated) = self.simulate(address, bundle).await? else {
+        let Some(mut simulated) = self.simulate(address, bundle).await? else {
             return Ok(Sent::Nothing);
         };
+        loop {
+            let gas_limit = u128::from(with_margin(simulated.gas));
+            let ops = simulated.bundle.len();
+            if gas_limit <= self.config.max_bundle_gas || ops == 1 {
+                break;
+            }
+            // Operations of one bundle cost about the same, so the share that fits is the
+            // share of the gas that fits.
+            let fits = usize::try_from(
+                (ops as u128).saturating_mul(self.config.max_bundle_gas) / gas_limit,
+            )
+            .unwrap_or(1)
+            .clamp(1, ops - 1);
+            for intent in simulated.bundle.split_off(fits).into_iter().rev() {
+                queued.push_front(intent);
+            }
+            simulated = match self.simulate(address, simulated.bundle).await? {
+                Some(simulated) => simulated,
+                None => return Ok(Sent::Nothing),
+            };
+        }
         let fees = self.app.chain().fees().await?;
         let fees = TxFees {
             max_fee_per_gas: fees.max_fee_per_gas,
             max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
         };
-        let gas_limit = simulated.gas.saturating_mul(6) / 5;
+        let gas_limit = with_margin(simulated.gas);
         let needed = U256::from(gas_limit).saturating_mul(U256::from(fees.max_fee_per_gas));
         let balance = self.provider.get_balance(address).await?;
         if balance < needed {
@@ -419,6 +431,12 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// The gas a bundle's transaction is given: its simulation's, plus a fifth, since the
+/// state it lands on may differ a little from the state it was simulated on.
+fn with_margin(simulated: u64) -> u64 {
+    simulated.saturating_add(simulated / 5)
 }
 
 /// What became of a bundle handed to a relayer.

@@ -113,4 +113,9 @@ pub enum StoreError {
     /// sled failed: I/O, or its own corruption checks. Usually not retryable.
     #[error("database error: {0}")]
     Db(#[from] sled::Error),
+
+    /// The task that flushes the log to disk did not finish (the runtime is shutting down).
+    /// Nothing is known to be durable; retry on a running daemon.
+    #[error("flushing the store did not finish: {0}")]
+    Flush(String),
 }

@@ -552,10 +552,18 @@ impl Store {
 
     /// Makes every write that returned before this call durable (sled otherwise syncs its
     /// log every half second). Await it between a state change and a chain action that
-    /// must not be repeated or lost after a crash. The fsync runs on sled's thread pool, so
-    /// the calling task's thread is not blocked.
+    /// must not be repeated or lost after a crash. The fsync runs on tokio's blocking pool,
+    /// so the calling task's thread is not blocked.
+    ///
+    /// sled 0.34's own `flush_async` is not used: futures of concurrent calls can be left
+    /// never woken (sled issues #1241 and #1308, fixed only after the last release), which
+    /// froze every API call and the relay behind one lost wakeup. The blocking flush has
+    /// no such bug, and concurrent calls simply share the fsync.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|error| StoreError::Flush(error.to_string()))??;
         Ok(())
     }
 

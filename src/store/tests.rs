@@ -932,3 +932,52 @@ fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
         "{error:?}"
     );
 }
+
+/// Many tasks writing and flushing at once all finish. (sled 0.34's `flush_async` can leave
+/// concurrent callers waiting forever; before the store stopped using it, this test hung in
+/// about one run of two.) The work runs on a thread of its own, so that a hang fails the
+/// test instead of freezing it.
+#[test]
+fn concurrent_flushes_all_complete() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let count = runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let writers: Vec<_> = (0..200u8)
+                .map(|index| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let mut session = session_on(ALICE);
+                        session.key = Address::with_last_byte(index);
+                        let mut registration = Intent {
+                            id: session.registration_intent.clone(),
+                            ..intent_of(&session, IntentKind::Registration)
+                        };
+                        store
+                            .create_session(&mut session, &mut registration, None)
+                            .unwrap();
+                        store.flush().await.unwrap();
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.await.unwrap();
+            }
+            store
+                .sessions_in_status(SessionStatus::PendingSignature)
+                .unwrap()
+                .len()
+        });
+        let _ = done.send(count);
+    });
+    let count = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("every flush completes within a minute");
+    assert_eq!(count, 200);
+}
