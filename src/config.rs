@@ -98,9 +98,11 @@ pub struct RelayerConfig {
     /// the most operations per transaction; more sends sooner at the cost of smaller
     /// bundles. Nodes also cap the pending transactions of one sender.
     pub max_in_flight: usize,
-    /// Most gas one bundle's transaction may be given: its simulated gas plus a 20% margin.
-    /// A bundle that would need more is trimmed, and the rest wait for the next one. Keep it
-    /// under the block gas limit.
+    /// Most gas one bundle's transaction may be given: its simulated gas plus a 10% margin
+    /// and room for the largest operation's call gas. A bundle that would need more is
+    /// trimmed, and the rest wait for the next one. Nodes pack a block by the gas its
+    /// transactions may use, so the default, a quarter of a 30M-gas block, lets four
+    /// relayers' bundles share one block.
     pub max_bundle_gas: u64,
     /// Most operations one bundle may carry.
     pub max_ops_per_bundle: usize,
@@ -176,9 +178,9 @@ impl Default for RelayerConfig {
         Self {
             private_key: None,
             private_keys: Vec::new(),
-            poll_interval_ms: 1_000,
+            poll_interval_ms: 250,
             max_in_flight: 1,
-            max_bundle_gas: 15_000_000,
+            max_bundle_gas: 7_500_000,
             max_ops_per_bundle: 100,
             mnemonic: None,
             mnemonic_accounts: 1,

@@ -26,6 +26,17 @@ use crate::{
     store::{CreateIntent, IntentFilter, Page, PageRequest, SessionFilter, Store, StoreError},
 };
 
+/// Refuses anything but an ACTIVE session.
+fn check_active(session: &Session) -> Result<(), AppError> {
+    if session.status != SessionStatus::Active {
+        return Err(AppError::precondition(
+            "session_status",
+            format!("session {} is {:?}, not ACTIVE", session.id, session.status),
+        ));
+    }
+    Ok(())
+}
+
 /// How often a write that lost an optimistic-concurrency race is retried.
 const CONFLICT_RETRIES: usize = 8;
 
@@ -521,37 +532,39 @@ impl App {
         }
         let chain = self.chain();
         let deployment = chain.deployment();
+        // What the chain says is read once, before the session is: the retry loop below
+        // only re-reads the session and re-decides, so concurrent intents on one session
+        // (which each write its usage) race over microseconds, not over RPC round trips.
+        let session = self
+            .store()
+            .session(session_id)?
+            .ok_or_else(|| AppError::not_found(session_id))?;
+        check_active(&session)?;
+        let ctx = CheckContext {
+            now: chain.chain_time().await?,
+            window_margin_secs: self.config().window_margin_secs,
+            forbidden: [session.account, deployment.entry_point],
+        };
+        // Refuse what the rules refuse before asking the chain anything about the calls.
+        policy::check_intent(&session, &interactions, 0, &ctx)?;
+        let call_gas = chain
+            .estimate_calls(session.account, &interactions)
+            .await
+            .map_err(|error| match error {
+                // A call that would revert is the request's fault; anything else is the
+                // chain's, and the client should retry.
+                ChainError::CallWouldRevert { .. } => {
+                    AppError::precondition("simulation", error.to_string())
+                }
+                other => AppError::Chain(other),
+            })?;
+        let fees = chain.fees().await?;
         for _ in 0..CONFLICT_RETRIES {
             let mut session = self
                 .store()
                 .session(session_id)?
                 .ok_or_else(|| AppError::not_found(session_id))?;
-            if session.status != SessionStatus::Active {
-                return Err(AppError::precondition(
-                    "session_status",
-                    format!("session {session_id} is {:?}, not ACTIVE", session.status),
-                ));
-            }
-            let ctx = CheckContext {
-                now: chain.chain_time().await?,
-                window_margin_secs: self.config().window_margin_secs,
-                forbidden: [session.account, deployment.entry_point],
-            };
-            // Refuse what the rules refuse before asking the chain anything about the calls.
-            policy::check_intent(&session, &interactions, 0, &ctx)?;
-
-            let call_gas = chain
-                .estimate_calls(session.account, &interactions)
-                .await
-                .map_err(|error| match error {
-                    // A call that would revert is the request's fault; anything else is the
-                    // chain's, and the client should retry.
-                    ChainError::CallWouldRevert { .. } => {
-                        AppError::precondition("simulation", error.to_string())
-                    }
-                    other => AppError::Chain(other),
-                })?;
-            let fees = chain.fees().await?;
+            check_active(&session)?;
             let calls = interactions.len() as u128;
             let mut op = UserOperation {
                 sender: session.account,

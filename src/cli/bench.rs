@@ -5,7 +5,7 @@
 //! gas per op, and the daemon's resident memory.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::PathBuf,
     process::{Child, Command},
     sync::Arc,
@@ -80,6 +80,15 @@ pub struct BenchReport {
     pub gas_per_op: f64,
     /// How many such operations a 30M-gas block holds.
     pub ops_per_30m_block: f64,
+    /// Blocks that included the intents.
+    pub blocks: usize,
+    /// Median operations per block over the blocks between the first and the last (which
+    /// catch the load ramping up and draining); all blocks when there are fewer than three.
+    pub ops_per_block_median: f64,
+    /// With a block time: the median block's operations per second of block time, the rate
+    /// the relay sustains once the load is running. 0 under automine, where blocks have no
+    /// time of their own.
+    pub sustained_ops_per_sec: f64,
     /// The daemon's resident memory at the end, MiB.
     pub daemon_rss_mib: f64,
     /// The daemon's peak resident memory, MiB.
@@ -273,14 +282,28 @@ async fn measure(
         latencies[rank.clamp(1, latencies.len()) - 1]
     };
     let mut gas = 0u128;
-    for tx in bundles.keys() {
+    let mut per_block: BTreeMap<u64, usize> = BTreeMap::new();
+    for (tx, ops) in &bundles {
         let receipt = chain
             .provider
             .get_transaction_receipt(tx.parse()?)
             .await?
             .context("a bundle's receipt")?;
         gas += u128::from(receipt.gas_used);
+        *per_block
+            .entry(receipt.block_number.context("a mined bundle's block")?)
+            .or_default() += ops;
     }
+    let mut steady: Vec<usize> = per_block.values().copied().collect();
+    if steady.len() >= 3 {
+        steady = steady[1..steady.len() - 1].to_vec();
+    }
+    steady.sort_unstable();
+    let ops_per_block_median = match steady.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => steady[n / 2] as f64,
+        n => (steady[n / 2 - 1] + steady[n / 2]) as f64 / 2.0,
+    };
     let ops_in_bundles: usize = bundles.values().sum();
     let gas_per_op = gas as f64 / ops_in_bundles.max(1) as f64;
     let span_secs = ((last_confirmed - first_created).max(1)) as f64 / 1_000.0;
@@ -299,6 +322,12 @@ async fn measure(
         ops_per_bundle: ops_in_bundles as f64 / bundles.len().max(1) as f64,
         gas_per_op,
         ops_per_30m_block: 30_000_000.0 / gas_per_op.max(1.0),
+        blocks: per_block.len(),
+        ops_per_block_median,
+        sustained_ops_per_sec: match options.block_time {
+            Some(secs) if secs > 0 => ops_per_block_median / secs as f64,
+            _ => 0.0,
+        },
         daemon_rss_mib: rss,
         daemon_peak_rss_mib: peak,
     })
@@ -380,7 +409,12 @@ impl DaemonChild {
             .args(["--rpc-url", chain.rpc_url().as_str()])
             .env("LATCHKEY_FACTORY", chain.deployment.factory.to_string())
             .env("LATCHKEY_RELAYER_PRIVATE_KEY", keys.join(","))
-            .env("RUST_LOG", "warn")
+            // Quiet by default, so the report stands out; LATCHKEY_BENCH_LOG sets the
+            // daemon's log filter (for example `relay=info`) to see what it did.
+            .env(
+                "RUST_LOG",
+                std::env::var("LATCHKEY_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .spawn()
             .context("starting the daemon")?;
         let uri = format!("http://127.0.0.1:{port}");
@@ -426,6 +460,18 @@ pub fn render(report: &BenchReport) -> String {
     } else {
         format!("{} s blocks", report.block_time_secs)
     };
+    let sustained = if report.block_time_secs == 0 {
+        String::new()
+    } else {
+        let target = 0.8 * report.ops_per_30m_block / report.block_time_secs as f64;
+        format!(
+            "sustained         {:.1} ops/s in the median block ({:.0}% of a 30M-gas block; \
+             the 80% target is {:.1})\n",
+            report.sustained_ops_per_sec,
+            100.0 * report.ops_per_block_median / report.ops_per_30m_block.max(1.0),
+            target
+        )
+    };
     format!(
         "latchkey bench ({mode}, {} accounts, {} relayers)\n\
          intents           {} created, {} confirmed\n\
@@ -433,6 +479,8 @@ pub fn render(report: &BenchReport) -> String {
          latency           p50 {} ms, p90 {} ms, p99 {} ms (created -> confirmed)\n\
          bundles           {} ({:.1} ops per bundle)\n\
          gas per op        {:.0} (a 30M-gas block holds {:.0})\n\
+         blocks            {} (median {:.0} ops per block between the first and the last)\n\
+         {sustained}\
          daemon memory     {:.1} MiB resident, {:.1} MiB peak\n",
         report.accounts,
         report.relayers,
@@ -447,6 +495,8 @@ pub fn render(report: &BenchReport) -> String {
         report.ops_per_bundle,
         report.gas_per_op,
         report.ops_per_30m_block,
+        report.blocks,
+        report.ops_per_block_median,
         report.daemon_rss_mib,
         report.daemon_peak_rss_mib,
     )

@@ -136,11 +136,12 @@ impl Relay {
         queued: &mut VecDeque<Intent>,
     ) -> Result<Sent, RelayError> {
         let address = self.relayers[index].address;
+        let started = std::time::Instant::now();
         let Some(mut simulated) = self.simulate(address, bundle).await? else {
             return Ok(Sent::Nothing);
         };
         loop {
-            let gas_limit = u128::from(with_margin(simulated.gas));
+            let gas_limit = u128::from(gas_limit(simulated.gas, &simulated.bundle));
             let ops = simulated.bundle.len();
             if gas_limit <= self.config.max_bundle_gas || ops == 1 {
                 break;
@@ -165,7 +166,7 @@ impl Relay {
             max_fee_per_gas: fees.max_fee_per_gas,
             max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
         };
-        let gas_limit = with_margin(simulated.gas);
+        let gas_limit = gas_limit(simulated.gas, &simulated.bundle);
         let needed = U256::from(gas_limit).saturating_mul(U256::from(fees.max_fee_per_gas));
         let balance = self.provider.get_balance(address).await?;
         if balance < needed {
@@ -207,12 +208,22 @@ impl Relay {
             .iter()
             .map(|(intent, _)| intent.id.clone())
             .collect();
+        let prepared = started.elapsed();
         self.commit(changes).await?;
+        let written = started.elapsed();
 
         let ops = ids.len();
         match self.provider.send_raw_transaction(&raw).await {
             Ok(_) => {
-                info!(target: "relay", relayer = %address, tx = %tx_hash, ops, nonce, gas = simulated.gas, "bundle submitted");
+                let sent = started.elapsed();
+                info!(
+                    target: "relay",
+                    relayer = %address, tx = %tx_hash, ops, nonce, gas = simulated.gas,
+                    prepare_ms = prepared.as_millis(),
+                    write_ms = (written - prepared).as_millis(),
+                    send_ms = (sent - written).as_millis(),
+                    "bundle submitted"
+                );
                 Ok(Sent::InFlight(nonce))
             }
             Err(error) => {
@@ -278,8 +289,23 @@ impl Relay {
                 return Ok(None);
             }
             let ops = bundle.iter().map(|intent| intent.user_op.pack()).collect();
-            let call = entry_point.handleOps(ops, relayer);
-            let error = match call.clone().from(relayer).estimate_gas().await {
+            let call = entry_point.handleOps(ops, relayer).from(relayer);
+            // One execution tells the gas a passing bundle uses; eth_estimateGas would run
+            // the bundle a dozen times or more in its search. Only a bundle that fails (or a
+            // node without eth_createAccessList) pays for the search, which also returns the
+            // revert data that names the operation at fault.
+            let request = call.clone().into_transaction_request();
+            if let Ok(result) = self.provider.create_access_list(&request).await
+                && result.error.is_none()
+                && let Ok(used) = u64::try_from(result.gas_used)
+            {
+                return Ok(Some(Simulated {
+                    gas: used,
+                    bundle,
+                    calldata: call.calldata().clone(),
+                }));
+            }
+            let error = match call.estimate_gas().await {
                 Ok(gas) => {
                     return Ok(Some(Simulated {
                         bundle,
@@ -433,10 +459,27 @@ impl Relay {
     }
 }
 
-/// The gas a bundle's transaction is given: its simulation's, plus a fifth, since the
-/// state it lands on may differ a little from the state it was simulated on.
-fn with_margin(simulated: u64) -> u64 {
-    simulated.saturating_add(simulated / 5)
+/// The gas a bundle's transaction is given: its simulation's plus a tenth, since the state
+/// it lands on may differ a little from the state it was simulated on, plus room for the
+/// EntryPoint's own check that enough gas is left to give an operation its whole call gas
+/// limit (AA95), which a simulation's gas used does not include.
+fn gas_limit(simulated: u64, bundle: &[Intent]) -> u64 {
+    /// The EntryPoint's INNER_GAS_OVERHEAD, and then some.
+    const INNER_OVERHEAD: u64 = 20_000;
+    let largest_call = bundle
+        .iter()
+        .map(|intent| {
+            intent
+                .user_op
+                .call_gas_limit
+                .saturating_add(intent.user_op.paymaster_post_op_gas_limit)
+        })
+        .max()
+        .unwrap_or_default();
+    simulated
+        .saturating_add(simulated / 10)
+        .saturating_add(u64::try_from(largest_call).unwrap_or(u64::MAX))
+        .saturating_add(INNER_OVERHEAD)
 }
 
 /// What became of a bundle handed to a relayer.

@@ -31,6 +31,13 @@ async fn the_load_generator_runs_and_reports_what_it_measured() {
     assert_eq!(report["confirmed"], 20, "{report}");
     assert!(report["ops_per_sec"].as_f64().expect("ops/s") > 0.0);
     assert!(report["gas_per_op"].as_f64().expect("gas per op") > 20_000.0);
-    assert!(report["bundles"].as_u64().expect("bundles") >= 1);
+    let bundles = report["bundles"].as_u64().expect("bundles");
+    let blocks = report["blocks"].as_u64().expect("blocks");
+    assert!(bundles >= 1);
+    assert!(
+        (1..=bundles).contains(&blocks),
+        "every block counted carried a bundle: {report}"
+    );
+    assert!(report["ops_per_block_median"].as_f64().expect("median") >= 1.0);
     assert!(report["daemon_rss_mib"].as_f64().expect("rss") > 1.0);
 }
