@@ -492,6 +492,21 @@ pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
                 success: result.success,
                 revert: result.revert.as_ref().map(revert_message),
             }),
+        submission: intent.submission.as_ref().map(|submission| {
+            proto::TransactionIntentSubmission {
+                transaction_hash: hash_text(submission.tx_hash),
+                relayer: submission.relayer.to_string(),
+                relayer_nonce: submission.relayer_nonce,
+                replaced_transaction_hashes: submission
+                    .attempts
+                    .iter()
+                    .filter(|hash| **hash != submission.tx_hash)
+                    .map(|hash| hash_text(*hash))
+                    .collect(),
+                max_fee_per_gas: submission.max_fee_per_gas.to_string(),
+                max_priority_fee_per_gas: submission.max_priority_fee_per_gas.to_string(),
+            }
+        }),
         failure_reason: intent.failure_reason.clone().unwrap_or_default(),
         history: intent
             .history

@@ -235,6 +235,10 @@ impl TransactionIntentService for Intents {
         let shutdown = self.1.clone();
         tokio::spawn(async move {
             let mut sent = current.history.len();
+            let mut last_sent_in = current
+                .submission
+                .as_ref()
+                .map(|submission| submission.tx_hash);
             let mut done = current.status.is_final();
             if sender
                 .send(Ok(convert::intent_message(&current)))
@@ -270,10 +274,17 @@ impl TransactionIntentService for Intents {
                     },
                     Err(RecvError::Closed) => return,
                 };
-                if next.history.len() <= sent {
+                // A new status, or the same status with a new transaction (a bundle
+                // replaced with higher fees): anything else is not news.
+                let sent_in = next
+                    .submission
+                    .as_ref()
+                    .map(|submission| submission.tx_hash);
+                if next.history.len() <= sent && sent_in == last_sent_in {
                     continue;
                 }
                 sent = next.history.len();
+                last_sent_in = sent_in;
                 done = next.status.is_final();
                 if sender
                     .send(Ok(convert::intent_message(&next)))

@@ -160,6 +160,14 @@ async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_sam
         .await
         .expect("anvil");
     let names = create_mints(&mut daemon, &chain, &session, 0..1).await;
+    let mut watch = daemon
+        .intents
+        .watch_transaction_intent(proto::WatchTransactionIntentRequest {
+            name: names[0].clone(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
     daemon.wait_status(&names[0], S::Submitted).await;
     let first = stored(&daemon, &names[0]).submission.expect("submitted");
 
@@ -222,12 +230,108 @@ async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_sam
         .expect("anvil");
     assert_eq!(nonce_after - nonce_before, 1, "one nonce for the bundle");
     assert_eq!(pending, nonce_after, "no transaction left behind a gap");
+    // The watch stream showed each transaction the operation was sent in.
+    let mut sent_in = Vec::new();
+    while let Some(update) = watch.next().await {
+        let update = update.expect("update");
+        if update.status == S::Submitted as i32 {
+            let shown = update.submission.as_ref().expect("submission");
+            sent_in.push(shown.transaction_hash.clone());
+        }
+        if update.status == S::Confirmed as i32 {
+            let shown = update.submission.expect("submission");
+            assert_eq!(
+                shown.replaced_transaction_hashes.first(),
+                Some(&first.tx_hash.to_string()),
+                "the API names the transactions a replacement replaced"
+            );
+        }
+    }
+    assert!(
+        sent_in.len() >= 2,
+        "a SUBMITTED update per transaction: {sent_in:?}"
+    );
+    assert_eq!(sent_in[0], first.tx_hash.to_string());
     println!(
         "congestion: {} replaced {} times over {blocks} blocks; landed {}",
         first.tx_hash,
         submission.attempts.len() - 1,
         result.tx_hash
     );
+}
+
+#[tokio::test]
+async fn a_relayer_nonce_held_by_an_unknown_transaction_is_skipped_without_a_gap() {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start(&chain).await;
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
+        .await;
+    let relayer = chain.chain.relayer.address();
+    chain
+        .relayer
+        .anvil_set_auto_mine(false)
+        .await
+        .expect("anvil");
+    // Someone else with the relayer's key takes its next nonce in the pool, paying more
+    // than latchkey would: latchkey's bundle at that nonce is refused as underpriced.
+    let taken = nonce(&chain, relayer).await;
+    let fees = chain.relayer.estimate_eip1559_fees().await.expect("fees");
+    let _pending = chain
+        .relayer
+        .send_transaction(
+            TransactionRequest::default()
+                .with_from(relayer)
+                .with_to(relayer)
+                .with_nonce(taken)
+                .with_gas_limit(21_000)
+                .with_max_fee_per_gas(fees.max_fee_per_gas * 10)
+                .with_max_priority_fee_per_gas(fees.max_fee_per_gas * 5),
+        )
+        .await
+        .expect("the other sender's transaction");
+
+    let names = create_mints(&mut daemon, &chain, &session, 0..3).await;
+    // The first bundle is refused at the taken nonce and sent again at the next one.
+    for _ in 0..100 {
+        let first = stored(&daemon, &names[0]);
+        let moved_on = first
+            .submission
+            .is_some_and(|submission| submission.relayer_nonce != taken);
+        if moved_on && first.status == IntentStatus::Submitted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let submission = stored(&daemon, &names[0]).submission.expect("submitted");
+    assert_eq!(
+        submission.relayer_nonce,
+        taken + 1,
+        "the bundle took the next nonce instead of fighting over the taken one"
+    );
+    mine_until_final(&mut daemon, &chain, &names).await;
+    let mut bundles = Vec::new();
+    for name in &names {
+        let intent = stored(&daemon, name);
+        assert_eq!(intent.status, IntentStatus::Confirmed);
+        let tx = intent.result.expect("result").tx_hash;
+        if !bundles.contains(&tx) {
+            bundles.push(tx);
+        }
+    }
+    let mined = nonce(&chain, relayer).await;
+    let pending = chain
+        .relayer
+        .get_transaction_count(relayer)
+        .pending()
+        .await
+        .expect("anvil");
+    assert_eq!(
+        mined,
+        taken + 1 + bundles.len() as u64,
+        "the other sender's transaction and every bundle mined, nothing skipped"
+    );
+    assert_eq!(pending, mined, "no transaction left behind a gap");
 }
 
 #[tokio::test]
