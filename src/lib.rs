@@ -19,7 +19,8 @@
 //! - [`keys`]: held session keys: generation and signing; they never leave the daemon.
 //! - [`policy`]: the off-chain mirror of the account's session-key rules, checked before
 //!   any gas is spent.
-//! - [`relay`]: the relay engine, sole owner of the relayer key: submits, tracks, settles.
+//! - [`relay`]: the relay engine, sole owner of the relayer keys: bundles, sends, replaces,
+//!   follows through reorgs, settles.
 //! - [`session`]: session keys on accounts: the record, permissions, and the pure state
 //!   machine of registration, expiry and revocation.
 //! - [`store`]: sled persistence: one atomic, revision-checked write per state change, and
