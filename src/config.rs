@@ -366,16 +366,11 @@ impl Config {
                     "not a 0x-prefixed 32-byte secp256k1 key",
                 )
             })?;
-            if signers
-                .iter()
-                .any(|known| known.address() == signer.address())
-            {
-                return Err(invalid(
-                    "relayer.private_keys",
-                    "the same key is listed twice",
-                ));
-            }
-            signers.push(signer);
+            push_new(
+                &mut signers,
+                signer,
+                invalid("relayer.private_keys", "the same key is listed twice"),
+            )?;
         }
         if let Some(phrase) = &self.relayer.mnemonic {
             for index in 0..self.relayer.mnemonic_accounts {
@@ -386,16 +381,14 @@ impl Config {
                     .map_err(|_| {
                         invalid("relayer.mnemonic", "not a valid BIP-39 English mnemonic")
                     })?;
-                if signers
-                    .iter()
-                    .any(|known| known.address() == signer.address())
-                {
-                    return Err(invalid(
+                push_new(
+                    &mut signers,
+                    signer,
+                    invalid(
                         "relayer.mnemonic",
                         "derives a key that is also listed in relayer.private_key(s)",
-                    ));
-                }
-                signers.push(signer);
+                    ),
+                )?;
             }
         }
         if signers.is_empty() {
@@ -424,6 +417,23 @@ impl Config {
     pub fn signature_timeout(&self) -> Duration {
         Duration::from_secs(self.intents.signature_timeout_secs)
     }
+}
+
+/// Adds `signer` unless its key is already there: one key relaying as two relayers would
+/// race itself for nonces.
+fn push_new(
+    signers: &mut Vec<PrivateKeySigner>,
+    signer: PrivateKeySigner,
+    twice: ConfigError,
+) -> Result<(), ConfigError> {
+    if signers
+        .iter()
+        .any(|known| known.address() == signer.address())
+    {
+        return Err(twice);
+    }
+    signers.push(signer);
+    Ok(())
 }
 
 fn invalid(field: &'static str, reason: &str) -> ConfigError {

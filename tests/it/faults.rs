@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 use alloy::{
     network::TransactionBuilder,
     node_bindings::Anvil,
-    primitives::{Address, B256, utils::parse_ether},
+    primitives::{Address, B256, TxHash, utils::parse_ether},
     providers::{Provider, ext::AnvilApi},
     rpc::types::{Filter, TransactionRequest, anvil::ReorgOptions},
     signers::local::PrivateKeySigner,
@@ -20,6 +20,7 @@ use latchkey::{
         contracts::EntryPoint,
         devnet::{DevChainOptions, anvil_path},
     },
+    config::Config,
     intent::{Intent, IntentId, IntentStatus},
     relay::HEALTH_SERVICE,
 };
@@ -34,23 +35,12 @@ use crate::{
 
 #[tokio::test]
 async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_nonce_gap() {
-    let chain = TestChain::start().await;
-    let mut daemon = TestDaemon::start_with(&chain, |config| {
-        config.relayer.bump_after_blocks = 2;
-    })
-    .await;
-    let session = daemon
-        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
-        .await;
+    let (chain, mut daemon, session) = stage(|config| config.relayer.bump_after_blocks = 2).await;
     let relayer = chain.chain.relayer.address();
     let nonce_before = nonce(&chain, relayer).await;
 
     // Blocks stop, and the bundle waits in the pool at the fees of the moment.
-    chain
-        .relayer
-        .anvil_set_auto_mine(false)
-        .await
-        .expect("anvil");
+    pause_mining(&chain).await;
     let names = create_mints(&mut daemon, &chain, &session, 0..5).await;
     // One bundle in flight per relayer: the first is sent, the rest wait behind it.
     daemon.wait_status(&names[0], S::Submitted).await;
@@ -85,15 +75,7 @@ async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_non
     );
 
     mine_until_final(&mut daemon, &chain, &names).await;
-    let mut bundles = Vec::new();
-    for name in &names {
-        let intent = stored(&daemon, name);
-        assert_eq!(intent.status, IntentStatus::Confirmed);
-        let result = intent.result.expect("result");
-        if !bundles.contains(&result.tx_hash) {
-            bundles.push(result.tx_hash);
-        }
-    }
+    let bundles = confirmed_bundles(&daemon, &names);
     // anvil evicts a transaction whose fee cap the base fee passed, so the relay finds the
     // original gone with its nonce unused, and sends the operations again at that same
     // nonce, priced for the new base fee. (A node that keeps it in the pool gets a
@@ -112,16 +94,7 @@ async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_non
         );
         assert!(submission.max_fee_per_gas > first.max_fee_per_gas);
     }
-    // No nonce gap: every nonce the relayer used carries a mined bundle, and nothing waits.
-    let nonce_after = nonce(&chain, relayer).await;
-    let pending = chain
-        .relayer
-        .get_transaction_count(relayer)
-        .pending()
-        .await
-        .expect("anvil");
-    assert_eq!(nonce_after - nonce_before, bundles.len() as u64);
-    assert_eq!(pending, nonce_after, "no transaction left behind a gap");
+    assert_no_nonce_gap(&chain, relayer, nonce_before + bundles.len() as u64).await;
     let replacement = stored(&daemon, stuck[0]).submission.expect("submission");
     println!(
         "fee spike: {} at nonce {} (max fee {}) replaced by {} (max fee {}); {} bundles mined",
@@ -136,14 +109,7 @@ async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_non
 
 #[tokio::test]
 async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_same_nonce() {
-    let chain = TestChain::start().await;
-    let mut daemon = TestDaemon::start_with(&chain, |config| {
-        config.relayer.bump_after_blocks = 2;
-    })
-    .await;
-    let session = daemon
-        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
-        .await;
+    let (chain, mut daemon, session) = stage(|config| config.relayer.bump_after_blocks = 2).await;
     let relayer = chain.chain.relayer.address();
     let nonce_before = nonce(&chain, relayer).await;
 
@@ -154,11 +120,7 @@ async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_sam
         .anvil_set_block_gas_limit(BLOCK_GAS)
         .await
         .expect("anvil");
-    chain
-        .relayer
-        .anvil_set_auto_mine(false)
-        .await
-        .expect("anvil");
+    pause_mining(&chain).await;
     let names = create_mints(&mut daemon, &chain, &session, 0..1).await;
     let mut watch = daemon
         .intents
@@ -221,15 +183,8 @@ async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_sam
         submission.max_priority_fee_per_gas * 10 >= first.max_priority_fee_per_gas * 12,
         "each replacement raised the fees by the configured 20%"
     );
-    let nonce_after = nonce(&chain, relayer).await;
-    let pending = chain
-        .relayer
-        .get_transaction_count(relayer)
-        .pending()
-        .await
-        .expect("anvil");
-    assert_eq!(nonce_after - nonce_before, 1, "one nonce for the bundle");
-    assert_eq!(pending, nonce_after, "no transaction left behind a gap");
+    // One nonce for the bundle, however many transactions were sent at it.
+    assert_no_nonce_gap(&chain, relayer, nonce_before + 1).await;
     // The watch stream showed each transaction the operation was sent in.
     let mut sent_in = Vec::new();
     while let Some(update) = watch.next().await {
@@ -262,17 +217,9 @@ async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_sam
 
 #[tokio::test]
 async fn a_relayer_nonce_held_by_an_unknown_transaction_is_skipped_without_a_gap() {
-    let chain = TestChain::start().await;
-    let mut daemon = TestDaemon::start(&chain).await;
-    let session = daemon
-        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
-        .await;
+    let (chain, mut daemon, session) = stage(|_| {}).await;
     let relayer = chain.chain.relayer.address();
-    chain
-        .relayer
-        .anvil_set_auto_mine(false)
-        .await
-        .expect("anvil");
+    pause_mining(&chain).await;
     // Someone else with the relayer's key takes its next nonce in the pool, paying more
     // than latchkey would: latchkey's bundle at that nonce is refused as underpriced.
     let taken = nonce(&chain, relayer).await;
@@ -310,28 +257,9 @@ async fn a_relayer_nonce_held_by_an_unknown_transaction_is_skipped_without_a_gap
         "the bundle took the next nonce instead of fighting over the taken one"
     );
     mine_until_final(&mut daemon, &chain, &names).await;
-    let mut bundles = Vec::new();
-    for name in &names {
-        let intent = stored(&daemon, name);
-        assert_eq!(intent.status, IntentStatus::Confirmed);
-        let tx = intent.result.expect("result").tx_hash;
-        if !bundles.contains(&tx) {
-            bundles.push(tx);
-        }
-    }
-    let mined = nonce(&chain, relayer).await;
-    let pending = chain
-        .relayer
-        .get_transaction_count(relayer)
-        .pending()
-        .await
-        .expect("anvil");
-    assert_eq!(
-        mined,
-        taken + 1 + bundles.len() as u64,
-        "the other sender's transaction and every bundle mined, nothing skipped"
-    );
-    assert_eq!(pending, mined, "no transaction left behind a gap");
+    let bundles = confirmed_bundles(&daemon, &names);
+    // The other sender's transaction and every bundle mined, nothing skipped.
+    assert_no_nonce_gap(&chain, relayer, taken + 1 + bundles.len() as u64).await;
 }
 
 #[tokio::test]
@@ -348,11 +276,7 @@ async fn a_reorged_bundle_is_included_again_and_each_operation_confirms_exactly_
         .await;
     miner.abort();
 
-    chain
-        .relayer
-        .anvil_set_auto_mine(false)
-        .await
-        .expect("anvil");
+    pause_mining(&chain).await;
     let names = create_mints(&mut daemon, &chain, &session, 0..4).await;
     let mut watch = daemon
         .intents
@@ -433,11 +357,7 @@ async fn the_relay_rides_out_an_rpc_outage_and_recovers_without_a_restart() {
         .await;
 
     // Bundles wait in the pool when the node goes down.
-    chain
-        .relayer
-        .anvil_set_auto_mine(false)
-        .await
-        .expect("anvil");
+    pause_mining(&chain).await;
     let names = create_mints(&mut daemon, &chain, &session, 0..3).await;
     daemon.wait_status(&names[0], S::Submitted).await;
     // A graceful stop, so anvil writes its state for the restart.
@@ -570,6 +490,57 @@ fn mine_every(chain: &TestChain, interval: Duration) -> tokio::task::JoinHandle<
             provider.anvil_mine(Some(1), None).await.expect("mine");
         }
     })
+}
+
+/// A chain, a daemon with its configuration adjusted by `adjust`, and an ACTIVE HELD session
+/// allowed 20 mints.
+async fn stage(adjust: impl FnOnce(&mut Config)) -> (TestChain, TestDaemon, proto::Session) {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start_with(&chain, adjust).await;
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 20)
+        .await;
+    (chain, daemon, session)
+}
+
+/// From now on blocks come only when the test mines them.
+async fn pause_mining(chain: &TestChain) {
+    chain
+        .relayer
+        .anvil_set_auto_mine(false)
+        .await
+        .expect("automine off");
+}
+
+/// Checks every intent is CONFIRMED, and returns the transactions that included them.
+fn confirmed_bundles(daemon: &TestDaemon, names: &[String]) -> Vec<TxHash> {
+    let mut bundles = Vec::new();
+    for name in names {
+        let intent = stored(daemon, name);
+        assert_eq!(intent.status, IntentStatus::Confirmed, "{name}");
+        let tx = intent.result.expect("result").tx_hash;
+        if !bundles.contains(&tx) {
+            bundles.push(tx);
+        }
+    }
+    bundles
+}
+
+/// No nonce gap: the relayer's nonce at the latest block is `expected`, and the pool holds
+/// nothing of it beyond (a transaction behind a gap would wait there forever).
+async fn assert_no_nonce_gap(chain: &TestChain, relayer: Address, expected: u64) {
+    let mined = nonce(chain, relayer).await;
+    let pending = chain
+        .relayer
+        .get_transaction_count(relayer)
+        .pending()
+        .await
+        .expect("pending nonce");
+    assert_eq!(
+        mined, expected,
+        "every nonce used carries a mined transaction"
+    );
+    assert_eq!(pending, mined, "no transaction left behind a gap");
 }
 
 /// Creates one mint intent per id on `session`'s account and returns their names.
