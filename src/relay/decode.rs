@@ -73,26 +73,36 @@ pub(super) enum SendRefusal {
     /// The nonce is used on chain: the transaction can never be mined.
     NonceTooLow,
     /// Another transaction holds the nonce in the pool and pays as much or more.
-    Underpriced,
+    ReplacementUnderpriced,
     /// The sender cannot pay for the gas.
     InsufficientFunds,
-    /// Anything else, including no answer at all: the transaction may or may not be in
+    /// Any other answer from the node (a full pool, a fee or gas limit the node will not
+    /// take, ...): this transaction is refused for good, though nothing says the nonce is
+    /// taken.
+    Refused,
+    /// No answer (a timeout, a dropped connection): the transaction may or may not be in
     /// the pool, and only the chain can tell later.
     Unknown,
 }
 
 impl SendRefusal {
-    /// Classifies a node's error message. Geth, anvil, reth and erigon word these alike.
-    pub(super) fn classify(message: &str) -> Self {
+    /// Classifies a node's answer: `message` is its text, `answered` whether the node
+    /// answered with a JSON-RPC error (rather than not at all). Geth, anvil, reth and erigon
+    /// word these alike.
+    pub(super) fn classify(message: &str, answered: bool) -> Self {
         let message = message.to_ascii_lowercase();
         if message.contains("already known") || message.contains("already imported") {
             Self::AlreadyKnown
         } else if message.contains("nonce too low") || message.contains("nonce is too low") {
             Self::NonceTooLow
-        } else if message.contains("underpriced") {
-            Self::Underpriced
+        } else if message.contains("replacement transaction underpriced")
+            || message.contains("replacement fee too low")
+        {
+            Self::ReplacementUnderpriced
         } else if message.contains("insufficient funds") {
             Self::InsufficientFunds
+        } else if answered {
+            Self::Refused
         } else {
             Self::Unknown
         }
@@ -181,23 +191,37 @@ mod tests {
 
     #[test]
     fn node_refusals_are_classified() {
-        for (message, expected) in [
-            ("already known", SendRefusal::AlreadyKnown),
+        for (message, answered, expected) in [
+            ("already known", true, SendRefusal::AlreadyKnown),
             (
                 "server returned an error response: error code -32003: nonce too low",
+                true,
                 SendRefusal::NonceTooLow,
             ),
             (
                 "replacement transaction underpriced",
-                SendRefusal::Underpriced,
+                true,
+                SendRefusal::ReplacementUnderpriced,
             ),
             (
                 "insufficient funds for gas * price + value",
+                true,
                 SendRefusal::InsufficientFunds,
             ),
-            ("connection refused", SendRefusal::Unknown),
+            // A full pool says "underpriced" without holding the nonce.
+            ("transaction underpriced", true, SendRefusal::Refused),
+            (
+                "tx fee (1.20 ether) exceeds the configured cap (1.00 ether)",
+                true,
+                SendRefusal::Refused,
+            ),
+            ("connection refused", false, SendRefusal::Unknown),
         ] {
-            assert_eq!(SendRefusal::classify(message), expected, "{message}");
+            assert_eq!(
+                SendRefusal::classify(message, answered),
+                expected,
+                "{message}"
+            );
         }
     }
 

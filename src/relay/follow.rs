@@ -234,7 +234,7 @@ impl Relay {
     /// The inclusion of an operation whose nonce is used, found through its
     /// `UserOperationEvent` log from the block where it was first sent. An operation never
     /// sent whose nonce is used lost it to another operation, and can never run: DROPPED.
-    /// `None` when the log's receipt is not yet served: the next pass looks again.
+    /// `None` when the log or its receipt is not yet served: the next pass looks again.
     pub(super) async fn inclusion_from_chain(
         &self,
         mut intent: Intent,
@@ -260,7 +260,11 @@ impl Relay {
             .from_block(from_block);
         let logs = self.provider.get_logs(&filter).await?;
         let Some(tx_hash) = logs.first().and_then(|log| log.transaction_hash) else {
-            return Ok(lost_nonce(intent));
+            // It was sent and its nonce is used, so its event is most likely there but not
+            // yet served (a node behind the one that answered for the nonce): look again
+            // next pass rather than declare an operation that may have run DROPPED.
+            warn!(target: "relay", intent = %intent.id, from_block, "nonce used but no UserOperationEvent found yet; looking again next pass");
+            return Ok(None);
         };
         let Some(receipt) = self.provider.get_transaction_receipt(tx_hash).await? else {
             return Ok(None);

@@ -42,7 +42,7 @@ use crate::{
     chain::ChainError,
     intent::{Intent, IntentEvent, IntentStatus},
     session::{Session, SessionEvent, SessionId, SessionStatus},
-    store::StoreError,
+    store::{RecordId, StoreError},
 };
 
 /// The name under which the gRPC health service reports the relay: SERVING while it reaches
@@ -156,17 +156,25 @@ impl Relay {
                 Ok(()) => {
                     if failures > 0 {
                         info!(target: "relay", "the chain answers again; relaying resumed");
-                        health.send_replace(RelayHealth::Serving);
                     }
+                    health.send_if_modified(|now| {
+                        let changed = *now != RelayHealth::Serving;
+                        *now = RelayHealth::Serving;
+                        changed
+                    });
                     failures = 0;
                     self.config.poll_interval
                 }
                 Err(error) => {
                     if failures == 0 {
                         warn!(target: "relay", %error, "relay pass failed; retrying with backoff");
-                        if matches!(error, RelayError::Chain(_)) {
-                            health.send_replace(RelayHealth::NotServing);
-                        }
+                    }
+                    if matches!(error, RelayError::Chain(_)) {
+                        health.send_if_modified(|now| {
+                            let changed = *now != RelayHealth::NotServing;
+                            *now = RelayHealth::NotServing;
+                            changed
+                        });
                     }
                     failures = failures.saturating_add(1);
                     backoff(self.config.poll_interval, self.config.max_backoff, failures)
@@ -186,7 +194,11 @@ impl Relay {
     /// store ahead of the chain: what was sent is followed before anything new is sent.
     pub async fn pass(&mut self) -> Result<(), RelayError> {
         let head = self.provider.get_block_number().await?;
-        self.expire_unsigned().await?;
+        // An intent signed while it was being expired is simply looked at again next pass.
+        match self.expire_unsigned().await {
+            Ok(()) | Err(RelayError::Conflict) => {}
+            Err(error) => return Err(error),
+        }
         self.expire_sessions().await?;
         self.follow_submitted(head).await?;
         self.confirm_included(head).await?;
@@ -261,9 +273,10 @@ impl Relay {
 
     /// Applies each event to its intent and writes them all, with the session changes that
     /// final statuses carry over, in one store write that is durable before anyone hears
-    /// of it. Only the relay writes intents once they are signed, so a conflict can only
-    /// come from a session an API call changed meanwhile: the settlement is redone on a
-    /// fresh copy of it.
+    /// of it. A session an API call changed meanwhile is re-read and the settlement redone on
+    /// the fresh copy; an intent that changed (only the relay writes intents once they are
+    /// signed, but an unsigned one may be signed while the relay expires it) fails the
+    /// write with [`RelayError::Conflict`].
     async fn commit(&self, changes: Vec<(Intent, IntentEvent)>) -> Result<(), RelayError> {
         if changes.is_empty() {
             return Ok(());
@@ -303,6 +316,13 @@ impl Relay {
             let mut intent_refs: Vec<&mut Intent> = intents.iter_mut().collect();
             match self.app.store().save(&mut session_refs, &mut intent_refs) {
                 Ok(()) => break,
+                // An intent moved (say an API call signed one this pass meant to expire):
+                // the decision was made on an old copy, so it is dropped, and the next
+                // pass decides again on what is stored.
+                Err(StoreError::Conflict {
+                    record: RecordId::Intent(_),
+                    ..
+                }) => return Err(RelayError::Conflict),
                 Err(StoreError::Conflict { .. }) if attempt < ATTEMPTS => continue,
                 Err(StoreError::Conflict { .. }) => return Err(RelayError::Conflict),
                 Err(error) => return Err(error.into()),

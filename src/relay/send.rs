@@ -63,7 +63,9 @@ impl Relay {
                 continue;
             }
             let flying = in_flight.entry(self.relayers[index].address).or_default();
-            while flying.len() < self.config.max_in_flight {
+            while flying.len() < self.config.max_in_flight
+                || self.hole_below_flight(index, flying).await?
+            {
                 let bundle = self.next_bundle(&mut queued);
                 if bundle.is_empty() {
                     return Ok(());
@@ -92,6 +94,26 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// Whether relayer `index`'s next nonce is below one of its bundles in flight: a lost
+    /// transaction left a hole there, and the bundles above it cannot be mined until it is
+    /// filled, so the next bundle goes out whatever the in-flight limit says.
+    async fn hole_below_flight(
+        &self,
+        index: usize,
+        in_flight: &BTreeSet<u64>,
+    ) -> Result<bool, RelayError> {
+        let Some(highest) = in_flight.last() else {
+            return Ok(false);
+        };
+        let relayer = &self.relayers[index];
+        let mined = self
+            .provider
+            .get_transaction_count(relayer.address)
+            .latest()
+            .await?;
+        Ok(relayer.next_nonce(mined, in_flight) < *highest)
     }
 
     /// The next bundle: up to the operation limit of queued operations, oldest first. The
@@ -178,6 +200,19 @@ impl Relay {
             .get_transaction_count(address)
             .latest()
             .await?;
+        if self.relayers[index].nonce_floor > mined {
+            // The floor steps over a nonce another transaction held in the pool. If that
+            // transaction is gone (the pool's count of this key stops below the floor), the
+            // nonce is free again, and leaving it unused would strand every later one.
+            let pooled = self
+                .provider
+                .get_transaction_count(address)
+                .pending()
+                .await?;
+            if pooled < self.relayers[index].nonce_floor {
+                self.relayers[index].nonce_floor = 0;
+            }
+        }
         let nonce = self.relayers[index].next_nonce(mined, in_flight);
         let (tx_hash, raw) = self
             .sign(index, nonce, &simulated.calldata, gas_limit, fees)
@@ -200,7 +235,17 @@ impl Relay {
             .bundle
             .into_iter()
             .map(|mut intent| {
-                intent.submission = Some(submission.clone());
+                // A search for the operation's inclusion starts where it was first sent:
+                // an earlier transaction carrying it may yet be mined (or re-mined after a
+                // reorg) below this one.
+                let first_sent = intent
+                    .submission
+                    .as_ref()
+                    .map_or(head, |earlier| earlier.block.min(head));
+                intent.submission = Some(Submission {
+                    block: first_sent,
+                    ..submission.clone()
+                });
                 (intent, IntentEvent::Submitted)
             })
             .collect();
@@ -227,15 +272,16 @@ impl Relay {
                 Ok(Sent::InFlight(nonce))
             }
             Err(error) => {
-                let refusal = SendRefusal::classify(&error.to_string());
+                let refusal =
+                    SendRefusal::classify(&error.to_string(), error.as_error_resp().is_some());
                 warn!(target: "relay", relayer = %address, tx = %tx_hash, ops, nonce, %error, ?refusal, "broadcast refused");
                 match refusal {
                     SendRefusal::AlreadyKnown => return Ok(Sent::InFlight(nonce)),
                     // Left SUBMITTED: following the bundle finds it in the pool, or finds
                     // it lost with its nonce unused and sends its operations again.
                     SendRefusal::Unknown => return Err(error.into()),
-                    SendRefusal::NonceTooLow => {}
-                    SendRefusal::Underpriced => {
+                    SendRefusal::NonceTooLow | SendRefusal::Refused => {}
+                    SendRefusal::ReplacementUnderpriced => {
                         // Another transaction of this key holds the nonce in the pool.
                         self.relayers[index].nonce_floor = nonce + 1;
                     }
@@ -334,11 +380,18 @@ impl Relay {
                     self.refuse(culprit, &data).await?;
                 }
                 None => {
+                    let before = bundle.len();
                     let mut passing = Vec::new();
                     for intent in bundle {
                         if let Some(alone) = Box::pin(self.simulate(relayer, vec![intent])).await? {
                             passing.extend(alone.bundle);
                         }
+                    }
+                    if passing.len() == before {
+                        // Each passes alone, yet together they fail: send the older half
+                        // now; the rest stay QUEUED for the next bundle. Halving ends at a
+                        // bundle of one, which passes.
+                        passing.truncate(before / 2);
                     }
                     bundle = passing;
                 }
@@ -451,7 +504,8 @@ impl Relay {
             // Recorded all the same: the next replacement bumps from these fees, and the
             // earlier transactions are still followed until one of them lands.
             Err(error) => {
-                let refusal = SendRefusal::classify(&error.to_string());
+                let refusal =
+                    SendRefusal::classify(&error.to_string(), error.as_error_resp().is_some());
                 warn!(target: "relay", tx = %tx_hash, nonce = submission.relayer_nonce, %error, ?refusal, "replacement refused");
             }
         }

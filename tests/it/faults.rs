@@ -263,6 +263,59 @@ async fn a_relayer_nonce_held_by_an_unknown_transaction_is_skipped_without_a_gap
 }
 
 #[tokio::test]
+async fn a_bundle_lost_below_another_in_flight_is_sent_again_from_the_lowest_free_nonce() {
+    let (chain, mut daemon, session) = stage(|config| config.relayer.max_in_flight = 2).await;
+    let relayer = chain.chain.relayer.address();
+    let nonce_before = nonce(&chain, relayer).await;
+    pause_mining(&chain).await;
+    // Two bundles in flight, at consecutive nonces.
+    let lost = create_mints(&mut daemon, &chain, &session, 0..1).await;
+    daemon.wait_status(&lost[0], S::Submitted).await;
+    let behind = create_mints(&mut daemon, &chain, &session, 1..2).await;
+    daemon.wait_status(&behind[0], S::Submitted).await;
+    let first = stored(&daemon, &lost[0]).submission.expect("submitted");
+    let second = stored(&daemon, &behind[0]).submission.expect("submitted");
+    assert_eq!(second.relayer_nonce, first.relayer_nonce + 1);
+
+    // The node forgets the lower one: the upper one cannot be mined until the hole is
+    // filled. (anvil forgets the upper one too, as it depended on the lower; a node that
+    // keeps it gets the hole filled under it.)
+    chain
+        .relayer
+        .anvil_drop_transaction(first.tx_hash)
+        .await
+        .expect("drop the transaction");
+    for _ in 0..100 {
+        let resent = stored(&daemon, &lost[0]).submission.expect("submission");
+        if resent.tx_hash != first.tx_hash {
+            assert_eq!(
+                resent.relayer_nonce, first.relayer_nonce,
+                "resent at its own nonce, not after the bundle above it"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names = [lost[0].clone(), behind[0].clone()];
+    mine_until_final(&mut daemon, &chain, &names).await;
+    let bundles = confirmed_bundles(&daemon, &names);
+    assert!(
+        !bundles.contains(&first.tx_hash),
+        "the dropped transaction never landed"
+    );
+    assert_no_nonce_gap(&chain, relayer, nonce_before + bundles.len() as u64).await;
+    let executed = executions(&chain).await;
+    for name in &names {
+        let hash = stored(&daemon, name).user_op_hash;
+        assert_eq!(
+            executed.get(&hash),
+            Some(&1),
+            "{name} executed exactly once"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_reorged_bundle_is_included_again_and_each_operation_confirms_exactly_once() {
     let chain = TestChain::start().await;
     let mut daemon = TestDaemon::start_with(&chain, |config| {
