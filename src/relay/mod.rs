@@ -28,6 +28,7 @@ mod send;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use alloy::{
+    eips::BlockNumberOrTag,
     primitives::Address,
     providers::{DynProvider, Provider},
     signers::local::PrivateKeySigner,
@@ -193,13 +194,20 @@ impl Relay {
     /// One pass over everything that may need the engine, in the order that keeps the
     /// store ahead of the chain: what was sent is followed before anything new is sent.
     pub async fn pass(&mut self) -> Result<(), RelayError> {
-        let head = self.provider.get_block_number().await?;
+        // One read of the latest block gives both the height the pass works against and the
+        // clock the EntryPoint checks session windows with.
+        let latest = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await?
+            .ok_or(ChainError::NoLatestBlock)?;
+        let head = latest.header.number;
         // An intent signed while it was being expired is simply looked at again next pass.
         match self.expire_unsigned().await {
             Ok(()) | Err(RelayError::Conflict) => {}
             Err(error) => return Err(error),
         }
-        self.expire_sessions().await?;
+        self.expire_sessions(latest.header.timestamp)?;
         self.follow_submitted(head).await?;
         self.confirm_included(head).await?;
         self.drop_overdue().await?;
@@ -227,8 +235,8 @@ impl Relay {
         self.commit(expired).await
     }
 
-    async fn expire_sessions(&self) -> Result<(), RelayError> {
-        let now = self.app.chain().chain_time().await?;
+    /// Expires ACTIVE sessions whose window closed before the chain time `now`.
+    fn expire_sessions(&self, now: u64) -> Result<(), RelayError> {
         for mut session in self.app.store().sessions_in_status(SessionStatus::Active)? {
             if session.valid_until < now {
                 session
