@@ -158,11 +158,7 @@ impl Relay {
                     if failures > 0 {
                         info!(target: "relay", "the chain answers again; relaying resumed");
                     }
-                    health.send_if_modified(|now| {
-                        let changed = *now != RelayHealth::Serving;
-                        *now = RelayHealth::Serving;
-                        changed
-                    });
+                    report(&health, RelayHealth::Serving);
                     failures = 0;
                     self.config.poll_interval
                 }
@@ -171,11 +167,7 @@ impl Relay {
                         warn!(target: "relay", %error, "relay pass failed; retrying with backoff");
                     }
                     if matches!(error, RelayError::Chain(_)) {
-                        health.send_if_modified(|now| {
-                            let changed = *now != RelayHealth::NotServing;
-                            *now = RelayHealth::NotServing;
-                            changed
-                        });
+                        report(&health, RelayHealth::NotServing);
                     }
                     failures = failures.saturating_add(1);
                     backoff(self.config.poll_interval, self.config.max_backoff, failures)
@@ -340,6 +332,15 @@ impl Relay {
         self.app.publish(&intents.iter().collect::<Vec<_>>());
         Ok(())
     }
+}
+
+/// Tells the health service the relay's standing, waking its watcher only on a change.
+fn report(health: &watch::Sender<RelayHealth>, status: RelayHealth) {
+    health.send_if_modified(|now| {
+        let changed = *now != status;
+        *now = status;
+        changed
+    });
 }
 
 /// When `intent` was first signed (its first QUEUED): the queue timeout counts from there,
