@@ -55,3 +55,10 @@ sol!(
     GameItems,
     "contracts/artifacts/GameItems.json"
 );
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    SponsorPaymaster,
+    "contracts/artifacts/SponsorPaymaster.json"
+);

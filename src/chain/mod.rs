@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod devnet;
 pub mod ops;
 pub mod revert;
+pub mod sponsor;
 pub mod user_operation;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ pub enum ChainError {
         /// The deployment transaction.
         tx: TxHash,
     },
+    /// A sponsorship cannot be encoded as the paymaster reads it.
+    #[error("invalid sponsorship: {0}")]
+    InvalidSponsorship(&'static str),
     /// A contract landed somewhere other than where it must be.
     #[error("{contract} deployed at {actual}, expected {expected}")]
     UnexpectedAddress {

@@ -18,5 +18,6 @@ mod outcomes;
 mod refusals;
 mod restart;
 mod session_key_flow;
+mod sponsor;
 mod user_op_hash;
 mod walkthrough;
