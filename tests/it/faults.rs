@@ -304,15 +304,7 @@ async fn a_bundle_lost_below_another_in_flight_is_sent_again_from_the_lowest_fre
         "the dropped transaction never landed"
     );
     assert_no_nonce_gap(&chain, relayer, nonce_before + bundles.len() as u64).await;
-    let executed = executions(&chain).await;
-    for name in &names {
-        let hash = stored(&daemon, name).user_op_hash;
-        assert_eq!(
-            executed.get(&hash),
-            Some(&1),
-            "{name} executed exactly once"
-        );
-    }
+    assert_each_executed_once(&chain, &daemon, &names).await;
 }
 
 #[tokio::test]
@@ -368,18 +360,13 @@ async fn a_reorged_bundle_is_included_again_and_each_operation_confirms_exactly_
     assert!(included_then_back, "the stream shows the reorg: {seen:?}");
     assert_eq!(seen.last(), Some(&(S::Confirmed as i32)));
 
-    let executed = executions(&chain).await;
     for name in &names {
         let intent = stored(&daemon, name);
         assert_eq!(intent.status, IntentStatus::Confirmed);
         let result = intent.result.expect("result");
         assert_ne!(result.block_hash, lost_block, "confirmed in the new chain");
-        assert_eq!(
-            executed.get(&intent.user_op_hash),
-            Some(&1),
-            "{name} executed exactly once on the canonical chain"
-        );
     }
+    assert_each_executed_once(&chain, &daemon, &names).await;
 }
 
 #[tokio::test]
@@ -445,15 +432,7 @@ async fn the_relay_rides_out_an_rpc_outage_and_recovers_without_a_restart() {
         let intent = daemon.wait_final(name).await;
         assert_eq!(intent.status, S::Confirmed as i32, "{intent:?}");
     }
-    let executed = executions(&chain).await;
-    for name in &names {
-        let hash = stored(&daemon, name).user_op_hash;
-        assert_eq!(
-            executed.get(&hash),
-            Some(&1),
-            "{name} executed exactly once"
-        );
-    }
+    assert_each_executed_once(&chain, &daemon, &names).await;
 }
 
 #[tokio::test]
@@ -654,6 +633,19 @@ fn stored(daemon: &TestDaemon, name: &str) -> Intent {
         .intent(&IntentId::parse(id).expect("intent id"))
         .expect("read")
         .expect("stored")
+}
+
+/// Each intent's operation has exactly one `UserOperationEvent` on the canonical chain.
+async fn assert_each_executed_once(chain: &TestChain, daemon: &TestDaemon, names: &[String]) {
+    let executed = executions(chain).await;
+    for name in names {
+        let hash = stored(daemon, name).user_op_hash;
+        assert_eq!(
+            executed.get(&hash),
+            Some(&1),
+            "{name} executed exactly once"
+        );
+    }
 }
 
 /// How many times each userOpHash executed on the canonical chain.
