@@ -55,6 +55,8 @@ pub struct Config {
     pub relayer: RelayerConfig,
     /// Transaction intents.
     pub intents: IntentConfig,
+    /// Gas sponsorship through a SponsorPaymaster.
+    pub sponsor: SponsorConfig,
 }
 
 /// Which chain, and where the contracts are.
@@ -151,6 +153,49 @@ impl std::fmt::Debug for RelayerConfig {
     }
 }
 
+/// Gas sponsorship: the SponsorPaymaster policies sponsor through, and the key that
+/// approves operations for it. Without a paymaster, sponsorship is off and an operation
+/// that names a policy is refused.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SponsorConfig {
+    /// The SponsorPaymaster's address.
+    pub paymaster: Option<Address>,
+    /// The key whose approvals the paymaster accepts (its `signer`), 0x-prefixed hex.
+    /// Required with `paymaster`.
+    pub signer_private_key: Option<String>,
+    /// Seconds an approval stays good after it is given. It must cover the wait for a
+    /// signature and for the relay, or a slow operation is refused on chain (AA32).
+    pub approval_validity_secs: u64,
+    /// Gas the paymaster's validation may use in each sponsored operation.
+    pub verification_gas_limit: u64,
+}
+
+impl std::fmt::Debug for SponsorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SponsorConfig")
+            .field("paymaster", &self.paymaster)
+            .field(
+                "signer_private_key",
+                &self.signer_private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("approval_validity_secs", &self.approval_validity_secs)
+            .field("verification_gas_limit", &self.verification_gas_limit)
+            .finish()
+    }
+}
+
+impl Default for SponsorConfig {
+    fn default() -> Self {
+        Self {
+            paymaster: None,
+            signer_private_key: None,
+            approval_validity_secs: 3600,
+            verification_gas_limit: 60_000,
+        }
+    }
+}
+
 /// How intents are accepted.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -169,6 +214,7 @@ impl Default for Config {
             chain: ChainConfig::default(),
             relayer: RelayerConfig::default(),
             intents: IntentConfig::default(),
+            sponsor: SponsorConfig::default(),
         }
     }
 }
@@ -282,6 +328,12 @@ impl Config {
         if let Some(value) = env("LATCHKEY_RELAYER_MNEMONIC") {
             self.relayer.mnemonic = Some(value);
         }
+        if let Some(value) = env("LATCHKEY_PAYMASTER") {
+            self.sponsor.paymaster = Some(parse("sponsor.paymaster", &value)?);
+        }
+        if let Some(value) = env("LATCHKEY_SPONSOR_SIGNER_KEY") {
+            self.sponsor.signer_private_key = Some(value);
+        }
         Ok(())
     }
 
@@ -343,7 +395,59 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        self.sponsor_signer()?;
+        let waits = self
+            .intents
+            .signature_timeout_secs
+            .saturating_add(self.relayer.queue_timeout_secs);
+        if self.sponsor.approval_validity_secs < waits {
+            return Err(ConfigError::Invalid {
+                field: "sponsor.approval_validity_secs",
+                reason: format!(
+                    "must be at least intents.signature_timeout_secs + \
+                     relayer.queue_timeout_secs ({waits}), so an approval outlives the waits"
+                ),
+            });
+        }
+        if self.sponsor.approval_validity_secs > 366 * 24 * 3600 {
+            return Err(invalid(
+                "sponsor.approval_validity_secs",
+                "must be at most 366 days",
+            ));
+        }
+        if !(10_000..=1_000_000).contains(&self.sponsor.verification_gas_limit) {
+            return Err(invalid(
+                "sponsor.verification_gas_limit",
+                "must be between 10000 and 1000000",
+            ));
+        }
         Ok(())
+    }
+
+    /// The paymaster and the key that approves for it, when sponsorship is configured;
+    /// an error when only one of the two is set.
+    pub fn sponsor_signer(&self) -> Result<Option<(Address, PrivateKeySigner)>, ConfigError> {
+        match (&self.sponsor.paymaster, &self.sponsor.signer_private_key) {
+            (None, None) => Ok(None),
+            (Some(paymaster), Some(key)) => {
+                let signer = PrivateKeySigner::from_str(key.trim()).map_err(|_| {
+                    invalid(
+                        "sponsor.signer_private_key",
+                        "not a 0x-prefixed 32-byte secp256k1 key",
+                    )
+                })?;
+                Ok(Some((*paymaster, signer)))
+            }
+            (Some(_), None) => Err(invalid(
+                "sponsor.signer_private_key",
+                "required with sponsor.paymaster; set it in the file or in \
+                 LATCHKEY_SPONSOR_SIGNER_KEY",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "sponsor.paymaster",
+                "required with sponsor.signer_private_key",
+            )),
+        }
     }
 
     /// The relayers' signers: `private_key` (which may list several keys separated by
@@ -565,9 +669,24 @@ mod tests {
             config.intents.window_margin_secs,
             defaults.intents.window_margin_secs
         );
+        assert_eq!(
+            config.sponsor.approval_validity_secs,
+            defaults.sponsor.approval_validity_secs
+        );
+        assert_eq!(
+            config.sponsor.verification_gas_limit,
+            defaults.sponsor.verification_gas_limit
+        );
         // Commented-out fields are documented too.
         let text = std::fs::read_to_string(&path).unwrap();
-        for field in ["factory", "private_key", "private_keys", "mnemonic"] {
+        for field in [
+            "factory",
+            "private_key",
+            "private_keys",
+            "mnemonic",
+            "paymaster",
+            "signer_private_key",
+        ] {
             assert!(
                 text.contains(&format!("# {field} = ")),
                 "{field} is documented"
@@ -577,6 +696,62 @@ mod tests {
         assert!(
             text.contains(&config.factory().to_string()),
             "the example names the derived factory"
+        );
+    }
+
+    #[test]
+    fn sponsorship_needs_the_paymaster_and_its_signer_together_and_approvals_that_outlive_the_waits()
+     {
+        let paymaster = "0x52908400098527886e0f7030069857d2e4169ee7";
+        let load = |vars: &[(&str, &str)]| {
+            let mut all = vec![("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)];
+            all.extend_from_slice(vars);
+            Config::load(None, env(&all), &Overrides::default())
+        };
+        let off = load(&[]).unwrap();
+        assert!(off.sponsor_signer().unwrap().is_none());
+        let on = load(&[
+            ("LATCHKEY_PAYMASTER", paymaster),
+            ("LATCHKEY_SPONSOR_SIGNER_KEY", KEY),
+        ])
+        .unwrap();
+        let (address, signer) = on.sponsor_signer().unwrap().unwrap();
+        assert_eq!(address.to_string().to_lowercase(), paymaster);
+        assert_eq!(
+            signer.address(),
+            PrivateKeySigner::from_str(KEY).unwrap().address()
+        );
+        assert!(!format!("{on:?}").contains(&KEY[2..]), "redacted in Debug");
+        for (vars, field) in [
+            (
+                vec![("LATCHKEY_PAYMASTER", paymaster)],
+                "sponsor.signer_private_key",
+            ),
+            (
+                vec![("LATCHKEY_SPONSOR_SIGNER_KEY", KEY)],
+                "sponsor.paymaster",
+            ),
+            (
+                vec![
+                    ("LATCHKEY_PAYMASTER", paymaster),
+                    ("LATCHKEY_SPONSOR_SIGNER_KEY", "0x1234"),
+                ],
+                "sponsor.signer_private_key",
+            ),
+        ] {
+            let error = load(&vars).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Invalid { field: found, .. } if *found == field),
+                "{error}"
+            );
+        }
+        let mut short = Config::default();
+        short.relayer.private_key = Some(KEY.to_owned());
+        short.sponsor.approval_validity_secs = 899;
+        let error = short.validate().unwrap_err();
+        assert!(
+            error.to_string().contains("sponsor.approval_validity_secs") && error.to_string().contains("900"),
+            "{error}"
         );
     }
 

@@ -24,12 +24,13 @@ use crate::{
         FILE_DESCRIPTOR_SET,
         proto::{
             account_service_server::AccountServiceServer,
+            policy_service_server::PolicyServiceServer,
             session_service_server::SessionServiceServer,
             transaction_intent_service_server::TransactionIntentServiceServer,
         },
-        services::{Accounts, Intents, Sessions},
+        services::{Accounts, Intents, Policies, Sessions},
     },
-    app::{App, AppConfig},
+    app::{App, AppConfig, Sponsor},
     chain::{ChainError, client::ChainClient, deploy::Deployment},
     config::{Config, ConfigError},
     relay::{HEALTH_SERVICE, Relay, RelayConfig, RelayHealth},
@@ -48,6 +49,19 @@ pub enum DaemonError {
     /// The chain is unreachable or lacks the contracts.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The configured paymaster does not accept the configured approving key.
+    #[error(
+        "sponsor.signer_private_key is the key of {configured}, but the paymaster {paymaster} \
+         accepts approvals from {on_chain}; set the paymaster's signer (setSigner) or the key"
+    )]
+    SponsorSignerMismatch {
+        /// The paymaster.
+        paymaster: alloy::primitives::Address,
+        /// The configured key's address.
+        configured: alloy::primitives::Address,
+        /// The paymaster's signer.
+        on_chain: alloy::primitives::Address,
+    },
     /// The listen address could not be bound, or the server failed.
     #[error("gRPC server: {0}")]
     Server(String),
@@ -94,6 +108,27 @@ impl Daemon {
         };
         let chain =
             ChainClient::connect(provider, deployment, config.max_fee_per_gas_wei()).await?;
+        let sponsor = match config.sponsor_signer()? {
+            Some((paymaster, signer)) => {
+                // Approvals the paymaster would refuse (AA34) must stop the daemon here,
+                // not drop every sponsored operation later.
+                let on_chain = chain.paymaster_signer(paymaster).await?;
+                if on_chain != signer.address() {
+                    return Err(DaemonError::SponsorSignerMismatch {
+                        paymaster,
+                        configured: signer.address(),
+                        on_chain,
+                    });
+                }
+                Some(Sponsor {
+                    paymaster,
+                    signer,
+                    approval_validity_secs: config.sponsor.approval_validity_secs,
+                    verification_gas_limit: u128::from(config.sponsor.verification_gas_limit),
+                })
+            }
+            None => None,
+        };
         let wakeup = Arc::new(Notify::new());
         let app = App::new(
             store,
@@ -101,6 +136,7 @@ impl Daemon {
             AppConfig {
                 window_margin_secs: config.intents.window_margin_secs,
                 signature_timeout: config.signature_timeout(),
+                sponsor,
             },
             wakeup.clone(),
         );
@@ -155,6 +191,9 @@ impl Daemon {
         health_reporter
             .set_serving::<TransactionIntentServiceServer<Intents>>()
             .await;
+        health_reporter
+            .set_serving::<PolicyServiceServer<Policies>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -191,6 +230,7 @@ impl Daemon {
                 self.app.clone(),
                 shutdown.clone(),
             )))
+            .add_service(PolicyServiceServer::new(Policies(self.app.clone())))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.listener),
                 shutdown.clone().cancelled_owned(),

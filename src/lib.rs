@@ -17,12 +17,13 @@
 //! - [`intent`]: transaction intents: the record, its pure state machine, and turning an
 //!   interaction's function signature and text arguments (or raw calldata) into calldata.
 //! - [`keys`]: held session keys: generation and signing; they never leave the daemon.
-//! - [`policy`]: the off-chain mirror of the account's session-key rules, checked before
-//!   any gas is spent.
+//! - [`policy`]: gas sponsorship policies: their rules, rate limits and budgets, and what
+//!   an operation is charged against them.
 //! - [`relay`]: the relay engine, sole owner of the relayer keys: bundles, sends, replaces,
 //!   follows through reorgs, settles.
-//! - [`session`]: session keys on accounts: the record, permissions, and the pure state
-//!   machine of registration, expiry and revocation.
+//! - [`session`]: session keys on accounts: the record, permissions, the pure state
+//!   machine of registration, expiry and revocation, and the off-chain mirror of the
+//!   account's session-key rules, checked before any gas is spent.
 //! - [`store`]: sled persistence: one atomic, revision-checked write per state change, and
 //!   the indexes that lists and restart recovery read.
 

@@ -5,9 +5,12 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use latchkey::{
-    chain::devnet::{DevChain, DevChainOptions},
+    app::NewPolicy,
+    chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH},
     config::{Config, Overrides},
     daemon::Daemon,
+    policy::{AccountFunction, ContractFunction, Policy, Rule, SponsorStrategy},
+    session::SelectorRule,
 };
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -182,14 +185,51 @@ async fn dev(
         "0x{}",
         alloy::hex::encode(chain.relayer.to_bytes())
     ));
+    config.sponsor.paymaster = Some(chain.paymaster);
+    config.sponsor.signer_private_key = Some(format!(
+        "0x{}",
+        alloy::hex::encode(chain.sponsor_signer.to_bytes())
+    ));
     let daemon = Daemon::start(&config).await?;
+    let policy = daemon
+        .app()
+        .create_policy(dev_policy())
+        .await
+        .context("creating the default sponsorship policy")?;
     let addr = daemon.local_addr()?;
-    print_dev_banner(&chain, addr);
+    print_dev_banner(&chain, addr, &policy.policy);
     daemon.run(shutdown).await?;
     Ok(())
 }
 
-fn print_dev_banner(chain: &DevChain, addr: SocketAddr) {
+/// The dev stack's sponsorship policy: the paymaster pays for every operation of every
+/// session that names it, up to 3M gas each and 10 ETH a day, so players need no ETH.
+fn dev_policy() -> NewPolicy {
+    NewPolicy {
+        name: "dev default".to_owned(),
+        chain_id: None,
+        strategy: SponsorStrategy::PayForUser,
+        rules: vec![
+            Rule::AccountFunctions(vec![
+                AccountFunction::RegisterSession,
+                AccountFunction::RevokeSession,
+                AccountFunction::DeployAccount,
+            ]),
+            Rule::ContractFunctions(vec![ContractFunction {
+                contract: None,
+                selector: SelectorRule::Any,
+                function: "*".to_owned(),
+            }]),
+            Rule::GasPerOperation { max_gas: 3_000_000 },
+            Rule::SpendPerInterval {
+                max_wei: 10 * 10u128.pow(18),
+                interval_secs: 24 * 3600,
+            },
+        ],
+    }
+}
+
+fn print_dev_banner(chain: &DevChain, addr: SocketAddr, policy: &Policy) {
     let deployment = chain.deployment;
     let owner = chain.dev_accounts().get(1).copied().unwrap_or_default();
     println!("latchkey dev stack is up (Ctrl-C stops it)");
@@ -202,6 +242,14 @@ fn print_dev_banner(chain: &DevChain, addr: SocketAddr) {
     println!("  factory     {}", deployment.factory);
     println!("  GameItems   {}", deployment.game_items);
     println!("  relayer     {} (funded)", chain.relayer.address());
+    println!(
+        "  paymaster   {} ({} ETH deposited)",
+        chain.paymaster, PAYMASTER_DEPOSIT_ETH
+    );
+    println!(
+        "  policy      policies/{} ({:?}: sponsors every operation)",
+        policy.id, policy.name
+    );
     println!("  gRPC        {addr} (health and reflection on)");
     println!();
     println!("First call: the account of anvil's dev account #1, salt 0:");

@@ -12,7 +12,8 @@ use tonic::{Request, Response, Status};
 use super::{
     convert,
     proto::{
-        self, account_service_server::AccountService, session_service_server::SessionService,
+        self, account_service_server::AccountService, policy_service_server::PolicyService,
+        session_service_server::SessionService,
         transaction_intent_service_server::TransactionIntentService,
     },
 };
@@ -28,6 +29,10 @@ pub struct Accounts(pub App);
 /// Serves `SessionService`.
 #[derive(Clone)]
 pub struct Sessions(pub App);
+
+/// Serves `PolicyService`.
+#[derive(Clone)]
+pub struct Policies(pub App);
 
 /// Serves `TransactionIntentService`. Watch streams end when `shutdown` is cancelled, so
 /// they never hold the server's graceful shutdown open.
@@ -90,6 +95,7 @@ impl SessionService for Sessions {
             valid_after: convert::unix_seconds("valid_after", request.valid_after)?,
             valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
             permissions: convert::permissions(request.permissions)?,
+            policy: convert::optional_policy_name("policy", &request.policy)?,
         };
         let view = self.0.create_session(new_session).await?;
         Ok(Response::new(convert::session_message(&view)))
@@ -166,9 +172,10 @@ impl TransactionIntentService for Intents {
         let session = convert::session_name("session", &request.session)?;
         let interactions = convert::interactions(&request.interactions)?;
         let idempotency_key = convert::idempotency_key(&request.idempotency_key)?;
+        let policy = convert::optional_policy_name("policy", &request.policy)?;
         let intent = self
             .0
-            .create_intent(&session, interactions, idempotency_key)
+            .create_intent(&session, interactions, idempotency_key, policy)
             .await?;
         Ok(Response::new(convert::intent_message(&intent)))
     }
@@ -296,5 +303,64 @@ impl TransactionIntentService for Intents {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+#[tonic::async_trait]
+impl PolicyService for Policies {
+    async fn create_policy(
+        &self,
+        request: Request<proto::CreatePolicyRequest>,
+    ) -> Result<Response<proto::Policy>, Status> {
+        let new_policy = convert::new_policy(request.into_inner())?;
+        let view = self.0.create_policy(new_policy).await?;
+        Ok(Response::new(convert::policy_message(&view)))
+    }
+
+    async fn get_policy(
+        &self,
+        request: Request<proto::GetPolicyRequest>,
+    ) -> Result<Response<proto::Policy>, Status> {
+        let id = convert::policy_name("name", &request.into_inner().name)?;
+        Ok(Response::new(convert::policy_message(&self.0.policy(&id)?)))
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<proto::ListPoliciesRequest>,
+    ) -> Result<Response<proto::ListPoliciesResponse>, Status> {
+        let request = request.into_inner();
+        let page = PageRequest {
+            size: convert::page_size("page_size", request.page_size)?,
+            token: convert::page_token(&request.page_token),
+        };
+        let policies = self.0.list_policies(&page)?;
+        Ok(Response::new(proto::ListPoliciesResponse {
+            policies: policies
+                .items
+                .iter()
+                .map(convert::policy_message)
+                .collect(),
+            next_page_token: policies.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn disable_policy(
+        &self,
+        request: Request<proto::DisablePolicyRequest>,
+    ) -> Result<Response<proto::Policy>, Status> {
+        let id = convert::policy_name("name", &request.into_inner().name)?;
+        Ok(Response::new(convert::policy_message(
+            &self.0.disable_policy(&id).await?,
+        )))
+    }
+
+    async fn get_paymaster(
+        &self,
+        _request: Request<proto::GetPaymasterRequest>,
+    ) -> Result<Response<proto::Paymaster>, Status> {
+        Ok(Response::new(convert::paymaster_message(
+            &self.0.paymaster().await?,
+        )))
     }
 }

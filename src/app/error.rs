@@ -2,8 +2,11 @@
 //! maps it to gRPC codes in one place (`api::error`).
 
 use crate::{
-    chain::ChainError, intent::InvalidIntentTransition, policy::PolicyError,
-    session::InvalidSessionTransition, store::StoreError,
+    chain::ChainError,
+    intent::InvalidIntentTransition,
+    policy::Refusal,
+    session::{InvalidSessionTransition, rules::RuleError},
+    store::{RecordId, StoreError},
 };
 
 /// Why a request failed.
@@ -33,7 +36,10 @@ pub enum AppError {
     },
     /// The intent breaks its session's rules.
     #[error("{rule}: {0}", rule = .0.rule())]
-    Policy(#[from] PolicyError),
+    SessionRule(#[from] RuleError),
+    /// The sponsoring policy refuses the operation.
+    #[error("{rule}: {0}", rule = .0.rule())]
+    Sponsorship(#[from] Refusal),
     /// Too many concurrent writers to the same session; the request changed nothing.
     #[error("the session is changing under concurrent requests; retry")]
     Busy,
@@ -42,7 +48,7 @@ pub enum AppError {
     Chain(#[from] ChainError),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// A state machine refused a transition: a bug or a race the caller may retry.
     #[error(transparent)]
     SessionTransition(#[from] InvalidSessionTransition),
@@ -52,6 +58,19 @@ pub enum AppError {
     /// Something that should never happen did.
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            // Decided inside the write, but a refusal like any other.
+            StoreError::Refused(refusal) => Self::Sponsorship(refusal),
+            StoreError::NotFound {
+                record: RecordId::Policy(id),
+            } => Self::not_found(format!("policies/{id}")),
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl AppError {

@@ -4,6 +4,8 @@
 //! transaction, and only then lets the relay act on chain.
 
 mod error;
+mod policies;
+mod sponsor;
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +13,11 @@ use alloy::primitives::{Address, Bytes, U256};
 use tokio::sync::{Notify, broadcast};
 use tracing::info;
 
-pub use self::error::AppError;
+pub use self::{
+    error::AppError,
+    policies::{NewPolicy, PaymasterView, PolicyView, WindowView},
+    sponsor::Sponsor,
+};
 use crate::{
     chain::{
         ChainError,
@@ -21,8 +27,11 @@ use crate::{
     },
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus, Interaction},
     keys,
-    policy::{self, CheckContext},
-    session::{KeyCustody, Permissions, Session, SessionEvent, SessionId, SessionStatus, Usage},
+    policy::{Operation, PolicyId},
+    session::{
+        KeyCustody, Permissions, Session, SessionEvent, SessionId, SessionStatus, Usage,
+        rules::{self, CheckContext},
+    },
     store::{CreateIntent, IntentFilter, Page, PageRequest, SessionFilter, Store, StoreError},
 };
 
@@ -47,6 +56,8 @@ pub struct AppConfig {
     pub window_margin_secs: u64,
     /// How long an intent or a registration waits for its signature before it expires.
     pub signature_timeout: Duration,
+    /// The paymaster policies sponsor through; `None` when sponsorship is off.
+    pub sponsor: Option<Sponsor>,
 }
 
 /// What a client asks for when it creates a session.
@@ -66,6 +77,8 @@ pub struct NewSession {
     pub valid_until: u64,
     /// What the key may do.
     pub permissions: Permissions,
+    /// The policy that sponsors the session's operations, if any.
+    pub policy: Option<PolicyId>,
 }
 
 /// An account as latchkey sees it.
@@ -248,6 +261,7 @@ impl App {
                 ));
             }
         }
+        let policy = self.named_policy(request.policy.as_ref())?;
         let deployment = chain.deployment();
         for permission in &request.permissions.calls {
             if [account, deployment.entry_point, Address::ZERO].contains(&permission.target) {
@@ -300,7 +314,21 @@ impl App {
             op.factory = Some(deployment.factory);
             op.factory_data = ops::factory_data(request.owner, request.salt);
         }
-        op.pre_verification_gas = ops::pre_verification_gas(&op);
+        let charge = match &policy {
+            Some(policy) => Some(self.sponsor(
+                policy,
+                Operation::Registration {
+                    deploys_account: !deployed,
+                },
+                &mut op,
+                now,
+                now_ms,
+            )?),
+            None => {
+                op.pre_verification_gas = ops::pre_verification_gas(&op);
+                None
+            }
+        };
         let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
 
         let mut session = Session {
@@ -314,6 +342,7 @@ impl App {
             valid_after: request.valid_after,
             valid_until: request.valid_until,
             permissions: request.permissions,
+            policy: request.policy,
             status: SessionStatus::PendingSignature,
             registration_intent: intent_id.clone(),
             revocation_intent: None,
@@ -336,6 +365,7 @@ impl App {
         );
         registration.signature_deadline_ms =
             Some(now_ms.saturating_add(self.signature_timeout_ms()));
+        registration.charge = charge;
         let held_key = held
             .as_ref()
             .map(|generated| (generated.address, &generated.secret[..]));
@@ -457,6 +487,8 @@ impl App {
     /// Starts revoking an active session: a revocation operation for the owner to sign.
     pub async fn revoke_session(&self, id: &SessionId) -> Result<SessionView, AppError> {
         let chain = self.chain();
+        let chain_now = chain.chain_time().await?;
+        let fees = chain.fees().await?;
         for _ in 0..CONFLICT_RETRIES {
             let mut session = self
                 .store()
@@ -473,7 +505,6 @@ impl App {
             }
             let now_ms = now_ms();
             let intent_id = IntentId::generate();
-            let fees = chain.fees().await?;
             let mut op = UserOperation {
                 sender: session.account,
                 nonce: ops::owner_nonce(intent_id.as_str().as_bytes()),
@@ -484,7 +515,22 @@ impl App {
                 max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
                 ..Default::default()
             };
-            op.pre_verification_gas = ops::pre_verification_gas(&op);
+            // A session sponsored from its registration stays sponsored to its revocation;
+            // if its policy no longer covers that, the owner can still revoke the key
+            // directly from their own address.
+            let charge = match self.named_policy(session.policy.as_ref())? {
+                Some(policy) => Some(self.sponsor(
+                    &policy,
+                    Operation::Revocation,
+                    &mut op,
+                    chain_now,
+                    now_ms,
+                )?),
+                None => {
+                    op.pre_verification_gas = ops::pre_verification_gas(&op);
+                    None
+                }
+            };
             let user_op_hash = op.hash_v08(chain.deployment().entry_point, chain.chain_id())?;
             let mut revocation = Intent::new(
                 intent_id.clone(),
@@ -496,6 +542,7 @@ impl App {
             );
             revocation.signature_deadline_ms =
                 Some(now_ms.saturating_add(self.signature_timeout_ms()));
+            revocation.charge = charge;
             session.apply(&SessionEvent::RevocationRequested, now_ms)?;
             session.revocation_intent = Some(intent_id);
             session.failure_reason = None;
@@ -524,6 +571,7 @@ impl App {
         session_id: &SessionId,
         interactions: Vec<Interaction>,
         idempotency_key: Option<String>,
+        policy: Option<PolicyId>,
     ) -> Result<Intent, AppError> {
         if let Some(key) = &idempotency_key
             && let Some(existing) = self.store().intent_by_idempotency_key(session_id, key)?
@@ -546,7 +594,12 @@ impl App {
             forbidden: [session.account, deployment.entry_point],
         };
         // Refuse what the rules refuse before asking the chain anything about the calls.
-        policy::check_intent(&session, &interactions, 0, &ctx)?;
+        rules::check_intent(&session, &interactions, 0, &ctx)?;
+        // The intent's own policy, else its session's: named means sponsored or refused.
+        let policy = self.named_policy(policy.as_ref().or(session.policy.as_ref()))?;
+        if let Some(policy) = &policy {
+            policy.check(Operation::Calls(&interactions), chain.chain_id())?;
+        }
         let call_gas = chain
             .estimate_calls(session.account, &interactions)
             .await
@@ -577,12 +630,26 @@ impl App {
                 max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
                 ..Default::default()
             };
-            op.pre_verification_gas = ops::pre_verification_gas(&op);
+            let now_ms = now_ms();
+            let charge = match &policy {
+                Some(policy) => Some(self.sponsor(
+                    policy,
+                    Operation::Calls(&interactions),
+                    &mut op,
+                    ctx.now,
+                    now_ms,
+                )?),
+                None => {
+                    op.pre_verification_gas = ops::pre_verification_gas(&op);
+                    None
+                }
+            };
+            // A sponsored operation costs the account nothing, so it takes nothing of the
+            // session's gas budget.
             let reserved =
-                policy::check_intent(&session, &interactions, ops::worst_case_cost(&op), &ctx)?;
+                rules::check_intent(&session, &interactions, ops::worst_case_cost(&op), &ctx)?;
             let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
 
-            let now_ms = now_ms();
             let (status, deadline) = match session.custody {
                 KeyCustody::Held => {
                     let secret = self
@@ -611,6 +678,7 @@ impl App {
             intent.idempotency_key = idempotency_key.clone();
             intent.signature_deadline_ms = deadline;
             intent.reserved = reserved;
+            intent.charge = charge;
             session.usage = session
                 .usage
                 .checked_add(reserved)

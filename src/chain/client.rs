@@ -9,7 +9,7 @@ use alloy::{
 
 use super::{
     ChainError,
-    contracts::{SessionKeyAccount, SessionKeyAccountFactory},
+    contracts::{EntryPoint, SessionKeyAccount, SessionKeyAccountFactory, SponsorPaymaster},
     deploy::Deployment,
     revert::RevertReason,
 };
@@ -22,6 +22,17 @@ pub struct Fees {
     pub max_fee_per_gas: u128,
     /// Priority fee, wei per gas.
     pub max_priority_fee_per_gas: u128,
+}
+
+/// A paymaster's funds at the EntryPoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymasterFunds {
+    /// The deposit that pays for sponsored operations, wei.
+    pub deposit: U256,
+    /// The stake, wei.
+    pub stake: U256,
+    /// Whether the stake is locked.
+    pub staked: bool,
 }
 
 /// A read-only view of the chain latchkey serves.
@@ -94,6 +105,33 @@ impl ChainClient {
             .owner()
             .call()
             .await?)
+    }
+
+    /// The approving signer a SponsorPaymaster trusts; an error if `paymaster` has no code.
+    pub async fn paymaster_signer(&self, paymaster: Address) -> Result<Address, ChainError> {
+        if self.provider.get_code_at(paymaster).await?.is_empty() {
+            return Err(ChainError::MissingContract {
+                contract: "SponsorPaymaster",
+                address: paymaster,
+            });
+        }
+        Ok(SponsorPaymaster::new(paymaster, &self.provider)
+            .signer()
+            .call()
+            .await?)
+    }
+
+    /// What `paymaster` holds at the EntryPoint.
+    pub async fn paymaster_funds(&self, paymaster: Address) -> Result<PaymasterFunds, ChainError> {
+        let info = EntryPoint::new(self.deployment.entry_point, &self.provider)
+            .getDepositInfo(paymaster)
+            .call()
+            .await?;
+        Ok(PaymasterFunds {
+            deposit: U256::from(info.deposit),
+            stake: U256::from(info.stake),
+            staked: info.staked,
+        })
     }
 
     /// The latest block's timestamp: the clock the EntryPoint checks windows against.

@@ -3,7 +3,7 @@
 
 use alloy::{
     network::TransactionBuilder,
-    primitives::{Address, B256, Bytes, TxHash},
+    primitives::{Address, B256, Bytes, TxHash, U256},
     providers::Provider,
     rpc::types::TransactionRequest,
     sol_types::SolValue,
@@ -14,7 +14,7 @@ use super::{
     ChainError,
     contracts::{
         CREATE2_DEPLOYER, ENTRY_POINT_V08, ENTRY_POINT_V08_SALT, EntryPoint, GameItems,
-        SessionKeyAccountFactory,
+        SessionKeyAccountFactory, SponsorPaymaster,
     },
 };
 
@@ -70,6 +70,41 @@ pub async fn deploy_all<P: Provider>(provider: &P) -> Result<Deployment, ChainEr
         factory,
         game_items,
     })
+}
+
+/// Deploys (unless already there) the SponsorPaymaster of `entry_point` owned by `owner`
+/// and approving with `signer`, and tops its EntryPoint deposit up to at least `deposit`
+/// wei from the provider's default sender. Its address follows from its owner and signer.
+pub async fn deploy_paymaster<P: Provider>(
+    provider: &P,
+    entry_point: Address,
+    owner: Address,
+    signer: Address,
+    deposit: U256,
+) -> Result<Address, ChainError> {
+    let init_code: Bytes = [
+        &SponsorPaymaster::BYTECODE[..],
+        &(entry_point, owner, signer).abi_encode_params()[..],
+    ]
+    .concat()
+    .into();
+    let paymaster =
+        ensure_deployed(provider, "SponsorPaymaster", LATCHKEY_SALT, init_code).await?;
+    let held = EntryPoint::new(entry_point, provider)
+        .balanceOf(paymaster)
+        .call()
+        .await?;
+    if held < deposit {
+        let receipt = EntryPoint::new(entry_point, provider)
+            .depositTo(paymaster)
+            .value(deposit - held)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        info!(target: "chain", %paymaster, wei = %(deposit - held), tx = %receipt.transaction_hash, "paymaster deposit topped up");
+    }
+    Ok(paymaster)
 }
 
 /// Where [`deploy_all`] puts the contracts for `entry_point`, known without a chain.

@@ -1,5 +1,5 @@
-//! A local development chain: the project's anvil with latchkey's contracts deployed and a
-//! funded relayer. Integration tests and the local stack both start from here.
+//! A local development chain: the project's anvil with latchkey's contracts deployed, a
+//! funded relayer and a funded paymaster. Integration tests and the local stack both start from here.
 
 use std::path::PathBuf;
 
@@ -13,7 +13,7 @@ use url::Url;
 
 use super::{
     ChainError,
-    deploy::{Deployment, deploy_all},
+    deploy::{Deployment, deploy_all, deploy_paymaster},
 };
 
 /// Environment variable that points at an anvil binary other than the project's own.
@@ -21,6 +21,9 @@ pub const ANVIL_PATH_ENV: &str = "LATCHKEY_ANVIL";
 
 /// Ether given to the relayer on a fresh dev chain.
 pub const RELAYER_FUNDING_ETH: &str = "1000";
+
+/// Ether deposited at the EntryPoint for the paymaster on a fresh dev chain.
+pub const PAYMASTER_DEPOSIT_ETH: &str = "100";
 
 /// The anvil binary to run: `$LATCHKEY_ANVIL`, or the one `npm ci` installs in
 /// `contracts/node_modules` of this source tree (pinned to Foundry 1.7.1 by its lockfile).
@@ -53,6 +56,11 @@ pub struct DevChain {
     pub deployment: Deployment,
     /// A fresh key funded with [`RELAYER_FUNDING_ETH`] ether, for sending `handleOps`.
     pub relayer: PrivateKeySigner,
+    /// The SponsorPaymaster, owned by the deployer, with [`PAYMASTER_DEPOSIT_ETH`] ether
+    /// deposited at the EntryPoint.
+    pub paymaster: Address,
+    /// A fresh key the paymaster accepts approvals from.
+    pub sponsor_signer: PrivateKeySigner,
 }
 
 impl DevChain {
@@ -73,6 +81,7 @@ impl DevChain {
         let anvil = anvil.try_spawn()?;
 
         let deployer: PrivateKeySigner = anvil.first_key().clone().into();
+        let owner = deployer.address();
         let provider = ProviderBuilder::new()
             .wallet(deployer)
             .connect_http(anvil.endpoint_url())
@@ -85,11 +94,23 @@ impl DevChain {
             .anvil_set_balance(relayer.address(), funding)
             .await?;
 
+        let sponsor_signer = PrivateKeySigner::random();
+        let paymaster = deploy_paymaster(
+            &provider,
+            deployment.entry_point,
+            owner,
+            sponsor_signer.address(),
+            parse_ether(PAYMASTER_DEPOSIT_ETH).expect("constant parses"),
+        )
+        .await?;
+
         Ok(Self {
             anvil,
             provider,
             deployment,
             relayer,
+            paymaster,
+            sponsor_signer,
         })
     }
 

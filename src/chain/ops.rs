@@ -148,6 +148,17 @@ pub fn pre_verification_gas(op: &UserOperation) -> U256 {
     U256::from(BUNDLE_OVERHEAD + calldata + 4 * 16)
 }
 
+/// Every gas limit `op` carries, the paymaster's included: what the EntryPoint's prefund
+/// is reckoned on, and what a sponsoring policy reserves. Saturates on absurd inputs.
+pub fn total_gas(op: &UserOperation) -> u128 {
+    let pre_verification = u128::try_from(op.pre_verification_gas).unwrap_or(u128::MAX);
+    op.verification_gas_limit
+        .saturating_add(op.call_gas_limit)
+        .saturating_add(pre_verification)
+        .saturating_add(op.paymaster_verification_gas_limit)
+        .saturating_add(op.paymaster_post_op_gas_limit)
+}
+
 /// The most `op` can cost its account in fees: what SessionKeyAccount charges a session
 /// key's gas budget. Saturates rather than overflowing on absurd inputs.
 pub fn worst_case_cost(op: &UserOperation) -> u128 {

@@ -94,6 +94,17 @@ pub fn approve(
     Ok(())
 }
 
+/// Writes `sponsorship`'s paymaster fields into `op` with a placeholder of the approval's
+/// exact length, so the operation's size, and from it its preVerificationGas, can be
+/// settled before the approval (which covers preVerificationGas) is signed.
+pub fn reserve(op: &mut UserOperation, sponsorship: &Sponsorship) {
+    op.paymaster = Some(sponsorship.paymaster);
+    op.paymaster_verification_gas_limit = sponsorship.verification_gas_limit;
+    op.paymaster_post_op_gas_limit = sponsorship.post_op_gas_limit;
+    // Non-zero bytes: calldata gas is reckoned at its most.
+    op.paymaster_data = vec![0xff; PAYMASTER_AND_DATA_LENGTH - 52].into();
+}
+
 /// The sponsorship and signature carried by a `paymasterAndData`, or `None` when it is not
 /// shaped like an approval.
 pub fn parse_approval(paymaster_and_data: &Bytes) -> Option<(Sponsorship, Bytes)> {

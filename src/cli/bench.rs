@@ -150,6 +150,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
                         function: "mint(address,uint256,uint256)".into(),
                     }],
                 }),
+                policy: String::new(),
             })
             .await?
             .into_inner();
@@ -211,6 +212,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
                         )),
                     }],
                     idempotency_key: String::new(),
+                    policy: String::new(),
                 })
                 .await
                 .map(|response| response.into_inner().name)

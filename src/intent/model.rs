@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     chain::user_operation::UserOperation,
+    policy::{Charge, PolicyUsage},
     session::{Session, SessionId, Usage},
 };
 
@@ -281,6 +282,9 @@ pub struct Intent {
     pub signature_deadline_ms: Option<u64>,
     /// What it reserved of its session's limits.
     pub reserved: Usage,
+    /// What it is charged to the policy that sponsors it, when one does.
+    #[serde(default)]
+    pub charge: Option<Charge>,
     /// Bumped by the store on every write: a write based on an older revision is refused,
     /// so concurrent writers never overwrite each other's changes.
     pub revision: u64,
@@ -320,10 +324,19 @@ impl Intent {
             idempotency_key: None,
             signature_deadline_ms: None,
             reserved: Usage::default(),
+            charge: None,
             revision: 0,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         }
+    }
+
+    /// What the intent counts against its sponsoring policy now (nothing when unsponsored).
+    pub fn policy_usage(&self) -> PolicyUsage {
+        self.charge
+            .as_ref()
+            .map(|charge| charge.usage(self.status, self.result.as_ref()))
+            .unwrap_or_default()
     }
 
     /// Applies `event`: the new status, recorded in the history with `now_ms`.

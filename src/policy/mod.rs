@@ -1,62 +1,225 @@
-//! The off-chain mirror of SessionKeyAccount's rules: an intent is checked against its
-//! session before latchkey builds, signs or relays anything, so a request the account would
-//! refuse never costs gas. The contract stays the authority; this check only answers early
-//! and with a precise reason.
+//! Gas sponsorship policies: which operations the studio's paymaster pays for, within which
+//! limits, and what each sponsored operation is charged against them.
+//!
+//! A policy's rules come in two kinds. Rules about the operation itself (which functions it
+//! calls, how much gas it may use) are checked here, in pure code, before anything is
+//! signed. Limits over time (operations, gas and spend per interval) depend on every other
+//! operation of the policy, so the store checks and charges them inside the one write that
+//! creates the operation: concurrent requests are serialized there and can never overrun a
+//! limit together.
+//!
+//! An operation is charged its worst case while it is on its way (its gas limits, and those
+//! times its fee cap), the receipt's `actualGasUsed`/`actualGasCost` once it executed, and
+//! nothing if it never did. The store moves the charge along with every write of the intent,
+//! so a policy's usage is always the sum of its operations' charges.
 
-use alloy::primitives::{Address, FixedBytes, U256};
+mod usage;
 
-use crate::{
-    intent::Interaction,
-    session::{Session, Usage},
-};
+use alloy::primitives::{Address, FixedBytes};
+use serde::{Deserialize, Serialize};
 
-/// Why an intent breaks its session's rules. Each names the rule.
+pub use self::usage::{Amount, Charge, PolicyUsage, WindowKey};
+use crate::{intent::Interaction, session::SelectorRule};
+
+crate::ids::prefixed_id!(
+    /// A policy's id: `pol_` followed by a ULID, so ids sort by creation time.
+    PolicyId,
+    "pol_"
+);
+
+/// Who pays for a sponsored operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SponsorStrategy {
+    /// The paymaster pays the gas; the player pays nothing.
+    PayForUser,
+}
+
+/// A function of the account itself that the owner signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AccountFunction {
+    /// Registering a session key.
+    RegisterSession,
+    /// Revoking a session key.
+    RevokeSession,
+    /// Deploying the account (with its first session registration).
+    DeployAccount,
+}
+
+impl AccountFunction {
+    /// The name clients use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RegisterSession => "session registration",
+            Self::RevokeSession => "session revocation",
+            Self::DeployAccount => "account deployment",
+        }
+    }
+}
+
+/// One entry of a contract-functions rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractFunction {
+    /// The contract; `None` for any contract.
+    pub contract: Option<Address>,
+    /// Which of its functions.
+    pub selector: SelectorRule,
+    /// The function as the client wrote it (a signature, a selector or `*`), echoed back.
+    pub function: String,
+}
+
+impl ContractFunction {
+    fn covers(&self, target: Address, selector: FixedBytes<4>) -> bool {
+        self.contract.is_none_or(|contract| contract == target)
+            && match self.selector {
+                SelectorRule::Any => true,
+                SelectorRule::Exact(allowed) => allowed == selector,
+            }
+    }
+}
+
+/// One rule of a policy. An operation is sponsored only if every rule that applies to it
+/// lets it through.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rule {
+    /// The contract calls the policy sponsors: every call of an intent must match an entry.
+    /// Without such a rule the policy sponsors no contract calls.
+    ContractFunctions(Vec<ContractFunction>),
+    /// The account's own functions the policy sponsors. Without such a rule it sponsors
+    /// none.
+    AccountFunctions(Vec<AccountFunction>),
+    /// At most this many operations per interval.
+    OperationsPerInterval {
+        /// The limit.
+        max_operations: u64,
+        /// The interval, seconds.
+        interval_secs: u64,
+    },
+    /// At most this much gas per interval.
+    GasPerInterval {
+        /// The limit.
+        max_gas: u64,
+        /// The interval, seconds.
+        interval_secs: u64,
+    },
+    /// At most this much gas (all of the operation's gas limits) per operation.
+    GasPerOperation {
+        /// The limit.
+        max_gas: u64,
+    },
+    /// At most this much spent per interval, wei.
+    SpendPerInterval {
+        /// The limit, wei.
+        max_wei: u128,
+        /// The interval, seconds.
+        interval_secs: u64,
+    },
+}
+
+impl Rule {
+    /// The rule's kind, as clients name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ContractFunctions(_) => "contract_functions",
+            Self::AccountFunctions(_) => "account_functions",
+            Self::OperationsPerInterval { .. } => "operations_per_interval",
+            Self::GasPerInterval { .. } => "gas_per_interval",
+            Self::GasPerOperation { .. } => "gas_per_operation",
+            Self::SpendPerInterval { .. } => "spend_per_interval",
+        }
+    }
+
+    /// The interval of a limit over time.
+    pub fn interval_secs(&self) -> Option<u64> {
+        match self {
+            Self::OperationsPerInterval { interval_secs, .. }
+            | Self::GasPerInterval { interval_secs, .. }
+            | Self::SpendPerInterval { interval_secs, .. } => Some(*interval_secs),
+            _ => None,
+        }
+    }
+}
+
+/// Most rules one policy may have.
+pub const MAX_RULES: usize = 32;
+/// Most entries one contract-functions rule may have.
+pub const MAX_CONTRACT_FUNCTIONS: usize = 256;
+/// Longest interval: a year.
+pub const MAX_INTERVAL_SECS: u64 = 366 * 24 * 3600;
+
+/// Why a policy is malformed; the message names the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyError {
-    /// The window has not opened yet.
-    #[error("the session's window opens after {valid_after} (unix seconds); it is {now} now")]
-    WindowNotOpen {
-        /// Start of the window (exclusive).
-        valid_after: u64,
-        /// The current time.
-        now: u64,
+#[error("{field}: {reason}")]
+pub struct InvalidPolicy {
+    /// The field, as the API names it.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A sponsorship policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// The id.
+    pub id: PolicyId,
+    /// A name for people.
+    pub name: String,
+    /// The chain it sponsors on.
+    pub chain_id: u64,
+    /// Who pays.
+    pub strategy: SponsorStrategy,
+    /// Whether it sponsors anything; a disabled policy refuses every new operation.
+    pub enabled: bool,
+    /// Its rules.
+    pub rules: Vec<Rule>,
+    /// Bumped by the store on every write.
+    pub revision: u64,
+    /// Creation time, unix ms. Every interval of a limit starts at a multiple of its length
+    /// after it.
+    pub created_at_ms: u64,
+    /// Last change, unix ms.
+    pub updated_at_ms: u64,
+}
+
+/// What a sponsored operation does, as the rules see it.
+#[derive(Clone, Copy, Debug)]
+pub enum Operation<'a> {
+    /// Contract calls through a session key.
+    Calls(&'a [Interaction]),
+    /// A session registration, deploying the account first when `deploys_account`.
+    Registration {
+        /// Whether the operation deploys the account.
+        deploys_account: bool,
     },
-    /// The window closes too soon for the operation to land safely.
+    /// A session revocation.
+    Revocation,
+}
+
+/// Why a policy will not sponsor an operation. Each names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The policy is disabled.
+    #[error("policy {policy} is disabled")]
+    Disabled {
+        /// The policy.
+        policy: PolicyId,
+    },
+    /// The policy is for another chain.
+    #[error("policy {policy} sponsors on chain {policy_chain}, not on chain {chain}")]
+    WrongChain {
+        /// The policy.
+        policy: PolicyId,
+        /// Its chain.
+        policy_chain: u64,
+        /// This daemon's chain.
+        chain: u64,
+    },
+    /// No contract-functions entry covers a call.
     #[error(
-        "the session's window closes at {valid_until} (unix seconds), within {margin_secs} s of now ({now}); create a new session"
+        "interactions[{index}] calls selector {selector} on {target}, which no contract_functions rule of policy {policy} covers"
     )]
-    WindowClosing {
-        /// End of the window.
-        valid_until: u64,
-        /// The refusal margin.
-        margin_secs: u64,
-        /// The current time.
-        now: u64,
-    },
-    /// An intent needs at least one interaction.
-    #[error("an intent needs at least one interaction")]
-    NoInteractions,
-    /// The account itself and the EntryPoint are never valid targets for a session key.
-    #[error(
-        "interactions[{index}]: a session key may never call {target} (the account or the EntryPoint)"
-    )]
-    ForbiddenTarget {
-        /// Index of the interaction.
-        index: usize,
-        /// Its target.
-        target: Address,
-    },
-    /// Calldata of one to three bytes has no selector.
-    #[error("interactions[{index}]: calldata of {len} bytes has no 4-byte selector")]
-    MalformedCalldata {
-        /// Index of the interaction.
-        index: usize,
-        /// The calldata length.
-        len: usize,
-    },
-    /// The allowlist does not cover the call.
-    #[error("interactions[{index}]: the session may not call selector {selector} on {target}")]
-    CallNotAllowed {
+    CallNotCovered {
+        /// The policy.
+        policy: PolicyId,
         /// Index of the interaction.
         index: usize,
         /// Its target.
@@ -64,342 +227,284 @@ pub enum PolicyError {
         /// Its selector (0x00000000 for a plain transfer).
         selector: FixedBytes<4>,
     },
-    /// One call carries more value than the per-call limit.
-    #[error(
-        "interactions[{index}]: value {value} wei is over the session's per-call limit of {limit} wei"
-    )]
-    ValuePerCallExceeded {
-        /// Index of the interaction.
-        index: usize,
-        /// The value.
-        value: U256,
-        /// The per-call limit.
-        limit: u128,
+    /// No account-functions rule covers an account function.
+    #[error("no account_functions rule of policy {policy} covers {}", function.name())]
+    AccountFunctionNotCovered {
+        /// The policy.
+        policy: PolicyId,
+        /// The function.
+        function: AccountFunction,
     },
-    /// Not enough calls left.
-    #[error("the intent makes {requested} calls but the session has {left} left of its call limit")]
-    CallLimitReached {
-        /// Calls the intent makes.
-        requested: u32,
-        /// Calls left, counting intents already on their way.
-        left: u32,
-    },
-    /// Not enough value budget left.
+    /// The operation may use more gas than one operation may.
     #[error(
-        "the intent sends {requested} wei but the session has {left} wei left of its value budget"
+        "rules[{rule}] gas_per_operation: the operation's gas limits add up to {gas}, over the limit of {max_gas}"
     )]
-    ValueBudgetExceeded {
-        /// Value the intent sends.
-        requested: U256,
-        /// Budget left.
-        left: u128,
+    GasPerOperation {
+        /// Index of the rule.
+        rule: usize,
+        /// The operation's gas.
+        gas: u128,
+        /// The limit.
+        max_gas: u64,
     },
-    /// Not enough gas budget left.
+    /// An interval's limit is reached.
     #[error(
-        "the operation may cost up to {requested} wei in fees but the session has {left} wei left of its gas budget"
+        "rules[{rule}] {kind}: {used} of {limit} used in the interval ending at {window_end_ms} (unix ms), and this operation needs {requested}"
     )]
-    GasBudgetExceeded {
-        /// Worst-case fees of the operation.
+    LimitReached {
+        /// Index of the rule.
+        rule: usize,
+        /// The rule's kind.
+        kind: &'static str,
+        /// What the interval has used (operations, gas or wei), counting operations on
+        /// their way.
+        used: u128,
+        /// What this operation needs.
         requested: u128,
-        /// Budget left.
-        left: u128,
+        /// The limit.
+        limit: u128,
+        /// When the interval ends, unix ms.
+        window_end_ms: u64,
     },
 }
 
-impl PolicyError {
-    /// The rule that refused the intent, as a short stable name for clients and metrics.
+impl Refusal {
+    /// The rule that refused, as a short stable name for clients and metrics.
     pub fn rule(&self) -> &'static str {
         match self {
-            Self::WindowNotOpen { .. } | Self::WindowClosing { .. } => "window",
-            Self::NoInteractions | Self::MalformedCalldata { .. } => "interactions",
-            Self::ForbiddenTarget { .. } | Self::CallNotAllowed { .. } => "allowlist",
-            Self::ValuePerCallExceeded { .. } => "value_per_call_limit",
-            Self::CallLimitReached { .. } => "call_limit",
-            Self::ValueBudgetExceeded { .. } => "value_budget",
-            Self::GasBudgetExceeded { .. } => "gas_budget",
+            Self::Disabled { .. } => "policy_disabled",
+            Self::WrongChain { .. } => "policy_chain",
+            Self::CallNotCovered { .. } => "contract_functions",
+            Self::AccountFunctionNotCovered { .. } => "account_functions",
+            Self::GasPerOperation { .. } => "gas_per_operation",
+            Self::LimitReached { kind, .. } => kind,
         }
     }
 }
 
-/// The clock and margin a check runs with.
-#[derive(Debug, Clone, Copy)]
-pub struct CheckContext {
-    /// Now, unix seconds.
-    pub now: u64,
-    /// Refuse when `valid_until` is closer than this.
-    pub window_margin_secs: u64,
-    /// Addresses no session key may call: the account itself and the EntryPoint.
-    pub forbidden: [Address; 2],
-}
-
-/// The window check alone: intents need it before an operation is even built.
-pub fn check_window(session: &Session, ctx: &CheckContext) -> Result<(), PolicyError> {
-    // The EntryPoint wants valid_after < block.timestamp; a block mined now may carry `now`.
-    if ctx.now <= session.valid_after {
-        return Err(PolicyError::WindowNotOpen {
-            valid_after: session.valid_after,
-            now: ctx.now,
-        });
-    }
-    if ctx.now.saturating_add(ctx.window_margin_secs) > session.valid_until {
-        return Err(PolicyError::WindowClosing {
-            valid_until: session.valid_until,
-            margin_secs: ctx.window_margin_secs,
-            now: ctx.now,
-        });
-    }
-    Ok(())
-}
-
-/// Checks `interactions`, costing at most `gas_cost` wei in fees, against `session`'s rules
-/// and what its intents have used. Returns what the intent uses, to reserve.
-pub fn check_intent(
-    session: &Session,
-    interactions: &[Interaction],
-    gas_cost: u128,
-    ctx: &CheckContext,
-) -> Result<Usage, PolicyError> {
-    check_window(session, ctx)?;
-    if interactions.is_empty() {
-        return Err(PolicyError::NoInteractions);
-    }
-    let rules = &session.permissions;
-    let mut total_value = U256::ZERO;
-    for (index, interaction) in interactions.iter().enumerate() {
-        let target = interaction.to;
-        if ctx.forbidden.contains(&target) || target == Address::ZERO {
-            return Err(PolicyError::ForbiddenTarget { index, target });
+impl Policy {
+    /// Checks the policy's own shape: a name, a chain, rules that can match something and
+    /// limits that are positive.
+    pub fn validate(&self) -> Result<(), InvalidPolicy> {
+        let invalid = |field: String, reason: &str| InvalidPolicy {
+            field,
+            reason: reason.to_owned(),
+        };
+        let name = self.name.trim();
+        if name.is_empty() || name.len() > 128 || name.len() != self.name.len() {
+            return Err(invalid(
+                "display_name".into(),
+                "1 to 128 characters, without leading or trailing spaces",
+            ));
         }
-        let selector = match interaction.data.len() {
-            0 => FixedBytes::ZERO,
-            1..=3 => {
-                return Err(PolicyError::MalformedCalldata {
-                    index,
-                    len: interaction.data.len(),
+        if self.name.chars().any(char::is_control) {
+            return Err(invalid(
+                "display_name".into(),
+                "must not contain control characters",
+            ));
+        }
+        if self.chain_id == 0 {
+            return Err(invalid("chain_id".into(), "must be a chain id, not 0"));
+        }
+        if self.rules.is_empty() || self.rules.len() > MAX_RULES {
+            return Err(invalid(
+                "rules".into(),
+                "1 to 32 rules; a policy without rules would sponsor nothing",
+            ));
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            let field = |name: &str| format!("rules[{index}].{}.{name}", rule.kind());
+            match rule {
+                Rule::ContractFunctions(entries) => {
+                    if entries.is_empty() || entries.len() > MAX_CONTRACT_FUNCTIONS {
+                        return Err(invalid(field("functions"), "1 to 256 entries"));
+                    }
+                }
+                Rule::AccountFunctions(functions) => {
+                    if functions.is_empty() {
+                        return Err(invalid(
+                            field("functions"),
+                            "at least one of register_session, revoke_session, deploy_account",
+                        ));
+                    }
+                }
+                Rule::OperationsPerInterval { max_operations, .. } if *max_operations == 0 => {
+                    return Err(invalid(field("max_operations"), "must be at least 1"));
+                }
+                Rule::GasPerInterval { max_gas, .. } | Rule::GasPerOperation { max_gas }
+                    if *max_gas == 0 =>
+                {
+                    return Err(invalid(field("max_gas"), "must be at least 1"));
+                }
+                Rule::SpendPerInterval { max_wei, .. } if *max_wei == 0 => {
+                    return Err(invalid(field("max_wei"), "must be at least 1"));
+                }
+                _ => {}
+            }
+            if let Some(interval) = rule.interval_secs()
+                && !(1..=MAX_INTERVAL_SECS).contains(&interval)
+            {
+                return Err(invalid(
+                    field("interval_seconds"),
+                    "1 second to 366 days",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks everything about `operation` that does not depend on other operations: the
+    /// policy is enabled and on `chain_id`, and its function rules cover the operation.
+    pub fn check(&self, operation: Operation<'_>, chain_id: u64) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Err(Refusal::Disabled {
+                policy: self.id.clone(),
+            });
+        }
+        if self.chain_id != chain_id {
+            return Err(Refusal::WrongChain {
+                policy: self.id.clone(),
+                policy_chain: self.chain_id,
+                chain: chain_id,
+            });
+        }
+        match operation {
+            Operation::Calls(interactions) => {
+                for (index, interaction) in interactions.iter().enumerate() {
+                    let selector = selector_of(interaction);
+                    let covered = self.rules.iter().any(|rule| match rule {
+                        Rule::ContractFunctions(entries) => entries
+                            .iter()
+                            .any(|entry| entry.covers(interaction.to, selector)),
+                        _ => false,
+                    });
+                    if !covered {
+                        return Err(Refusal::CallNotCovered {
+                            policy: self.id.clone(),
+                            index,
+                            target: interaction.to,
+                            selector,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Operation::Registration { deploys_account } => {
+                self.check_account_function(AccountFunction::RegisterSession)?;
+                if deploys_account {
+                    self.check_account_function(AccountFunction::DeployAccount)?;
+                }
+                Ok(())
+            }
+            Operation::Revocation => self.check_account_function(AccountFunction::RevokeSession),
+        }
+    }
+
+    /// Checks an operation's total gas (every gas limit it carries, the paymaster's
+    /// included) against the gas-per-operation rules.
+    pub fn check_gas(&self, gas: u128) -> Result<(), Refusal> {
+        for (rule, entry) in self.rules.iter().enumerate() {
+            if let Rule::GasPerOperation { max_gas } = entry
+                && gas > u128::from(*max_gas)
+            {
+                return Err(Refusal::GasPerOperation {
+                    rule,
+                    gas,
+                    max_gas: *max_gas,
                 });
             }
-            _ => FixedBytes::from_slice(&interaction.data[..4]),
-        };
-        if !rules.allows(target, selector) {
-            return Err(PolicyError::CallNotAllowed {
-                index,
-                target,
-                selector,
-            });
         }
-        if interaction.value > U256::from(rules.value_per_call_limit) {
-            return Err(PolicyError::ValuePerCallExceeded {
-                index,
-                value: interaction.value,
-                limit: rules.value_per_call_limit,
-            });
-        }
-        total_value = total_value.saturating_add(interaction.value);
+        Ok(())
     }
 
-    let used = session.usage;
-    let calls_left = rules.call_limit.saturating_sub(used.calls);
-    let calls = u32::try_from(interactions.len()).unwrap_or(u32::MAX);
-    if calls > calls_left {
-        return Err(PolicyError::CallLimitReached {
-            requested: calls,
-            left: calls_left,
-        });
+    /// The interval each limit over time is in at `now_ms`: what a new operation is charged
+    /// to.
+    pub fn windows_at(&self, now_ms: u64) -> Vec<WindowKey> {
+        let elapsed = now_ms.saturating_sub(self.created_at_ms);
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(rule, entry)| {
+                let interval_ms = entry.interval_secs()?.saturating_mul(1000).max(1);
+                Some(WindowKey {
+                    rule: u16::try_from(rule).ok()?,
+                    index: elapsed / interval_ms,
+                })
+            })
+            .collect()
     }
-    let value_left = rules.value_budget.saturating_sub(used.value);
-    let value = u128::try_from(total_value)
-        .ok()
-        .filter(|value| *value <= value_left);
-    let Some(value) = value else {
-        return Err(PolicyError::ValueBudgetExceeded {
-            requested: total_value,
-            left: value_left,
-        });
-    };
-    let gas_left = rules.gas_budget.saturating_sub(used.gas);
-    if gas_cost > gas_left {
-        return Err(PolicyError::GasBudgetExceeded {
-            requested: gas_cost,
-            left: gas_left,
-        });
+
+    /// Admits an operation that asks for `requested` against the limits, given what each of
+    /// its intervals has used so far (`used` answers for each [`WindowKey`] of the
+    /// operation's charge).
+    pub fn admit(
+        &self,
+        charge: &Charge,
+        used: impl Fn(WindowKey) -> Amount,
+    ) -> Result<(), Refusal> {
+        let requested = charge.reserved;
+        for window in &charge.windows {
+            let rule = usize::from(window.rule);
+            let Some(entry) = self.rules.get(rule) else {
+                continue;
+            };
+            let so_far = used(*window);
+            let (used_amount, asked, limit) = match entry {
+                Rule::OperationsPerInterval { max_operations, .. } => (
+                    u128::from(so_far.operations),
+                    u128::from(requested.operations),
+                    u128::from(*max_operations),
+                ),
+                Rule::GasPerInterval { max_gas, .. } => {
+                    (so_far.gas, requested.gas, u128::from(*max_gas))
+                }
+                Rule::SpendPerInterval { max_wei, .. } => (so_far.wei, requested.wei, *max_wei),
+                _ => continue,
+            };
+            if used_amount.saturating_add(asked) > limit {
+                let interval_ms = entry
+                    .interval_secs()
+                    .unwrap_or_default()
+                    .saturating_mul(1000);
+                return Err(Refusal::LimitReached {
+                    rule,
+                    kind: entry.kind(),
+                    used: used_amount,
+                    requested: asked,
+                    limit,
+                    window_end_ms: self.created_at_ms.saturating_add(
+                        window.index.saturating_add(1).saturating_mul(interval_ms),
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
-    Ok(Usage {
-        calls,
-        value,
-        gas: gas_cost,
-    })
+
+    fn check_account_function(&self, function: AccountFunction) -> Result<(), Refusal> {
+        let covered = self.rules.iter().any(|rule| match rule {
+            Rule::AccountFunctions(functions) => functions.contains(&function),
+            _ => false,
+        });
+        if covered {
+            Ok(())
+        } else {
+            Err(Refusal::AccountFunctionNotCovered {
+                policy: self.id.clone(),
+                function,
+            })
+        }
+    }
+}
+
+/// The selector an interaction calls; `0x00000000` for a plain transfer.
+fn selector_of(interaction: &Interaction) -> FixedBytes<4> {
+    interaction
+        .data
+        .get(..4)
+        .map(FixedBytes::from_slice)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
-mod tests {
-    use alloy::primitives::{Bytes, fixed_bytes};
-
-    use super::*;
-    use crate::{
-        intent::IntentId,
-        session::{
-            CallPermission, KeyCustody, Permissions, SelectorRule, SessionId, SessionStatus,
-        },
-    };
-
-    const GAME: Address = Address::repeat_byte(0x11);
-    const ACCOUNT: Address = Address::repeat_byte(0xaa);
-    const ENTRY_POINT: Address = Address::repeat_byte(0xee);
-    const MINT: FixedBytes<4> = fixed_bytes!("40c10f19");
-
-    fn session() -> Session {
-        Session {
-            id: SessionId::generate(),
-            account: ACCOUNT,
-            owner: Address::repeat_byte(1),
-            salt: U256::ZERO,
-            chain_id: 31337,
-            key: Address::repeat_byte(2),
-            custody: KeyCustody::Held,
-            valid_after: 1_000,
-            valid_until: 2_000,
-            permissions: Permissions {
-                call_limit: 3,
-                value_per_call_limit: 10,
-                value_budget: 15,
-                gas_budget: 100,
-                calls: vec![
-                    CallPermission {
-                        target: GAME,
-                        selector: SelectorRule::Exact(MINT),
-                    },
-                    CallPermission {
-                        target: Address::repeat_byte(0x22),
-                        selector: SelectorRule::Exact(FixedBytes::ZERO),
-                    },
-                ],
-            },
-            status: SessionStatus::Active,
-            registration_intent: IntentId::generate(),
-            revocation_intent: None,
-            failure_reason: None,
-            usage: Usage::default(),
-            next_intent_lane: 0,
-            revision: 1,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        }
-    }
-
-    fn ctx(now: u64) -> CheckContext {
-        CheckContext {
-            now,
-            window_margin_secs: 30,
-            forbidden: [ACCOUNT, ENTRY_POINT],
-        }
-    }
-
-    fn mint(value: u64) -> Interaction {
-        Interaction {
-            to: GAME,
-            value: U256::from(value),
-            data: Bytes::from(MINT.to_vec()),
-            function: None,
-        }
-    }
-
-    #[test]
-    fn an_allowed_intent_reports_what_it_uses() {
-        let usage = check_intent(&session(), &[mint(4), mint(5)], 7, &ctx(1_500)).unwrap();
-        assert_eq!(
-            usage,
-            Usage {
-                calls: 2,
-                value: 9,
-                gas: 7
-            }
-        );
-    }
-
-    #[test]
-    fn the_window_is_exclusive_at_the_start_and_keeps_a_margin_at_the_end() {
-        let s = session();
-        assert!(matches!(
-            check_window(&s, &ctx(1_000)),
-            Err(PolicyError::WindowNotOpen { .. })
-        ));
-        assert!(check_window(&s, &ctx(1_001)).is_ok());
-        assert!(check_window(&s, &ctx(1_970)).is_ok());
-        assert!(matches!(
-            check_window(&s, &ctx(1_971)),
-            Err(PolicyError::WindowClosing { .. })
-        ));
-    }
-
-    #[test]
-    fn the_allowlist_refuses_other_selectors_targets_and_forbidden_ones() {
-        let s = session();
-        let mut burn = mint(0);
-        burn.data = Bytes::from(vec![0x42, 0x96, 0x6c, 0x68]);
-        let error = check_intent(&s, &[mint(0), burn], 1, &ctx(1_500)).unwrap_err();
-        assert_eq!(error.rule(), "allowlist");
-        assert!(matches!(
-            error,
-            PolicyError::CallNotAllowed { index: 1, .. }
-        ));
-
-        let mut to_account = mint(0);
-        to_account.to = ACCOUNT;
-        assert!(matches!(
-            check_intent(&s, &[to_account], 1, &ctx(1_500)),
-            Err(PolicyError::ForbiddenTarget { index: 0, .. })
-        ));
-
-        let transfer = Interaction {
-            to: Address::repeat_byte(0x22),
-            value: U256::from(1),
-            data: Bytes::new(),
-            function: None,
-        };
-        assert!(check_intent(&s, &[transfer], 1, &ctx(1_500)).is_ok());
-
-        let mut short = mint(0);
-        short.data = Bytes::from(vec![1, 2]);
-        assert!(matches!(
-            check_intent(&s, &[short], 1, &ctx(1_500)),
-            Err(PolicyError::MalformedCalldata { len: 2, .. })
-        ));
-    }
-
-    #[test]
-    fn limits_count_what_earlier_intents_used() {
-        let mut s = session();
-        assert!(matches!(
-            check_intent(&s, &[mint(11)], 1, &ctx(1_500)),
-            Err(PolicyError::ValuePerCallExceeded { limit: 10, .. })
-        ));
-        s.usage = Usage {
-            calls: 2,
-            value: 10,
-            gas: 95,
-        };
-        assert!(matches!(
-            check_intent(&s, &[mint(0), mint(0)], 1, &ctx(1_500)),
-            Err(PolicyError::CallLimitReached {
-                requested: 2,
-                left: 1
-            })
-        ));
-        assert!(matches!(
-            check_intent(&s, &[mint(6)], 1, &ctx(1_500)),
-            Err(PolicyError::ValueBudgetExceeded { left: 5, .. })
-        ));
-        assert!(matches!(
-            check_intent(&s, &[mint(5)], 6, &ctx(1_500)),
-            Err(PolicyError::GasBudgetExceeded {
-                requested: 6,
-                left: 5
-            })
-        ));
-        assert!(check_intent(&s, &[mint(5)], 5, &ctx(1_500)).is_ok());
-        assert!(matches!(
-            check_intent(&s, &[], 1, &ctx(1_500)),
-            Err(PolicyError::NoInteractions)
-        ));
-    }
-}
+mod tests;

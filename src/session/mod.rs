@@ -3,12 +3,16 @@
 //! decides.
 
 mod permissions;
+pub mod rules;
 
 use alloy::primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
 
 pub use self::permissions::{CallPermission, Permissions, SelectorRule, Usage};
-use crate::intent::{Intent, IntentId, IntentKind, IntentStatus};
+use crate::{
+    intent::{Intent, IntentId, IntentKind, IntentStatus},
+    policy::PolicyId,
+};
 
 crate::ids::prefixed_id!(
     /// A session's id: `ses_` followed by a ULID, so ids sort by creation time.
@@ -154,6 +158,9 @@ pub struct Session {
     pub valid_until: u64,
     /// What the key may do.
     pub permissions: Permissions,
+    /// The policy that sponsors the session's operations, unless an intent names another.
+    #[serde(default)]
+    pub policy: Option<PolicyId>,
     /// Where the session is in its life.
     pub status: SessionStatus,
     /// The internal intent that registers the key.

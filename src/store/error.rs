@@ -4,7 +4,11 @@ use std::fmt;
 
 use alloy::primitives::Address;
 
-use crate::{intent::IntentId, session::SessionId};
+use crate::{
+    intent::IntentId,
+    policy::{PolicyId, Refusal},
+    session::SessionId,
+};
 
 /// Which record an error is about, so the API can name it (and pick NOT_FOUND, ABORTED or
 /// ALREADY_EXISTS) without parsing a message.
@@ -16,6 +20,8 @@ pub enum RecordId {
     Intent(IntentId),
     /// A held session key, named by its public address (never by its secret).
     HeldKey(Address),
+    /// A sponsorship policy.
+    Policy(PolicyId),
 }
 
 impl fmt::Display for RecordId {
@@ -24,6 +30,7 @@ impl fmt::Display for RecordId {
             Self::Session(id) => write!(f, "session {id}"),
             Self::Intent(id) => write!(f, "intent {id}"),
             Self::HeldKey(address) => write!(f, "held key {address}"),
+            Self::Policy(id) => write!(f, "policy {id}"),
         }
     }
 }
@@ -59,6 +66,12 @@ pub enum StoreError {
         /// The record that exists.
         record: RecordId,
     },
+
+    /// The policy that would sponsor a new operation refuses it (disabled, or a limit over
+    /// time is reached). Decided inside the write, so concurrent operations never overrun a
+    /// limit together.
+    #[error("{0}")]
+    Refused(Refusal),
 
     /// The database was written by a different version of latchkey's storage layout.
     /// Migrate it, or point the daemon at another directory.

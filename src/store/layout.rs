@@ -12,19 +12,30 @@
 //! | `intent_by_status`   | status code (1 byte) ++ intent id     | empty            |
 //! | `idempotency`        | session id ++ `0x00` ++ client key    | intent id        |
 //! | `held_keys`          | key address (20 bytes)                | secret key bytes |
+//! | `policies`           | policy id                             | JSON [`Policy`]  |
+//! | `policy_usage`       | policy id ++ `0x00` ++ usage key      | JSON [`PolicyUsage`] |
 //! | `meta`               | `schema_version`                      | u32, big-endian  |
+//!
+//! A usage key is `0x00` for the policy's all-time usage, or `0x01` ++ rule index (u16,
+//! big-endian) ++ interval index (u64, big-endian) for one interval of one limit.
 //!
 //! Ids are a prefix and a ULID in Crockford base32, so their byte order is their creation
 //! order, and every index is sorted by creation inside its prefix.
 //!
 //! [`Session`]: crate::session::Session
 //! [`Intent`]: crate::intent::Intent
+//! [`Policy`]: crate::policy::Policy
+//! [`PolicyUsage`]: crate::policy::PolicyUsage
 
 use alloy::primitives::Address;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{RecordId, StoreError};
-use crate::{intent::IntentId, session::SessionId};
+use crate::{
+    intent::IntentId,
+    policy::{PolicyId, WindowKey},
+    session::SessionId,
+};
 
 pub(super) const SESSIONS: &str = "sessions";
 pub(super) const INTENTS: &str = "intents";
@@ -35,6 +46,8 @@ pub(super) const INTENT_BY_ACCOUNT: &str = "intent_by_account";
 pub(super) const INTENT_BY_STATUS: &str = "intent_by_status";
 pub(super) const IDEMPOTENCY: &str = "idempotency";
 pub(super) const HELD_KEYS: &str = "held_keys";
+pub(super) const POLICIES: &str = "policies";
+pub(super) const POLICY_USAGE: &str = "policy_usage";
 pub(super) const META: &str = "meta";
 
 /// The `meta` key of the schema version.
@@ -72,6 +85,22 @@ pub(super) fn index_key(mut prefix: Vec<u8>, id: &str) -> Vec<u8> {
 /// The `idempotency` key of a client's key within a session.
 pub(super) fn idempotency_key(session: &SessionId, key: &str) -> Vec<u8> {
     index_key(session_prefix(session), key)
+}
+
+/// The `policy_usage` key of a policy's all-time usage.
+pub(super) fn policy_total_key(policy: &PolicyId) -> Vec<u8> {
+    let mut key = index_key(Vec::new(), policy.as_str());
+    key.extend_from_slice(&[SEPARATOR, 0x00]);
+    key
+}
+
+/// The `policy_usage` key of one interval of one limit of a policy.
+pub(super) fn policy_window_key(policy: &PolicyId, window: WindowKey) -> Vec<u8> {
+    let mut key = index_key(Vec::new(), policy.as_str());
+    key.extend_from_slice(&[SEPARATOR, 0x01]);
+    key.extend_from_slice(&window.rule.to_be_bytes());
+    key.extend_from_slice(&window.index.to_be_bytes());
+    key
 }
 
 /// The intent id an index entry (or an `idempotency` value) holds after `offset` bytes.
@@ -158,6 +187,20 @@ mod tests {
             session_id_at(SESSION_BY_ACCOUNT, &by_account, 20).unwrap(),
             session
         );
+    }
+
+    #[test]
+    fn policy_usage_keys_never_collide() {
+        let policy = PolicyId::generate();
+        let total = policy_total_key(&policy);
+        let first = policy_window_key(&policy, WindowKey { rule: 0, index: 0 });
+        let other_rule = policy_window_key(&policy, WindowKey { rule: 1, index: 0 });
+        let later = policy_window_key(&policy, WindowKey { rule: 0, index: 1 });
+        assert_ne!(total, first);
+        assert_ne!(first, other_rule);
+        assert_ne!(first, later);
+        assert!(total.starts_with(policy.as_str().as_bytes()));
+        assert_eq!(first.len(), policy.as_str().len() + 2 + 2 + 8);
     }
 
     #[test]

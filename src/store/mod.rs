@@ -47,6 +47,7 @@ pub use self::error::{RecordId, StoreError};
 use self::tx::{Staged, Trees};
 use crate::{
     intent::{Intent, IntentId, IntentKind, IntentStatus},
+    policy::{Policy, PolicyId, PolicyUsage, WindowKey},
     session::{KeyCustody, Session, SessionId, SessionStatus},
 };
 
@@ -179,6 +180,8 @@ impl Store {
             &trees.intent_by_status,
             &trees.idempotency,
             &trees.held_keys,
+            &trees.policies,
+            &trees.policy_usage,
         ] {
             hasher.update(tree.name());
             for entry in tree.iter() {
@@ -380,6 +383,78 @@ impl Store {
             intent.revision += 1;
         }
         Ok(())
+    }
+
+    /// Stores a new policy at revision 1 and sets the copy's revision to match.
+    pub fn create_policy(&self, policy: &mut Policy) -> Result<(), StoreError> {
+        let staged = Staged::policy(policy, 1)?;
+        self.inner
+            .trees
+            .transact(|tx| tx.insert_policy(&staged))?;
+        policy.revision = 1;
+        Ok(())
+    }
+
+    /// Writes a changed policy (its name or enabled flag; never its rules) under the
+    /// revision check, like [`Store::save`]. A policy disabled here refuses every operation
+    /// whose write comes after this one.
+    pub fn save_policy(&self, policy: &mut Policy) -> Result<(), StoreError> {
+        let revision = next_revision(&policy.id, policy.revision)?;
+        let staged = Staged::policy(policy, revision)?;
+        self.inner
+            .trees
+            .transact(|tx| tx.update_policy(&staged))?;
+        policy.revision = revision;
+        Ok(())
+    }
+
+    /// A policy as stored.
+    pub fn policy(&self, id: &PolicyId) -> Result<Option<Policy>, StoreError> {
+        let key = id.as_str().as_bytes();
+        self.inner
+            .trees
+            .policies
+            .get(key)?
+            .map(|bytes| layout::decode(layout::POLICIES, key, &bytes))
+            .transpose()
+    }
+
+    /// A page of policies, newest first.
+    pub fn list_policies(&self, page: &PageRequest) -> Result<Page<Policy>, StoreError> {
+        let before = parse_token(page, PolicyId::parse)?;
+        let before = before.as_ref().map(PolicyId::as_str);
+        let items = walk_newest_first(
+            &self.inner.trees.policies,
+            &[],
+            before,
+            page.size,
+            |key, value| layout::decode(layout::POLICIES, key, value).map(Some),
+        )?;
+        Ok(into_page(items, page.size, |policy: &Policy| {
+            policy.id.to_string()
+        }))
+    }
+
+    /// What a policy's operations have used in all: settled from receipts, and reserved by
+    /// those on their way.
+    pub fn policy_usage(&self, id: &PolicyId) -> Result<PolicyUsage, StoreError> {
+        self.usage_at(&layout::policy_total_key(id))
+    }
+
+    /// What a policy's operations have used in one interval of one limit.
+    pub fn policy_window_usage(
+        &self,
+        id: &PolicyId,
+        window: WindowKey,
+    ) -> Result<PolicyUsage, StoreError> {
+        self.usage_at(&layout::policy_window_key(id, window))
+    }
+
+    fn usage_at(&self, key: &[u8]) -> Result<PolicyUsage, StoreError> {
+        match self.inner.trees.policy_usage.get(key)? {
+            Some(bytes) => layout::decode(layout::POLICY_USAGE, key, &bytes),
+            None => Ok(PolicyUsage::default()),
+        }
     }
 
     /// A session as stored: the copy to decide on and hand back to [`Store::save`], whose

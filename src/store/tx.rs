@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     intent::{Intent, IntentId},
+    policy::{Charge, Policy, PolicyUsage, Refusal},
     session::{Session, SessionId},
 };
 
@@ -42,6 +43,8 @@ pub(super) struct Trees {
     pub(super) intent_by_status: Tree,
     pub(super) idempotency: Tree,
     pub(super) held_keys: Tree,
+    pub(super) policies: Tree,
+    pub(super) policy_usage: Tree,
 }
 
 impl Trees {
@@ -57,6 +60,8 @@ impl Trees {
             intent_by_status: db.open_tree(layout::INTENT_BY_STATUS)?,
             idempotency: db.open_tree(layout::IDEMPOTENCY)?,
             held_keys: db.open_tree(layout::HELD_KEYS)?,
+            policies: db.open_tree(layout::POLICIES)?,
+            policy_usage: db.open_tree(layout::POLICY_USAGE)?,
         })
     }
 
@@ -77,6 +82,8 @@ impl Trees {
             &self.intent_by_status,
             &self.idempotency,
             &self.held_keys,
+            &self.policies,
+            &self.policy_usage,
         )
             .transaction(
                 |(
@@ -89,6 +96,8 @@ impl Trees {
                     intent_by_status,
                     idempotency,
                     held_keys,
+                    policies,
+                    policy_usage,
                 )| {
                     body(&Tx {
                         sessions,
@@ -100,6 +109,8 @@ impl Trees {
                         intent_by_status,
                         idempotency,
                         held_keys,
+                        policies,
+                        policy_usage,
                     })
                 },
             )
@@ -141,6 +152,18 @@ impl<'a> Staged<'a, Intent> {
     }
 }
 
+impl<'a> Staged<'a, Policy> {
+    /// A policy stored with `revision`.
+    pub(super) fn policy(record: &'a Policy, revision: u64) -> Result<Self, StoreError> {
+        let stored = Policy {
+            revision,
+            ..record.clone()
+        };
+        let bytes = layout::encode(RecordId::Policy(record.id.clone()), &stored)?;
+        Ok(Self { record, bytes })
+    }
+}
+
 /// The trees as seen inside one transaction.
 pub(super) struct Tx<'a> {
     pub(super) sessions: &'a TransactionalTree,
@@ -152,6 +175,8 @@ pub(super) struct Tx<'a> {
     pub(super) intent_by_status: &'a TransactionalTree,
     pub(super) idempotency: &'a TransactionalTree,
     pub(super) held_keys: &'a TransactionalTree,
+    pub(super) policies: &'a TransactionalTree,
+    pub(super) policy_usage: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -224,6 +249,10 @@ impl Tx<'_> {
                 record: RecordId::Intent(intent.id.clone()),
             });
         }
+        if let Some(charge) = &intent.charge {
+            self.admit(charge)?;
+            self.move_policy_usage(charge, PolicyUsage::default(), intent.policy_usage())?;
+        }
         self.intents.insert(key, staged.bytes.as_slice())?;
         let id = intent.id.as_str();
         self.intent_by_session.insert(
@@ -270,6 +299,8 @@ impl Tx<'_> {
             Some("account")
         } else if stored.idempotency_key != intent.idempotency_key {
             Some("idempotency key")
+        } else if stored.charge != intent.charge {
+            Some("sponsorship charge")
         } else {
             None
         };
@@ -277,6 +308,9 @@ impl Tx<'_> {
             return fail(StoreError::InvalidWrite {
                 reason: format!("{} would change its {field}, which is indexed", record()),
             });
+        }
+        if let Some(charge) = &intent.charge {
+            self.move_policy_usage(charge, stored.policy_usage(), intent.policy_usage())?;
         }
         if stored.status != intent.status {
             let id = intent.id.as_str();
@@ -327,6 +361,119 @@ impl Tx<'_> {
         }
         self.held_keys.insert(address.as_slice(), secret)?;
         Ok(())
+    }
+}
+
+impl Tx<'_> {
+    /// Stores a new policy; `AlreadyExists` if the id is taken.
+    pub(super) fn insert_policy(&self, staged: &Staged<'_, Policy>) -> TxResult<()> {
+        let key = staged.record.id.as_str().as_bytes();
+        if self.policies.get(key)?.is_some() {
+            return fail(StoreError::AlreadyExists {
+                record: RecordId::Policy(staged.record.id.clone()),
+            });
+        }
+        self.policies.insert(key, staged.bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Replaces a stored policy if it is still at the revision the write is based on. Its
+    /// rules and creation time never change: the intervals of its limits are counted from
+    /// that time, and the usage already recorded is keyed by rule index.
+    pub(super) fn update_policy(&self, staged: &Staged<'_, Policy>) -> TxResult<()> {
+        let policy = staged.record;
+        let record = || RecordId::Policy(policy.id.clone());
+        let stored = self.policy(&policy.id)?;
+        if stored.revision != policy.revision {
+            return fail(StoreError::Conflict {
+                record: record(),
+                stored: stored.revision,
+                given: policy.revision,
+            });
+        }
+        if stored.rules != policy.rules || stored.created_at_ms != policy.created_at_ms {
+            return fail(StoreError::InvalidWrite {
+                reason: format!("{} would change its rules or creation time", record()),
+            });
+        }
+        self.policies
+            .insert(policy.id.as_str().as_bytes(), staged.bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// The stored policy; `NotFound` if there is none.
+    fn policy(&self, id: &crate::policy::PolicyId) -> TxResult<Policy> {
+        let key = id.as_str().as_bytes();
+        let Some(bytes) = self.policies.get(key)? else {
+            return fail(StoreError::NotFound {
+                record: RecordId::Policy(id.clone()),
+            });
+        };
+        abort_on_err(layout::decode(layout::POLICIES, key, &bytes))
+    }
+
+    /// Lets a new operation's `charge` in only if its policy, as stored now, is enabled
+    /// and every limit over time has room for the operation's worst case.
+    fn admit(&self, charge: &Charge) -> TxResult<()> {
+        let policy = self.policy(&charge.policy)?;
+        if !policy.enabled {
+            return fail(StoreError::Refused(Refusal::Disabled {
+                policy: policy.id.clone(),
+            }));
+        }
+        let mut used = Vec::with_capacity(charge.windows.len());
+        for window in &charge.windows {
+            let key = layout::policy_window_key(&charge.policy, *window);
+            used.push((*window, self.usage_at(&key)?.total()));
+        }
+        let lookup = |window| {
+            used.iter()
+                .find(|(key, _)| *key == window)
+                .map(|(_, amount)| *amount)
+                .unwrap_or_default()
+        };
+        match policy.admit(charge, lookup) {
+            Ok(()) => Ok(()),
+            Err(refusal) => fail(StoreError::Refused(refusal)),
+        }
+    }
+
+    /// Moves what an operation counts against its policy from `before` to `after`, in every
+    /// interval it was admitted in and in the policy's all-time usage.
+    fn move_policy_usage(
+        &self,
+        charge: &Charge,
+        before: PolicyUsage,
+        after: PolicyUsage,
+    ) -> TxResult<()> {
+        if before == after {
+            return Ok(());
+        }
+        let keys = std::iter::once(layout::policy_total_key(&charge.policy)).chain(
+            charge
+                .windows
+                .iter()
+                .map(|window| layout::policy_window_key(&charge.policy, *window)),
+        );
+        for key in keys {
+            let usage = self
+                .usage_at(&key)?
+                .saturating_sub(before)
+                .saturating_add(after);
+            let bytes = abort_on_err(layout::encode(
+                RecordId::Policy(charge.policy.clone()),
+                &usage,
+            ))?;
+            self.policy_usage.insert(key, bytes)?;
+        }
+        Ok(())
+    }
+
+    fn usage_at(&self, key: &[u8]) -> TxResult<PolicyUsage> {
+        match self.policy_usage.get(key)? {
+            Some(bytes) => abort_on_err(layout::decode(layout::POLICY_USAGE, key, &bytes)),
+            None => Ok(PolicyUsage::default()),
+        }
     }
 }
 

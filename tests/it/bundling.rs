@@ -49,6 +49,7 @@ async fn two_hundred_intents_share_far_fewer_bundles_and_all_confirm() {
                     session: session.clone(),
                     interactions: vec![interaction],
                     idempotency_key: String::new(),
+                    policy: String::new(),
                 })
                 .await
                 .expect("create intent")
@@ -185,6 +186,7 @@ async fn create_mint(
             session: session.to_owned(),
             interactions: vec![mint_interaction(chain, account, id, 1)],
             idempotency_key: String::new(),
+            policy: String::new(),
         })
         .await
         .expect("create intent")

@@ -217,6 +217,7 @@ fn requests(
                 session: session.clone(),
                 interactions: vec![mint_interaction(chain, account, i, 1)],
                 idempotency_key: format!("crash-{i}"),
+                policy: String::new(),
             }
         })
         .collect()

@@ -352,6 +352,7 @@ pub async fn mint_session_request(
                 function: "mint(address,uint256,uint256)".into(),
             }],
         }),
+        policy: String::new(),
     }
 }
 

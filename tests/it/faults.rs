@@ -591,6 +591,7 @@ async fn create_mints(
                 session: session.name.clone(),
                 interactions: vec![mint_interaction(chain, &account, id, 1)],
                 idempotency_key: String::new(),
+                policy: String::new(),
             })
             .await
             .expect("create intent")

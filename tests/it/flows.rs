@@ -35,6 +35,7 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
             session: session.name.clone(),
             interactions: vec![mint_interaction(&chain, &account.to_string(), 9, 2)],
             idempotency_key: String::new(),
+            policy: String::new(),
         })
         .await
         .expect("create intent")
@@ -161,6 +162,7 @@ async fn revoking_a_session_needs_the_owner_and_stops_its_key_on_chain() {
             session: session.name.clone(),
             interactions: vec![mint_interaction(&chain, &account.to_string(), 1, 1)],
             idempotency_key: String::new(),
+            policy: String::new(),
         })
         .await
         .expect_err("a revoked session signs nothing");
@@ -224,6 +226,7 @@ async fn lists_filter_by_account_session_and_status_and_page_without_gaps() {
                     session: session.name.clone(),
                     interactions: vec![mint_interaction(&chain, &account, id, 1)],
                     idempotency_key: String::new(),
+                    policy: String::new(),
                 })
                 .await
                 .expect("create intent")

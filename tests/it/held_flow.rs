@@ -38,6 +38,7 @@ async fn held_session_mints_ten_items_through_ten_confirmed_intents() {
                 session: session.name.clone(),
                 interactions: vec![mint_interaction(&chain, &account.to_string(), id, 1)],
                 idempotency_key: format!("mint-{id}"),
+                policy: String::new(),
             })
             .await
             .expect("create intent")

@@ -39,6 +39,7 @@ async fn create(
             session: session.to_owned(),
             interactions: vec![interaction],
             idempotency_key: String::new(),
+            policy: String::new(),
         })
         .await
         .expect("create intent")
@@ -131,6 +132,7 @@ async fn an_execution_revert_is_reported_with_its_decoded_custom_error() {
             session: session.name.clone(),
             interactions: vec![burn(&chain, 5)],
             idempotency_key: String::new(),
+            policy: String::new(),
         }),
         Code::FailedPrecondition,
         "interactions[0] would revert: ERC1155InsufficientBalance",
@@ -243,6 +245,7 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
         session: session.name.clone(),
         interactions: vec![mint_interaction(&chain, &account, 3, 1)],
         idempotency_key: "order-42".into(),
+        policy: String::new(),
     };
     let first = daemon
         .intents
@@ -275,6 +278,7 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
             session: session.name.clone(),
             interactions: vec![mint_interaction(&chain, &account, 99, 1)],
             idempotency_key: "order-42".into(),
+            policy: String::new(),
         }),
         Code::FailedPrecondition,
         "idempotency_key",
@@ -302,6 +306,7 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
             session: session.name.clone(),
             interactions: vec![mint_interaction(&chain, &account, 4, 1)],
             idempotency_key: String::new(),
+            policy: String::new(),
         }),
         Code::FailedPrecondition,
         "Revoked",

@@ -21,6 +21,7 @@ fn intent_request(
         session: session.to_owned(),
         interactions: vec![interaction],
         idempotency_key: String::new(),
+        policy: String::new(),
     }
 }
 
@@ -167,6 +168,7 @@ async fn bad_requests_are_refused_precisely_and_write_nothing() {
             session: session.name.clone(),
             interactions: vec![],
             idempotency_key: String::new(),
+            policy: String::new(),
         }),
         Code::InvalidArgument,
         "interactions",

@@ -143,6 +143,7 @@ async fn create(
             session: session.to_owned(),
             interactions: vec![mint_interaction(chain, account, id, 1)],
             idempotency_key: format!("restart-{id}"),
+            policy: String::new(),
         })
         .await
         .expect("create intent")

@@ -5,6 +5,11 @@
 use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
 use prost_types::Timestamp;
 
+mod policy;
+
+pub use self::policy::{
+    new_policy, optional_policy_name, paymaster_message, policy_message, policy_name,
+};
 use super::proto;
 use crate::{
     app::{AccountView, AppError, SessionView},
@@ -215,25 +220,8 @@ pub fn permissions(value: Option<proto::SessionPermissions>) -> Result<Permissio
         .enumerate()
         .map(|(index, call)| {
             let target = address(&format!("permissions.calls[{index}].target"), &call.target)?;
-            let field = format!("permissions.calls[{index}].function");
-            let selector = match call.function.as_str() {
-                "*" => SelectorRule::Any,
-                text if text.starts_with("0x") => {
-                    let bytes = hex_bytes(&field, text)?;
-                    if bytes.len() != 4 {
-                        return Err(AppError::invalid(
-                            field,
-                            "a selector is 4 bytes: 0x + 8 hex digits",
-                        ));
-                    }
-                    SelectorRule::Exact(FixedBytes::from_slice(&bytes))
-                }
-                text => SelectorRule::Exact(
-                    FunctionSignature::parse(text)
-                        .map_err(|error| AppError::invalid(&field, error.to_string()))?
-                        .selector(),
-                ),
-            };
+            let selector =
+                selector_rule(&format!("permissions.calls[{index}].function"), &call.function)?;
             Ok(CallPermission { target, selector })
         })
         .collect::<Result<Vec<_>, AppError>>()?;
@@ -246,6 +234,29 @@ pub fn permissions(value: Option<proto::SessionPermissions>) -> Result<Permissio
         value_budget: uint128("permissions.value_budget", &value.value_budget)?,
         gas_budget: uint128("permissions.gas_budget", &value.gas_budget)?,
         calls,
+    })
+}
+
+/// Which functions an allowlist entry covers: a signature such as `mint(address,uint256)`,
+/// a 4-byte selector, `0x00000000` for plain transfers, or `*` for all.
+pub fn selector_rule(field: &str, text: &str) -> Result<SelectorRule, AppError> {
+    Ok(match text {
+        "*" => SelectorRule::Any,
+        text if text.starts_with("0x") => {
+            let bytes = hex_bytes(field, text)?;
+            if bytes.len() != 4 {
+                return Err(AppError::invalid(
+                    field,
+                    "a selector is 4 bytes: 0x + 8 hex digits",
+                ));
+            }
+            SelectorRule::Exact(FixedBytes::from_slice(&bytes))
+        }
+        text => SelectorRule::Exact(
+            FunctionSignature::parse(text)
+                .map_err(|error| AppError::invalid(field, error.to_string()))?
+                .selector(),
+        ),
     })
 }
 
@@ -317,7 +328,7 @@ pub fn idempotency_key(text: &str) -> Result<Option<String>, AppError> {
 // Domain -> proto
 // ---------------------------------------------------------------------------------------
 
-fn timestamp(ms: u64) -> Option<Timestamp> {
+pub(super) fn timestamp(ms: u64) -> Option<Timestamp> {
     Some(Timestamp {
         seconds: i64::try_from(ms / 1_000).unwrap_or(i64::MAX),
         nanos: i32::try_from((ms % 1_000) * 1_000_000).unwrap_or(0),
@@ -361,7 +372,7 @@ fn intent_status(status: IntentStatus) -> proto::TransactionIntentStatus {
     }
 }
 
-fn function_text(rule: SelectorRule) -> String {
+pub(super) fn function_text(rule: SelectorRule) -> String {
     match rule {
         SelectorRule::Any => "*".to_owned(),
         SelectorRule::Exact(selector) => format!("{selector}"),
@@ -439,6 +450,12 @@ pub fn session_message(view: &SessionView) -> proto::Session {
         failure_reason: session.failure_reason.clone().unwrap_or_default(),
         create_time: timestamp(session.created_at_ms),
         update_time: timestamp(session.updated_at_ms),
+        policy: session
+            .policy
+            .as_ref()
+            .map(|id| format!("policies/{id}"))
+            .unwrap_or_default(),
+        registration_sponsorship: policy::sponsorship_message(&view.registration),
     }
 }
 
@@ -521,6 +538,7 @@ pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
         update_time: timestamp(intent.updated_at_ms),
         signature_deadline: intent.signature_deadline_ms.and_then(timestamp),
         refusal: intent.refusal.as_ref().map(revert_message),
+        sponsorship: policy::sponsorship_message(intent),
     }
 }
 

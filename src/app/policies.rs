@@ -1,0 +1,182 @@
+//! Sponsorship policies and the paymaster, as operators see and steer them.
+
+use alloy::primitives::Address;
+use tracing::info;
+
+use super::{App, AppError, CONFLICT_RETRIES, now_ms};
+use crate::{
+    chain::client::PaymasterFunds,
+    policy::{Policy, PolicyId, PolicyUsage, Rule, SponsorStrategy, WindowKey},
+    store::{Page, PageRequest, StoreError},
+};
+
+/// What a client asks for when it creates a policy.
+#[derive(Debug, Clone)]
+pub struct NewPolicy {
+    /// A name for people.
+    pub name: String,
+    /// The chain; `None` for the daemon's.
+    pub chain_id: Option<u64>,
+    /// Who pays.
+    pub strategy: SponsorStrategy,
+    /// The rules.
+    pub rules: Vec<Rule>,
+}
+
+/// A policy with what its operations have used.
+#[derive(Debug, Clone)]
+pub struct PolicyView {
+    /// The policy.
+    pub policy: Policy,
+    /// All-time usage.
+    pub usage: PolicyUsage,
+    /// The current interval of each limit over time, in rule order.
+    pub windows: Vec<WindowView>,
+}
+
+/// The current interval of one limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowView {
+    /// Which rule and interval.
+    pub key: WindowKey,
+    /// When it started, unix ms.
+    pub start_ms: u64,
+    /// When it ends, unix ms.
+    pub end_ms: u64,
+    /// What it has used.
+    pub usage: PolicyUsage,
+}
+
+/// The paymaster and its funds.
+#[derive(Debug, Clone)]
+pub struct PaymasterView {
+    /// The SponsorPaymaster.
+    pub address: Address,
+    /// Its EntryPoint.
+    pub entry_point: Address,
+    /// The chain.
+    pub chain_id: u64,
+    /// The key latchkey approves with.
+    pub signer: Address,
+    /// What it holds at the EntryPoint.
+    pub funds: PaymasterFunds,
+}
+
+impl App {
+    /// Creates an enabled policy. Its shape is checked first; nothing is written unless it
+    /// passes.
+    pub async fn create_policy(&self, request: NewPolicy) -> Result<PolicyView, AppError> {
+        let now_ms = now_ms();
+        let mut policy = Policy {
+            id: PolicyId::generate(),
+            name: request.name,
+            chain_id: request.chain_id.unwrap_or(self.chain().chain_id()),
+            strategy: request.strategy,
+            enabled: true,
+            rules: request.rules,
+            revision: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        };
+        policy
+            .validate()
+            .map_err(|error| AppError::invalid(error.field, error.reason))?;
+        self.store().create_policy(&mut policy)?;
+        self.store().flush().await?;
+        info!(target: "policy", policy = %policy.id, name = %policy.name, rules = policy.rules.len(), "created");
+        self.policy(&policy.id)
+    }
+
+    /// A policy with its usage.
+    pub fn policy(&self, id: &PolicyId) -> Result<PolicyView, AppError> {
+        let policy = self
+            .store()
+            .policy(id)?
+            .ok_or_else(|| AppError::not_found(format!("policies/{id}")))?;
+        self.policy_view(policy)
+    }
+
+    /// Policies, newest first.
+    pub fn list_policies(&self, page: &PageRequest) -> Result<Page<PolicyView>, AppError> {
+        let policies = self.store().list_policies(page)?;
+        let items = policies
+            .items
+            .into_iter()
+            .map(|policy| self.policy_view(policy))
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next_token: policies.next_token,
+        })
+    }
+
+    /// Disables a policy: every operation created after this returns is refused. Disabling
+    /// a disabled policy changes nothing.
+    pub async fn disable_policy(&self, id: &PolicyId) -> Result<PolicyView, AppError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let mut policy = self
+                .store()
+                .policy(id)?
+                .ok_or_else(|| AppError::not_found(format!("policies/{id}")))?;
+            if !policy.enabled {
+                return self.policy_view(policy);
+            }
+            policy.enabled = false;
+            policy.updated_at_ms = now_ms();
+            match self.store().save_policy(&mut policy) {
+                Ok(()) => {
+                    self.store().flush().await?;
+                    info!(target: "policy", policy = %id, "disabled");
+                    return self.policy_view(policy);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(AppError::Busy)
+    }
+
+    /// The paymaster, its signer and its funds at the EntryPoint.
+    pub async fn paymaster(&self) -> Result<PaymasterView, AppError> {
+        let sponsor = self.sponsor_config()?;
+        let funds = self.chain().paymaster_funds(sponsor.paymaster).await?;
+        Ok(PaymasterView {
+            address: sponsor.paymaster,
+            entry_point: self.chain().deployment().entry_point,
+            chain_id: self.chain().chain_id(),
+            signer: sponsor.signer.address(),
+            funds,
+        })
+    }
+
+    fn policy_view(&self, policy: Policy) -> Result<PolicyView, AppError> {
+        let now = now_ms();
+        let usage = self.store().policy_usage(&policy.id)?;
+        let windows = policy
+            .windows_at(now)
+            .into_iter()
+            .map(|key| {
+                let interval_ms = policy
+                    .rules
+                    .get(usize::from(key.rule))
+                    .and_then(Rule::interval_secs)
+                    .unwrap_or_default()
+                    .saturating_mul(1000);
+                let start_ms = policy
+                    .created_at_ms
+                    .saturating_add(key.index.saturating_mul(interval_ms));
+                Ok(WindowView {
+                    key,
+                    start_ms,
+                    end_ms: start_ms.saturating_add(interval_ms),
+                    usage: self.store().policy_window_usage(&policy.id, key)?,
+                })
+            })
+            .collect::<Result<_, AppError>>()?;
+        Ok(PolicyView {
+            policy,
+            usage,
+            windows,
+        })
+    }
+}

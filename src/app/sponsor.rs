@@ -1,0 +1,106 @@
+//! Putting an operation under a policy's sponsorship: the policy's rules about the operation
+//! are checked, the paymaster's fields are filled in and approved, and the charge the store
+//! admits against the policy's limits is worked out.
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+
+use super::{App, AppError};
+use crate::{
+    chain::{
+        ops,
+        sponsor::{self, Sponsorship},
+        user_operation::UserOperation,
+    },
+    policy::{Amount, Charge, Operation, Policy, PolicyId},
+};
+
+/// What the daemon sponsors with: the SponsorPaymaster and the key it accepts approvals
+/// from.
+#[derive(Clone)]
+pub struct Sponsor {
+    /// The SponsorPaymaster.
+    pub paymaster: Address,
+    /// Its approving signer.
+    pub signer: PrivateKeySigner,
+    /// Seconds an approval stays good.
+    pub approval_validity_secs: u64,
+    /// Gas the paymaster's validation may use per operation.
+    pub verification_gas_limit: u128,
+}
+
+impl std::fmt::Debug for Sponsor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sponsor")
+            .field("paymaster", &self.paymaster)
+            .field("signer", &self.signer.address())
+            .field("approval_validity_secs", &self.approval_validity_secs)
+            .field("verification_gas_limit", &self.verification_gas_limit)
+            .finish()
+    }
+}
+
+impl App {
+    /// The policy `id` names, or `None` without one; NOT_FOUND when it does not exist.
+    pub(super) fn named_policy(&self, id: Option<&PolicyId>) -> Result<Option<Policy>, AppError> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        self.store()
+            .policy(id)?
+            .map(Some)
+            .ok_or_else(|| AppError::not_found(format!("policies/{id}")))
+    }
+
+    /// The paymaster sponsored operations go through; FAILED_PRECONDITION when none is
+    /// configured, so a request that names a policy is refused rather than left to the
+    /// account to pay.
+    pub(super) fn sponsor_config(&self) -> Result<&Sponsor, AppError> {
+        self.config().sponsor.as_ref().ok_or_else(|| {
+            AppError::precondition(
+                "sponsorship",
+                "this daemon has no paymaster configured ([sponsor] paymaster and \
+                 signer_private_key); name no policy, and the account pays its own gas",
+            )
+        })
+    }
+
+    /// Puts `op` under `policy`: the policy must cover `operation` and the operation's
+    /// gas, then the paymaster's fields are filled in and approved until `chain_now` plus
+    /// the approval validity. Call it once the operation's nonce, calldata, gas limits and
+    /// fees are final, and sign the operation afterwards: its userOpHash covers the
+    /// approval. Returns what the operation is charged; the store admits it against the
+    /// policy's limits in the write that creates the operation.
+    pub(super) fn sponsor(
+        &self,
+        policy: &Policy,
+        operation: Operation<'_>,
+        op: &mut UserOperation,
+        chain_now: u64,
+        now_ms: u64,
+    ) -> Result<Charge, AppError> {
+        let sponsor = self.sponsor_config()?;
+        let chain_id = self.chain().chain_id();
+        policy.check(operation, chain_id)?;
+        let approval = Sponsorship {
+            paymaster: sponsor.paymaster,
+            verification_gas_limit: sponsor.verification_gas_limit,
+            post_op_gas_limit: 0,
+            valid_until: chain_now.saturating_add(sponsor.approval_validity_secs),
+            valid_after: 0,
+        };
+        sponsor::reserve(op, &approval);
+        op.pre_verification_gas = ops::pre_verification_gas(op);
+        let gas = ops::total_gas(op);
+        policy.check_gas(gas)?;
+        sponsor::approve(op, &approval, chain_id, &sponsor.signer)?;
+        Ok(Charge {
+            policy: policy.id.clone(),
+            windows: policy.windows_at(now_ms),
+            reserved: Amount {
+                operations: 1,
+                gas,
+                wei: gas.saturating_mul(op.max_fee_per_gas),
+            },
+        })
+    }
+}

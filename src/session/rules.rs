@@ -1,0 +1,406 @@
+//! The off-chain mirror of SessionKeyAccount's session-key rules: an intent is checked against its
+//! session before latchkey builds, signs or relays anything, so a request the account would
+//! refuse never costs gas. The contract stays the authority; this check only answers early
+//! and with a precise reason.
+
+use alloy::primitives::{Address, FixedBytes, U256};
+
+use crate::{
+    intent::Interaction,
+    session::{Session, Usage},
+};
+
+/// Why an intent breaks its session's rules. Each names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// The window has not opened yet.
+    #[error("the session's window opens after {valid_after} (unix seconds); it is {now} now")]
+    WindowNotOpen {
+        /// Start of the window (exclusive).
+        valid_after: u64,
+        /// The current time.
+        now: u64,
+    },
+    /// The window closes too soon for the operation to land safely.
+    #[error(
+        "the session's window closes at {valid_until} (unix seconds), within {margin_secs} s of now ({now}); create a new session"
+    )]
+    WindowClosing {
+        /// End of the window.
+        valid_until: u64,
+        /// The refusal margin.
+        margin_secs: u64,
+        /// The current time.
+        now: u64,
+    },
+    /// An intent needs at least one interaction.
+    #[error("an intent needs at least one interaction")]
+    NoInteractions,
+    /// The account itself and the EntryPoint are never valid targets for a session key.
+    #[error(
+        "interactions[{index}]: a session key may never call {target} (the account or the EntryPoint)"
+    )]
+    ForbiddenTarget {
+        /// Index of the interaction.
+        index: usize,
+        /// Its target.
+        target: Address,
+    },
+    /// Calldata of one to three bytes has no selector.
+    #[error("interactions[{index}]: calldata of {len} bytes has no 4-byte selector")]
+    MalformedCalldata {
+        /// Index of the interaction.
+        index: usize,
+        /// The calldata length.
+        len: usize,
+    },
+    /// The allowlist does not cover the call.
+    #[error("interactions[{index}]: the session may not call selector {selector} on {target}")]
+    CallNotAllowed {
+        /// Index of the interaction.
+        index: usize,
+        /// Its target.
+        target: Address,
+        /// Its selector (0x00000000 for a plain transfer).
+        selector: FixedBytes<4>,
+    },
+    /// One call carries more value than the per-call limit.
+    #[error(
+        "interactions[{index}]: value {value} wei is over the session's per-call limit of {limit} wei"
+    )]
+    ValuePerCallExceeded {
+        /// Index of the interaction.
+        index: usize,
+        /// The value.
+        value: U256,
+        /// The per-call limit.
+        limit: u128,
+    },
+    /// Not enough calls left.
+    #[error("the intent makes {requested} calls but the session has {left} left of its call limit")]
+    CallLimitReached {
+        /// Calls the intent makes.
+        requested: u32,
+        /// Calls left, counting intents already on their way.
+        left: u32,
+    },
+    /// Not enough value budget left.
+    #[error(
+        "the intent sends {requested} wei but the session has {left} wei left of its value budget"
+    )]
+    ValueBudgetExceeded {
+        /// Value the intent sends.
+        requested: U256,
+        /// Budget left.
+        left: u128,
+    },
+    /// Not enough gas budget left.
+    #[error(
+        "the operation may cost up to {requested} wei in fees but the session has {left} wei left of its gas budget"
+    )]
+    GasBudgetExceeded {
+        /// Worst-case fees of the operation.
+        requested: u128,
+        /// Budget left.
+        left: u128,
+    },
+}
+
+impl RuleError {
+    /// The rule that refused the intent, as a short stable name for clients and metrics.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Self::WindowNotOpen { .. } | Self::WindowClosing { .. } => "window",
+            Self::NoInteractions | Self::MalformedCalldata { .. } => "interactions",
+            Self::ForbiddenTarget { .. } | Self::CallNotAllowed { .. } => "allowlist",
+            Self::ValuePerCallExceeded { .. } => "value_per_call_limit",
+            Self::CallLimitReached { .. } => "call_limit",
+            Self::ValueBudgetExceeded { .. } => "value_budget",
+            Self::GasBudgetExceeded { .. } => "gas_budget",
+        }
+    }
+}
+
+/// The clock and margin a check runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckContext {
+    /// Now, unix seconds.
+    pub now: u64,
+    /// Refuse when `valid_until` is closer than this.
+    pub window_margin_secs: u64,
+    /// Addresses no session key may call: the account itself and the EntryPoint.
+    pub forbidden: [Address; 2],
+}
+
+/// The window check alone: intents need it before an operation is even built.
+pub fn check_window(session: &Session, ctx: &CheckContext) -> Result<(), RuleError> {
+    // The EntryPoint wants valid_after < block.timestamp; a block mined now may carry `now`.
+    if ctx.now <= session.valid_after {
+        return Err(RuleError::WindowNotOpen {
+            valid_after: session.valid_after,
+            now: ctx.now,
+        });
+    }
+    if ctx.now.saturating_add(ctx.window_margin_secs) > session.valid_until {
+        return Err(RuleError::WindowClosing {
+            valid_until: session.valid_until,
+            margin_secs: ctx.window_margin_secs,
+            now: ctx.now,
+        });
+    }
+    Ok(())
+}
+
+/// Checks `interactions`, costing at most `gas_cost` wei in fees, against `session`'s rules
+/// and what its intents have used. Returns what the intent uses, to reserve.
+pub fn check_intent(
+    session: &Session,
+    interactions: &[Interaction],
+    gas_cost: u128,
+    ctx: &CheckContext,
+) -> Result<Usage, RuleError> {
+    check_window(session, ctx)?;
+    if interactions.is_empty() {
+        return Err(RuleError::NoInteractions);
+    }
+    let rules = &session.permissions;
+    let mut total_value = U256::ZERO;
+    for (index, interaction) in interactions.iter().enumerate() {
+        let target = interaction.to;
+        if ctx.forbidden.contains(&target) || target == Address::ZERO {
+            return Err(RuleError::ForbiddenTarget { index, target });
+        }
+        let selector = match interaction.data.len() {
+            0 => FixedBytes::ZERO,
+            1..=3 => {
+                return Err(RuleError::MalformedCalldata {
+                    index,
+                    len: interaction.data.len(),
+                });
+            }
+            _ => FixedBytes::from_slice(&interaction.data[..4]),
+        };
+        if !rules.allows(target, selector) {
+            return Err(RuleError::CallNotAllowed {
+                index,
+                target,
+                selector,
+            });
+        }
+        if interaction.value > U256::from(rules.value_per_call_limit) {
+            return Err(RuleError::ValuePerCallExceeded {
+                index,
+                value: interaction.value,
+                limit: rules.value_per_call_limit,
+            });
+        }
+        total_value = total_value.saturating_add(interaction.value);
+    }
+
+    let used = session.usage;
+    let calls_left = rules.call_limit.saturating_sub(used.calls);
+    let calls = u32::try_from(interactions.len()).unwrap_or(u32::MAX);
+    if calls > calls_left {
+        return Err(RuleError::CallLimitReached {
+            requested: calls,
+            left: calls_left,
+        });
+    }
+    let value_left = rules.value_budget.saturating_sub(used.value);
+    let value = u128::try_from(total_value)
+        .ok()
+        .filter(|value| *value <= value_left);
+    let Some(value) = value else {
+        return Err(RuleError::ValueBudgetExceeded {
+            requested: total_value,
+            left: value_left,
+        });
+    };
+    let gas_left = rules.gas_budget.saturating_sub(used.gas);
+    if gas_cost > gas_left {
+        return Err(RuleError::GasBudgetExceeded {
+            requested: gas_cost,
+            left: gas_left,
+        });
+    }
+    Ok(Usage {
+        calls,
+        value,
+        gas: gas_cost,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Bytes, fixed_bytes};
+
+    use super::*;
+    use crate::{
+        intent::IntentId,
+        session::{
+            CallPermission, KeyCustody, Permissions, SelectorRule, SessionId, SessionStatus,
+        },
+    };
+
+    const GAME: Address = Address::repeat_byte(0x11);
+    const ACCOUNT: Address = Address::repeat_byte(0xaa);
+    const ENTRY_POINT: Address = Address::repeat_byte(0xee);
+    const MINT: FixedBytes<4> = fixed_bytes!("40c10f19");
+
+    fn session() -> Session {
+        Session {
+            id: SessionId::generate(),
+            account: ACCOUNT,
+            owner: Address::repeat_byte(1),
+            salt: U256::ZERO,
+            chain_id: 31337,
+            key: Address::repeat_byte(2),
+            custody: KeyCustody::Held,
+            valid_after: 1_000,
+            valid_until: 2_000,
+            permissions: Permissions {
+                call_limit: 3,
+                value_per_call_limit: 10,
+                value_budget: 15,
+                gas_budget: 100,
+                calls: vec![
+                    CallPermission {
+                        target: GAME,
+                        selector: SelectorRule::Exact(MINT),
+                    },
+                    CallPermission {
+                        target: Address::repeat_byte(0x22),
+                        selector: SelectorRule::Exact(FixedBytes::ZERO),
+                    },
+                ],
+            },
+            policy: None,
+            status: SessionStatus::Active,
+            registration_intent: IntentId::generate(),
+            revocation_intent: None,
+            failure_reason: None,
+            usage: Usage::default(),
+            next_intent_lane: 0,
+            revision: 1,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn ctx(now: u64) -> CheckContext {
+        CheckContext {
+            now,
+            window_margin_secs: 30,
+            forbidden: [ACCOUNT, ENTRY_POINT],
+        }
+    }
+
+    fn mint(value: u64) -> Interaction {
+        Interaction {
+            to: GAME,
+            value: U256::from(value),
+            data: Bytes::from(MINT.to_vec()),
+            function: None,
+        }
+    }
+
+    #[test]
+    fn an_allowed_intent_reports_what_it_uses() {
+        let usage = check_intent(&session(), &[mint(4), mint(5)], 7, &ctx(1_500)).unwrap();
+        assert_eq!(
+            usage,
+            Usage {
+                calls: 2,
+                value: 9,
+                gas: 7
+            }
+        );
+    }
+
+    #[test]
+    fn the_window_is_exclusive_at_the_start_and_keeps_a_margin_at_the_end() {
+        let s = session();
+        assert!(matches!(
+            check_window(&s, &ctx(1_000)),
+            Err(RuleError::WindowNotOpen { .. })
+        ));
+        assert!(check_window(&s, &ctx(1_001)).is_ok());
+        assert!(check_window(&s, &ctx(1_970)).is_ok());
+        assert!(matches!(
+            check_window(&s, &ctx(1_971)),
+            Err(RuleError::WindowClosing { .. })
+        ));
+    }
+
+    #[test]
+    fn the_allowlist_refuses_other_selectors_targets_and_forbidden_ones() {
+        let s = session();
+        let mut burn = mint(0);
+        burn.data = Bytes::from(vec![0x42, 0x96, 0x6c, 0x68]);
+        let error = check_intent(&s, &[mint(0), burn], 1, &ctx(1_500)).unwrap_err();
+        assert_eq!(error.rule(), "allowlist");
+        assert!(matches!(
+            error,
+            RuleError::CallNotAllowed { index: 1, .. }
+        ));
+
+        let mut to_account = mint(0);
+        to_account.to = ACCOUNT;
+        assert!(matches!(
+            check_intent(&s, &[to_account], 1, &ctx(1_500)),
+            Err(RuleError::ForbiddenTarget { index: 0, .. })
+        ));
+
+        let transfer = Interaction {
+            to: Address::repeat_byte(0x22),
+            value: U256::from(1),
+            data: Bytes::new(),
+            function: None,
+        };
+        assert!(check_intent(&s, &[transfer], 1, &ctx(1_500)).is_ok());
+
+        let mut short = mint(0);
+        short.data = Bytes::from(vec![1, 2]);
+        assert!(matches!(
+            check_intent(&s, &[short], 1, &ctx(1_500)),
+            Err(RuleError::MalformedCalldata { len: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn limits_count_what_earlier_intents_used() {
+        let mut s = session();
+        assert!(matches!(
+            check_intent(&s, &[mint(11)], 1, &ctx(1_500)),
+            Err(RuleError::ValuePerCallExceeded { limit: 10, .. })
+        ));
+        s.usage = Usage {
+            calls: 2,
+            value: 10,
+            gas: 95,
+        };
+        assert!(matches!(
+            check_intent(&s, &[mint(0), mint(0)], 1, &ctx(1_500)),
+            Err(RuleError::CallLimitReached {
+                requested: 2,
+                left: 1
+            })
+        ));
+        assert!(matches!(
+            check_intent(&s, &[mint(6)], 1, &ctx(1_500)),
+            Err(RuleError::ValueBudgetExceeded { left: 5, .. })
+        ));
+        assert!(matches!(
+            check_intent(&s, &[mint(5)], 6, &ctx(1_500)),
+            Err(RuleError::GasBudgetExceeded {
+                requested: 6,
+                left: 5
+            })
+        ));
+        assert!(check_intent(&s, &[mint(5)], 5, &ctx(1_500)).is_ok());
+        assert!(matches!(
+            check_intent(&s, &[], 1, &ctx(1_500)),
+            Err(RuleError::NoInteractions)
+        ));
+    }
+}
