@@ -750,7 +750,8 @@ mod tests {
         short.sponsor.approval_validity_secs = 899;
         let error = short.validate().unwrap_err();
         assert!(
-            error.to_string().contains("sponsor.approval_validity_secs") && error.to_string().contains("900"),
+            error.to_string().contains("sponsor.approval_validity_secs")
+                && error.to_string().contains("900"),
             "{error}"
         );
     }

@@ -11,7 +11,8 @@
 //!   relay.
 //! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, deployment, and
 //!   the local dev chain.
-//! - [`cli`]: operator subcommands; for now `bench`, the load generator.
+//! - [`cli`]: operator subcommands: `bench`, the load generator, and the `policy` and
+//!   `paymaster` clients of a running daemon.
 //! - [`config`]: layered configuration (defaults < TOML < env < flags), validated at start.
 //! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path.
 //! - [`intent`]: transaction intents: the record, its pure state machine, and turning an

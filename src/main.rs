@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use latchkey::{
     app::NewPolicy,
     chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH},
+    cli::{ClientArgs, paymaster::PaymasterCommand, policy::PolicyCommand},
     config::{Config, Overrides},
     daemon::Daemon,
     policy::{AccountFunction, ContractFunction, Policy, Rule, SponsorStrategy},
@@ -90,6 +91,20 @@ enum Command {
         #[arg(long, default_value = "target/latchkey-dev")]
         data_dir: PathBuf,
     },
+    /// Manage gas sponsorship policies on a running daemon: create, list, show, disable.
+    Policy {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The paymaster a running daemon sponsors through: its deposit, and topping it up.
+    Paymaster {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: PaymasterCommand,
+    },
 }
 
 #[tokio::main]
@@ -151,8 +166,23 @@ async fn main() -> anyhow::Result<()> {
         } => {
             dev(listen, anvil_port, block_time, data_dir, shutdown).await?;
         }
+        Command::Policy { client, command } => {
+            exit_on_error(latchkey::cli::policy::run(client, command).await);
+        }
+        Command::Paymaster { client, command } => {
+            exit_on_error(latchkey::cli::paymaster::run(client, command).await);
+        }
     }
     Ok(())
+}
+
+/// Ends a client command that failed with `error: <cause>` on stderr and exit code 1, the
+/// way clap reports usage errors (with 2); a gRPC failure reads `error: CODE: message`.
+fn exit_on_error(result: anyhow::Result<()>) {
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 async fn dev(

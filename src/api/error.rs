@@ -13,9 +13,7 @@ impl From<AppError> for Status {
             AppError::NotFound { .. } => Status::not_found(error.to_string()),
             AppError::FailedPrecondition { .. }
             | AppError::SessionRule(_)
-            | AppError::Sponsorship(_) => {
-                Status::failed_precondition(error.to_string())
-            }
+            | AppError::Sponsorship(_) => Status::failed_precondition(error.to_string()),
             AppError::Busy | AppError::SessionTransition(_) | AppError::IntentTransition(_) => {
                 Status::new(
                     Code::Aborted,

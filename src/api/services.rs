@@ -336,11 +336,7 @@ impl PolicyService for Policies {
         };
         let policies = self.0.list_policies(&page)?;
         Ok(Response::new(proto::ListPoliciesResponse {
-            policies: policies
-                .items
-                .iter()
-                .map(convert::policy_message)
-                .collect(),
+            policies: policies.items.iter().map(convert::policy_message).collect(),
             next_page_token: policies.next_token.unwrap_or_default(),
         }))
     }

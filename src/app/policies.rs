@@ -66,11 +66,19 @@ impl App {
     /// Creates an enabled policy. Its shape is checked first; nothing is written unless it
     /// passes.
     pub async fn create_policy(&self, request: NewPolicy) -> Result<PolicyView, AppError> {
+        let chain_id = self.chain().chain_id();
+        if request.chain_id.is_some_and(|asked| asked != chain_id) {
+            // A policy for another chain could never sponsor anything this daemon relays.
+            return Err(AppError::invalid(
+                "chain_id",
+                format!("this daemon serves chain {chain_id}; give that or 0"),
+            ));
+        }
         let now_ms = now_ms();
         let mut policy = Policy {
             id: PolicyId::generate(),
             name: request.name,
-            chain_id: request.chain_id.unwrap_or(self.chain().chain_id()),
+            chain_id,
             strategy: request.strategy,
             enabled: true,
             rules: request.rules,

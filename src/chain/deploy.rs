@@ -88,8 +88,7 @@ pub async fn deploy_paymaster<P: Provider>(
     ]
     .concat()
     .into();
-    let paymaster =
-        ensure_deployed(provider, "SponsorPaymaster", LATCHKEY_SALT, init_code).await?;
+    let paymaster = ensure_deployed(provider, "SponsorPaymaster", LATCHKEY_SALT, init_code).await?;
     let held = EntryPoint::new(entry_point, provider)
         .balanceOf(paymaster)
         .call()

@@ -291,7 +291,7 @@ impl Policy {
             reason: reason.to_owned(),
         };
         let name = self.name.trim();
-        if name.is_empty() || name.len() > 128 || name.len() != self.name.len() {
+        if name.is_empty() || self.name.chars().count() > 128 || name.len() != self.name.len() {
             return Err(invalid(
                 "display_name".into(),
                 "1 to 128 characters, without leading or trailing spaces",
@@ -315,18 +315,16 @@ impl Policy {
         for (index, rule) in self.rules.iter().enumerate() {
             let field = |name: &str| format!("rules[{index}].{}.{name}", rule.kind());
             match rule {
-                Rule::ContractFunctions(entries) => {
-                    if entries.is_empty() || entries.len() > MAX_CONTRACT_FUNCTIONS {
-                        return Err(invalid(field("functions"), "1 to 256 entries"));
-                    }
+                Rule::ContractFunctions(entries)
+                    if entries.is_empty() || entries.len() > MAX_CONTRACT_FUNCTIONS =>
+                {
+                    return Err(invalid(field("functions"), "1 to 256 entries"));
                 }
-                Rule::AccountFunctions(functions) => {
-                    if functions.is_empty() {
-                        return Err(invalid(
-                            field("functions"),
-                            "at least one of register_session, revoke_session, deploy_account",
-                        ));
-                    }
+                Rule::AccountFunctions(functions) if functions.is_empty() => {
+                    return Err(invalid(
+                        field("functions"),
+                        "at least one of register_session, revoke_session, deploy_account",
+                    ));
                 }
                 Rule::OperationsPerInterval { max_operations, .. } if *max_operations == 0 => {
                     return Err(invalid(field("max_operations"), "must be at least 1"));
@@ -344,10 +342,7 @@ impl Policy {
             if let Some(interval) = rule.interval_secs()
                 && !(1..=MAX_INTERVAL_SECS).contains(&interval)
             {
-                return Err(invalid(
-                    field("interval_seconds"),
-                    "1 second to 366 days",
-                ));
+                return Err(invalid(field("interval_seconds"), "1 second to 366 days"));
             }
         }
         Ok(())
@@ -472,9 +467,9 @@ impl Policy {
                     used: used_amount,
                     requested: asked,
                     limit,
-                    window_end_ms: self.created_at_ms.saturating_add(
-                        window.index.saturating_add(1).saturating_mul(interval_ms),
-                    ),
+                    window_end_ms: self
+                        .created_at_ms
+                        .saturating_add(window.index.saturating_add(1).saturating_mul(interval_ms)),
                 });
             }
         }

@@ -339,10 +339,7 @@ mod tests {
         burn.data = Bytes::from(vec![0x42, 0x96, 0x6c, 0x68]);
         let error = check_intent(&s, &[mint(0), burn], 1, &ctx(1_500)).unwrap_err();
         assert_eq!(error.rule(), "allowlist");
-        assert!(matches!(
-            error,
-            RuleError::CallNotAllowed { index: 1, .. }
-        ));
+        assert!(matches!(error, RuleError::CallNotAllowed { index: 1, .. }));
 
         let mut to_account = mint(0);
         to_account.to = ACCOUNT;

@@ -388,9 +388,7 @@ impl Store {
     /// Stores a new policy at revision 1 and sets the copy's revision to match.
     pub fn create_policy(&self, policy: &mut Policy) -> Result<(), StoreError> {
         let staged = Staged::policy(policy, 1)?;
-        self.inner
-            .trees
-            .transact(|tx| tx.insert_policy(&staged))?;
+        self.inner.trees.transact(|tx| tx.insert_policy(&staged))?;
         policy.revision = 1;
         Ok(())
     }
@@ -401,9 +399,7 @@ impl Store {
     pub fn save_policy(&self, policy: &mut Policy) -> Result<(), StoreError> {
         let revision = next_revision(&policy.id, policy.revision)?;
         let staged = Staged::policy(policy, revision)?;
-        self.inner
-            .trees
-            .transact(|tx| tx.update_policy(&staged))?;
+        self.inner.trees.transact(|tx| tx.update_policy(&staged))?;
         policy.revision = revision;
         Ok(())
     }

@@ -8,8 +8,9 @@ use tempfile::TempDir;
 use super::*;
 use crate::{
     chain::user_operation::UserOperation,
-    intent::IntentEvent,
-    session::{Permissions, SessionEvent, Usage},
+    intent::{IntentEvent, IntentResult},
+    policy::{Amount, Charge, ContractFunction, Refusal, Rule, SponsorStrategy},
+    session::{Permissions, SelectorRule, SessionEvent, Usage},
 };
 
 const ALICE: Address = Address::repeat_byte(0xa1);
@@ -982,4 +983,659 @@ fn concurrent_flushes_all_complete() {
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("every flush completes within a minute");
     assert_eq!(count, 200);
+}
+
+// --- Sponsorship policies -----------------------------------------------------------------
+
+/// When the test policies were created, unix ms: their intervals count from here.
+const POLICY_CREATED: u64 = 1_700_000_000_000;
+const HOUR_MS: u64 = 3_600_000;
+
+/// An enabled policy on the test sessions' chain that sponsors any call, with `limits` after
+/// that rule (so the first limit is rule 1), not yet stored.
+fn sponsoring(limits: Vec<Rule>) -> Policy {
+    let mut rules = vec![Rule::ContractFunctions(vec![ContractFunction {
+        contract: None,
+        selector: SelectorRule::Any,
+        function: "*".into(),
+    }])];
+    rules.extend(limits);
+    Policy {
+        id: PolicyId::generate(),
+        name: "Starter quests".into(),
+        chain_id: 31_337,
+        strategy: SponsorStrategy::PayForUser,
+        enabled: true,
+        rules,
+        revision: 0,
+        created_at_ms: POLICY_CREATED,
+        updated_at_ms: POLICY_CREATED,
+    }
+}
+
+/// [`sponsoring`] `limits`, as stored.
+fn stored_policy(store: &Store, limits: Vec<Rule>) -> Policy {
+    let mut policy = sponsoring(limits);
+    store.create_policy(&mut policy).expect("create the policy");
+    policy
+}
+
+/// What one operation reserves in the tests: its gas limits, and those at 2 gwei.
+const RESERVED: Amount = Amount {
+    operations: 1,
+    gas: 300_000,
+    wei: 300_000 * 2_000_000_000,
+};
+
+/// A call intent of `session` that `policy` sponsors, charged at `now_ms`; not yet stored.
+fn charged_call(session: &Session, policy: &Policy, now_ms: u64) -> Intent {
+    let mut intent = intent_of(session, IntentKind::Call);
+    intent.charge = Some(Charge {
+        policy: policy.id.clone(),
+        windows: policy.windows_at(now_ms),
+        reserved: RESERVED,
+    });
+    intent
+}
+
+fn pending(amount: Amount) -> PolicyUsage {
+    PolicyUsage {
+        pending: amount,
+        settled: Amount::default(),
+    }
+}
+
+fn times(amount: Amount, count: u64) -> Amount {
+    (0..count).fold(Amount::default(), |sum, _| sum.saturating_add(amount))
+}
+
+/// The usage of every window `intent` is charged to.
+fn window_usages(store: &Store, intent: &Intent) -> Vec<PolicyUsage> {
+    let charge = intent.charge.as_ref().expect("a charged intent");
+    charge
+        .windows
+        .iter()
+        .map(|window| {
+            store
+                .policy_window_usage(&charge.policy, *window)
+                .expect("read a window's usage")
+        })
+        .collect()
+}
+
+#[test]
+fn policies_read_back_as_written_and_list_newest_first_in_pages() {
+    let (_dir, store) = open();
+    let policies: Vec<Policy> = (0..5)
+        .map(|_| {
+            stored_policy(
+                &store,
+                vec![Rule::OperationsPerInterval {
+                    max_operations: 10,
+                    interval_secs: 3600,
+                }],
+            )
+        })
+        .collect();
+    for policy in &policies {
+        assert_eq!(policy.revision, 1);
+        assert_eq!(store.policy(&policy.id).unwrap(), Some(policy.clone()));
+    }
+    assert_eq!(store.policy(&PolicyId::generate()).unwrap(), None);
+
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store.list_policies(&page(2, token)).unwrap();
+        sizes.push(page.items.len());
+        seen.extend(page.items);
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, vec![2, 2, 1]);
+    let mut newest_first = policies.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+
+    // Creating one again is refused, and a token of another list is not a policy token.
+    let mut again = policies[2].clone();
+    let error = store.create_policy(&mut again).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::AlreadyExists { record: RecordId::Policy(id) } if *id == again.id),
+        "{error:?}"
+    );
+    let error = store
+        .list_policies(&page(2, Some(SessionId::generate().to_string())))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidPageToken), "{error:?}");
+}
+
+#[test]
+fn saving_a_policy_checks_its_revision_and_never_changes_its_rules() {
+    let (_dir, store) = open();
+    let mut policy = stored_policy(
+        &store,
+        vec![Rule::OperationsPerInterval {
+            max_operations: 10,
+            interval_secs: 3600,
+        }],
+    );
+    let mut stale = policy.clone();
+
+    policy.enabled = false;
+    policy.name = "Paused quests".into();
+    policy.updated_at_ms = POLICY_CREATED + 1;
+    store.save_policy(&mut policy).unwrap();
+    assert_eq!(policy.revision, 2);
+    assert_eq!(store.policy(&policy.id).unwrap(), Some(policy.clone()));
+
+    stale.name = "Renamed from an old read".into();
+    let error = store.save_policy(&mut stale).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Conflict { record: RecordId::Policy(id), stored: 2, given: 1 } if *id == policy.id),
+        "{error:?}"
+    );
+    assert_eq!(
+        stale.revision, 1,
+        "a refused write bumped the caller's copy"
+    );
+    assert_eq!(store.policy(&policy.id).unwrap(), Some(policy.clone()));
+
+    let mut looser = policy.clone();
+    looser.rules[1] = Rule::OperationsPerInterval {
+        max_operations: 1_000,
+        interval_secs: 3600,
+    };
+    let mut longer = policy.clone();
+    longer.rules.push(Rule::GasPerOperation { max_gas: 1 });
+    let mut moved = policy.clone();
+    moved.created_at_ms += HOUR_MS;
+    for changed in [&mut looser, &mut longer, &mut moved] {
+        let error = store.save_policy(changed).unwrap_err();
+        assert!(
+            matches!(error, StoreError::InvalidWrite { .. }),
+            "{error:?}"
+        );
+        assert_eq!(changed.revision, 2);
+    }
+    assert_eq!(store.policy(&policy.id).unwrap(), Some(policy));
+
+    let error = store.save_policy(&mut sponsoring(Vec::new())).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::NotFound {
+                record: RecordId::Policy(_)
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_sponsored_intent_adds_its_reservation_to_the_policy_total_and_its_windows() {
+    let (_dir, store) = open();
+    let policy = stored_policy(
+        &store,
+        vec![
+            Rule::OperationsPerInterval {
+                max_operations: 5,
+                interval_secs: 3600,
+            },
+            Rule::GasPerInterval {
+                max_gas: 10_000_000,
+                interval_secs: 3600,
+            },
+            Rule::GasPerOperation { max_gas: 1_000_000 },
+            Rule::SpendPerInterval {
+                max_wei: 10_u128.pow(18),
+                interval_secs: 24 * 3600,
+            },
+        ],
+    );
+    let (mut session, _) = stored_session(&store, ALICE);
+    let now = POLICY_CREATED + 2 * HOUR_MS + HOUR_MS / 2;
+    let windows = policy.windows_at(now);
+    assert_eq!(
+        windows,
+        vec![
+            WindowKey { rule: 1, index: 2 },
+            WindowKey { rule: 2, index: 2 },
+            WindowKey { rule: 4, index: 0 },
+        ]
+    );
+    assert_eq!(
+        store.policy_usage(&policy.id).unwrap(),
+        PolicyUsage::default()
+    );
+
+    let mut first = charged_call(&session, &policy, now);
+    assert_eq!(
+        store.create_intent(&mut session, &mut first).unwrap(),
+        CreateIntent::Created
+    );
+    assert_eq!(store.intent(&first.id).unwrap(), Some(first.clone()));
+    assert_eq!(store.policy_usage(&policy.id).unwrap(), pending(RESERVED));
+    assert_eq!(window_usages(&store, &first), vec![pending(RESERVED); 3]);
+
+    let mut second = charged_call(&session, &policy, now);
+    store.create_intent(&mut session, &mut second).unwrap();
+    let twice = pending(times(RESERVED, 2));
+    assert_eq!(store.policy_usage(&policy.id).unwrap(), twice);
+    assert_eq!(window_usages(&store, &second), vec![twice; 3]);
+
+    // Other intervals, and other policies, are untouched.
+    assert_eq!(
+        store
+            .policy_window_usage(&policy.id, WindowKey { rule: 1, index: 1 })
+            .unwrap(),
+        PolicyUsage::default()
+    );
+    assert_eq!(
+        store.policy_usage(&PolicyId::generate()).unwrap(),
+        PolicyUsage::default()
+    );
+}
+
+#[test]
+fn a_disabled_policy_refuses_a_new_intent_and_nothing_is_written() {
+    let (_dir, store) = open();
+    let mut policy = stored_policy(
+        &store,
+        vec![Rule::OperationsPerInterval {
+            max_operations: 5,
+            interval_secs: 3600,
+        }],
+    );
+    let (mut session, _) = stored_session(&store, ALICE);
+    let now = POLICY_CREATED + 1;
+    // An intent charged while the policy was enabled, written after it was disabled.
+    let mut intent = charged_call(&session, &policy, now);
+    policy.enabled = false;
+    store.save_policy(&mut policy).unwrap();
+
+    let before = store.content_digest().unwrap();
+    let session_before = session.clone();
+    let error = store.create_intent(&mut session, &mut intent).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Refused(Refusal::Disabled { policy: id }) if *id == policy.id),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.content_digest().unwrap(),
+        before,
+        "a refused write wrote"
+    );
+    assert_eq!(
+        session, session_before,
+        "a refused write changed the session copy"
+    );
+    assert_eq!(intent.revision, 0);
+    assert_eq!(store.intent(&intent.id).unwrap(), None);
+    assert_eq!(
+        store.policy_usage(&policy.id).unwrap(),
+        PolicyUsage::default()
+    );
+}
+
+#[test]
+fn an_intent_over_a_limit_per_interval_is_refused_until_the_next_interval() {
+    let (_dir, store) = open();
+    let policy = stored_policy(
+        &store,
+        vec![Rule::OperationsPerInterval {
+            max_operations: 2,
+            interval_secs: 3600,
+        }],
+    );
+    let (mut session, _) = stored_session(&store, ALICE);
+    let now = POLICY_CREATED + 3 * HOUR_MS + 10;
+    for _ in 0..2 {
+        let mut intent = charged_call(&session, &policy, now);
+        store.create_intent(&mut session, &mut intent).unwrap();
+    }
+
+    let before = store.content_digest().unwrap();
+    let mut third = charged_call(&session, &policy, now);
+    let error = store.create_intent(&mut session, &mut third).unwrap_err();
+    match &error {
+        StoreError::Refused(refusal) => assert_eq!(
+            *refusal,
+            Refusal::LimitReached {
+                rule: 1,
+                kind: "operations_per_interval",
+                used: 2,
+                requested: 1,
+                limit: 2,
+                window_end_ms: POLICY_CREATED + 4 * HOUR_MS,
+            }
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        store.content_digest().unwrap(),
+        before,
+        "a refused write wrote"
+    );
+    assert_eq!(store.intent(&third.id).unwrap(), None);
+
+    // The next interval has room again; the policy's total keeps counting.
+    let mut later = charged_call(&session, &policy, now + HOUR_MS);
+    assert_eq!(
+        store.create_intent(&mut session, &mut later).unwrap(),
+        CreateIntent::Created
+    );
+    assert_eq!(window_usages(&store, &later), vec![pending(RESERVED)]);
+    assert_eq!(
+        store.policy_usage(&policy.id).unwrap(),
+        pending(times(RESERVED, 3))
+    );
+}
+
+#[test]
+fn an_intent_over_the_gas_per_interval_is_refused() {
+    let (_dir, store) = open();
+    let policy = stored_policy(
+        &store,
+        vec![Rule::GasPerInterval {
+            max_gas: 500_000,
+            interval_secs: 60,
+        }],
+    );
+    let (mut session, _) = stored_session(&store, ALICE);
+    let now = POLICY_CREATED + 30_000;
+    let mut first = charged_call(&session, &policy, now);
+    store.create_intent(&mut session, &mut first).unwrap();
+    let mut second = charged_call(&session, &policy, now);
+    let error = store.create_intent(&mut session, &mut second).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Refused(Refusal::LimitReached {
+                rule: 1,
+                kind: "gas_per_interval",
+                used: 300_000,
+                requested: 300_000,
+                limit: 500_000,
+                window_end_ms,
+            }) if window_end_ms == POLICY_CREATED + 60_000
+        ),
+        "{error:?}"
+    );
+}
+
+/// `intent` signed, sent and included, saved at each step.
+fn include(store: &Store, intent: &mut Intent) {
+    for event in [
+        IntentEvent::Signed,
+        IntentEvent::Submitted,
+        IntentEvent::Included,
+    ] {
+        intent.apply(&event, 2).expect("a valid transition");
+        store
+            .save(&mut [], &mut [&mut *intent])
+            .expect("save the intent");
+    }
+}
+
+#[test]
+fn an_executed_intent_moves_its_charge_from_pending_to_its_actual_cost() {
+    let (_dir, store) = open();
+    let policy = stored_policy(
+        &store,
+        vec![
+            Rule::OperationsPerInterval {
+                max_operations: 10,
+                interval_secs: 3600,
+            },
+            Rule::SpendPerInterval {
+                max_wei: 10_u128.pow(18),
+                interval_secs: 3600,
+            },
+        ],
+    );
+    let (mut session, _) = stored_session(&store, ALICE);
+    let now = POLICY_CREATED + 5;
+    let mut confirmed = charged_call(&session, &policy, now);
+    store.create_intent(&mut session, &mut confirmed).unwrap();
+    let mut reverted = charged_call(&session, &policy, now);
+    store.create_intent(&mut session, &mut reverted).unwrap();
+
+    include(&store, &mut confirmed);
+    include(&store, &mut reverted);
+    let both_pending = pending(times(RESERVED, 2));
+    assert_eq!(store.policy_usage(&policy.id).unwrap(), both_pending);
+
+    let receipt = |gas: u64, success| IntentResult {
+        tx_hash: B256::repeat_byte(0x7a),
+        block_number: 9,
+        block_hash: B256::repeat_byte(0x9b),
+        gas_used: U256::from(gas),
+        actual_cost: U256::from(gas) * U256::from(1_000_000_000_u64),
+        success,
+        revert: None,
+    };
+    confirmed.result = Some(receipt(120_000, true));
+    confirmed
+        .apply(&IntentEvent::Finalized { success: true }, 3)
+        .unwrap();
+    store.save(&mut [], &mut [&mut confirmed]).unwrap();
+    let one_settled = PolicyUsage {
+        pending: RESERVED,
+        settled: Amount {
+            operations: 1,
+            gas: 120_000,
+            wei: 120_000 * 1_000_000_000,
+        },
+    };
+    assert_eq!(store.policy_usage(&policy.id).unwrap(), one_settled);
+    assert_eq!(window_usages(&store, &confirmed), vec![one_settled; 2]);
+
+    // A reverted operation was paid for all the same.
+    reverted.result = Some(receipt(80_000, false));
+    reverted
+        .apply(&IntentEvent::Finalized { success: false }, 3)
+        .unwrap();
+    store.save(&mut [], &mut [&mut reverted]).unwrap();
+    let both_settled = PolicyUsage {
+        pending: Amount::default(),
+        settled: Amount {
+            operations: 2,
+            gas: 200_000,
+            wei: 200_000 * 1_000_000_000,
+        },
+    };
+    assert_eq!(store.policy_usage(&policy.id).unwrap(), both_settled);
+    assert_eq!(window_usages(&store, &reverted), vec![both_settled; 2]);
+
+    // A charge never changes once written.
+    let mut recharged = store.intent(&confirmed.id).unwrap().unwrap();
+    if let Some(charge) = recharged.charge.as_mut() {
+        charge.reserved = Amount::default();
+    }
+    let error = store.save(&mut [], &mut [&mut recharged]).unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidWrite { .. }),
+        "{error:?}"
+    );
+    assert_eq!(store.policy_usage(&policy.id).unwrap(), both_settled);
+}
+
+#[test]
+fn an_intent_that_never_executes_releases_its_charge() {
+    let (_dir, store) = open();
+    let policy = stored_policy(
+        &store,
+        vec![Rule::OperationsPerInterval {
+            max_operations: 2,
+            interval_secs: 3600,
+        }],
+    );
+    let (mut session, _) = stored_session(&store, ALICE);
+    let now = POLICY_CREATED + 5;
+    let mut dropped = charged_call(&session, &policy, now);
+    store.create_intent(&mut session, &mut dropped).unwrap();
+    let mut expired = charged_call(&session, &policy, now);
+    store.create_intent(&mut session, &mut expired).unwrap();
+    assert_eq!(
+        store.policy_usage(&policy.id).unwrap(),
+        pending(times(RESERVED, 2))
+    );
+
+    dropped.apply(&IntentEvent::Signed, 2).unwrap();
+    store.save(&mut [], &mut [&mut dropped]).unwrap();
+    dropped.apply(&IntentEvent::Dropped, 3).unwrap();
+    store.save(&mut [], &mut [&mut dropped]).unwrap();
+    assert_eq!(store.policy_usage(&policy.id).unwrap(), pending(RESERVED));
+    assert_eq!(window_usages(&store, &dropped), vec![pending(RESERVED)]);
+
+    expired.apply(&IntentEvent::SignatureTimedOut, 4).unwrap();
+    store.save(&mut [], &mut [&mut expired]).unwrap();
+    assert_eq!(
+        store.policy_usage(&policy.id).unwrap(),
+        PolicyUsage::default()
+    );
+    assert_eq!(
+        window_usages(&store, &expired),
+        vec![PolicyUsage::default()]
+    );
+
+    // The released room is there for new operations.
+    for _ in 0..2 {
+        let mut intent = charged_call(&session, &policy, now);
+        store.create_intent(&mut session, &mut intent).unwrap();
+    }
+}
+
+#[test]
+fn concurrent_intents_never_overrun_a_limit_per_interval() {
+    const THREADS: usize = 16;
+    const ATTEMPTS: usize = 40;
+    let (_dir, store) = open();
+    let policy = stored_policy(
+        &store,
+        vec![Rule::OperationsPerInterval {
+            max_operations: 10,
+            interval_secs: 3600,
+        }],
+    );
+    let now = POLICY_CREATED + 42;
+    // One session per thread, so that no write conflicts on a session revision: only the
+    // policy's limit stands between the threads.
+    let sessions: Vec<Session> = (0..THREADS)
+        .map(|thread| stored_session(&store, Address::with_last_byte(thread as u8)).0)
+        .collect();
+    let barrier = Barrier::new(THREADS);
+    let outcomes: Vec<Result<CreateIntent, StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sessions
+            .into_iter()
+            .enumerate()
+            .map(|(thread, mut session)| {
+                let (store, barrier, policy) = (store.clone(), &barrier, &policy);
+                scope.spawn(move || {
+                    // Attempts are dealt round-robin: 40 over 16 threads.
+                    let attempts = (thread..ATTEMPTS).step_by(THREADS).count();
+                    barrier.wait();
+                    (0..attempts)
+                        .map(|_| {
+                            let mut intent = charged_call(&session, policy, now);
+                            store.create_intent(&mut session, &mut intent)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("writer thread"))
+            .collect()
+    });
+    assert_eq!(outcomes.len(), ATTEMPTS);
+    let created = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Ok(CreateIntent::Created)))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|outcome| {
+            matches!(
+                outcome,
+                Err(StoreError::Refused(Refusal::LimitReached {
+                    rule: 1,
+                    limit: 10,
+                    ..
+                }))
+            )
+        })
+        .count();
+    assert_eq!((created, refused), (10, 30), "{outcomes:?}");
+    let usage = store.policy_usage(&policy.id).unwrap();
+    assert_eq!(usage, pending(times(RESERVED, 10)));
+    assert_eq!(usage.pending.operations, 10);
+    assert_eq!(
+        store
+            .policy_window_usage(&policy.id, policy.windows_at(now)[0])
+            .unwrap(),
+        usage
+    );
+    let charged = store
+        .list_intents(
+            &IntentFilter {
+                kind: Some(IntentKind::Call),
+                ..Default::default()
+            },
+            &page(100, None),
+        )
+        .unwrap();
+    assert_eq!(charged.items.len(), 10);
+}
+
+#[test]
+fn a_sponsored_registration_is_admitted_with_its_session_or_refused_with_it() {
+    let (_dir, store) = open();
+    let mut policy = stored_policy(
+        &store,
+        vec![Rule::OperationsPerInterval {
+            max_operations: 5,
+            interval_secs: 3600,
+        }],
+    );
+    let now = POLICY_CREATED + 1;
+    let registering = |policy: &Policy| {
+        let mut session = session_on(ALICE);
+        session.policy = Some(policy.id.clone());
+        let registration = Intent {
+            id: session.registration_intent.clone(),
+            kind: IntentKind::Registration,
+            ..charged_call(&session, policy, now)
+        };
+        (session, registration)
+    };
+
+    let (mut session, mut registration) = registering(&policy);
+    store
+        .create_session(&mut session, &mut registration, None)
+        .unwrap();
+    assert_eq!(store.policy_usage(&policy.id).unwrap(), pending(RESERVED));
+
+    policy.enabled = false;
+    store.save_policy(&mut policy).unwrap();
+    let before = store.content_digest().unwrap();
+    let (mut session, mut registration) = registering(&policy);
+    let error = store
+        .create_session(&mut session, &mut registration, None)
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Refused(Refusal::Disabled { .. })),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.content_digest().unwrap(),
+        before,
+        "a refused write wrote"
+    );
+    assert_eq!(store.session(&session.id).unwrap(), None);
 }

@@ -11,7 +11,7 @@ use alloy::{
 use latchkey::{
     api::proto::{
         self, account_service_client::AccountServiceClient,
-        session_service_client::SessionServiceClient,
+        policy_service_client::PolicyServiceClient, session_service_client::SessionServiceClient,
         transaction_intent_service_client::TransactionIntentServiceClient,
     },
     chain::user_operation::sign_user_op_hash,
@@ -38,12 +38,13 @@ pub struct TestDaemon {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// The three API clients over one channel, with the waits and signatures tests share.
+/// The API clients over one channel, with the waits and signatures tests share.
 #[derive(Clone)]
 pub struct Clients {
     pub sessions: SessionServiceClient<Channel>,
     pub intents: TransactionIntentServiceClient<Channel>,
     pub accounts: AccountServiceClient<Channel>,
+    pub policies: PolicyServiceClient<Channel>,
 }
 
 impl std::ops::Deref for TestDaemon {
@@ -126,7 +127,8 @@ impl Clients {
         Self {
             sessions: SessionServiceClient::new(channel.clone()),
             intents: TransactionIntentServiceClient::new(channel.clone()),
-            accounts: AccountServiceClient::new(channel),
+            accounts: AccountServiceClient::new(channel.clone()),
+            policies: PolicyServiceClient::new(channel),
         }
     }
 
@@ -312,6 +314,13 @@ pub fn test_config(chain: &TestChain, data_dir: &std::path::Path) -> Config {
         alloy::hex::encode(chain.chain.relayer.to_bytes())
     ));
     config.relayer.poll_interval_ms = 200;
+    // Sponsorship is on, through the dev chain's paymaster; only operations that name a
+    // policy use it.
+    config.sponsor.paymaster = Some(chain.chain.paymaster);
+    config.sponsor.signer_private_key = Some(format!(
+        "0x{}",
+        alloy::hex::encode(chain.chain.sponsor_signer.to_bytes())
+    ));
     config
 }
 
@@ -482,6 +491,19 @@ impl Drop for DaemonProcess {
 }
 
 /// A port nobody listens on now.
+/// The intent as the daemon stored it, with what the API does not show (its submission,
+/// its operation).
+pub fn stored_intent(daemon: &TestDaemon, name: &str) -> latchkey::intent::Intent {
+    let id = name
+        .strip_prefix("transactionIntents/")
+        .expect("intent name");
+    daemon
+        .store
+        .intent(&latchkey::intent::IntentId::parse(id).expect("intent id"))
+        .expect("read")
+        .expect("stored")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

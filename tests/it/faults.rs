@@ -21,7 +21,7 @@ use latchkey::{
         devnet::{DevChainOptions, anvil_path},
     },
     config::Config,
-    intent::{Intent, IntentId, IntentStatus},
+    intent::IntentStatus,
     relay::HEALTH_SERVICE,
 };
 use tonic_health::pb::{
@@ -29,7 +29,7 @@ use tonic_health::pb::{
 };
 
 use crate::{
-    daemon::{TestDaemon, account_address, free_port, is_final, mint_interaction},
+    daemon::{TestDaemon, account_address, free_port, is_final, mint_interaction, stored_intent},
     harness::TestChain,
 };
 
@@ -44,11 +44,13 @@ async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_non
     let names = create_mints(&mut daemon, &chain, &session, 0..5).await;
     // One bundle in flight per relayer: the first is sent, the rest wait behind it.
     daemon.wait_status(&names[0], S::Submitted).await;
-    let first = stored(&daemon, &names[0]).submission.expect("submitted");
+    let first = stored_intent(&daemon, &names[0])
+        .submission
+        .expect("submitted");
     let stuck: Vec<&String> = names
         .iter()
         .filter(|name| {
-            stored(&daemon, name)
+            stored_intent(&daemon, name)
                 .submission
                 .is_some_and(|submission| submission.tx_hash == first.tx_hash)
         })
@@ -70,7 +72,7 @@ async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_non
     assert!(
         stuck
             .iter()
-            .all(|name| stored(&daemon, name).status == IntentStatus::Submitted),
+            .all(|name| stored_intent(&daemon, name).status == IntentStatus::Submitted),
         "nothing can be included above its fee cap"
     );
 
@@ -81,7 +83,7 @@ async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_non
     // nonce, priced for the new base fee. (A node that keeps it in the pool gets a
     // replacement with bumped fees instead; the congestion test shows that path.)
     for name in &stuck {
-        let intent = stored(&daemon, name);
+        let intent = stored_intent(&daemon, name);
         let submission = intent.submission.expect("submission kept");
         let result = intent.result.expect("result");
         assert_eq!(
@@ -95,7 +97,9 @@ async fn a_bundle_stuck_under_a_fee_spike_is_replaced_and_confirms_without_a_non
         assert!(submission.max_fee_per_gas > first.max_fee_per_gas);
     }
     assert_no_nonce_gap(&chain, relayer, nonce_before + bundles.len() as u64).await;
-    let replacement = stored(&daemon, stuck[0]).submission.expect("submission");
+    let replacement = stored_intent(&daemon, stuck[0])
+        .submission
+        .expect("submission");
     println!(
         "fee spike: {} at nonce {} (max fee {}) replaced by {} (max fee {}); {} bundles mined",
         first.tx_hash,
@@ -131,7 +135,9 @@ async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_sam
         .expect("watch")
         .into_inner();
     daemon.wait_status(&names[0], S::Submitted).await;
-    let first = stored(&daemon, &names[0]).submission.expect("submitted");
+    let first = stored_intent(&daemon, &names[0])
+        .submission
+        .expect("submitted");
 
     // Every block, a transaction with a far higher tip burns almost all of the block's gas
     // (a creation whose code is INVALID, which consumes every unit it was given), so the
@@ -158,17 +164,22 @@ async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_sam
             .expect("anvil");
         blocks += 1;
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let submission = stored(&daemon, &names[0]).submission.expect("submitted");
+        let submission = stored_intent(&daemon, &names[0])
+            .submission
+            .expect("submitted");
         if submission.attempts.len() >= 2 {
             break;
         }
         assert!(blocks < 20, "no replacement after {blocks} blocks");
-        assert_eq!(stored(&daemon, &names[0]).status, IntentStatus::Submitted);
+        assert_eq!(
+            stored_intent(&daemon, &names[0]).status,
+            IntentStatus::Submitted
+        );
     }
 
     // The competition stops; the replacement lands.
     mine_until_final(&mut daemon, &chain, &names).await;
-    let intent = stored(&daemon, &names[0]);
+    let intent = stored_intent(&daemon, &names[0]);
     assert_eq!(intent.status, IntentStatus::Confirmed);
     let submission = intent.submission.expect("submission");
     let result = intent.result.expect("result");
@@ -241,7 +252,7 @@ async fn a_relayer_nonce_held_by_an_unknown_transaction_is_skipped_without_a_gap
     let names = create_mints(&mut daemon, &chain, &session, 0..3).await;
     // The first bundle is refused at the taken nonce and sent again at the next one.
     for _ in 0..100 {
-        let first = stored(&daemon, &names[0]);
+        let first = stored_intent(&daemon, &names[0]);
         let moved_on = first
             .submission
             .is_some_and(|submission| submission.relayer_nonce != taken);
@@ -250,7 +261,9 @@ async fn a_relayer_nonce_held_by_an_unknown_transaction_is_skipped_without_a_gap
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let submission = stored(&daemon, &names[0]).submission.expect("submitted");
+    let submission = stored_intent(&daemon, &names[0])
+        .submission
+        .expect("submitted");
     assert_eq!(
         submission.relayer_nonce,
         taken + 1,
@@ -273,8 +286,12 @@ async fn a_bundle_lost_below_another_in_flight_is_sent_again_from_the_lowest_fre
     daemon.wait_status(&lost[0], S::Submitted).await;
     let behind = create_mints(&mut daemon, &chain, &session, 1..2).await;
     daemon.wait_status(&behind[0], S::Submitted).await;
-    let first = stored(&daemon, &lost[0]).submission.expect("submitted");
-    let second = stored(&daemon, &behind[0]).submission.expect("submitted");
+    let first = stored_intent(&daemon, &lost[0])
+        .submission
+        .expect("submitted");
+    let second = stored_intent(&daemon, &behind[0])
+        .submission
+        .expect("submitted");
     assert_eq!(second.relayer_nonce, first.relayer_nonce + 1);
 
     // The node forgets the lower one: the upper one cannot be mined until the hole is
@@ -286,7 +303,9 @@ async fn a_bundle_lost_below_another_in_flight_is_sent_again_from_the_lowest_fre
         .await
         .expect("drop the transaction");
     for _ in 0..100 {
-        let resent = stored(&daemon, &lost[0]).submission.expect("submission");
+        let resent = stored_intent(&daemon, &lost[0])
+            .submission
+            .expect("submission");
         if resent.tx_hash != first.tx_hash {
             assert_eq!(
                 resent.relayer_nonce, first.relayer_nonce,
@@ -334,7 +353,7 @@ async fn a_reorged_bundle_is_included_again_and_each_operation_confirms_exactly_
     daemon.wait_status(&names[0], S::Submitted).await;
     chain.relayer.anvil_mine(Some(1), None).await.expect("mine");
     daemon.wait_status(&names[0], S::Included).await;
-    let lost_block = stored(&daemon, &names[0])
+    let lost_block = stored_intent(&daemon, &names[0])
         .result
         .expect("included")
         .block_hash;
@@ -361,7 +380,7 @@ async fn a_reorged_bundle_is_included_again_and_each_operation_confirms_exactly_
     assert_eq!(seen.last(), Some(&(S::Confirmed as i32)));
 
     for name in &names {
-        let intent = stored(&daemon, name);
+        let intent = stored_intent(&daemon, name);
         assert_eq!(intent.status, IntentStatus::Confirmed);
         let result = intent.result.expect("result");
         assert_ne!(result.block_hash, lost_block, "confirmed in the new chain");
@@ -548,7 +567,7 @@ async fn pause_mining(chain: &TestChain) {
 fn confirmed_bundles(daemon: &TestDaemon, names: &[String]) -> Vec<TxHash> {
     let mut bundles = Vec::new();
     for name in names {
-        let intent = stored(daemon, name);
+        let intent = stored_intent(daemon, name);
         assert_eq!(intent.status, IntentStatus::Confirmed, "{name}");
         let tx = intent.result.expect("result").tx_hash;
         if !bundles.contains(&tx) {
@@ -612,35 +631,23 @@ async fn mine_until_final(daemon: &mut TestDaemon, chain: &TestChain, names: &[S
         tokio::time::sleep(Duration::from_millis(200)).await;
         let done = names
             .iter()
-            .all(|name| stored(daemon, name).status.is_final());
+            .all(|name| stored_intent(daemon, name).status.is_final());
         if done {
             return;
         }
     }
     let statuses: Vec<_> = names
         .iter()
-        .map(|name| stored(daemon, name).status)
+        .map(|name| stored_intent(daemon, name).status)
         .collect();
     panic!("not final after 150 blocks: {statuses:?}");
-}
-
-/// The intent as the daemon stored it, with what the API does not show (its submission).
-fn stored(daemon: &TestDaemon, name: &str) -> Intent {
-    let id = name
-        .strip_prefix("transactionIntents/")
-        .expect("intent name");
-    daemon
-        .store
-        .intent(&IntentId::parse(id).expect("intent id"))
-        .expect("read")
-        .expect("stored")
 }
 
 /// Each intent's operation has exactly one `UserOperationEvent` on the canonical chain.
 async fn assert_each_executed_once(chain: &TestChain, daemon: &TestDaemon, names: &[String]) {
     let executed = executions(chain).await;
     for name in names {
-        let hash = stored(daemon, name).user_op_hash;
+        let hash = stored_intent(daemon, name).user_op_hash;
         assert_eq!(
             executed.get(&hash),
             Some(&1),

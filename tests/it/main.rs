@@ -19,5 +19,6 @@ mod refusals;
 mod restart;
 mod session_key_flow;
 mod sponsor;
+mod sponsorship;
 mod user_op_hash;
 mod walkthrough;

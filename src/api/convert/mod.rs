@@ -220,8 +220,10 @@ pub fn permissions(value: Option<proto::SessionPermissions>) -> Result<Permissio
         .enumerate()
         .map(|(index, call)| {
             let target = address(&format!("permissions.calls[{index}].target"), &call.target)?;
-            let selector =
-                selector_rule(&format!("permissions.calls[{index}].function"), &call.function)?;
+            let selector = selector_rule(
+                &format!("permissions.calls[{index}].function"),
+                &call.function,
+            )?;
             Ok(CallPermission { target, selector })
         })
         .collect::<Result<Vec<_>, AppError>>()?;

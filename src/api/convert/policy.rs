@@ -6,7 +6,9 @@ use crate::{
     app::{AppError, NewPolicy, PaymasterView, PolicyView},
     chain::sponsor::parse_approval,
     intent::Intent,
-    policy::{AccountFunction, Amount, ContractFunction, PolicyId, PolicyUsage, Rule, SponsorStrategy},
+    policy::{
+        AccountFunction, Amount, ContractFunction, PolicyId, PolicyUsage, Rule, SponsorStrategy,
+    },
 };
 
 /// `policies/{id}`.
@@ -108,21 +110,23 @@ fn rule(index: usize, value: &proto::PolicyRule) -> Result<Rule, AppError> {
 
 fn rule_message(rule: &Rule) -> proto::PolicyRule {
     let rule = match rule {
-        Rule::ContractFunctions(entries) => ProtoRule::ContractFunctions(proto::ContractFunctionsRule {
-            functions: entries
-                .iter()
-                .map(|entry| proto::ContractFunction {
-                    contract: entry
-                        .contract
-                        .map_or_else(|| "*".to_owned(), |contract| contract.to_string()),
-                    function: if entry.function.is_empty() {
-                        function_text(entry.selector)
-                    } else {
-                        entry.function.clone()
-                    },
-                })
-                .collect(),
-        }),
+        Rule::ContractFunctions(entries) => {
+            ProtoRule::ContractFunctions(proto::ContractFunctionsRule {
+                functions: entries
+                    .iter()
+                    .map(|entry| proto::ContractFunction {
+                        contract: entry
+                            .contract
+                            .map_or_else(|| "*".to_owned(), |contract| contract.to_string()),
+                        function: if entry.function.is_empty() {
+                            function_text(entry.selector)
+                        } else {
+                            entry.function.clone()
+                        },
+                    })
+                    .collect(),
+            })
+        }
         Rule::AccountFunctions(functions) => {
             ProtoRule::AccountFunctions(proto::AccountFunctionsRule {
                 register_session: functions.contains(&AccountFunction::RegisterSession),
