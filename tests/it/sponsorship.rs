@@ -103,6 +103,12 @@ async fn sponsored_player(
         .expect("create a sponsored session")
         .into_inner();
     assert_eq!(session.policy, policy);
+    // Before anything happens, neither the owner nor the account holds any ETH.
+    assert_eq!(balance(chain, owner.address()).await, U256::ZERO);
+    assert_eq!(
+        balance(chain, account_address(&session.account)).await,
+        U256::ZERO
+    );
     let sponsorship = session
         .registration_sponsorship
         .as_ref()
@@ -358,8 +364,27 @@ async fn each_rule_sponsors_what_it_covers_and_refuses_the_rest_by_name() {
         anything.name
     );
 
-    // Account functions: a registration that deploys needs deploy_account; a revocation
-    // needs revoke_session.
+    // Account functions: a registration needs register_session, one that deploys needs
+    // deploy_account too, and a revocation needs revoke_session.
+    let calls_only = create_policy(
+        &mut daemon,
+        "calls only",
+        vec![contract_functions(&[("*", "*")])],
+    )
+    .await;
+    let mut request = mint_session_request(&chain, PrivateKeySigner::random().address(), 1).await;
+    request.policy = calls_only.name.clone();
+    refused(
+        &daemon,
+        "a registration the policy does not cover",
+        api.sessions.create_session(request),
+        Code::FailedPrecondition,
+        &format!(
+            "account_functions: no account_functions rule of policy {} covers session registration",
+            calls_only.id
+        ),
+    )
+    .await;
     let register_only = create_policy(
         &mut daemon,
         "register only",

@@ -101,9 +101,24 @@ async fn the_readme_walkthrough_runs_as_written_against_latchkey_dev() {
         stdout.contains("TRANSACTION_INTENT_STATUS_CONFIRMED"),
         "{stdout}"
     );
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
     assert_eq!(
-        stdout.lines().last().map(str::trim),
-        Some("1"),
-        "one item on chain: {stdout}"
+        lines.first(),
+        Some(&"0"),
+        "the player's account starts with no ETH: {stdout}"
+    );
+    let item = lines
+        .iter()
+        .position(|line| *line == "1")
+        .unwrap_or_else(|| panic!("one item on chain: {stdout}"));
+    assert_eq!(
+        lines.get(item + 1),
+        Some(&"0"),
+        "the account still holds no ETH after minting: {stdout}"
+    );
+    // The paymaster paid for the registration and the mint, and the policy recorded both.
+    assert!(
+        lines.iter().any(|line| line.starts_with("settled  2 ops,")),
+        "{stdout}"
     );
 }
