@@ -395,12 +395,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        self.sponsor_signer()?;
+        let sponsoring = self.sponsor_signer()?.is_some();
         let waits = self
             .intents
             .signature_timeout_secs
             .saturating_add(self.relayer.queue_timeout_secs);
-        if self.sponsor.approval_validity_secs < waits {
+        if sponsoring && self.sponsor.approval_validity_secs < waits {
             return Err(ConfigError::Invalid {
                 field: "sponsor.approval_validity_secs",
                 reason: format!(
@@ -748,6 +748,12 @@ mod tests {
         let mut short = Config::default();
         short.relayer.private_key = Some(KEY.to_owned());
         short.sponsor.approval_validity_secs = 899;
+        assert!(
+            short.validate().is_ok(),
+            "without sponsorship the validity is not used"
+        );
+        short.sponsor.paymaster = Some(paymaster.parse().unwrap());
+        short.sponsor.signer_private_key = Some(KEY.to_owned());
         let error = short.validate().unwrap_err();
         assert!(
             error.to_string().contains("sponsor.approval_validity_secs")

@@ -62,6 +62,19 @@ pub enum DaemonError {
         /// The paymaster's signer.
         on_chain: alloy::primitives::Address,
     },
+    /// The configured paymaster serves another EntryPoint.
+    #[error(
+        "the paymaster {paymaster} serves the EntryPoint {serves}, not the configured \
+         chain.entry_point {configured}"
+    )]
+    SponsorEntryPointMismatch {
+        /// The paymaster.
+        paymaster: alloy::primitives::Address,
+        /// The EntryPoint it serves.
+        serves: alloy::primitives::Address,
+        /// The configured EntryPoint.
+        configured: alloy::primitives::Address,
+    },
     /// The listen address could not be bound, or the server failed.
     #[error("gRPC server: {0}")]
     Server(String),
@@ -112,7 +125,14 @@ impl Daemon {
             Some((paymaster, signer)) => {
                 // Approvals the paymaster would refuse (AA34) must stop the daemon here,
                 // not drop every sponsored operation later.
-                let on_chain = chain.paymaster_signer(paymaster).await?;
+                let (on_chain, entry_point) = chain.paymaster_setup(paymaster).await?;
+                if entry_point != chain.deployment().entry_point {
+                    return Err(DaemonError::SponsorEntryPointMismatch {
+                        paymaster,
+                        serves: entry_point,
+                        configured: chain.deployment().entry_point,
+                    });
+                }
                 if on_chain != signer.address() {
                     return Err(DaemonError::SponsorSignerMismatch {
                         paymaster,

@@ -74,6 +74,10 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Sessions and intents name a policy and the dev paymaster pays, instead of the
+        /// accounts.
+        #[arg(long)]
+        sponsored: bool,
     },
     /// Run the local stack: the project's anvil, the contracts deployed, a funded relayer,
     /// and the daemon with a fresh sled store.
@@ -142,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
             block_time,
             relayers,
             json,
+            sponsored,
         } => {
             let options = latchkey::cli::bench::BenchOptions {
                 accounts,
@@ -150,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 block_time,
                 relayers,
+                sponsored,
             };
             let report = latchkey::cli::bench::run(options).await?;
             if json {

@@ -262,6 +262,24 @@ impl App {
             }
         }
         let policy = self.named_policy(request.policy.as_ref())?;
+        if let Some(policy) = &policy {
+            policy.check(
+                Operation::Registration {
+                    deploys_account: !deployed,
+                },
+                chain.chain_id(),
+            )?;
+        }
+        if let Some(policy) = &policy
+            && let Err(refusal) = policy.check(Operation::Revocation, chain.chain_id())
+        {
+            // Its player holds no ETH: if the policy would not pay to revoke the key,
+            // nobody could.
+            return Err(AppError::precondition(
+                refusal.rule(),
+                format!("{refusal}; a session a policy sponsors must be revocable under it"),
+            ));
+        }
         let deployment = chain.deployment();
         for permission in &request.permissions.calls {
             if [account, deployment.entry_point, Address::ZERO].contains(&permission.target) {
@@ -515,9 +533,9 @@ impl App {
                 max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
                 ..Default::default()
             };
-            // A session sponsored from its registration stays sponsored to its revocation;
-            // if its policy no longer covers that, the owner can still revoke the key
-            // directly from their own address.
+            // A session sponsored from its registration is sponsored to its revocation: its
+            // policy covered revocation when the session was created, and admits a
+            // revocation even when disabled or at its limits.
             let charge = match self.named_policy(session.policy.as_ref())? {
                 Some(policy) => Some(self.sponsor(
                     &policy,
@@ -576,7 +594,7 @@ impl App {
         if let Some(key) = &idempotency_key
             && let Some(existing) = self.store().intent_by_idempotency_key(session_id, key)?
         {
-            return same_request(existing, &interactions);
+            return same_request(existing, &interactions, policy.as_ref());
         }
         let chain = self.chain();
         let deployment = chain.deployment();
@@ -596,7 +614,8 @@ impl App {
         // Refuse what the rules refuse before asking the chain anything about the calls.
         rules::check_intent(&session, &interactions, 0, &ctx)?;
         // The intent's own policy, else its session's: named means sponsored or refused.
-        let policy = self.named_policy(policy.as_ref().or(session.policy.as_ref()))?;
+        let named = policy;
+        let policy = self.named_policy(named.as_ref().or(session.policy.as_ref()))?;
         if let Some(policy) = &policy {
             policy.check(Operation::Calls(&interactions), chain.chain_id())?;
         }
@@ -696,7 +715,7 @@ impl App {
                     return Ok(intent);
                 }
                 Ok(CreateIntent::Existing(existing)) => {
-                    return same_request(*existing, &interactions);
+                    return same_request(*existing, &interactions, named.as_ref());
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
@@ -817,8 +836,21 @@ fn check_deadline(intent: &Intent) -> Result<(), AppError> {
 }
 
 /// The intent stored under an idempotency key, if the repeated request asks for the same
-/// calls; a key reused for different calls is refused rather than silently answered.
-fn same_request(existing: Intent, interactions: &[Interaction]) -> Result<Intent, AppError> {
+/// calls (and, when it names one, the same policy); a key reused for a different request is
+/// refused rather than silently answered.
+fn same_request(
+    existing: Intent,
+    interactions: &[Interaction],
+    policy: Option<&PolicyId>,
+) -> Result<Intent, AppError> {
+    if let Some(policy) = policy
+        && existing.charge.as_ref().map(|charge| &charge.policy) != Some(policy)
+    {
+        return Err(AppError::precondition(
+            "idempotency_key",
+            format!("already used by {} under another policy", existing.id),
+        ));
+    }
     let same = existing.interactions.len() == interactions.len()
         && existing
             .interactions

@@ -59,14 +59,15 @@ impl App {
             AppError::precondition(
                 "sponsorship",
                 "this daemon has no paymaster configured ([sponsor] paymaster and \
-                 signer_private_key); name no policy, and the account pays its own gas",
+                 signer_private_key), so it cannot sponsor; operations that name no policy, on \
+                 sessions without one, are paid by their accounts",
             )
         })
     }
 
     /// Puts `op` under `policy`: the policy must cover `operation` and the operation's
     /// gas, then the paymaster's fields are filled in and approved until `chain_now` plus
-    /// the approval validity. Call it once the operation's nonce, calldata, gas limits and
+    /// the approval validity (or the wall clock, when that is later). Call it once the operation's nonce, calldata, gas limits and
     /// fees are final, and sign the operation afterwards: its userOpHash covers the
     /// approval. Returns what the operation is charged; the store admits it against the
     /// policy's limits in the write that creates the operation.
@@ -81,11 +82,14 @@ impl App {
         let sponsor = self.sponsor_config()?;
         let chain_id = self.chain().chain_id();
         policy.check(operation, chain_id)?;
+        // A chain that mines only on demand can have a latest block far in the past; the
+        // block that includes the operation will carry a time at least the wall clock's.
+        let from = chain_now.max(now_ms / 1000);
         let approval = Sponsorship {
             paymaster: sponsor.paymaster,
             verification_gas_limit: sponsor.verification_gas_limit,
             post_op_gas_limit: 0,
-            valid_until: chain_now.saturating_add(sponsor.approval_validity_secs),
+            valid_until: from.saturating_add(sponsor.approval_validity_secs),
             valid_after: 0,
         };
         sponsor::reserve(op, &approval);
@@ -101,6 +105,7 @@ impl App {
                 gas,
                 wei: gas.saturating_mul(op.max_fee_per_gas),
             },
+            revocation: matches!(operation, Operation::Revocation),
         })
     }
 }

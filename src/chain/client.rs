@@ -107,18 +107,23 @@ impl ChainClient {
             .await?)
     }
 
-    /// The approving signer a SponsorPaymaster trusts; an error if `paymaster` has no code.
-    pub async fn paymaster_signer(&self, paymaster: Address) -> Result<Address, ChainError> {
+    /// The approving signer a SponsorPaymaster trusts and the EntryPoint it serves; an error
+    /// if `paymaster` has no code.
+    pub async fn paymaster_setup(
+        &self,
+        paymaster: Address,
+    ) -> Result<(Address, Address), ChainError> {
         if self.provider.get_code_at(paymaster).await?.is_empty() {
             return Err(ChainError::MissingContract {
                 contract: "SponsorPaymaster",
                 address: paymaster,
             });
         }
-        Ok(SponsorPaymaster::new(paymaster, &self.provider)
-            .signer()
-            .call()
-            .await?)
+        let contract = SponsorPaymaster::new(paymaster, &self.provider);
+        Ok((
+            contract.signer().call().await?,
+            contract.entryPoint().call().await?,
+        ))
     }
 
     /// What `paymaster` holds at the EntryPoint.

@@ -23,7 +23,8 @@ use tonic::transport::Channel;
 
 use crate::{
     api::proto::{
-        self, session_service_client::SessionServiceClient,
+        self, policy_service_client::PolicyServiceClient,
+        session_service_client::SessionServiceClient,
         transaction_intent_service_client::TransactionIntentServiceClient,
     },
     chain::{
@@ -47,6 +48,8 @@ pub struct BenchOptions {
     pub block_time: Option<u64>,
     /// Relayer keys the daemon gets.
     pub relayers: usize,
+    /// Whether the dev paymaster pays, under a policy, instead of the accounts.
+    pub sponsored: bool,
 }
 
 /// What a run measured.
@@ -93,6 +96,13 @@ pub struct BenchReport {
     pub daemon_rss_mib: f64,
     /// The daemon's peak resident memory, MiB.
     pub daemon_peak_rss_mib: f64,
+    /// Whether the paymaster paid, under a policy.
+    pub sponsored: bool,
+    /// With sponsorship: what the paymaster's EntryPoint deposit went down by, wei.
+    pub paymaster_paid_wei: String,
+    /// With sponsorship: what the policy recorded as settled spend, wei; equal to the
+    /// above when the accounting is right.
+    pub policy_recorded_wei: String,
 }
 
 /// Runs the benchmark and returns its report.
@@ -124,7 +134,18 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let daemon = DaemonChild::spawn(&chain, &relayer_keys, dir.clone()).await?;
     let channel = daemon.channel.clone();
     let mut sessions_client = SessionServiceClient::new(channel.clone());
-    let intents_client = TransactionIntentServiceClient::new(channel);
+    let intents_client = TransactionIntentServiceClient::new(channel.clone());
+    let mut policies_client = PolicyServiceClient::new(channel);
+    let deposit_before = paymaster_deposit(&chain).await?;
+    let policy = if options.sponsored {
+        policies_client
+            .create_policy(bench_policy())
+            .await?
+            .into_inner()
+            .name
+    } else {
+        String::new()
+    };
 
     // K accounts with an ACTIVE HELD session each.
     eprintln!("registering {} sessions...", options.accounts);
@@ -150,15 +171,17 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
                         function: "mint(address,uint256,uint256)".into(),
                     }],
                 }),
-                policy: String::new(),
+                policy: policy.clone(),
             })
             .await?
             .into_inner();
         let account: Address = session.account.trim_start_matches("accounts/").parse()?;
-        chain
-            .provider
-            .anvil_set_balance(account, parse_ether("100")?)
-            .await?;
+        if !options.sponsored {
+            chain
+                .provider
+                .anvil_set_balance(account, parse_ether("100")?)
+                .await?;
+        }
         let hash: B256 = session
             .next_action
             .as_ref()
@@ -231,10 +254,73 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
         finals.push(wait_final(&mut client, name).await?);
     }
     let rss = daemon.memory()?;
-    let report = measure(&chain, &options, &finals, created_secs, rss).await?;
+    let mut report = measure(&chain, &options, &finals, created_secs, rss).await?;
+    if options.sponsored {
+        let paid = deposit_before - paymaster_deposit(&chain).await?;
+        let recorded = policies_client
+            .get_policy(proto::GetPolicyRequest {
+                name: policy.clone(),
+            })
+            .await?
+            .into_inner()
+            .usage
+            .and_then(|usage| usage.settled)
+            .map(|settled| settled.wei)
+            .unwrap_or_default();
+        report.paymaster_paid_wei = paid.to_string();
+        report.policy_recorded_wei = recorded;
+    }
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
+}
+
+/// The policy a sponsored run names: every registration and every call, without limits
+/// that a run could reach.
+fn bench_policy() -> proto::CreatePolicyRequest {
+    use proto::policy_rule::Rule;
+    proto::CreatePolicyRequest {
+        display_name: "bench".into(),
+        chain_id: 0,
+        strategy: proto::SponsorStrategy::PayForUser as i32,
+        rules: vec![
+            proto::PolicyRule {
+                rule: Some(Rule::AccountFunctions(proto::AccountFunctionsRule {
+                    register_session: true,
+                    revoke_session: true,
+                    deploy_account: true,
+                })),
+            },
+            proto::PolicyRule {
+                rule: Some(Rule::ContractFunctions(proto::ContractFunctionsRule {
+                    functions: vec![proto::ContractFunction {
+                        contract: "*".into(),
+                        function: "*".into(),
+                    }],
+                })),
+            },
+            // Limits are checked (and usage written) on every operation even when they are
+            // never reached, as in production.
+            proto::PolicyRule {
+                rule: Some(Rule::OperationsPerInterval(
+                    proto::OperationsPerIntervalRule {
+                        max_operations: 1_000_000_000,
+                        interval_seconds: 3_600,
+                    },
+                )),
+            },
+        ],
+    }
+}
+
+/// The dev paymaster's deposit at the EntryPoint.
+async fn paymaster_deposit(chain: &DevChain) -> anyhow::Result<alloy::primitives::U256> {
+    Ok(
+        crate::chain::contracts::EntryPoint::new(chain.deployment.entry_point, &chain.provider)
+            .balanceOf(chain.paymaster)
+            .call()
+            .await?,
+    )
 }
 
 async fn measure(
@@ -332,6 +418,9 @@ async fn measure(
         },
         daemon_rss_mib: rss,
         daemon_peak_rss_mib: peak,
+        sponsored: options.sponsored,
+        paymaster_paid_wei: String::new(),
+        policy_recorded_wei: String::new(),
     })
 }
 
@@ -411,6 +500,11 @@ impl DaemonChild {
             .args(["--rpc-url", chain.rpc_url().as_str()])
             .env("LATCHKEY_FACTORY", chain.deployment.factory.to_string())
             .env("LATCHKEY_RELAYER_PRIVATE_KEY", keys.join(","))
+            .env("LATCHKEY_PAYMASTER", chain.paymaster.to_string())
+            .env(
+                "LATCHKEY_SPONSOR_SIGNER_KEY",
+                format!("0x{}", alloy::hex::encode(chain.sponsor_signer.to_bytes())),
+            )
             // Quiet by default, so the report stands out; LATCHKEY_BENCH_LOG sets the
             // daemon's log filter (for example `relay=info`) to see what it did.
             .env(
@@ -474,6 +568,14 @@ pub fn render(report: &BenchReport) -> String {
             target
         )
     };
+    let sponsorship = if report.sponsored {
+        format!(
+            "sponsorship       the paymaster paid {} wei; the policy recorded {} wei\n",
+            report.paymaster_paid_wei, report.policy_recorded_wei
+        )
+    } else {
+        String::new()
+    };
     format!(
         "latchkey bench ({mode}, {} accounts, {} relayers)\n\
          intents           {} created, {} confirmed\n\
@@ -483,7 +585,8 @@ pub fn render(report: &BenchReport) -> String {
          gas per op        {:.0} (a 30M-gas block holds {:.0})\n\
          blocks            {} (median {:.0} ops per block between the first and the last)\n\
          {sustained}\
-         daemon memory     {:.1} MiB resident, {:.1} MiB peak\n",
+         daemon memory     {:.1} MiB resident, {:.1} MiB peak\n\
+         {sponsorship}",
         report.accounts,
         report.relayers,
         report.intents,

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 use super::{ClientArgs, WEI_SYNTAX, format_eth, parse_wei, rpc_error, wei_with_eth};
 use crate::{
     api::proto::{self, policy_service_client::PolicyServiceClient},
-    chain::contracts::EntryPoint,
+    chain::contracts::{EntryPoint, SponsorPaymaster},
 };
 
 /// What `latchkey paymaster` does.
@@ -180,6 +180,21 @@ pub async fn run(client: ClientArgs, command: PaymasterCommand) -> anyhow::Resul
                      pass the RPC URL of chain {} with --rpc-url or LATCHKEY_RPC_URL",
                     before.chain_id,
                     before.chain_id
+                );
+            }
+            // The daemon's answer is not trusted with the funder's ETH: the chain itself
+            // must show a SponsorPaymaster at that address serving that EntryPoint.
+            let serves = SponsorPaymaster::new(paymaster, &provider)
+                .entryPoint()
+                .call()
+                .await
+                .with_context(|| {
+                    format!("{paymaster} on {rpc_url} does not answer as a SponsorPaymaster")
+                })?;
+            if serves != entry_point {
+                bail!(
+                    "the paymaster {paymaster} serves the EntryPoint {serves} on {rpc_url}, not \
+                     {entry_point} as the daemon says; nothing was sent"
                 );
             }
             eprintln!(

@@ -33,7 +33,7 @@ pub enum PolicyCommand {
     ///
     /// Example: latchkey policy create --name "mint only" --rule
     /// 'contract:0x5FbDB2315678afecb367f032d93F642f64180aa3:mint(address,uint256,uint256)'
-    /// --rule account:register,deploy --rule op-gas:3000000 --rule spend:1ether/1d
+    /// --rule account:register,revoke,deploy --rule op-gas:3000000 --rule spend:1ether/1d
     Create {
         /// A name for people: 1 to 128 characters.
         #[arg(long)]

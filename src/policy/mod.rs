@@ -322,7 +322,7 @@ impl Policy {
                 }
                 Rule::AccountFunctions(functions) if functions.is_empty() => {
                     return Err(invalid(
-                        field("functions"),
+                        format!("rules[{index}].account_functions"),
                         "at least one of register_session, revoke_session, deploy_account",
                     ));
                 }
@@ -349,9 +349,11 @@ impl Policy {
     }
 
     /// Checks everything about `operation` that does not depend on other operations: the
-    /// policy is enabled and on `chain_id`, and its function rules cover the operation.
+    /// policy is enabled and on `chain_id`, and its function rules cover the operation. A
+    /// revocation passes a disabled policy: disabling a policy must never leave its
+    /// sessions' keys irrevocable.
     pub fn check(&self, operation: Operation<'_>, chain_id: u64) -> Result<(), Refusal> {
-        if !self.enabled {
+        if !self.enabled && !matches!(operation, Operation::Revocation) {
             return Err(Refusal::Disabled {
                 policy: self.id.clone(),
             });
@@ -431,12 +433,15 @@ impl Policy {
 
     /// Admits an operation that asks for `requested` against the limits, given what each of
     /// its intervals has used so far (`used` answers for each [`WindowKey`] of the
-    /// operation's charge).
+    /// operation's charge). A revocation is always admitted.
     pub fn admit(
         &self,
         charge: &Charge,
         used: impl Fn(WindowKey) -> Amount,
     ) -> Result<(), Refusal> {
+        if charge.revocation {
+            return Ok(());
+        }
         let requested = charge.reserved;
         for window in &charge.windows {
             let rule = usize::from(window.rule);

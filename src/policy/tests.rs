@@ -83,6 +83,7 @@ fn charge_of(policy: &Policy, now_ms: u64, reserved: Amount) -> Charge {
         policy: policy.id.clone(),
         windows: policy.windows_at(now_ms),
         reserved,
+        revocation: false,
     }
 }
 
@@ -194,7 +195,7 @@ fn validate_refuses_empty_function_lists_and_too_many_contract_functions() {
     let empty_account = policy(vec![Rule::AccountFunctions(Vec::new())]);
     assert_eq!(
         invalid_field(&empty_account),
-        "rules[0].account_functions.functions"
+        "rules[0].account_functions"
     );
 }
 
@@ -280,7 +281,7 @@ fn validate_refuses_an_interval_of_zero_or_over_366_days_for_each_limit_over_tim
 // --- check --------------------------------------------------------------------------------
 
 #[test]
-fn a_disabled_policy_refuses_everything() {
+fn a_disabled_policy_refuses_everything_but_revocations() {
     let policy = Policy {
         enabled: false,
         ..policy(vec![
@@ -300,10 +301,36 @@ fn a_disabled_policy_refuses_everything() {
         Operation::Registration {
             deploys_account: false,
         },
-        Operation::Revocation,
     ] {
         assert_eq!(policy.check(operation, CHAIN), Err(disabled.clone()));
     }
+    // A key must stay revocable whatever happened to the policy that sponsored it.
+    assert_eq!(policy.check(Operation::Revocation, CHAIN), Ok(()));
+}
+
+#[test]
+fn a_revocation_is_admitted_past_every_limit() {
+    let policy = policy(vec![Rule::OperationsPerInterval {
+        max_operations: 1,
+        interval_secs: 60,
+    }]);
+    let mut charge = charge_of(
+        &policy,
+        policy.created_at_ms,
+        Amount {
+            operations: 1,
+            gas: 1,
+            wei: 1,
+        },
+    );
+    let full = |_| Amount {
+        operations: 1,
+        gas: 0,
+        wei: 0,
+    };
+    assert!(policy.admit(&charge, full).is_err());
+    charge.revocation = true;
+    assert_eq!(policy.admit(&charge, full), Ok(()));
 }
 
 #[test]
@@ -851,6 +878,7 @@ fn a_charge() -> Charge {
             gas: 250_000,
             wei: 250_000 * 2_000_000_000,
         },
+        revocation: false,
     }
 }
 

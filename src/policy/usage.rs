@@ -91,6 +91,10 @@ pub struct Charge {
     pub windows: Vec<WindowKey>,
     /// Its worst case: one operation, all its gas limits, and those times its fee cap.
     pub reserved: Amount,
+    /// Whether it revokes a session key. A key must stay revocable, so a revocation is
+    /// admitted even by a disabled policy or past a limit; it is still recorded.
+    #[serde(default)]
+    pub revocation: bool,
 }
 
 impl Charge {

@@ -53,7 +53,16 @@ use crate::{
 
 /// The layout version this build reads and writes. Bumped whenever the bytes on disk change
 /// meaning, so an old binary never misreads a newer database (nor the reverse).
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// - 1: sessions, intents, their indexes and held keys.
+/// - 2: adds the `policies` and `policy_usage` trees, a session's `policy` and an intent's
+///   `charge`. Version 1 data is valid version 2 data (the new fields default to none), so
+///   a version 1 store is upgraded in place when opened; a version 1 binary then refuses it,
+///   since it would drop the charges and leave their reservations in the policies forever.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Versions this build upgrades in place, because their data reads as the current version.
+const UPGRADABLE_VERSIONS: &[u32] = &[1];
 
 /// The largest page a list returns, whatever the request asks, so that one request cannot
 /// make the daemon read the whole database into memory.
@@ -196,8 +205,8 @@ impl Store {
     }
 
     /// Opens the database in `path`, creating it when missing. A fresh database is stamped
-    /// with [`SCHEMA_VERSION`]; one stamped with another version is refused before any of
-    /// its data is read or written.
+    /// with [`SCHEMA_VERSION`]; an older one whose data reads as this version is restamped;
+    /// any other version is refused before any of its data is read or written.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(path).open()?;
         let meta = db.open_tree(layout::META)?;
@@ -212,7 +221,11 @@ impl Store {
                             "the schema version is not 4 bytes",
                         )
                     })?;
-                if found != SCHEMA_VERSION {
+                if UPGRADABLE_VERSIONS.contains(&found) {
+                    meta.insert(layout::SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                    db.flush()?;
+                    tracing::info!(target: "store", from = found, to = SCHEMA_VERSION, "schema upgraded");
+                } else if found != SCHEMA_VERSION {
                     return Err(StoreError::SchemaMismatch {
                         found,
                         expected: SCHEMA_VERSION,

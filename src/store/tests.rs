@@ -819,28 +819,52 @@ fn writes_survive_dropping_the_store_without_an_explicit_flush() {
     assert_eq!(store.session(&session.id).unwrap(), Some(session));
 }
 
+/// Stamps the closed database in `dir` with `version`.
+fn stamp(dir: &std::path::Path, version: u32) {
+    let db = sled::open(dir).expect("open");
+    let meta = db.open_tree(layout::META).expect("meta");
+    meta.insert(layout::SCHEMA_VERSION_KEY, &version.to_be_bytes())
+        .expect("stamp");
+    db.flush().expect("flush");
+}
+
 #[test]
 fn a_database_of_another_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
-    {
-        let db = sled::open(dir.path()).unwrap();
-        let meta = db.open_tree(layout::META).unwrap();
-        meta.insert(layout::SCHEMA_VERSION_KEY, &2_u32.to_be_bytes())
-            .unwrap();
-        db.flush().unwrap();
-    }
+    stamp(dir.path(), SCHEMA_VERSION + 1);
     let error = Store::open(dir.path()).unwrap_err();
     assert!(
         matches!(
             error,
-            StoreError::SchemaMismatch {
-                found: 2,
-                expected: 1
-            }
+            StoreError::SchemaMismatch { found, expected }
+                if found == SCHEMA_VERSION + 1 && expected == SCHEMA_VERSION
         ),
         "{error:?}"
     );
+}
+
+#[test]
+fn a_version_one_database_is_upgraded_in_place_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (session, registration) = {
+        let store = Store::open(dir.path()).unwrap();
+        stored_session(&store, ALICE)
+    };
+    stamp(dir.path(), 1);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.session(&session.id).unwrap(), Some(session));
+    let read = store.intent(&registration.id).unwrap().expect("kept");
+    assert_eq!(read.charge, None);
+    drop(store);
+    let db = sled::open(dir.path()).unwrap();
+    let version = db
+        .open_tree(layout::META)
+        .unwrap()
+        .get(layout::SCHEMA_VERSION_KEY)
+        .unwrap()
+        .expect("stamped");
+    assert_eq!(version.as_ref(), SCHEMA_VERSION.to_be_bytes());
 }
 
 #[test]
@@ -858,10 +882,8 @@ fn data_without_a_schema_version_is_refused() {
     assert!(
         matches!(
             error,
-            StoreError::SchemaMismatch {
-                found: 0,
-                expected: 1
-            }
+            StoreError::SchemaMismatch { found: 0, expected }
+                if expected == SCHEMA_VERSION
         ),
         "{error:?}"
     );
@@ -1034,6 +1056,7 @@ fn charged_call(session: &Session, policy: &Policy, now_ms: u64) -> Intent {
         policy: policy.id.clone(),
         windows: policy.windows_at(now_ms),
         reserved: RESERVED,
+        revocation: false,
     });
     intent
 }

@@ -413,10 +413,11 @@ impl Tx<'_> {
     }
 
     /// Lets a new operation's `charge` in only if its policy, as stored now, is enabled
-    /// and every limit over time has room for the operation's worst case.
+    /// and every limit over time has room for the operation's worst case; a revocation is
+    /// always let in.
     fn admit(&self, charge: &Charge) -> TxResult<()> {
         let policy = self.policy(&charge.policy)?;
-        if !policy.enabled {
+        if !policy.enabled && !charge.revocation {
             return fail(StoreError::Refused(Refusal::Disabled {
                 policy: policy.id.clone(),
             }));

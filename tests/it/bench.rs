@@ -1,5 +1,6 @@
 //! The load generator (`latchkey bench`) runs end to end on a small load and reports every
-//! measure, so the tool behind docs/BENCHMARKS.md cannot rot.
+//! measure, so the tool behind docs/BENCHMARKS.md cannot rot. It runs sponsored, so it also
+//! checks under load that a policy records exactly what the paymaster paid.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ async fn the_load_generator_runs_and_reports_what_it_measured() {
             "20",
             "--concurrency",
             "4",
+            "--sponsored",
             "--json",
         ])
         .env("RUST_LOG", "warn")
@@ -40,4 +42,12 @@ async fn the_load_generator_runs_and_reports_what_it_measured() {
     );
     assert!(report["ops_per_block_median"].as_f64().expect("median") >= 1.0);
     assert!(report["daemon_rss_mib"].as_f64().expect("rss") > 1.0);
+    // Sponsored: the paymaster paid, and the policy recorded exactly what it paid.
+    let paid = report["paymaster_paid_wei"].as_str().expect("paid");
+    assert_ne!(paid, "0", "{report}");
+    assert_eq!(
+        report["policy_recorded_wei"].as_str(),
+        Some(paid),
+        "{report}"
+    );
 }

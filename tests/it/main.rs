@@ -15,6 +15,7 @@ mod flows;
 mod harness;
 mod held_flow;
 mod outcomes;
+mod policy_cli;
 mod refusals;
 mod restart;
 mod session_key_flow;

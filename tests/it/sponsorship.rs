@@ -321,7 +321,7 @@ async fn each_rule_sponsors_what_it_covers_and_refuses_the_rest_by_name() {
         vec![account_functions(), contract_functions(&[(&game, mint)])],
     )
     .await;
-    let (_, session) = sponsored_player(&mut daemon, &chain, &mints.name).await;
+    let (owner, session) = sponsored_player(&mut daemon, &chain, &mints.name).await;
     confirmed(
         &mut daemon,
         intent_request(
@@ -423,15 +423,18 @@ async fn each_rule_sponsors_what_it_covers_and_refuses_the_rest_by_name() {
         ))],
     )
     .await;
-    let (_, kept) = sponsored_player(&mut daemon, &chain, &no_revoke.name).await;
+    let mut request = mint_session_request(&chain, PrivateKeySigner::random().address(), 1).await;
+    request.policy = no_revoke.name.clone();
     refused(
         &daemon,
-        "a revocation the policy does not cover",
-        api.sessions.revoke_session(proto::RevokeSessionRequest {
-            name: kept.name.clone(),
-        }),
+        "a session whose key the policy would not pay to revoke",
+        api.sessions.create_session(request),
         Code::FailedPrecondition,
-        "covers session revocation",
+        &format!(
+            "account_functions: no account_functions rule of policy {} covers session \
+             revocation; a session a policy sponsors must be revocable under it",
+            no_revoke.id
+        ),
     )
     .await;
 
@@ -635,6 +638,32 @@ async fn each_rule_sponsors_what_it_covers_and_refuses_the_rest_by_name() {
         "policy: expected a policy name",
     )
     .await;
+
+    // The disabled policy's sessions' keys stay revocable, sponsored, even so.
+    let revoking = daemon
+        .sessions
+        .revoke_session(proto::RevokeSessionRequest {
+            name: session.name.clone(),
+        })
+        .await
+        .expect("a disabled policy still pays to revoke")
+        .into_inner();
+    assert_eq!(
+        revoking
+            .revocation_sponsorship
+            .as_ref()
+            .expect("sponsored")
+            .policy,
+        mints.name
+    );
+    daemon.submit_owner_signature(&owner, &revoking).await;
+    daemon
+        .wait_session(&session.name, proto::SessionStatus::Revoked)
+        .await;
+    assert_eq!(
+        balance(&chain, account_address(&session.account)).await,
+        U256::ZERO
+    );
 
     // Every operation the paymaster paid for is recorded against its policy, exactly.
     let paid = paid_by(&chain, chain.chain.paymaster).await;

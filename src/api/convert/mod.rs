@@ -458,6 +458,10 @@ pub fn session_message(view: &SessionView) -> proto::Session {
             .map(|id| format!("policies/{id}"))
             .unwrap_or_default(),
         registration_sponsorship: policy::sponsorship_message(&view.registration),
+        revocation_sponsorship: view
+            .revocation
+            .as_ref()
+            .and_then(policy::sponsorship_message),
     }
 }
 
