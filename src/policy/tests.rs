@@ -193,10 +193,7 @@ fn validate_refuses_empty_function_lists_and_too_many_contract_functions() {
     ])]);
     assert_eq!(most.validate(), Ok(()));
     let empty_account = policy(vec![Rule::AccountFunctions(Vec::new())]);
-    assert_eq!(
-        invalid_field(&empty_account),
-        "rules[0].account_functions"
-    );
+    assert_eq!(invalid_field(&empty_account), "rules[0].account_functions");
 }
 
 #[test]

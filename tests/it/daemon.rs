@@ -181,6 +181,29 @@ impl Clients {
             .expect("submit signature");
     }
 
+    /// Revokes `session`: asks for the revocation, has the owner sign it, and waits for
+    /// REVOKED. Returns the session as RevokeSession answered (REVOKING, with the
+    /// revocation's next action) and as it ended.
+    pub async fn revoke(
+        &mut self,
+        owner: &PrivateKeySigner,
+        session: &proto::Session,
+    ) -> (proto::Session, proto::Session) {
+        let revoking = self
+            .sessions
+            .revoke_session(proto::RevokeSessionRequest {
+                name: session.name.clone(),
+            })
+            .await
+            .expect("revoke")
+            .into_inner();
+        self.submit_owner_signature(owner, &revoking).await;
+        let revoked = self
+            .wait_session(&session.name, proto::SessionStatus::Revoked)
+            .await;
+        (revoking, revoked)
+    }
+
     /// Creates an EXTERNAL session for `owner` whose key is `key` (allowed to mint
     /// `call_limit` times), funds the account, has the owner sign, and waits for ACTIVE.
     pub async fn active_external_session(

@@ -128,23 +128,11 @@ async fn revoking_a_session_needs_the_owner_and_stops_its_key_on_chain() {
             .registered
     );
 
-    let revoking = daemon
-        .sessions
-        .revoke_session(proto::RevokeSessionRequest {
-            name: session.name.clone(),
-        })
-        .await
-        .expect("revoke")
-        .into_inner();
+    let (revoking, revoked) = daemon.revoke(&owner, &session).await;
     assert_eq!(revoking.status, proto::SessionStatus::Revoking as i32);
     assert!(!revoking.revocation_user_op_hash.is_empty());
     let hash = next_action_hash(revoking.next_action.as_ref());
     assert_eq!(format!("{hash}"), revoking.revocation_user_op_hash);
-
-    daemon.submit_owner_signature(&owner, &revoking).await;
-    let revoked = daemon
-        .wait_session(&session.name, proto::SessionStatus::Revoked)
-        .await;
     assert!(!revoked.revocation_transaction_hash.is_empty());
     assert!(
         !contract

@@ -286,18 +286,7 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
     .await;
 
     // And a revoked session refuses new intents without writing anything either.
-    let revoking = daemon
-        .sessions
-        .revoke_session(proto::RevokeSessionRequest {
-            name: session.name.clone(),
-        })
-        .await
-        .expect("revoke")
-        .into_inner();
-    daemon.submit_owner_signature(&owner, &revoking).await;
-    daemon
-        .wait_session(&session.name, proto::SessionStatus::Revoked)
-        .await;
+    daemon.revoke(&owner, &session).await;
     let mut intents = daemon.intents.clone();
     refused(
         &daemon,
