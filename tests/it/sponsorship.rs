@@ -3,7 +3,7 @@
 //! rule type inside and outside its limit, limits under concurrency and across a restart,
 //! and spend recorded against the chain's own `UserOperationEvent`s.
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use alloy::{
     primitives::{Address, B256, U256},
@@ -20,8 +20,7 @@ use tonic::Code;
 
 use crate::{
     daemon::{
-        Clients, TestDaemon, account_address, is_final, mint_interaction, mint_session_request,
-        refused,
+        Clients, TestDaemon, account_address, mint_interaction, mint_session_request, refused,
     },
     harness::TestChain,
 };
@@ -71,6 +70,38 @@ async fn create_policy(
         .await
         .expect("create policy")
         .into_inner()
+}
+
+/// A policy that sponsors every account function and every call, without limits.
+async fn open_policy(api: &mut Clients) -> proto::Policy {
+    create_policy(
+        api,
+        "registrations",
+        vec![account_functions(), contract_functions(&[("*", "*")])],
+    )
+    .await
+}
+
+/// A policy that sponsors any call, at most `max_operations` per `interval_seconds`.
+async fn operations_limited(
+    api: &mut Clients,
+    max_operations: u64,
+    interval_seconds: u64,
+) -> proto::Policy {
+    create_policy(
+        api,
+        &format!("{max_operations} per {interval_seconds} s"),
+        vec![
+            contract_functions(&[("*", "*")]),
+            rule(ProtoRule::OperationsPerInterval(
+                proto::OperationsPerIntervalRule {
+                    max_operations,
+                    interval_seconds,
+                },
+            )),
+        ],
+    )
+    .await
 }
 
 async fn get_policy(api: &mut Clients, name: &str) -> proto::Policy {
@@ -404,20 +435,7 @@ async fn each_rule_sponsors_what_it_covers_and_refuses_the_rest_by_name() {
     }
 
     // Operations per interval: two, then no more within the hour.
-    let two_an_hour = create_policy(
-        &mut daemon,
-        "two an hour",
-        vec![
-            contract_functions(&[("*", "*")]),
-            rule(ProtoRule::OperationsPerInterval(
-                proto::OperationsPerIntervalRule {
-                    max_operations: 2,
-                    interval_seconds: 3_600,
-                },
-            )),
-        ],
-    )
-    .await;
+    let two_an_hour = operations_limited(&mut daemon, 2, 3_600).await;
     for id in 3..5 {
         confirmed(
             &mut daemon,
@@ -624,26 +642,8 @@ async fn a_daemon_without_a_paymaster_refuses_to_sponsor_rather_than_charge_the_
 async fn a_hundred_concurrent_intents_against_ten_an_interval_sponsor_exactly_ten() {
     let chain = TestChain::start().await;
     let mut daemon = TestDaemon::start(&chain).await;
-    let everything = create_policy(
-        &mut daemon,
-        "registrations",
-        vec![account_functions(), contract_functions(&[("*", "*")])],
-    )
-    .await;
-    let ten = create_policy(
-        &mut daemon,
-        "ten an hour",
-        vec![
-            contract_functions(&[("*", "*")]),
-            rule(ProtoRule::OperationsPerInterval(
-                proto::OperationsPerIntervalRule {
-                    max_operations: 10,
-                    interval_seconds: 3_600,
-                },
-            )),
-        ],
-    )
-    .await;
+    let everything = open_policy(&mut daemon).await;
+    let ten = operations_limited(&mut daemon, 10, 3_600).await;
     // 25 players with 4 intents each: every intent of a session races the others for the
     // session's record, and at most 3 + 4 writers can beat one to it, under the retries.
     let mut sessions = Vec::new();
@@ -715,26 +715,8 @@ async fn a_hundred_concurrent_intents_against_ten_an_interval_sponsor_exactly_te
 async fn limits_and_recorded_spend_survive_a_restart() {
     let chain = TestChain::start().await;
     let mut daemon = TestDaemon::start(&chain).await;
-    let everything = create_policy(
-        &mut daemon,
-        "registrations",
-        vec![account_functions(), contract_functions(&[("*", "*")])],
-    )
-    .await;
-    let three = create_policy(
-        &mut daemon,
-        "three a day",
-        vec![
-            contract_functions(&[("*", "*")]),
-            rule(ProtoRule::OperationsPerInterval(
-                proto::OperationsPerIntervalRule {
-                    max_operations: 3,
-                    interval_seconds: 86_400,
-                },
-            )),
-        ],
-    )
-    .await;
+    let everything = open_policy(&mut daemon).await;
+    let three = operations_limited(&mut daemon, 3, 86_400).await;
     let (_, session) = sponsored_player(&mut daemon, &chain, &everything.name).await;
     for id in 0..2 {
         confirmed(
@@ -793,9 +775,7 @@ async fn limits_and_recorded_spend_survive_a_restart() {
         [three.name.as_str(), everything.name.as_str()],
         "newest first"
     );
-    // Give the relay a moment to settle the last confirmation before the directory goes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    drop(daemon);
+    // The store's directory outlives the daemon that uses it.
+    daemon.stop().await;
     drop(dir);
-    let _ = is_final(0);
 }
