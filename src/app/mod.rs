@@ -332,21 +332,15 @@ impl App {
             op.factory = Some(deployment.factory);
             op.factory_data = ops::factory_data(request.owner, request.salt);
         }
-        let charge = match &policy {
-            Some(policy) => Some(self.sponsor(
-                policy,
-                Operation::Registration {
-                    deploys_account: !deployed,
-                },
-                &mut op,
-                now,
-                now_ms,
-            )?),
-            None => {
-                op.pre_verification_gas = ops::pre_verification_gas(&op);
-                None
-            }
-        };
+        let charge = self.finish_op(
+            policy.as_ref(),
+            Operation::Registration {
+                deploys_account: !deployed,
+            },
+            &mut op,
+            now,
+            now_ms,
+        )?;
         let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
 
         let mut session = Session {
@@ -536,19 +530,14 @@ impl App {
             // A session sponsored from its registration is sponsored to its revocation: its
             // policy covered revocation when the session was created, and admits a
             // revocation even when disabled or at its limits.
-            let charge = match self.named_policy(session.policy.as_ref())? {
-                Some(policy) => Some(self.sponsor(
-                    &policy,
-                    Operation::Revocation,
-                    &mut op,
-                    chain_now,
-                    now_ms,
-                )?),
-                None => {
-                    op.pre_verification_gas = ops::pre_verification_gas(&op);
-                    None
-                }
-            };
+            let policy = self.named_policy(session.policy.as_ref())?;
+            let charge = self.finish_op(
+                policy.as_ref(),
+                Operation::Revocation,
+                &mut op,
+                chain_now,
+                now_ms,
+            )?;
             let user_op_hash = op.hash_v08(chain.deployment().entry_point, chain.chain_id())?;
             let mut revocation = Intent::new(
                 intent_id.clone(),
@@ -650,19 +639,13 @@ impl App {
                 ..Default::default()
             };
             let now_ms = now_ms();
-            let charge = match &policy {
-                Some(policy) => Some(self.sponsor(
-                    policy,
-                    Operation::Calls(&interactions),
-                    &mut op,
-                    ctx.now,
-                    now_ms,
-                )?),
-                None => {
-                    op.pre_verification_gas = ops::pre_verification_gas(&op);
-                    None
-                }
-            };
+            let charge = self.finish_op(
+                policy.as_ref(),
+                Operation::Calls(&interactions),
+                &mut op,
+                ctx.now,
+                now_ms,
+            )?;
             // A sponsored operation costs the account nothing, so it takes nothing of the
             // session's gas budget.
             let reserved =

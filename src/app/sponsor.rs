@@ -65,13 +65,35 @@ impl App {
         })
     }
 
+    /// Settles `op`'s preVerificationGas and, under `policy`, its sponsorship: the last
+    /// step before the operation is hashed and signed. Returns the charge of a sponsored
+    /// operation.
+    pub(super) fn finish_op(
+        &self,
+        policy: Option<&Policy>,
+        operation: Operation<'_>,
+        op: &mut UserOperation,
+        chain_now: u64,
+        now_ms: u64,
+    ) -> Result<Option<Charge>, AppError> {
+        match policy {
+            Some(policy) => self
+                .sponsor(policy, operation, op, chain_now, now_ms)
+                .map(Some),
+            None => {
+                op.pre_verification_gas = ops::pre_verification_gas(op);
+                Ok(None)
+            }
+        }
+    }
+
     /// Puts `op` under `policy`: the policy must cover `operation` and the operation's
     /// gas, then the paymaster's fields are filled in and approved until `chain_now` plus
     /// the approval validity (or the wall clock, when that is later). Call it once the operation's nonce, calldata, gas limits and
     /// fees are final, and sign the operation afterwards: its userOpHash covers the
     /// approval. Returns what the operation is charged; the store admits it against the
     /// policy's limits in the write that creates the operation.
-    pub(super) fn sponsor(
+    fn sponsor(
         &self,
         policy: &Policy,
         operation: Operation<'_>,

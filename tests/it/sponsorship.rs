@@ -274,7 +274,6 @@ async fn players_holding_no_eth_register_and_mint_while_the_paymaster_pays_every
     )
     .await;
     let deposit_before = deposit(&chain).await;
-    let relayer_before = balance(&chain, chain.chain.relayer.address()).await;
 
     let mut players = Vec::new();
     for _ in 0..2 {
@@ -326,9 +325,6 @@ async fn players_holding_no_eth_register_and_mint_while_the_paymaster_pays_every
     let policy = get_policy(&mut daemon, &policy.name).await;
     assert_eq!(settled(&policy), (8, total));
     assert_eq!(pending_operations(&policy), 0);
-    // The relayer is repaid by the EntryPoint (beneficiary) for what it spent on gas; it
-    // never pays the players' way either.
-    assert!(balance(&chain, chain.chain.relayer.address()).await > relayer_before / U256::from(2));
     for name in &names {
         let intent = crate::daemon::stored_intent(&daemon, name);
         let cost = paid
