@@ -122,6 +122,10 @@ pub struct RelayerConfig {
     /// it is DROPPED with the reason. A bundle already in the mempool is followed to its end
     /// instead: it may still land, so its operations are never declared dropped early.
     pub queue_timeout_secs: u64,
+    /// Seconds the relay may spend, after a shutdown is requested, following the bundles
+    /// it already sent until they are included; it sends nothing new meanwhile. 0 stops at
+    /// once; whatever is still in flight is resumed at the next start either way.
+    pub shutdown_grace_secs: u64,
     /// Longest wait between retries while the chain is unreachable, in milliseconds. The
     /// wait doubles from `poll_interval_ms` on every failed pass.
     pub max_backoff_ms: u64,
@@ -148,6 +152,7 @@ impl std::fmt::Debug for RelayerConfig {
             .field("bump_after_blocks", &self.bump_after_blocks)
             .field("fee_bump_percent", &self.fee_bump_percent)
             .field("queue_timeout_secs", &self.queue_timeout_secs)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("max_backoff_ms", &self.max_backoff_ms)
             .finish()
     }
@@ -234,6 +239,7 @@ impl Default for RelayerConfig {
             bump_after_blocks: 3,
             fee_bump_percent: 20,
             queue_timeout_secs: 300,
+            shutdown_grace_secs: 30,
             max_backoff_ms: 30_000,
         }
     }
@@ -379,6 +385,12 @@ impl Config {
         }
         if self.relayer.queue_timeout_secs == 0 {
             return Err(invalid("relayer.queue_timeout_secs", "must be at least 1"));
+        }
+        if self.relayer.shutdown_grace_secs > 3_600 {
+            return Err(invalid(
+                "relayer.shutdown_grace_secs",
+                "must be at most 3600; a shutdown should not wait longer than an hour",
+            ));
         }
         if self.relayer.max_backoff_ms < self.relayer.poll_interval_ms {
             return Err(invalid(
@@ -656,6 +668,10 @@ mod tests {
         assert_eq!(
             config.relayer.queue_timeout_secs,
             defaults.relayer.queue_timeout_secs
+        );
+        assert_eq!(
+            config.relayer.shutdown_grace_secs,
+            defaults.relayer.shutdown_grace_secs
         );
         assert_eq!(
             config.relayer.max_backoff_ms,

@@ -173,6 +173,7 @@ impl Daemon {
                 bump_after_blocks: config.relayer.bump_after_blocks,
                 fee_bump_percent: config.relayer.fee_bump_percent,
                 queue_timeout: Duration::from_secs(config.relayer.queue_timeout_secs),
+                shutdown_grace: Duration::from_secs(config.relayer.shutdown_grace_secs),
             },
             wakeup,
         );

@@ -95,6 +95,15 @@ pub struct RelayConfig {
     pub fee_bump_percent: u64,
     /// How long a signed operation may wait in the queue before it is dropped.
     pub queue_timeout: Duration,
+    /// How long, after a shutdown is requested, the engine follows what it already sent.
+    pub shutdown_grace: Duration,
+}
+
+/// Whether a pass may send new bundles: not once a shutdown is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    On,
+    Stopped,
 }
 
 /// Where the relay stands with the chain, for the health service.
@@ -180,12 +189,53 @@ impl Relay {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+        self.drain().await;
         info!(target: "relay", "stopped");
+    }
+
+    /// After a shutdown request: follows the bundles already sent until none is waiting
+    /// for inclusion, or the grace period is over, sending nothing new. Every step is
+    /// written as usual, so whatever is left is resumed at the next start.
+    async fn drain(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
+        loop {
+            let in_flight = match self.app.store().intents_in_status(IntentStatus::Submitted) {
+                Ok(intents) => intents.len(),
+                Err(error) => {
+                    warn!(target: "relay", %error, "cannot read what is in flight; stopping");
+                    return;
+                }
+            };
+            if in_flight == 0 {
+                info!(target: "relay", "nothing left in flight");
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    target: "relay",
+                    in_flight,
+                    "shutdown grace period over; the operations still in flight resume at the next start"
+                );
+                return;
+            }
+            info!(target: "relay", in_flight, "waiting for the bundles in flight before stopping");
+            if let Err(error) = self.pass_with(Sending::Stopped).await {
+                warn!(target: "relay", %error, "relay pass failed while draining");
+            }
+            tokio::time::sleep_until(
+                (tokio::time::Instant::now() + self.config.poll_interval).min(deadline),
+            )
+            .await;
+        }
     }
 
     /// One pass over everything that may need the engine, in the order that keeps the
     /// store ahead of the chain: what was sent is followed before anything new is sent.
     pub async fn pass(&mut self) -> Result<(), RelayError> {
+        self.pass_with(Sending::On).await
+    }
+
+    async fn pass_with(&mut self, sending: Sending) -> Result<(), RelayError> {
         // One read of the latest block gives both the height the pass works against and the
         // clock the EntryPoint checks session windows with.
         let latest = self
@@ -203,7 +253,10 @@ impl Relay {
         self.follow_submitted(head).await?;
         self.confirm_included(head).await?;
         self.drop_overdue().await?;
-        self.send_queued(head).await
+        match sending {
+            Sending::On => self.send_queued(head).await,
+            Sending::Stopped => Ok(()),
+        }
     }
 
     async fn expire_unsigned(&self) -> Result<(), RelayError> {

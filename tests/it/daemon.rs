@@ -499,6 +499,27 @@ impl DaemonProcess {
         panic!("latchkey serve did not start listening");
     }
 
+    /// SIGTERM, then waits up to `timeout` for the process to exit by itself. Returns how
+    /// long it took and how it exited; fails the test if it outlives `timeout`.
+    pub async fn terminate(mut self, timeout: Duration) -> (Duration, std::process::ExitStatus) {
+        let started = std::time::Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM delivered");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the daemon") {
+                return (started.elapsed(), status);
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the daemon was still running {timeout:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: no graceful shutdown, no flush.
     pub fn kill(mut self) {
         self.child.kill().expect("kill");

@@ -2,24 +2,20 @@
 //! removes one, an RPC endpoint that goes away and comes back, a relayer that runs dry, and
 //! operations that can find no way onto the chain before their deadline.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use alloy::{
     network::TransactionBuilder,
     node_bindings::Anvil,
-    primitives::{Address, B256, TxHash, utils::parse_ether},
+    primitives::{Address, TxHash, utils::parse_ether},
     providers::{Provider, ext::AnvilApi},
-    rpc::types::{Filter, TransactionRequest, anvil::ReorgOptions},
+    rpc::types::{TransactionRequest, anvil::ReorgOptions},
     signers::local::PrivateKeySigner,
-    sol_types::SolEvent,
 };
 use futures::StreamExt;
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
-    chain::{
-        contracts::EntryPoint,
-        devnet::{DevChainOptions, anvil_path},
-    },
+    chain::devnet::{DevChainOptions, anvil_path},
     config::Config,
     intent::IntentStatus,
     relay::HEALTH_SERVICE,
@@ -30,7 +26,7 @@ use tonic_health::pb::{
 
 use crate::{
     daemon::{TestDaemon, account_address, free_port, is_final, mint_interaction, stored_intent},
-    harness::TestChain,
+    harness::{TestChain, executions},
 };
 
 #[tokio::test]
@@ -654,19 +650,6 @@ async fn assert_each_executed_once(chain: &TestChain, daemon: &TestDaemon, names
             "{name} executed exactly once"
         );
     }
-}
-
-/// How many times each userOpHash executed on the canonical chain.
-async fn executions(chain: &TestChain) -> HashMap<B256, usize> {
-    let filter = Filter::new()
-        .address(chain.chain.deployment.entry_point)
-        .event_signature(EntryPoint::UserOperationEvent::SIGNATURE_HASH)
-        .from_block(0);
-    let mut executed = HashMap::new();
-    for log in chain.relayer.get_logs(&filter).await.expect("logs") {
-        *executed.entry(log.topics()[1]).or_default() += 1;
-    }
-    executed
 }
 
 async fn nonce(chain: &TestChain, address: Address) -> u64 {

@@ -2,10 +2,12 @@
 //! the account factory and the game-item contract deployed, and a funded relayer. Dropping
 //! the harness stops anvil.
 
+use std::collections::HashMap;
+
 use alloy::{
-    primitives::{Address, Bytes, U256, aliases::U192, utils::parse_ether},
+    primitives::{Address, B256, Bytes, U256, aliases::U192, utils::parse_ether},
     providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi},
-    rpc::types::TransactionReceipt,
+    rpc::types::{Filter, TransactionReceipt},
     signers::local::PrivateKeySigner,
     sol_types::{SolCall, SolEvent},
 };
@@ -196,4 +198,17 @@ impl TestChain {
     pub async fn relayer_code(&self, address: Address) -> Bytes {
         self.relayer.get_code_at(address).await.expect("getCode")
     }
+}
+
+/// How many times each userOpHash executed on the canonical chain.
+pub async fn executions(chain: &TestChain) -> HashMap<B256, usize> {
+    let filter = Filter::new()
+        .address(chain.chain.deployment.entry_point)
+        .event_signature(EntryPoint::UserOperationEvent::SIGNATURE_HASH)
+        .from_block(0);
+    let mut executed = HashMap::new();
+    for log in chain.relayer.get_logs(&filter).await.expect("logs") {
+        *executed.entry(log.topics()[1]).or_default() += 1;
+    }
+    executed
 }

@@ -19,6 +19,7 @@ mod policy_cli;
 mod refusals;
 mod restart;
 mod session_key_flow;
+mod shutdown;
 mod sponsor;
 mod sponsorship;
 mod user_op_hash;
