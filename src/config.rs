@@ -49,6 +49,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the embedded sled store. Created if missing.
     pub data_dir: PathBuf,
+    /// Address to serve Prometheus metrics on (`GET /metrics`); off when absent.
+    pub metrics_listen: Option<SocketAddr>,
     /// The chain.
     pub chain: ChainConfig,
     /// The relayer.
@@ -216,6 +218,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: PathBuf::from("latchkey-data"),
+            metrics_listen: None,
             chain: ChainConfig::default(),
             relayer: RelayerConfig::default(),
             intents: IntentConfig::default(),
@@ -315,6 +318,9 @@ impl Config {
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(value) = env("LATCHKEY_LISTEN") {
             self.listen = parse("listen", &value)?;
+        }
+        if let Some(value) = env("LATCHKEY_METRICS_LISTEN") {
+            self.metrics_listen = Some(parse("metrics_listen", &value)?);
         }
         if let Some(value) = env("LATCHKEY_DATA_DIR") {
             self.data_dir = PathBuf::from(value);
@@ -696,6 +702,7 @@ mod tests {
         // Commented-out fields are documented too.
         let text = std::fs::read_to_string(&path).unwrap();
         for field in [
+            "metrics_listen",
             "factory",
             "private_key",
             "private_keys",

@@ -83,6 +83,7 @@ pub enum DaemonError {
 /// A daemon bound to its address, ready to [`Daemon::run`].
 pub struct Daemon {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     app: App,
     relay: Relay,
 }
@@ -180,8 +181,15 @@ impl Daemon {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|error| DaemonError::Server(format!("bind {}: {error}", config.listen)))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|error| {
+                DaemonError::Server(format!("bind metrics_listen {addr}: {error}"))
+            })?),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             app,
             relay,
         })
@@ -192,6 +200,13 @@ impl Daemon {
         self.listener
             .local_addr()
             .map_err(|error| DaemonError::Server(error.to_string()))
+    }
+
+    /// The address metrics are served on, when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The application, for embedding callers.
@@ -220,6 +235,38 @@ impl Daemon {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|error| DaemonError::Server(error.to_string()))?;
+
+        if let Some(listener) = self.metrics_listener {
+            let app = self.app.clone();
+            let relayers = self.relay.addresses();
+            let metrics_addr = listener.local_addr().ok();
+            let router = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let app = app.clone();
+                    let relayers = relayers.clone();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            app.metrics_text(&relayers).await,
+                        )
+                    }
+                }),
+            );
+            let stop = shutdown.clone().cancelled_owned();
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(target: "daemon", %error, "metrics server failed");
+                }
+            });
+            info!(target: "daemon", addr = ?metrics_addr, "serving metrics at /metrics");
+        }
 
         let relay_shutdown = shutdown.child_token();
         let (relay_health, mut relay_health_changes) = watch::channel(RelayHealth::Serving);

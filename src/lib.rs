@@ -18,6 +18,8 @@
 //! - [`intent`]: transaction intents: the record, its pure state machine, and turning an
 //!   interaction's function signature and text arguments (or raw calldata) into calldata.
 //! - [`keys`]: held session keys: generation and signing; they never leave the daemon.
+//! - [`metrics`]: the Prometheus metrics: events counted where they happen, levels read
+//!   from the store and the chain at each scrape.
 //! - [`policy`]: gas sponsorship policies: their rules, rate limits and budgets, and what
 //!   an operation is charged against them.
 //! - [`relay`]: the relay engine, sole owner of the relayer keys: bundles, sends, replaces,
@@ -39,6 +41,7 @@ pub mod daemon;
 mod ids;
 pub mod intent;
 pub mod keys;
+pub mod metrics;
 pub mod policy;
 pub mod relay;
 pub mod session;

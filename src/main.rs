@@ -94,6 +94,9 @@ enum Command {
         /// Directory of the sled store; wiped at start, since the chain is new.
         #[arg(long, default_value = "target/latchkey-dev")]
         data_dir: PathBuf,
+        /// Address to serve Prometheus metrics on.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_listen: SocketAddr,
     },
     /// Manage gas sponsorship policies on a running daemon: create, list, show, disable.
     Policy {
@@ -169,8 +172,15 @@ async fn main() -> anyhow::Result<()> {
             anvil_port,
             block_time,
             data_dir,
+            metrics_listen,
         } => {
-            dev(listen, anvil_port, block_time, data_dir, shutdown).await?;
+            let config = Config {
+                listen,
+                data_dir,
+                metrics_listen: Some(metrics_listen),
+                ..Config::default()
+            };
+            dev(config, anvil_port, block_time, shutdown).await?;
         }
         Command::Policy { client, command } => {
             exit_on_error(latchkey::cli::policy::run(client, command).await);
@@ -191,11 +201,12 @@ fn exit_on_error(result: anyhow::Result<()>) {
     }
 }
 
+/// Runs the local stack: `config` gives the daemon's addresses and store; the chain's
+/// settings are filled in here.
 async fn dev(
-    listen: SocketAddr,
+    mut config: Config,
     anvil_port: u16,
     block_time: Option<u64>,
-    data_dir: PathBuf,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let chain = DevChain::start(DevChainOptions {
@@ -205,15 +216,10 @@ async fn dev(
     })
     .await
     .context("starting anvil and deploying the contracts")?;
-    if data_dir.exists() {
-        std::fs::remove_dir_all(&data_dir)
-            .with_context(|| format!("wiping the dev store {}", data_dir.display()))?;
+    if config.data_dir.exists() {
+        std::fs::remove_dir_all(&config.data_dir)
+            .with_context(|| format!("wiping the dev store {}", config.data_dir.display()))?;
     }
-    let mut config = Config {
-        listen,
-        data_dir,
-        ..Config::default()
-    };
     config.chain.rpc_url = chain.rpc_url().to_string();
     config.chain.entry_point = chain.deployment.entry_point;
     config.chain.factory = Some(chain.deployment.factory);
@@ -233,7 +239,7 @@ async fn dev(
         .await
         .context("creating the default sponsorship policy")?;
     let addr = daemon.local_addr()?;
-    print_dev_banner(&chain, addr, &policy.policy);
+    print_dev_banner(&chain, addr, daemon.metrics_addr(), &policy.policy);
     daemon.run(shutdown).await?;
     Ok(())
 }
@@ -265,7 +271,12 @@ fn dev_policy() -> NewPolicy {
     }
 }
 
-fn print_dev_banner(chain: &DevChain, addr: SocketAddr, policy: &Policy) {
+fn print_dev_banner(
+    chain: &DevChain,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    policy: &Policy,
+) {
     let deployment = chain.deployment;
     let owner = chain.dev_accounts().get(1).copied().unwrap_or_default();
     println!("latchkey dev stack is up (Ctrl-C stops it)");
@@ -286,6 +297,9 @@ fn print_dev_banner(chain: &DevChain, addr: SocketAddr, policy: &Policy) {
         "  policy      policies/{} ({:?}: sponsors every operation)",
         policy.id, policy.name
     );
+    if let Some(metrics) = metrics {
+        println!("  metrics     http://{metrics}/metrics");
+    }
     println!("  gRPC        {addr} (health and reflection on)");
     println!();
     println!("First call: the account of anvil's dev account #1, salt 0:");

@@ -1,13 +1,13 @@
 //! The gRPC services: thin handlers that convert the request, call the application, and
 //! convert the answer.
 
-use std::pin::Pin;
+use std::{future::Future, pin::Pin, time::Instant};
 
 use futures::Stream;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::{
     convert,
@@ -45,26 +45,32 @@ impl AccountService for Accounts {
         &self,
         request: Request<proto::ComputeAccountAddressRequest>,
     ) -> Result<Response<proto::ComputeAccountAddressResponse>, Status> {
-        let request = request.into_inner();
-        let owner = convert::address("owner", &request.owner)?;
-        let salt = convert::uint256("salt", &request.salt)?;
-        let address = self.0.account_address(owner, salt).await?;
-        Ok(Response::new(proto::ComputeAccountAddressResponse {
-            address: address.to_string(),
-            account: format!("accounts/{address}"),
-        }))
+        observed(&self.0, "AccountService/ComputeAccountAddress", async {
+            let request = request.into_inner();
+            let owner = convert::address("owner", &request.owner)?;
+            let salt = convert::uint256("salt", &request.salt)?;
+            let address = self.0.account_address(owner, salt).await?;
+            Ok(Response::new(proto::ComputeAccountAddressResponse {
+                address: address.to_string(),
+                account: format!("accounts/{address}"),
+            }))
+        })
+        .await
     }
 
     async fn get_account(
         &self,
         request: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        let address = convert::account_name("name", &request.into_inner().name)?;
-        let view = self.0.account(address).await?;
-        Ok(Response::new(convert::account_message(
-            &view,
-            self.0.chain().chain_id(),
-        )))
+        observed(&self.0, "AccountService/GetAccount", async {
+            let address = convert::account_name("name", &request.into_inner().name)?;
+            let view = self.0.account(address).await?;
+            Ok(Response::new(convert::account_message(
+                &view,
+                self.0.chain().chain_id(),
+            )))
+        })
+        .await
     }
 }
 
@@ -74,90 +80,121 @@ impl SessionService for Sessions {
         &self,
         request: Request<proto::CreateSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let request = request.into_inner();
-        let custody = convert::custody("custody", request.custody)?;
-        let external_key = match (custody, request.key_address.as_str()) {
-            (crate::session::KeyCustody::Held, "") => None,
-            (crate::session::KeyCustody::Held, _) => {
-                return Err(Status::invalid_argument(
-                    "key_address: must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
-                ));
-            }
-            (crate::session::KeyCustody::External, text) => {
-                Some(convert::address("key_address", text)?)
-            }
-        };
-        let new_session = NewSession {
-            owner: convert::address("owner", &request.owner)?,
-            salt: convert::uint256("salt", &request.salt)?,
-            custody,
-            external_key,
-            valid_after: convert::unix_seconds("valid_after", request.valid_after)?,
-            valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
-            permissions: convert::permissions(request.permissions)?,
-            policy: convert::optional_policy_name("policy", &request.policy)?,
-        };
-        let view = self.0.create_session(new_session).await?;
-        Ok(Response::new(convert::session_message(&view)))
+        observed(&self.0, "SessionService/CreateSession", async {
+            let request = request.into_inner();
+            let custody = convert::custody("custody", request.custody)?;
+            let external_key = match (custody, request.key_address.as_str()) {
+                (crate::session::KeyCustody::Held, "") => None,
+                (crate::session::KeyCustody::Held, _) => {
+                    return Err(Status::invalid_argument(
+                        "key_address: must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
+                    ));
+                }
+                (crate::session::KeyCustody::External, text) => {
+                    Some(convert::address("key_address", text)?)
+                }
+            };
+            let new_session = NewSession {
+                owner: convert::address("owner", &request.owner)?,
+                salt: convert::uint256("salt", &request.salt)?,
+                custody,
+                external_key,
+                valid_after: convert::unix_seconds("valid_after", request.valid_after)?,
+                valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
+                permissions: convert::permissions(request.permissions)?,
+                policy: convert::optional_policy_name("policy", &request.policy)?,
+            };
+            let view = self.0.create_session(new_session).await?;
+            Ok(Response::new(convert::session_message(&view)))
+        })
+        .await
     }
 
     async fn submit_session_signature(
         &self,
         request: Request<proto::SubmitSessionSignatureRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let request = request.into_inner();
-        let id = convert::session_name("name", &request.name)?;
-        let signature = convert::signature("signature", &request.signature)?;
-        let view = self.0.submit_session_signature(&id, signature).await?;
-        Ok(Response::new(convert::session_message(&view)))
+        observed(&self.0, "SessionService/SubmitSessionSignature", async {
+            let request = request.into_inner();
+            let id = convert::session_name("name", &request.name)?;
+            let signature = convert::signature("signature", &request.signature)?;
+            let view = self.0.submit_session_signature(&id, signature).await?;
+            Ok(Response::new(convert::session_message(&view)))
+        })
+        .await
     }
 
     async fn get_session(
         &self,
         request: Request<proto::GetSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let id = convert::session_name("name", &request.into_inner().name)?;
-        Ok(Response::new(convert::session_message(
-            &self.0.session(&id)?,
-        )))
+        observed(&self.0, "SessionService/GetSession", async {
+            let id = convert::session_name("name", &request.into_inner().name)?;
+            Ok(Response::new(convert::session_message(
+                &self.0.session(&id)?,
+            )))
+        })
+        .await
     }
 
     async fn list_sessions(
         &self,
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
-        let request = request.into_inner();
-        let filter = SessionFilter {
-            account: match request.account.as_str() {
-                "" => None,
-                name => Some(convert::account_name("account", name)?),
-            },
-            status: convert::session_status_filter("status", request.status)?,
-        };
-        let page = PageRequest {
-            size: convert::page_size("page_size", request.page_size)?,
-            token: convert::page_token(&request.page_token),
-        };
-        let sessions = self.0.list_sessions(&filter, &page)?;
-        Ok(Response::new(proto::ListSessionsResponse {
-            sessions: sessions
-                .items
-                .iter()
-                .map(convert::session_message)
-                .collect(),
-            next_page_token: sessions.next_token.unwrap_or_default(),
-        }))
+        observed(&self.0, "SessionService/ListSessions", async {
+            let request = request.into_inner();
+            let filter = SessionFilter {
+                account: match request.account.as_str() {
+                    "" => None,
+                    name => Some(convert::account_name("account", name)?),
+                },
+                status: convert::session_status_filter("status", request.status)?,
+            };
+            let page = PageRequest {
+                size: convert::page_size("page_size", request.page_size)?,
+                token: convert::page_token(&request.page_token),
+            };
+            let sessions = self.0.list_sessions(&filter, &page)?;
+            Ok(Response::new(proto::ListSessionsResponse {
+                sessions: sessions
+                    .items
+                    .iter()
+                    .map(convert::session_message)
+                    .collect(),
+                next_page_token: sessions.next_token.unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn revoke_session(
         &self,
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let id = convert::session_name("name", &request.into_inner().name)?;
-        Ok(Response::new(convert::session_message(
-            &self.0.revoke_session(&id).await?,
-        )))
+        observed(&self.0, "SessionService/RevokeSession", async {
+            let id = convert::session_name("name", &request.into_inner().name)?;
+            Ok(Response::new(convert::session_message(
+                &self.0.revoke_session(&id).await?,
+            )))
+        })
+        .await
     }
+}
+
+/// Runs a handler and counts the call in the metrics, by method and status code.
+async fn observed<T>(
+    app: &App,
+    method: &'static str,
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let result = call.await;
+    let code = match &result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    app.metrics().grpc_call(method, code, started.elapsed());
+    result
 }
 
 type IntentStream = Pin<Box<dyn Stream<Item = Result<proto::TransactionIntent, Status>> + Send>>;
@@ -168,63 +205,95 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::CreateTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
-        let request = request.into_inner();
-        let session = convert::session_name("session", &request.session)?;
-        let interactions = convert::interactions(&request.interactions)?;
-        let idempotency_key = convert::idempotency_key(&request.idempotency_key)?;
-        let policy = convert::optional_policy_name("policy", &request.policy)?;
-        let intent = self
-            .0
-            .create_intent(&session, interactions, idempotency_key, policy)
-            .await?;
-        Ok(Response::new(convert::intent_message(&intent)))
+        observed(
+            &self.0,
+            "TransactionIntentService/CreateTransactionIntent",
+            async {
+                let request = request.into_inner();
+                let session = convert::session_name("session", &request.session)?;
+                let interactions = convert::interactions(&request.interactions)?;
+                let idempotency_key = convert::idempotency_key(&request.idempotency_key)?;
+                let policy = convert::optional_policy_name("policy", &request.policy)?;
+                let intent = self
+                    .0
+                    .create_intent(&session, interactions, idempotency_key, policy)
+                    .await?;
+                Ok(Response::new(convert::intent_message(&intent)))
+            },
+        )
+        .await
     }
 
     async fn submit_intent_signature(
         &self,
         request: Request<proto::SubmitIntentSignatureRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
-        let request = request.into_inner();
-        let id = convert::intent_name("name", &request.name)?;
-        let signature = convert::signature("signature", &request.signature)?;
-        let intent = self.0.submit_intent_signature(&id, signature).await?;
-        Ok(Response::new(convert::intent_message(&intent)))
+        observed(
+            &self.0,
+            "TransactionIntentService/SubmitIntentSignature",
+            async {
+                let request = request.into_inner();
+                let id = convert::intent_name("name", &request.name)?;
+                let signature = convert::signature("signature", &request.signature)?;
+                let intent = self.0.submit_intent_signature(&id, signature).await?;
+                Ok(Response::new(convert::intent_message(&intent)))
+            },
+        )
+        .await
     }
 
     async fn get_transaction_intent(
         &self,
         request: Request<proto::GetTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
-        let id = convert::intent_name("name", &request.into_inner().name)?;
-        Ok(Response::new(convert::intent_message(&self.0.intent(&id)?)))
+        observed(
+            &self.0,
+            "TransactionIntentService/GetTransactionIntent",
+            async {
+                let id = convert::intent_name("name", &request.into_inner().name)?;
+                Ok(Response::new(convert::intent_message(&self.0.intent(&id)?)))
+            },
+        )
+        .await
     }
 
     async fn list_transaction_intents(
         &self,
         request: Request<proto::ListTransactionIntentsRequest>,
     ) -> Result<Response<proto::ListTransactionIntentsResponse>, Status> {
-        let request = request.into_inner();
-        let filter = IntentFilter {
-            session: match request.session.as_str() {
-                "" => None,
-                name => Some(convert::session_name("session", name)?),
+        observed(
+            &self.0,
+            "TransactionIntentService/ListTransactionIntents",
+            async {
+                let request = request.into_inner();
+                let filter = IntentFilter {
+                    session: match request.session.as_str() {
+                        "" => None,
+                        name => Some(convert::session_name("session", name)?),
+                    },
+                    account: match request.account.as_str() {
+                        "" => None,
+                        name => Some(convert::account_name("account", name)?),
+                    },
+                    status: convert::intent_status_filter("status", request.status)?,
+                    kind: None,
+                };
+                let page = PageRequest {
+                    size: convert::page_size("page_size", request.page_size)?,
+                    token: convert::page_token(&request.page_token),
+                };
+                let intents = self.0.list_intents(&filter, &page)?;
+                Ok(Response::new(proto::ListTransactionIntentsResponse {
+                    transaction_intents: intents
+                        .items
+                        .iter()
+                        .map(convert::intent_message)
+                        .collect(),
+                    next_page_token: intents.next_token.unwrap_or_default(),
+                }))
             },
-            account: match request.account.as_str() {
-                "" => None,
-                name => Some(convert::account_name("account", name)?),
-            },
-            status: convert::intent_status_filter("status", request.status)?,
-            kind: None,
-        };
-        let page = PageRequest {
-            size: convert::page_size("page_size", request.page_size)?,
-            token: convert::page_token(&request.page_token),
-        };
-        let intents = self.0.list_intents(&filter, &page)?;
-        Ok(Response::new(proto::ListTransactionIntentsResponse {
-            transaction_intents: intents.items.iter().map(convert::intent_message).collect(),
-            next_page_token: intents.next_token.unwrap_or_default(),
-        }))
+        )
+        .await
     }
 
     type WatchTransactionIntentStream = IntentStream;
@@ -233,76 +302,84 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::WatchTransactionIntentRequest>,
     ) -> Result<Response<Self::WatchTransactionIntentStream>, Status> {
-        let id = convert::intent_name("name", &request.into_inner().name)?;
-        // Subscribe before reading, so no change between the read and the stream is lost.
-        let mut updates = self.0.subscribe();
-        let current = self.0.intent(&id)?;
-        let (sender, receiver) = mpsc::channel(16);
-        let app = self.0.clone();
-        let shutdown = self.1.clone();
-        tokio::spawn(async move {
-            let mut sent = current.history.len();
-            let mut last_sent_in = current
-                .submission
-                .as_ref()
-                .map(|submission| submission.tx_hash);
-            let mut done = current.status.is_final();
-            if sender
-                .send(Ok(convert::intent_message(&current)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            while !done {
-                let received = tokio::select! {
-                    // The client went away: stop watching for it.
-                    () = sender.closed() => return,
-                    () = shutdown.cancelled() => {
-                        let _ = sender
-                            .send(Err(Status::unavailable(
-                                "latchkey is shutting down; watch again once it is back",
-                            )))
-                            .await;
+        observed(
+            &self.0,
+            "TransactionIntentService/WatchTransactionIntent",
+            async {
+                let id = convert::intent_name("name", &request.into_inner().name)?;
+                // Subscribe before reading, so no change between the read and the stream is lost.
+                let mut updates = self.0.subscribe();
+                let current = self.0.intent(&id)?;
+                let (sender, receiver) = mpsc::channel(16);
+                let app = self.0.clone();
+                let shutdown = self.1.clone();
+                tokio::spawn(async move {
+                    let mut sent = current.history.len();
+                    let mut last_sent_in = current
+                        .submission
+                        .as_ref()
+                        .map(|submission| submission.tx_hash);
+                    let mut done = current.status.is_final();
+                    if sender
+                        .send(Ok(convert::intent_message(&current)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
-                    received = updates.recv() => received,
-                };
-                let next = match received {
-                    Ok(intent) if intent.id == id => intent,
-                    Ok(_) => continue,
-                    // Fell behind the broadcast: the store has the latest state.
-                    Err(RecvError::Lagged(_)) => match app.intent(&id) {
-                        Ok(intent) => intent,
-                        Err(error) => {
-                            let _ = sender.send(Err(error.into())).await;
+                    while !done {
+                        let received = tokio::select! {
+                            // The client went away: stop watching for it.
+                            () = sender.closed() => return,
+                            () = shutdown.cancelled() => {
+                                let _ = sender
+                                    .send(Err(Status::unavailable(
+                                        "latchkey is shutting down; watch again once it is back",
+                                    )))
+                                    .await;
+                                return;
+                            }
+                            received = updates.recv() => received,
+                        };
+                        let next = match received {
+                            Ok(intent) if intent.id == id => intent,
+                            Ok(_) => continue,
+                            // Fell behind the broadcast: the store has the latest state.
+                            Err(RecvError::Lagged(_)) => match app.intent(&id) {
+                                Ok(intent) => intent,
+                                Err(error) => {
+                                    let _ = sender.send(Err(error.into())).await;
+                                    return;
+                                }
+                            },
+                            Err(RecvError::Closed) => return,
+                        };
+                        // A new status, or the same status with a new transaction (a bundle
+                        // replaced with higher fees): anything else is not news.
+                        let sent_in = next
+                            .submission
+                            .as_ref()
+                            .map(|submission| submission.tx_hash);
+                        if next.history.len() <= sent && sent_in == last_sent_in {
+                            continue;
+                        }
+                        sent = next.history.len();
+                        last_sent_in = sent_in;
+                        done = next.status.is_final();
+                        if sender
+                            .send(Ok(convert::intent_message(&next)))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
-                    },
-                    Err(RecvError::Closed) => return,
-                };
-                // A new status, or the same status with a new transaction (a bundle
-                // replaced with higher fees): anything else is not news.
-                let sent_in = next
-                    .submission
-                    .as_ref()
-                    .map(|submission| submission.tx_hash);
-                if next.history.len() <= sent && sent_in == last_sent_in {
-                    continue;
-                }
-                sent = next.history.len();
-                last_sent_in = sent_in;
-                done = next.status.is_final();
-                if sender
-                    .send(Ok(convert::intent_message(&next)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+                    }
+                });
+                let stream: IntentStream = Box::pin(ReceiverStream::new(receiver));
+                Ok(Response::new(stream))
+            },
+        )
+        .await
     }
 }
 
@@ -312,51 +389,66 @@ impl PolicyService for Policies {
         &self,
         request: Request<proto::CreatePolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        let new_policy = convert::new_policy(request.into_inner())?;
-        let view = self.0.create_policy(new_policy).await?;
-        Ok(Response::new(convert::policy_message(&view)))
+        observed(&self.0, "PolicyService/CreatePolicy", async {
+            let new_policy = convert::new_policy(request.into_inner())?;
+            let view = self.0.create_policy(new_policy).await?;
+            Ok(Response::new(convert::policy_message(&view)))
+        })
+        .await
     }
 
     async fn get_policy(
         &self,
         request: Request<proto::GetPolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        let id = convert::policy_name("name", &request.into_inner().name)?;
-        Ok(Response::new(convert::policy_message(&self.0.policy(&id)?)))
+        observed(&self.0, "PolicyService/GetPolicy", async {
+            let id = convert::policy_name("name", &request.into_inner().name)?;
+            Ok(Response::new(convert::policy_message(&self.0.policy(&id)?)))
+        })
+        .await
     }
 
     async fn list_policies(
         &self,
         request: Request<proto::ListPoliciesRequest>,
     ) -> Result<Response<proto::ListPoliciesResponse>, Status> {
-        let request = request.into_inner();
-        let page = PageRequest {
-            size: convert::page_size("page_size", request.page_size)?,
-            token: convert::page_token(&request.page_token),
-        };
-        let policies = self.0.list_policies(&page)?;
-        Ok(Response::new(proto::ListPoliciesResponse {
-            policies: policies.items.iter().map(convert::policy_message).collect(),
-            next_page_token: policies.next_token.unwrap_or_default(),
-        }))
+        observed(&self.0, "PolicyService/ListPolicies", async {
+            let request = request.into_inner();
+            let page = PageRequest {
+                size: convert::page_size("page_size", request.page_size)?,
+                token: convert::page_token(&request.page_token),
+            };
+            let policies = self.0.list_policies(&page)?;
+            Ok(Response::new(proto::ListPoliciesResponse {
+                policies: policies.items.iter().map(convert::policy_message).collect(),
+                next_page_token: policies.next_token.unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn disable_policy(
         &self,
         request: Request<proto::DisablePolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        let id = convert::policy_name("name", &request.into_inner().name)?;
-        Ok(Response::new(convert::policy_message(
-            &self.0.disable_policy(&id).await?,
-        )))
+        observed(&self.0, "PolicyService/DisablePolicy", async {
+            let id = convert::policy_name("name", &request.into_inner().name)?;
+            Ok(Response::new(convert::policy_message(
+                &self.0.disable_policy(&id).await?,
+            )))
+        })
+        .await
     }
 
     async fn get_paymaster(
         &self,
         _request: Request<proto::GetPaymasterRequest>,
     ) -> Result<Response<proto::Paymaster>, Status> {
-        Ok(Response::new(convert::paymaster_message(
-            &self.0.paymaster().await?,
-        )))
+        observed(&self.0, "PolicyService/GetPaymaster", async {
+            Ok(Response::new(convert::paymaster_message(
+                &self.0.paymaster().await?,
+            )))
+        })
+        .await
     }
 }

@@ -4,6 +4,7 @@
 //! transaction, and only then lets the relay act on chain.
 
 mod error;
+mod observe;
 mod policies;
 mod sponsor;
 
@@ -27,6 +28,7 @@ use crate::{
     },
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus, Interaction},
     keys,
+    metrics::Metrics,
     policy::{Operation, PolicyId},
     session::{
         KeyCustody, Permissions, Session, SessionEvent, SessionId, SessionStatus, Usage,
@@ -126,6 +128,7 @@ struct Inner {
     store: Store,
     chain: ChainClient,
     config: AppConfig,
+    metrics: Metrics,
     updates: broadcast::Sender<Intent>,
     relay_wakeup: Arc<Notify>,
 }
@@ -145,6 +148,7 @@ impl App {
                 store,
                 chain,
                 config,
+                metrics: Metrics::default(),
                 updates,
                 relay_wakeup,
             }),
@@ -164,6 +168,11 @@ impl App {
     /// The settings.
     pub fn config(&self) -> &AppConfig {
         &self.inner.config
+    }
+
+    /// The metrics this daemon exports.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Every intent change, as it is written. Watchers subscribe before reading the current

@@ -215,7 +215,16 @@ impl Relay {
                 ));
             }
         }
-        self.commit(changes).await
+        let reorged = changes
+            .iter()
+            .filter(|(_, event)| *event == IntentEvent::Reorged)
+            .count();
+        self.commit(changes).await?;
+        // Counted once written: a write that lost a race is decided again next pass.
+        if reorged > 0 {
+            self.app.metrics().reorged(reorged);
+        }
+        Ok(())
     }
 
     /// Whether the EntryPoint has consumed `intent`'s nonce, i.e. its operation executed.

@@ -261,6 +261,7 @@ impl Relay {
         match self.provider.send_raw_transaction(&raw).await {
             Ok(_) => {
                 let sent = started.elapsed();
+                self.app.metrics().bundle_sent(ops, gas_limit);
                 info!(
                     target: "relay",
                     relayer = %address, tx = %tx_hash, ops, nonce, gas = simulated.gas,
@@ -499,6 +500,7 @@ impl Relay {
         self.commit(changes).await?;
         match self.provider.send_raw_transaction(&raw).await {
             Ok(_) => {
+                self.app.metrics().fee_bumped();
                 info!(target: "relay", tx = %tx_hash, replaced = %submission.tx_hash, nonce = submission.relayer_nonce, ops, max_fee_per_gas = fees.max_fee_per_gas, "stuck bundle replaced with higher fees");
             }
             // Recorded all the same: the next replacement bumps from these fees, and the

@@ -616,6 +616,24 @@ impl Store {
         Ok(intents)
     }
 
+    /// How many intents are in `status`, from the status index alone (its entries are
+    /// written with their records, so the count is exact).
+    pub fn count_intents_in_status(&self, status: IntentStatus) -> Result<usize, StoreError> {
+        let prefix = layout::status_prefix(status.code());
+        let mut count = 0;
+        for entry in self
+            .inner
+            .trees
+            .intent_by_status
+            .scan_prefix(&prefix)
+            .keys()
+        {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Every session in `status`, oldest first: on restart, registrations and revocations
     /// under way are resumed, and active sessions get their expiry timers back.
     pub fn sessions_in_status(&self, status: SessionStatus) -> Result<Vec<Session>, StoreError> {

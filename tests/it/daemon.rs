@@ -30,6 +30,7 @@ pub const GAS_BUDGET: &str = "1000000000000000000";
 
 pub struct TestDaemon {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub store: Store,
     pub api: Clients,
@@ -86,6 +87,7 @@ impl TestDaemon {
         let data_dir = config.data_dir.clone();
         let daemon = Daemon::start(&config).await.expect("daemon starts");
         let addr = daemon.local_addr().expect("bound");
+        let metrics_addr = daemon.metrics_addr();
         let store = daemon.app().store().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
@@ -99,6 +101,7 @@ impl TestDaemon {
             .expect("connect to the daemon");
         Self {
             addr,
+            metrics_addr,
             data_dir,
             store,
             api: Clients::new(channel),
@@ -106,6 +109,23 @@ impl TestDaemon {
             task: Some(task),
             _dir: None,
         }
+    }
+
+    /// Scrapes the daemon's metrics: each sample (`name{labels}`) with its value.
+    pub async fn scrape(&self) -> std::collections::HashMap<String, f64> {
+        let addr = self.metrics_addr.expect("metrics are served");
+        let response = alloy::transports::http::reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("scrape");
+        assert!(response.status().is_success(), "{response:?}");
+        let text = response.text().await.expect("metrics text");
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let (sample, value) = line.rsplit_once(' ').expect("a sample and its value");
+                (sample.to_owned(), value.parse().expect("a number"))
+            })
+            .collect()
     }
 
     /// Takes the temporary directory that holds the store, so it outlives this daemon.
@@ -337,6 +357,7 @@ pub fn test_config(chain: &TestChain, data_dir: &std::path::Path) -> Config {
         alloy::hex::encode(chain.chain.relayer.to_bytes())
     ));
     config.relayer.poll_interval_ms = 200;
+    config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     // Sponsorship is on, through the dev chain's paymaster; only operations that name a
     // policy use it.
     config.sponsor.paymaster = Some(chain.chain.paymaster);

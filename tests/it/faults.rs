@@ -192,6 +192,17 @@ async fn a_bundle_outbid_for_block_space_is_replaced_with_bumped_fees_at_the_sam
     );
     // One nonce for the bundle, however many transactions were sent at it.
     assert_no_nonce_gap(&chain, relayer, nonce_before + 1).await;
+    // The metrics counted the replacements the node took (at most every one sent).
+    let metrics = daemon.scrape().await;
+    let bumps = metrics
+        .get("latchkey_fee_bumps_total")
+        .copied()
+        .unwrap_or_default();
+    assert!(
+        (1.0..=(submission.attempts.len() - 1) as f64).contains(&bumps),
+        "{bumps} bumps for {} transactions",
+        submission.attempts.len()
+    );
     // The watch stream showed each transaction the operation was sent in.
     let mut sent_in = Vec::new();
     while let Some(update) = watch.next().await {
@@ -382,6 +393,26 @@ async fn a_reorged_bundle_is_included_again_and_each_operation_confirms_exactly_
         assert_ne!(result.block_hash, lost_block, "confirmed in the new chain");
     }
     assert_each_executed_once(&chain, &daemon, &names).await;
+    // Every INCLUDED -> SUBMITTED step in the intents' histories is one reorg counted.
+    let reorged: usize = names
+        .iter()
+        .map(|name| {
+            stored_intent(&daemon, name)
+                .history
+                .windows(2)
+                .filter(|steps| {
+                    steps[0].0 == IntentStatus::Included && steps[1].0 == IntentStatus::Submitted
+                })
+                .count()
+        })
+        .sum();
+    assert!(reorged >= 1);
+    let metrics = daemon.scrape().await;
+    assert_eq!(
+        metrics.get("latchkey_reorgs_total").copied(),
+        Some(reorged as f64),
+        "{metrics:?}"
+    );
 }
 
 #[tokio::test]

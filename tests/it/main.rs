@@ -14,6 +14,7 @@ mod faults;
 mod flows;
 mod harness;
 mod held_flow;
+mod metrics;
 mod outcomes;
 mod policy_cli;
 mod refusals;
