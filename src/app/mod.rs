@@ -181,9 +181,27 @@ impl App {
         self.inner.updates.subscribe()
     }
 
-    /// Tells watchers about written intents and wakes the relay when one is queued.
+    /// Tells watchers about written intents and wakes the relay when one is queued. Every
+    /// durable change of an intent passes here, so here is where its life is logged: one
+    /// record per change, each with the intent's id and userOpHash, from its request to its
+    /// end, whichever task made the change.
     pub fn publish(&self, intents: &[&Intent]) {
         for intent in intents {
+            let transaction = intent
+                .submission
+                .as_ref()
+                .map(|submission| submission.tx_hash.to_string());
+            info!(
+                target: "intent",
+                intent = %intent.id,
+                user_op_hash = %intent.user_op_hash,
+                kind = ?intent.kind,
+                status = ?intent.status,
+                transaction,
+                block = intent.result.as_ref().map(|result| result.block_number),
+                reason = intent.failure_reason.as_deref(),
+                "intent changed"
+            );
             // No receiver is fine: nobody watches.
             let _ = self.inner.updates.send((*intent).clone());
             if intent.status == IntentStatus::Queued {
@@ -495,7 +513,7 @@ impl App {
                 Ok(()) => {
                     self.store().flush().await?;
                     self.publish(&[&intent]);
-                    info!(target: "session", session = %id, op = %intent.user_op_hash, "owner signed");
+                    info!(target: "session", session = %id, user_op_hash = %intent.user_op_hash, "owner signed");
                     return self.session(id);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -565,7 +583,7 @@ impl App {
             match self.store().create_intent(&mut session, &mut revocation) {
                 Ok(_) => {
                     self.store().flush().await?;
-                    info!(target: "session", session = %id, op = %user_op_hash, "revocation requested");
+                    info!(target: "session", session = %id, user_op_hash = %user_op_hash, "revocation requested");
                     return self.session(id);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -703,7 +721,6 @@ impl App {
                 Ok(CreateIntent::Created) => {
                     self.store().flush().await?;
                     self.publish(&[&intent]);
-                    info!(target: "intent", intent = %intent.id, op = %user_op_hash, status = ?intent.status, "created");
                     return Ok(intent);
                 }
                 Ok(CreateIntent::Existing(existing)) => {

@@ -408,7 +408,7 @@ impl Relay {
             return self.commit(change.into_iter().collect()).await;
         }
         let details = refusal_details(data);
-        warn!(target: "relay", intent = %intent.id, op = %intent.user_op_hash, reason = %details.cause, "operation refused by the EntryPoint");
+        warn!(target: "relay", intent = %intent.id, user_op_hash = %intent.user_op_hash, reason = %details.cause, "operation refused by the EntryPoint");
         intent.failure_reason = Some(format!("{}: {}", details.cause, details.reason));
         intent.refusal = Some(details);
         self.commit(vec![(intent, IntentEvent::Dropped)]).await

@@ -481,6 +481,18 @@ impl DaemonProcess {
         port: u16,
         relayer_settings: &str,
     ) -> Self {
+        Self::spawn_logging(chain, data_dir, port, relayer_settings, None).await
+    }
+
+    /// [`DaemonProcess::spawn_on`], with the daemon's log as JSON at info level in
+    /// `log_file` when given (else warnings only, on the test's stderr).
+    pub async fn spawn_logging(
+        chain: &TestChain,
+        data_dir: &std::path::Path,
+        port: u16,
+        relayer_settings: &str,
+        log_file: Option<&std::path::Path>,
+    ) -> Self {
         let config = test_config(chain, data_dir);
         let file = data_dir.with_extension("toml");
         let toml = format!(
@@ -491,15 +503,21 @@ impl DaemonProcess {
         );
         std::fs::write(&file, toml).expect("write config");
         // The relayer key comes from the environment, as the docs recommend.
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        command
             .args(["serve", "--config", &file.display().to_string()])
             .env(
                 "LATCHKEY_RELAYER_PRIVATE_KEY",
                 config.relayer.private_key.as_deref().expect("key"),
             )
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("spawn latchkey serve");
+            .env("RUST_LOG", "warn");
+        if let Some(log_file) = log_file {
+            command
+                .args(["--log-format", "json"])
+                .env("RUST_LOG", "info")
+                .stderr(std::fs::File::create(log_file).expect("create the log file"));
+        }
+        let child = command.spawn().expect("spawn latchkey serve");
         let uri = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             if let Ok(channel) = Channel::from_shared(uri.clone())
