@@ -80,6 +80,67 @@ pub enum DaemonError {
     Server(String),
 }
 
+/// Connects to the configured chain and checks what the daemon relies on there: the chain
+/// answers, the EntryPoint and the factory have code, and a configured paymaster serves that
+/// EntryPoint and accepts the configured approving key. `latchkey config check` runs the
+/// same checks without starting anything.
+pub async fn connect_chain(config: &Config) -> Result<(ChainClient, Option<Sponsor>), DaemonError> {
+    let rpc_url = config
+        .chain
+        .rpc_url
+        .parse()
+        .map_err(|_| ConfigError::Invalid {
+            field: "chain.rpc_url",
+            reason: "not a URL".to_owned(),
+        })?;
+    // Every request has a deadline: a node that accepts a connection and never answers
+    // would otherwise hold the relay (and the API calls that read the chain) forever.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(config.chain.rpc_timeout_secs))
+        .build()
+        .map_err(|error| DaemonError::Server(format!("HTTP client: {error}")))?;
+    let transport = Http::with_client(http, rpc_url);
+    let is_local = transport.guess_local();
+    let provider = ProviderBuilder::new()
+        .connect_client(RpcClient::new(transport, is_local))
+        .erased();
+    let deployment = Deployment {
+        entry_point: config.chain.entry_point,
+        factory: config.factory(),
+        game_items: crate::chain::deploy::expected_addresses(config.chain.entry_point).game_items,
+    };
+    let chain = ChainClient::connect(provider, deployment, config.max_fee_per_gas_wei()).await?;
+    let sponsor = match config.sponsor_signer()? {
+        Some((paymaster, signer)) => {
+            // Approvals the paymaster would refuse (AA34) must stop the daemon here,
+            // not drop every sponsored operation later.
+            let (on_chain, entry_point) = chain.paymaster_setup(paymaster).await?;
+            if entry_point != chain.deployment().entry_point {
+                return Err(DaemonError::SponsorEntryPointMismatch {
+                    paymaster,
+                    serves: entry_point,
+                    configured: chain.deployment().entry_point,
+                });
+            }
+            if on_chain != signer.address() {
+                return Err(DaemonError::SponsorSignerMismatch {
+                    paymaster,
+                    configured: signer.address(),
+                    on_chain,
+                });
+            }
+            Some(Sponsor {
+                paymaster,
+                signer,
+                approval_validity_secs: config.sponsor.approval_validity_secs,
+                verification_gas_limit: u128::from(config.sponsor.verification_gas_limit),
+            })
+        }
+        None => None,
+    };
+    Ok((chain, sponsor))
+}
+
 /// A daemon bound to its address, ready to [`Daemon::run`].
 pub struct Daemon {
     listener: TcpListener,
@@ -95,61 +156,7 @@ impl Daemon {
         config.validate()?;
         let signers = config.relayer_signers()?;
         let store = Store::open(&config.data_dir)?;
-        let rpc_url = config
-            .chain
-            .rpc_url
-            .parse()
-            .map_err(|_| ConfigError::Invalid {
-                field: "chain.rpc_url",
-                reason: "not a URL".to_owned(),
-            })?;
-        // Every request has a deadline: a node that accepts a connection and never answers
-        // would otherwise hold the relay (and the API calls that read the chain) forever.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.chain.rpc_timeout_secs))
-            .build()
-            .map_err(|error| DaemonError::Server(format!("HTTP client: {error}")))?;
-        let transport = Http::with_client(http, rpc_url);
-        let is_local = transport.guess_local();
-        let provider = ProviderBuilder::new()
-            .connect_client(RpcClient::new(transport, is_local))
-            .erased();
-        let deployment = Deployment {
-            entry_point: config.chain.entry_point,
-            factory: config.factory(),
-            game_items: crate::chain::deploy::expected_addresses(config.chain.entry_point)
-                .game_items,
-        };
-        let chain =
-            ChainClient::connect(provider, deployment, config.max_fee_per_gas_wei()).await?;
-        let sponsor = match config.sponsor_signer()? {
-            Some((paymaster, signer)) => {
-                // Approvals the paymaster would refuse (AA34) must stop the daemon here,
-                // not drop every sponsored operation later.
-                let (on_chain, entry_point) = chain.paymaster_setup(paymaster).await?;
-                if entry_point != chain.deployment().entry_point {
-                    return Err(DaemonError::SponsorEntryPointMismatch {
-                        paymaster,
-                        serves: entry_point,
-                        configured: chain.deployment().entry_point,
-                    });
-                }
-                if on_chain != signer.address() {
-                    return Err(DaemonError::SponsorSignerMismatch {
-                        paymaster,
-                        configured: signer.address(),
-                        on_chain,
-                    });
-                }
-                Some(Sponsor {
-                    paymaster,
-                    signer,
-                    approval_validity_secs: config.sponsor.approval_validity_secs,
-                    verification_gas_limit: u128::from(config.sponsor.verification_gas_limit),
-                })
-            }
-            None => None,
-        };
+        let (chain, sponsor) = connect_chain(config).await?;
         let wakeup = Arc::new(Notify::new());
         let app = App::new(
             store,

@@ -112,6 +112,32 @@ enum Command {
         #[command(subcommand)]
         command: PaymasterCommand,
     },
+    /// The configuration, as `latchkey serve` would load it.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load the configuration (file, then LATCHKEY_* variables) and check every field, then
+    /// the chain: it answers, the EntryPoint and factory have code, the paymaster accepts the
+    /// approving key, and each relayer holds ETH. Opens no store and binds no port.
+    ///
+    /// Exit codes: 0 every check passed; 1 a check against the chain failed; 2 bad
+    /// command line; 3 the configuration cannot be loaded or a field is invalid.
+    Check {
+        /// TOML configuration file (see deploy/latchkey.example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Check the configuration only, not the chain.
+        #[arg(long)]
+        offline: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -188,6 +214,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Paymaster { client, command } => {
             exit_on_error(latchkey::cli::paymaster::run(client, command).await);
         }
+        Command::Config {
+            command:
+                ConfigCommand::Check {
+                    config,
+                    offline,
+                    json,
+                },
+        } => config_check(config, offline, json).await?,
     }
     Ok(())
 }
@@ -198,6 +232,28 @@ fn exit_on_error(result: anyhow::Result<()>) {
     if let Err(error) = result {
         eprintln!("error: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// Runs `latchkey config check` and exits with its documented code.
+async fn config_check(config: Option<PathBuf>, offline: bool, json: bool) -> anyhow::Result<()> {
+    use latchkey::cli::config_check::{EXIT_CHECK_FAILED, EXIT_INVALID_CONFIG, run};
+    match run(config.as_deref(), offline).await {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            if !report.ok {
+                std::process::exit(EXIT_CHECK_FAILED);
+            }
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(EXIT_INVALID_CONFIG);
+        }
     }
 }
 

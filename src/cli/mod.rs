@@ -1,6 +1,8 @@
 //! Operator subcommands that are more than a flag or two: each a client of the daemon.
 //!
 //! - [`bench`]: the load generator.
+//! - [`config_check`]: `latchkey config check`: the configuration, checked offline and
+//!   against the chain.
 //! - [`policy`]: `latchkey policy`: create, list, show and disable sponsorship policies.
 //! - [`paymaster`]: `latchkey paymaster`: the paymaster's deposit, and topping it up.
 //!
@@ -13,6 +15,7 @@ use anyhow::Context;
 use tonic::{Code, Status, transport::Channel};
 
 pub mod bench;
+pub mod config_check;
 pub mod paymaster;
 pub mod policy;
 

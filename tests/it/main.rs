@@ -7,6 +7,7 @@
 
 mod bench;
 mod bundling;
+mod config_check;
 mod crash;
 mod daemon;
 mod deploy_files;

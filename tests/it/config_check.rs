@@ -1,0 +1,126 @@
+//! `latchkey config check`, the real binary against a live chain: a good configuration
+//! passes every check, a wrong approving key or an unfunded relayer fails its check with
+//! exit code 1, and an invalid field stops it with exit code 3 naming the field.
+
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::Value;
+
+use crate::harness::TestChain;
+
+/// Runs `latchkey config check --json` on a file holding `toml`, with `env`.
+async fn check(toml: &str, env: &[(&str, String)]) -> (i32, Value, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("latchkey.toml");
+    std::fs::write(&file, toml).expect("write config");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .args(["config", "check", "--json", "--config"])
+        .arg(&file);
+    for name in [
+        "LATCHKEY_RELAYER_PRIVATE_KEY",
+        "LATCHKEY_SPONSOR_SIGNER_KEY",
+        "LATCHKEY_PAYMASTER",
+        "LATCHKEY_RPC_URL",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().await.expect("run latchkey");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = if stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+    };
+    (
+        output.status.code().expect("an exit code"),
+        report,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn key(signer: &PrivateKeySigner) -> String {
+    format!("0x{}", alloy::hex::encode(signer.to_bytes()))
+}
+
+fn failed(report: &Value) -> Vec<&str> {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|check| check["ok"] == false)
+        .map(|check| check["name"].as_str().expect("name"))
+        .collect()
+}
+
+#[tokio::test]
+async fn config_check_passes_a_good_configuration_and_names_what_is_wrong() {
+    let chain = TestChain::start().await;
+    let toml = format!(
+        "[chain]\nrpc_url = \"{}\"\nfactory = \"{}\"\n\n[sponsor]\npaymaster = \"{}\"\n",
+        chain.chain.rpc_url(),
+        chain.chain.deployment.factory,
+        chain.chain.paymaster
+    );
+    let relayer = ("LATCHKEY_RELAYER_PRIVATE_KEY", key(&chain.chain.relayer));
+    let sponsor = (
+        "LATCHKEY_SPONSOR_SIGNER_KEY",
+        key(&chain.chain.sponsor_signer),
+    );
+
+    let (code, report, stderr) = check(&toml, &[relayer.clone(), sponsor.clone()]).await;
+    assert_eq!(code, 0, "{report} {stderr}");
+    assert_eq!(report["ok"], true);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|check| check["name"].as_str().expect("name"))
+        .collect();
+    for expected in ["configuration", "relayers", "chain", "sponsorship"] {
+        assert!(names.contains(&expected), "{expected} checked: {report}");
+    }
+    assert!(
+        names.contains(&format!("relayer {}", chain.chain.relayer.address()).as_str()),
+        "{report}"
+    );
+
+    // An approving key the paymaster does not accept.
+    let stranger = (
+        "LATCHKEY_SPONSOR_SIGNER_KEY",
+        key(&PrivateKeySigner::random()),
+    );
+    let (code, report, _) = check(&toml, &[relayer.clone(), stranger]).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(failed(&report), ["chain"], "{report}");
+    let detail = report["checks"][3]["detail"].as_str().expect("detail");
+    assert!(detail.contains("accepts approvals from"), "{detail}");
+
+    // A relayer with no ETH.
+    let unfunded = PrivateKeySigner::random();
+    let (code, report, _) = check(
+        &toml,
+        &[
+            ("LATCHKEY_RELAYER_PRIVATE_KEY", key(&unfunded)),
+            sponsor.clone(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        failed(&report),
+        [format!("relayer {}", unfunded.address()).as_str()],
+        "{report}"
+    );
+
+    // An invalid field stops the check before anything else.
+    let (code, report, stderr) = check(
+        &format!("{toml}\n[relayer]\nfee_bump_percent = 5\n"),
+        &[relayer, sponsor],
+    )
+    .await;
+    assert_eq!(code, 3, "{report} {stderr}");
+    assert!(stderr.contains("relayer.fee_bump_percent"), "{stderr}");
+}
