@@ -12,7 +12,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Status, transport::Channel};
+
+use crate::api::code_name;
 
 pub mod bench;
 pub mod config_check;
@@ -57,29 +59,6 @@ impl ClientArgs {
 /// A gRPC failure as `CODE: message`, the code as the gRPC spec spells it.
 pub fn rpc_error(status: Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
-}
-
-/// The canonical name of a gRPC status code, such as `NOT_FOUND`.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// A command-line value that does not parse: the offending text and what was expected.
@@ -290,6 +269,9 @@ mod tests {
     fn status_codes_read_as_the_grpc_spec_spells_them() {
         let error = rpc_error(Status::not_found("policy pol_1 does not exist"));
         assert_eq!(error.to_string(), "NOT_FOUND: policy pol_1 does not exist");
-        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+        assert_eq!(
+            code_name(tonic::Code::FailedPrecondition),
+            "FAILED_PRECONDITION"
+        );
     }
 }

@@ -201,6 +201,27 @@ impl Clients {
             .expect("submit signature");
     }
 
+    /// Creates an intent on `session` that mints one of item `id` to its account, and
+    /// returns it as created.
+    pub async fn create_mint(
+        &mut self,
+        chain: &TestChain,
+        session: &proto::Session,
+        id: u64,
+    ) -> proto::TransactionIntent {
+        let account = account_address(&session.account).to_string();
+        self.intents
+            .create_transaction_intent(proto::CreateTransactionIntentRequest {
+                session: session.name.clone(),
+                interactions: vec![mint_interaction(chain, &account, id, 1)],
+                idempotency_key: String::new(),
+                policy: String::new(),
+            })
+            .await
+            .expect("create intent")
+            .into_inner()
+    }
+
     /// Revokes `session`: asks for the revocation, has the owner sign it, and waits for
     /// REVOKED. Returns the session as RevokeSession answered (REVOKING, with the
     /// revocation's next action) and as it ended.

@@ -25,7 +25,7 @@ use tonic_health::pb::{
 };
 
 use crate::{
-    daemon::{TestDaemon, account_address, free_port, is_final, mint_interaction, stored_intent},
+    daemon::{TestDaemon, free_port, is_final, stored_intent},
     harness::{TestChain, executions},
 };
 
@@ -628,21 +628,9 @@ async fn create_mints(
     session: &proto::Session,
     ids: std::ops::Range<u64>,
 ) -> Vec<String> {
-    let account = account_address(&session.account).to_string();
     let mut names = Vec::new();
     for id in ids {
-        let intent = daemon
-            .intents
-            .create_transaction_intent(proto::CreateTransactionIntentRequest {
-                session: session.name.clone(),
-                interactions: vec![mint_interaction(chain, &account, id, 1)],
-                idempotency_key: String::new(),
-                policy: String::new(),
-            })
-            .await
-            .expect("create intent")
-            .into_inner();
-        names.push(intent.name);
+        names.push(daemon.create_mint(chain, session, id).await.name);
     }
     names
 }

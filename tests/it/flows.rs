@@ -206,19 +206,8 @@ async fn lists_filter_by_account_session_and_status_and_page_without_gaps() {
     // Seven intents for Alice, two for Bob.
     let mut alice_intents = Vec::new();
     for (session, count) in [(&alice_session, 7), (&bob_session, 2)] {
-        let account = account_address(&session.account).to_string();
         for id in 0..count {
-            let intent = daemon
-                .intents
-                .create_transaction_intent(proto::CreateTransactionIntentRequest {
-                    session: session.name.clone(),
-                    interactions: vec![mint_interaction(&chain, &account, id, 1)],
-                    idempotency_key: String::new(),
-                    policy: String::new(),
-                })
-                .await
-                .expect("create intent")
-                .into_inner();
+            let intent = daemon.create_mint(&chain, session, id).await;
             if session.name == alice_session.name {
                 alice_intents.push(intent.name);
             }

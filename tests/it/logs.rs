@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use alloy::signers::local::PrivateKeySigner;
-use latchkey::api::proto::{self, TransactionIntentStatus as S};
+use latchkey::api::proto::TransactionIntentStatus as S;
 use serde_json::Value;
 
 use crate::{
-    daemon::{DaemonProcess, account_address, free_port, mint_interaction},
+    daemon::{DaemonProcess, free_port},
     harness::TestChain,
 };
 
@@ -29,21 +29,9 @@ async fn json_logs_follow_each_intent_by_its_user_op_hash_from_request_to_confir
     let session = daemon
         .active_held_session(&chain, &PrivateKeySigner::random(), 10)
         .await;
-    let account = account_address(&session.account).to_string();
     let mut intents = Vec::new();
     for id in 0..3 {
-        let intent = daemon
-            .intents
-            .create_transaction_intent(proto::CreateTransactionIntentRequest {
-                session: session.name.clone(),
-                interactions: vec![mint_interaction(&chain, &account, id, 1)],
-                idempotency_key: String::new(),
-                policy: String::new(),
-            })
-            .await
-            .expect("create")
-            .into_inner();
-        intents.push(intent);
+        intents.push(daemon.create_mint(&chain, &session, id).await);
     }
     for intent in &intents {
         let done = daemon.wait_final(&intent.name).await;

@@ -4,10 +4,7 @@
 use alloy::signers::local::PrivateKeySigner;
 use latchkey::api::proto;
 
-use crate::{
-    daemon::{TestDaemon, mint_interaction},
-    harness::TestChain,
-};
+use crate::{daemon::TestDaemon, harness::TestChain};
 
 const CREATE: &str = "latchkey_grpc_requests_total{method=\"TransactionIntentService/CreateTransactionIntent\",code=\"OK\"}";
 const REFUSED: &str = "latchkey_grpc_requests_total{method=\"TransactionIntentService/CreateTransactionIntent\",code=\"INVALID_ARGUMENT\"}";
@@ -23,7 +20,6 @@ async fn the_metrics_endpoint_moves_as_intents_flow() {
     let session = daemon
         .active_held_session(&chain, &PrivateKeySigner::random(), 20)
         .await;
-    let account = crate::daemon::account_address(&session.account).to_string();
     let before = daemon.scrape().await;
     let value = |samples: &std::collections::HashMap<String, f64>, name: &str| {
         samples.get(name).copied().unwrap_or(0.0)
@@ -43,18 +39,7 @@ async fn the_metrics_endpoint_moves_as_intents_flow() {
 
     let mut names = Vec::new();
     for id in 0..5 {
-        let intent = daemon
-            .intents
-            .create_transaction_intent(proto::CreateTransactionIntentRequest {
-                session: session.name.clone(),
-                interactions: vec![mint_interaction(&chain, &account, id, 1)],
-                idempotency_key: String::new(),
-                policy: String::new(),
-            })
-            .await
-            .expect("create")
-            .into_inner();
-        names.push(intent.name);
+        names.push(daemon.create_mint(&chain, &session, id).await.name);
     }
     let refused = daemon
         .intents
