@@ -789,7 +789,7 @@ async fn everything_is_still_there_after_reopening() {
         store.flush().await.unwrap();
         (session, registration, call)
     };
-    let store = Store::open(dir.path()).expect("reopen");
+    let store = when_unlocked(|| Store::open(dir.path())).expect("reopen");
     assert_eq!(store.session(&session.id).unwrap(), Some(session.clone()));
     assert_eq!(store.intent(&registration.id).unwrap(), Some(registration));
     assert_eq!(
@@ -815,13 +815,31 @@ fn writes_survive_dropping_the_store_without_an_explicit_flush() {
         let store = Store::open(dir.path()).unwrap();
         stored_session(&store, ALICE).0
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = when_unlocked(|| Store::open(dir.path())).unwrap();
     assert_eq!(store.session(&session.id).unwrap(), Some(session));
+}
+
+/// Opens the database in `dir` again once the previous handle has let go of it: sled
+/// releases the directory's lock from a background thread shortly after the last handle is
+/// dropped, not at once, so an immediate reopen in the same process can find it still held.
+fn when_unlocked<T, E: std::fmt::Debug>(open: impl Fn() -> Result<T, E>) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Err(error)
+                if format!("{error:?}").contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Stamps the closed database in `dir` with `version`.
 fn stamp(dir: &std::path::Path, version: u32) {
-    let db = sled::open(dir).expect("open");
+    let db = when_unlocked(|| sled::open(dir)).expect("open");
     let meta = db.open_tree(layout::META).expect("meta");
     meta.insert(layout::SCHEMA_VERSION_KEY, &version.to_be_bytes())
         .expect("stamp");
@@ -833,7 +851,7 @@ fn a_database_of_another_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
     stamp(dir.path(), SCHEMA_VERSION + 1);
-    let error = Store::open(dir.path()).unwrap_err();
+    let error = when_unlocked(|| Store::open(dir.path())).unwrap_err();
     assert!(
         matches!(
             error,
@@ -852,12 +870,12 @@ fn a_version_one_database_is_upgraded_in_place_and_keeps_its_data() {
         stored_session(&store, ALICE)
     };
     stamp(dir.path(), 1);
-    let store = Store::open(dir.path()).unwrap();
+    let store = when_unlocked(|| Store::open(dir.path())).unwrap();
     assert_eq!(store.session(&session.id).unwrap(), Some(session));
     let read = store.intent(&registration.id).unwrap().expect("kept");
     assert_eq!(read.charge, None);
     drop(store);
-    let db = sled::open(dir.path()).unwrap();
+    let db = when_unlocked(|| sled::open(dir.path())).unwrap();
     let version = db
         .open_tree(layout::META)
         .unwrap()
@@ -871,14 +889,14 @@ fn a_version_one_database_is_upgraded_in_place_and_keeps_its_data() {
 fn data_without_a_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = when_unlocked(|| sled::open(dir.path())).unwrap();
         db.open_tree(layout::SESSIONS)
             .unwrap()
             .insert(b"ses_x", b"{}")
             .unwrap();
         db.flush().unwrap();
     }
-    let error = Store::open(dir.path()).unwrap_err();
+    let error = when_unlocked(|| Store::open(dir.path())).unwrap_err();
     assert!(
         matches!(
             error,
