@@ -17,7 +17,7 @@ CARGO ?= cargo
 # ignores them and formats everything else the same way.
 RUSTFMT_TOOLCHAIN := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
 
-.PHONY: help dev toolchain contracts forge-build forge-test check-artifacts buf-lint cargo-test test fmt lint clean
+.PHONY: help dev release toolchain contracts forge-build forge-test check-artifacts buf-lint cargo-test test fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ buf-lint: toolchain ## Lint the gRPC API in proto/
 
 cargo-test: toolchain ## Run the Rust unit and integration tests (real anvil)
 	$(CARGO) test --locked --all-targets
+
+release: ## Build the release binary target/release/latchkey, as deploy/Dockerfile does
+	$(CARGO) build --release --locked --bin latchkey
 
 dev: toolchain ## Run the local stack: anvil, contracts, funded relayer, daemon on :50051
 	$(CARGO) run --locked -- dev

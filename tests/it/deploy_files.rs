@@ -174,3 +174,20 @@ fn the_container_image_holds_only_the_binary() {
         "the final stage of deploy/Dockerfile should copy the binary and nothing else"
     );
 }
+
+#[test]
+fn the_image_builds_the_binary_the_way_make_release_does() {
+    let (_, makefile) = repo_file("Makefile");
+    let (_, dockerfile) = repo_file("deploy/Dockerfile");
+    let recipe = makefile
+        .lines()
+        .skip_while(|line| !line.starts_with("release:"))
+        .nth(1)
+        .expect("a `release` target with a recipe")
+        .trim()
+        .replace("$(CARGO)", "cargo");
+    assert!(
+        dockerfile.contains(&recipe),
+        "deploy/Dockerfile should run `{recipe}`, as `make release` does"
+    );
+}
