@@ -593,6 +593,15 @@ fn yes_no(on: bool) -> &'static str {
     if on { "yes" } else { "no" }
 }
 
+/// The settled and pending lines of a usage, each after `indent`.
+fn usage_lines(indent: &str, usage: &UsageJson) -> String {
+    format!(
+        "{indent}{}{indent}{}",
+        amount_line("settled", &usage.settled),
+        amount_line("pending", &usage.pending)
+    )
+}
+
 fn amount_line(label: &str, amount: &AmountJson) -> String {
     let eth = amount
         .wei
@@ -634,14 +643,7 @@ pub fn render_policy(policy: &proto::Policy) -> String {
         }
     }
     out.push_str("usage\n");
-    out.push_str(&format!(
-        "  {}",
-        amount_line("settled", &json.usage.settled)
-    ));
-    out.push_str(&format!(
-        "  {}",
-        amount_line("pending", &json.usage.pending)
-    ));
+    out.push_str(&usage_lines("  ", &json.usage));
     if !json.windows.is_empty() {
         out.push_str("current windows\n");
         for window in &json.windows {
@@ -651,14 +653,7 @@ pub fn render_policy(policy: &proto::Policy) -> String {
                 window.start.as_deref().unwrap_or("-"),
                 window.end.as_deref().unwrap_or("-")
             ));
-            out.push_str(&format!(
-                "    {}",
-                amount_line("settled", &window.usage.settled)
-            ));
-            out.push_str(&format!(
-                "    {}",
-                amount_line("pending", &window.usage.pending)
-            ));
+            out.push_str(&usage_lines("    ", &window.usage));
         }
     }
     out

@@ -11,7 +11,7 @@ use alloy::{
 };
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
-    chain::{contracts::SessionKeyAccount, devnet::DevChainOptions},
+    chain::contracts::SessionKeyAccount,
 };
 
 use crate::{
@@ -24,12 +24,7 @@ const INTENTS_PER_PLAYER: usize = 50;
 
 #[tokio::test]
 async fn two_hundred_intents_share_far_fewer_bundles_and_all_confirm() {
-    let chain = TestChain::start_with(DevChainOptions {
-        block_time: Some(1),
-        port: None,
-        args: Vec::new(),
-    })
-    .await;
+    let chain = TestChain::with_block_time(1).await;
     let mut daemon = TestDaemon::start(&chain).await;
     let mut sessions = Vec::new();
     for _ in 0..PLAYERS {
@@ -196,12 +191,7 @@ async fn create_mint(
 
 #[tokio::test]
 async fn with_four_relayers_bundles_from_different_relayers_share_a_block() {
-    let chain = TestChain::start_with(DevChainOptions {
-        block_time: Some(1),
-        port: None,
-        args: Vec::new(),
-    })
-    .await;
+    let chain = TestChain::with_block_time(1).await;
     let extra: Vec<PrivateKeySigner> = (0..3).map(|_| PrivateKeySigner::random()).collect();
     for signer in &extra {
         chain

@@ -26,7 +26,7 @@ use alloy::{
 use futures::StreamExt;
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
-    chain::{contracts::EntryPoint, devnet::DevChainOptions},
+    chain::contracts::EntryPoint,
     intent::{IntentKind, IntentStatus},
     store::{IntentFilter, PageRequest, Store},
 };
@@ -64,12 +64,7 @@ async fn five_sigkills_during_five_hundred_intents_lose_none_and_execute_each_ex
     let started = Instant::now();
     // One-second blocks: operations gather into bundles of many while each block is awaited,
     // so kills land with multi-operation bundles in the pool, not yet included.
-    let chain = TestChain::start_with(DevChainOptions {
-        block_time: Some(1),
-        port: None,
-        args: Vec::new(),
-    })
-    .await;
+    let chain = TestChain::with_block_time(1).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("store");
     // One port for every daemon: the client's channel outlives each process and reconnects

@@ -37,6 +37,16 @@ impl TestChain {
         Self::start_with(DevChainOptions::default()).await
     }
 
+    /// A chain that mines a block every `seconds`, so operations gather into bundles while
+    /// each block is awaited.
+    pub async fn with_block_time(seconds: u64) -> Self {
+        Self::start_with(DevChainOptions {
+            block_time: Some(seconds),
+            ..DevChainOptions::default()
+        })
+        .await
+    }
+
     /// A chain started with `options` (for example interval mining).
     pub async fn start_with(options: DevChainOptions) -> Self {
         let chain = DevChain::start(options)

@@ -8,7 +8,6 @@ use std::time::Duration;
 use alloy::{providers::ext::AnvilApi, signers::local::PrivateKeySigner};
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
-    chain::devnet::DevChainOptions,
     intent::IntentStatus,
     store::Store,
 };
@@ -89,12 +88,7 @@ async fn stage(
     DaemonProcess,
     Vec<proto::Session>,
 ) {
-    let chain = TestChain::start_with(DevChainOptions {
-        block_time: Some(1),
-        port: None,
-        args: Vec::new(),
-    })
-    .await;
+    let chain = TestChain::with_block_time(1).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let mut daemon = DaemonProcess::spawn_on(
