@@ -59,6 +59,42 @@ pub struct Config {
     pub intents: IntentConfig,
     /// Gas sponsorship through a SponsorPaymaster.
     pub sponsor: SponsorConfig,
+    /// The operator's admin service.
+    pub admin: AdminConfig,
+}
+
+/// The admin service: the operator's status, inspection and relay controls, served on its
+/// own address and only to callers holding its token. Off unless `token` is set.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address the admin service listens on; keep it on localhost or a private network.
+    pub listen: SocketAddr,
+    /// The bearer token every admin call must carry: at least 32 visible ASCII characters.
+    /// Prefer the `LATCHKEY_ADMIN_TOKEN` environment variable to writing it in a file.
+    pub token: Option<String>,
+}
+
+/// Fewest characters an admin token may have: 32 random characters put guessing it out of
+/// reach.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            token: None,
+        }
+    }
 }
 
 /// Which chain, and where the contracts are.
@@ -223,6 +259,7 @@ impl Default for Config {
             relayer: RelayerConfig::default(),
             intents: IntentConfig::default(),
             sponsor: SponsorConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -321,6 +358,12 @@ impl Config {
         }
         if let Some(value) = env("LATCHKEY_METRICS_LISTEN") {
             self.metrics_listen = Some(parse("metrics_listen", &value)?);
+        }
+        if let Some(value) = env("LATCHKEY_ADMIN_LISTEN") {
+            self.admin.listen = parse("admin.listen", &value)?;
+        }
+        if let Some(value) = env("LATCHKEY_ADMIN_TOKEN") {
+            self.admin.token = Some(value);
         }
         if let Some(value) = env("LATCHKEY_DATA_DIR") {
             self.data_dir = PathBuf::from(value);
@@ -432,6 +475,33 @@ impl Config {
                 "sponsor.approval_validity_secs",
                 "must be at most 366 days",
             ));
+        }
+        if let Some(token) = &self.admin.token {
+            // Never echo the token: the reason says what is wrong with it, not what it is.
+            if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+                return Err(ConfigError::Invalid {
+                    field: "admin.token",
+                    reason: format!(
+                        "must be at least {MIN_ADMIN_TOKEN_CHARS} characters; generate one \
+                         with `openssl rand -hex 32`"
+                    ),
+                });
+            }
+            if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+                return Err(invalid(
+                    "admin.token",
+                    "must be visible ASCII characters only (no spaces), as it travels in a \
+                     header",
+                ));
+            }
+            // Port 0 asks for any free port, so only fixed ports can clash.
+            let clashes = |other: SocketAddr| other.port() != 0 && other == self.admin.listen;
+            if clashes(self.listen) || self.metrics_listen.is_some_and(clashes) {
+                return Err(invalid(
+                    "admin.listen",
+                    "must differ from listen and metrics_listen",
+                ));
+            }
         }
         if !(10_000..=1_000_000).contains(&self.sponsor.verification_gas_limit) {
             return Err(invalid(
@@ -699,6 +769,7 @@ mod tests {
             config.sponsor.verification_gas_limit,
             defaults.sponsor.verification_gas_limit
         );
+        assert_eq!(config.admin.listen, defaults.admin.listen);
         // Commented-out fields are documented too.
         let text = std::fs::read_to_string(&path).unwrap();
         for field in [
@@ -709,6 +780,7 @@ mod tests {
             "mnemonic",
             "paymaster",
             "signer_private_key",
+            "token",
         ] {
             assert!(
                 text.contains(&format!("# {field} = ")),
@@ -783,6 +855,52 @@ mod tests {
                 && error.to_string().contains("900"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_admin_token_must_be_long_visible_and_never_shown() {
+        let load = |token: &str| {
+            Config::load(
+                None,
+                env(&[
+                    ("LATCHKEY_RELAYER_PRIVATE_KEY", KEY),
+                    ("LATCHKEY_ADMIN_TOKEN", token),
+                ]),
+                &Overrides::default(),
+            )
+        };
+        let good = "0123456789abcdef0123456789abcdef";
+        let config = load(good).unwrap();
+        assert_eq!(config.admin.token.as_deref(), Some(good));
+        assert!(!format!("{config:?}").contains(good), "never in Debug");
+        for bad in [
+            "short",
+            "0123456789abcdef 0123456789abcdef",
+            "0123456789abcdef\n0123456789abcdef",
+        ] {
+            let error = load(bad).unwrap_err().to_string();
+            assert!(error.contains("admin.token"), "{error}");
+            assert!(!error.contains(bad), "the token is not echoed: {error}");
+        }
+        let clash = Config::load(
+            None,
+            env(&[
+                ("LATCHKEY_RELAYER_PRIVATE_KEY", KEY),
+                ("LATCHKEY_ADMIN_TOKEN", good),
+                ("LATCHKEY_ADMIN_LISTEN", "127.0.0.1:50051"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(clash.to_string().contains("admin.listen"), "{clash}");
+        // Without a token the service is off, and any listen address is fine.
+        let off = Config::load(
+            None,
+            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(off.admin.token.is_none());
     }
 
     #[test]

@@ -22,8 +22,9 @@ use tracing::info;
 use crate::{
     api::{
         FILE_DESCRIPTOR_SET,
+        admin::{Admin, AdminAuth},
         proto::{
-            account_service_server::AccountServiceServer,
+            account_service_server::AccountServiceServer, admin_service_server::AdminServiceServer,
             policy_service_server::PolicyServiceServer,
             session_service_server::SessionServiceServer,
             transaction_intent_service_server::TransactionIntentServiceServer,
@@ -145,6 +146,8 @@ pub async fn connect_chain(config: &Config) -> Result<(ChainClient, Option<Spons
 pub struct Daemon {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// The admin service's listener and token, when a token is configured.
+    admin: Option<(TcpListener, String)>,
     app: App,
     relay: Relay,
 }
@@ -194,9 +197,27 @@ impl Daemon {
             })?),
             None => None,
         };
+        let admin = match &config.admin.token {
+            Some(token) => {
+                let listener = TcpListener::bind(config.admin.listen)
+                    .await
+                    .map_err(|error| {
+                        DaemonError::Server(format!(
+                            "bind admin.listen {}: {error}",
+                            config.admin.listen
+                        ))
+                    })?;
+                Some((listener, token.clone()))
+            }
+            None => {
+                info!(target: "daemon", "admin service off: set admin.token (LATCHKEY_ADMIN_TOKEN) to serve it");
+                None
+            }
+        };
         Ok(Self {
             listener,
             metrics_listener,
+            admin,
             app,
             relay,
         })
@@ -214,6 +235,13 @@ impl Daemon {
         self.metrics_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// The address the admin service listens on, when it is served.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The application, for embedding callers.
@@ -275,6 +303,21 @@ impl Daemon {
             info!(target: "daemon", addr = ?metrics_addr, "serving metrics at /metrics");
         }
 
+        let admin_server = self.admin.map(|(listener, token)| {
+            let admin_addr = listener.local_addr().ok();
+            let service = AdminServiceServer::with_interceptor(
+                Admin::new(self.app.clone(), self.relay.addresses(), shutdown.clone()),
+                AdminAuth::new(&token),
+            );
+            let stop = shutdown.clone().cancelled_owned();
+            info!(target: "daemon", addr = ?admin_addr, "serving the admin service");
+            tokio::spawn(
+                Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop),
+            )
+        });
+
         let relay_shutdown = shutdown.child_token();
         let (relay_health, mut relay_health_changes) = watch::channel(RelayHealth::Serving);
         let relay = tokio::spawn(self.relay.run(relay_shutdown.clone(), relay_health));
@@ -314,6 +357,15 @@ impl Daemon {
 
         relay_shutdown.cancel();
         let _ = relay.await;
+        if let Some(admin_server) = admin_server {
+            match admin_server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(target: "daemon", %error, "admin service failed"),
+                Err(error) => {
+                    tracing::error!(target: "daemon", %error, "admin service task failed")
+                }
+            }
+        }
         self.app.store().flush().await?;
         info!(target: "daemon", "stopped");
         served.map_err(|error| DaemonError::Server(error.to_string()))

@@ -7,8 +7,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use latchkey::{
     app::NewPolicy,
     chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH},
-    cli::{ClientArgs, paymaster::PaymasterCommand, policy::PolicyCommand},
-    config::{Config, Overrides},
+    cli::{
+        ClientArgs, admin::AdminArgs, contracts::ContractsCommand, intent::IntentCommand,
+        paymaster::PaymasterCommand, policy::PolicyCommand, relayer::RelayerCommand,
+        session::SessionCommand,
+    },
+    config::{AdminConfig, Config, Overrides},
     daemon::Daemon,
     policy::{AccountFunction, ContractFunction, Policy, Rule, SponsorStrategy},
     session::SelectorRule,
@@ -97,6 +101,44 @@ enum Command {
         /// Address to serve Prometheus metrics on.
         #[arg(long, default_value = "127.0.0.1:9464")]
         metrics_listen: SocketAddr,
+        /// Address to serve the admin service on.
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        admin_listen: SocketAddr,
+        /// The admin token; a random one is made (and printed) when absent.
+        #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
+    /// The daemon's status: version, uptime, the chain's head and the relay's lag, each
+    /// relayer's balance, nonce and bundles in flight, the queue, and intents by status.
+    ///
+    /// Operator commands (status, session, intent, relayer) talk to the admin service with
+    /// its token. Exit codes: 0 done; 1 the daemon refused or could not be reached (the
+    /// message says which); 2 bad command line; `intent watch` adds 3: the intent ended
+    /// other than CONFIRMED.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Sessions on a running daemon: list them, show one, revoke one.
+    Session {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+    /// Transaction intents on a running daemon: list them, show one, watch one to its end.
+    Intent {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: IntentCommand,
+    },
+    /// The relayer accounts: list them, fund them; pause and resume relaying.
+    Relayer {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: RelayerCommand,
     },
     /// Manage gas sponsorship policies on a running daemon: create, list, show, disable.
     Policy {
@@ -111,6 +153,12 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: PaymasterCommand,
+    },
+    /// latchkey's contracts on a chain: the EntryPoint where it is missing, the account
+    /// factory and the paymaster.
+    Contracts {
+        #[command(subcommand)]
+        command: ContractsCommand,
     },
     /// The configuration, as `latchkey serve` would load it.
     Config {
@@ -144,8 +192,6 @@ enum ConfigCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     match cli.command {
         Command::Serve {
@@ -165,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
                 &overrides,
             )?;
             let daemon = Daemon::start(&config).await?;
-            daemon.run(shutdown).await?;
+            daemon.run(shutdown_on_signal()).await?;
         }
         Command::Bench {
             accounts,
@@ -199,20 +245,43 @@ async fn main() -> anyhow::Result<()> {
             block_time,
             data_dir,
             metrics_listen,
+            admin_listen,
+            admin_token,
         } => {
+            // 32 bytes from the OS random source, as hex.
+            let token = admin_token.unwrap_or_else(|| {
+                alloy::hex::encode(alloy::signers::local::PrivateKeySigner::random().to_bytes())
+            });
             let config = Config {
                 listen,
                 data_dir,
                 metrics_listen: Some(metrics_listen),
+                admin: AdminConfig {
+                    listen: admin_listen,
+                    token: Some(token),
+                },
                 ..Config::default()
             };
-            dev(config, anvil_port, block_time, shutdown).await?;
+            dev(config, anvil_port, block_time, shutdown_on_signal()).await?;
+        }
+        Command::Status { admin } => exit_with(latchkey::cli::status::run(admin).await),
+        Command::Session { admin, command } => {
+            exit_with(latchkey::cli::session::run(admin, command).await);
+        }
+        Command::Intent { admin, command } => {
+            exit_with(latchkey::cli::intent::run(admin, command).await);
+        }
+        Command::Relayer { admin, command } => {
+            exit_with(latchkey::cli::relayer::run(admin, command).await);
         }
         Command::Policy { client, command } => {
             exit_on_error(latchkey::cli::policy::run(client, command).await);
         }
         Command::Paymaster { client, command } => {
             exit_on_error(latchkey::cli::paymaster::run(client, command).await);
+        }
+        Command::Contracts { command } => {
+            exit_on_error(latchkey::cli::contracts::run(command).await);
         }
         Command::Config {
             command:
@@ -232,6 +301,19 @@ fn exit_on_error(result: anyhow::Result<()>) {
     if let Err(error) = result {
         eprintln!("error: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// Ends an operator command with the exit code it chose, or with `error: <cause>` on
+/// stderr and exit code 1.
+fn exit_with(result: anyhow::Result<i32>) {
+    match result {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -295,7 +377,8 @@ async fn dev(
         .await
         .context("creating the default sponsorship policy")?;
     let addr = daemon.local_addr()?;
-    print_dev_banner(&chain, addr, daemon.metrics_addr(), &policy.policy);
+    let admin = daemon.admin_addr().zip(config.admin.token.as_deref());
+    print_dev_banner(&chain, addr, daemon.metrics_addr(), admin, &policy.policy);
     daemon.run(shutdown).await?;
     Ok(())
 }
@@ -331,6 +414,7 @@ fn print_dev_banner(
     chain: &DevChain,
     addr: SocketAddr,
     metrics: Option<SocketAddr>,
+    admin: Option<(SocketAddr, &str)>,
     policy: &Policy,
 ) {
     let deployment = chain.deployment;
@@ -357,6 +441,14 @@ fn print_dev_banner(
         println!("  metrics     http://{metrics}/metrics");
     }
     println!("  gRPC        {addr} (health and reflection on)");
+    if let Some((admin_addr, token)) = admin {
+        println!("  admin       {admin_addr}");
+        println!();
+        println!("Operator commands (latchkey status, session, intent, relayer) need:");
+        println!(
+            "  export LATCHKEY_ADMIN_ENDPOINT=http://{admin_addr} LATCHKEY_ADMIN_TOKEN={token}"
+        );
+    }
     println!();
     println!("First call: the account of anvil's dev account #1, salt 0:");
     println!(
@@ -377,24 +469,17 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// A token cancelled on SIGINT or SIGTERM, for the commands that stop gracefully; every
+/// other command keeps the default, where Ctrl-C ends it at once.
+fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    shutdown
+}
+
 /// Cancels `shutdown` on SIGINT or SIGTERM.
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
-    }
+    latchkey::cli::interrupted().await;
     tracing::info!(target: "daemon", "shutdown requested");
     shutdown.cancel();
 }

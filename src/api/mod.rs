@@ -1,6 +1,7 @@
 //! The gRPC API: code generated from `proto/latchkey/v1`, the proto <-> domain conversions,
-//! the one error -> status mapping, and the service handlers.
+//! the one error -> status mapping, the service handlers, and the operator's admin service.
 
+pub mod admin;
 pub mod convert;
 mod error;
 pub mod services;

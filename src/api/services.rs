@@ -129,10 +129,7 @@ impl SessionService for Sessions {
         request: Request<proto::GetSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
         observed(&self.0, "SessionService/GetSession", async {
-            let id = convert::session_name("name", &request.into_inner().name)?;
-            Ok(Response::new(convert::session_message(
-                &self.0.session(&id)?,
-            )))
+            get_session(&self.0, request.into_inner()).map(Response::new)
         })
         .await
     }
@@ -142,27 +139,7 @@ impl SessionService for Sessions {
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
         observed(&self.0, "SessionService/ListSessions", async {
-            let request = request.into_inner();
-            let filter = SessionFilter {
-                account: match request.account.as_str() {
-                    "" => None,
-                    name => Some(convert::account_name("account", name)?),
-                },
-                status: convert::session_status_filter("status", request.status)?,
-            };
-            let page = PageRequest {
-                size: convert::page_size("page_size", request.page_size)?,
-                token: convert::page_token(&request.page_token),
-            };
-            let sessions = self.0.list_sessions(&filter, &page)?;
-            Ok(Response::new(proto::ListSessionsResponse {
-                sessions: sessions
-                    .items
-                    .iter()
-                    .map(convert::session_message)
-                    .collect(),
-                next_page_token: sessions.next_token.unwrap_or_default(),
-            }))
+            list_sessions(&self.0, request.into_inner()).map(Response::new)
         })
         .await
     }
@@ -172,17 +149,16 @@ impl SessionService for Sessions {
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
         observed(&self.0, "SessionService/RevokeSession", async {
-            let id = convert::session_name("name", &request.into_inner().name)?;
-            Ok(Response::new(convert::session_message(
-                &self.0.revoke_session(&id).await?,
-            )))
+            revoke_session(&self.0, request.into_inner())
+                .await
+                .map(Response::new)
         })
         .await
     }
 }
 
 /// Runs a handler and counts the call in the metrics, by method and status code.
-async fn observed<T>(
+pub(super) async fn observed<T>(
     app: &App,
     method: &'static str,
     call: impl Future<Output = Result<Response<T>, Status>>,
@@ -197,7 +173,8 @@ async fn observed<T>(
     result
 }
 
-type IntentStream = Pin<Box<dyn Stream<Item = Result<proto::TransactionIntent, Status>> + Send>>;
+pub(super) type IntentStream =
+    Pin<Box<dyn Stream<Item = Result<proto::TransactionIntent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl TransactionIntentService for Intents {
@@ -249,10 +226,7 @@ impl TransactionIntentService for Intents {
         observed(
             &self.0,
             "TransactionIntentService/GetTransactionIntent",
-            async {
-                let id = convert::intent_name("name", &request.into_inner().name)?;
-                Ok(Response::new(convert::intent_message(&self.0.intent(&id)?)))
-            },
+            async { get_intent(&self.0, request.into_inner()).map(Response::new) },
         )
         .await
     }
@@ -264,34 +238,7 @@ impl TransactionIntentService for Intents {
         observed(
             &self.0,
             "TransactionIntentService/ListTransactionIntents",
-            async {
-                let request = request.into_inner();
-                let filter = IntentFilter {
-                    session: match request.session.as_str() {
-                        "" => None,
-                        name => Some(convert::session_name("session", name)?),
-                    },
-                    account: match request.account.as_str() {
-                        "" => None,
-                        name => Some(convert::account_name("account", name)?),
-                    },
-                    status: convert::intent_status_filter("status", request.status)?,
-                    kind: None,
-                };
-                let page = PageRequest {
-                    size: convert::page_size("page_size", request.page_size)?,
-                    token: convert::page_token(&request.page_token),
-                };
-                let intents = self.0.list_intents(&filter, &page)?;
-                Ok(Response::new(proto::ListTransactionIntentsResponse {
-                    transaction_intents: intents
-                        .items
-                        .iter()
-                        .map(convert::intent_message)
-                        .collect(),
-                    next_page_token: intents.next_token.unwrap_or_default(),
-                }))
-            },
+            async { list_intents(&self.0, request.into_inner()).map(Response::new) },
         )
         .await
     }
@@ -305,79 +252,7 @@ impl TransactionIntentService for Intents {
         observed(
             &self.0,
             "TransactionIntentService/WatchTransactionIntent",
-            async {
-                let id = convert::intent_name("name", &request.into_inner().name)?;
-                // Subscribe before reading, so no change between the read and the stream is lost.
-                let mut updates = self.0.subscribe();
-                let current = self.0.intent(&id)?;
-                let (sender, receiver) = mpsc::channel(16);
-                let app = self.0.clone();
-                let shutdown = self.1.clone();
-                tokio::spawn(async move {
-                    let mut sent = current.history.len();
-                    let mut last_sent_in = current
-                        .submission
-                        .as_ref()
-                        .map(|submission| submission.tx_hash);
-                    let mut done = current.status.is_final();
-                    if sender
-                        .send(Ok(convert::intent_message(&current)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    while !done {
-                        let received = tokio::select! {
-                            // The client went away: stop watching for it.
-                            () = sender.closed() => return,
-                            () = shutdown.cancelled() => {
-                                let _ = sender
-                                    .send(Err(Status::unavailable(
-                                        "latchkey is shutting down; watch again once it is back",
-                                    )))
-                                    .await;
-                                return;
-                            }
-                            received = updates.recv() => received,
-                        };
-                        let next = match received {
-                            Ok(intent) if intent.id == id => intent,
-                            Ok(_) => continue,
-                            // Fell behind the broadcast: the store has the latest state.
-                            Err(RecvError::Lagged(_)) => match app.intent(&id) {
-                                Ok(intent) => intent,
-                                Err(error) => {
-                                    let _ = sender.send(Err(error.into())).await;
-                                    return;
-                                }
-                            },
-                            Err(RecvError::Closed) => return,
-                        };
-                        // A new status, or the same status with a new transaction (a bundle
-                        // replaced with higher fees): anything else is not news.
-                        let sent_in = next
-                            .submission
-                            .as_ref()
-                            .map(|submission| submission.tx_hash);
-                        if next.history.len() <= sent && sent_in == last_sent_in {
-                            continue;
-                        }
-                        sent = next.history.len();
-                        last_sent_in = sent_in;
-                        done = next.status.is_final();
-                        if sender
-                            .send(Ok(convert::intent_message(&next)))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
-                let stream: IntentStream = Box::pin(ReceiverStream::new(receiver));
-                Ok(Response::new(stream))
-            },
+            async { watch_intent(&self.0, &self.1, request.into_inner()).map(Response::new) },
         )
         .await
     }
@@ -451,4 +326,164 @@ impl PolicyService for Policies {
         })
         .await
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers the application services share with the admin service
+// ---------------------------------------------------------------------------------------
+
+pub(super) fn get_session(
+    app: &App,
+    request: proto::GetSessionRequest,
+) -> Result<proto::Session, Status> {
+    let id = convert::session_name("name", &request.name)?;
+    Ok(convert::session_message(&app.session(&id)?))
+}
+
+pub(super) fn list_sessions(
+    app: &App,
+    request: proto::ListSessionsRequest,
+) -> Result<proto::ListSessionsResponse, Status> {
+    let filter = SessionFilter {
+        account: match request.account.as_str() {
+            "" => None,
+            name => Some(convert::account_name("account", name)?),
+        },
+        status: convert::session_status_filter("status", request.status)?,
+    };
+    let page = PageRequest {
+        size: convert::page_size("page_size", request.page_size)?,
+        token: convert::page_token(&request.page_token),
+    };
+    let sessions = app.list_sessions(&filter, &page)?;
+    Ok(proto::ListSessionsResponse {
+        sessions: sessions
+            .items
+            .iter()
+            .map(convert::session_message)
+            .collect(),
+        next_page_token: sessions.next_token.unwrap_or_default(),
+    })
+}
+
+pub(super) async fn revoke_session(
+    app: &App,
+    request: proto::RevokeSessionRequest,
+) -> Result<proto::Session, Status> {
+    let id = convert::session_name("name", &request.name)?;
+    Ok(convert::session_message(&app.revoke_session(&id).await?))
+}
+
+pub(super) fn get_intent(
+    app: &App,
+    request: proto::GetTransactionIntentRequest,
+) -> Result<proto::TransactionIntent, Status> {
+    let id = convert::intent_name("name", &request.name)?;
+    Ok(convert::intent_message(&app.intent(&id)?))
+}
+
+pub(super) fn list_intents(
+    app: &App,
+    request: proto::ListTransactionIntentsRequest,
+) -> Result<proto::ListTransactionIntentsResponse, Status> {
+    let filter = IntentFilter {
+        session: match request.session.as_str() {
+            "" => None,
+            name => Some(convert::session_name("session", name)?),
+        },
+        account: match request.account.as_str() {
+            "" => None,
+            name => Some(convert::account_name("account", name)?),
+        },
+        status: convert::intent_status_filter("status", request.status)?,
+        kind: None,
+    };
+    let page = PageRequest {
+        size: convert::page_size("page_size", request.page_size)?,
+        token: convert::page_token(&request.page_token),
+    };
+    let intents = app.list_intents(&filter, &page)?;
+    Ok(proto::ListTransactionIntentsResponse {
+        transaction_intents: intents.items.iter().map(convert::intent_message).collect(),
+        next_page_token: intents.next_token.unwrap_or_default(),
+    })
+}
+
+/// The intent now, then at every change until a final status; the stream ends when
+/// `shutdown` is cancelled.
+pub(super) fn watch_intent(
+    app: &App,
+    shutdown: &CancellationToken,
+    request: proto::WatchTransactionIntentRequest,
+) -> Result<IntentStream, Status> {
+    let id = convert::intent_name("name", &request.name)?;
+    // Subscribe before reading, so no change between the read and the stream is lost.
+    let mut updates = app.subscribe();
+    let current = app.intent(&id)?;
+    let (sender, receiver) = mpsc::channel(16);
+    let app = app.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut sent = current.history.len();
+        let mut last_sent_in = current
+            .submission
+            .as_ref()
+            .map(|submission| submission.tx_hash);
+        let mut done = current.status.is_final();
+        if sender
+            .send(Ok(convert::intent_message(&current)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while !done {
+            let received = tokio::select! {
+                // The client went away: stop watching for it.
+                () = sender.closed() => return,
+                () = shutdown.cancelled() => {
+                    let _ = sender
+                        .send(Err(Status::unavailable(
+                            "latchkey is shutting down; watch again once it is back",
+                        )))
+                        .await;
+                    return;
+                }
+                received = updates.recv() => received,
+            };
+            let next = match received {
+                Ok(intent) if intent.id == id => intent,
+                Ok(_) => continue,
+                // Fell behind the broadcast: the store has the latest state.
+                Err(RecvError::Lagged(_)) => match app.intent(&id) {
+                    Ok(intent) => intent,
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                },
+                Err(RecvError::Closed) => return,
+            };
+            // A new status, or the same status with a new transaction (a bundle
+            // replaced with higher fees): anything else is not news.
+            let sent_in = next
+                .submission
+                .as_ref()
+                .map(|submission| submission.tx_hash);
+            if next.history.len() <= sent && sent_in == last_sent_in {
+                continue;
+            }
+            sent = next.history.len();
+            last_sent_in = sent_in;
+            done = next.status.is_final();
+            if sender
+                .send(Ok(convert::intent_message(&next)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(receiver)))
 }

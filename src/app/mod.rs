@@ -3,6 +3,7 @@
 //! validated the input's form), decides with the pure state machines, writes one atomic store
 //! transaction, and only then lets the relay act on chain.
 
+mod admin;
 mod error;
 mod observe;
 mod policies;
@@ -11,10 +12,11 @@ mod sponsor;
 use std::{sync::Arc, time::Duration};
 
 use alloy::primitives::{Address, Bytes, U256};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tracing::info;
 
 pub use self::{
+    admin::{ChainHeadView, MAX_PAUSE_REASON_CHARS, RelayProgress, RelayerView, StatusView},
     error::AppError,
     policies::{NewPolicy, PaymasterView, PolicyView, WindowView},
     sponsor::Sponsor,
@@ -131,6 +133,8 @@ struct Inner {
     metrics: Metrics,
     updates: broadcast::Sender<Intent>,
     relay_wakeup: Arc<Notify>,
+    relay_progress: watch::Sender<RelayProgress>,
+    started_at_ms: u64,
 }
 
 impl App {
@@ -151,6 +155,8 @@ impl App {
                 metrics: Metrics::default(),
                 updates,
                 relay_wakeup,
+                relay_progress: watch::Sender::new(RelayProgress::default()),
+                started_at_ms: now_ms(),
             }),
         }
     }
@@ -205,9 +211,29 @@ impl App {
             // No receiver is fine: nobody watches.
             let _ = self.inner.updates.send((*intent).clone());
             if intent.status == IntentStatus::Queued {
-                self.inner.relay_wakeup.notify_one();
+                self.wake_relay();
             }
         }
+    }
+
+    /// Has the relay look for work now rather than at its next poll.
+    pub fn wake_relay(&self) {
+        self.inner.relay_wakeup.notify_one();
+    }
+
+    /// When the application started, in Unix milliseconds.
+    pub fn started_at_ms(&self) -> u64 {
+        self.inner.started_at_ms
+    }
+
+    /// What the relay's last successful pass saw.
+    pub fn relay_progress(&self) -> RelayProgress {
+        *self.inner.relay_progress.borrow()
+    }
+
+    /// Called by the relay after each successful pass.
+    pub fn report_relay_progress(&self, progress: RelayProgress) {
+        self.inner.relay_progress.send_replace(progress);
     }
 
     // -----------------------------------------------------------------------------------

@@ -1,8 +1,15 @@
 //! Operator subcommands that are more than a flag or two: each a client of the daemon.
 //!
+//! - [`admin`]: how the operator commands reach the admin service.
+//! - [`status`]: `latchkey status`: the daemon, the chain, the relay and its queue.
+//! - [`session`]: `latchkey session`: list, show and revoke sessions.
+//! - [`intent`]: `latchkey intent`: list, show and watch transaction intents.
+//! - [`relayer`]: `latchkey relayer`: the relayer accounts, funding them, and pausing the
+//!   relay.
 //! - [`bench`]: the load generator.
 //! - [`config_check`]: `latchkey config check`: the configuration, checked offline and
 //!   against the chain.
+//! - [`contracts`]: `latchkey contracts deploy`: latchkey's contracts on any chain.
 //! - [`policy`]: `latchkey policy`: create, list, show and disable sponsorship policies.
 //! - [`paymaster`]: `latchkey paymaster`: the paymaster's deposit, and topping it up.
 //!
@@ -16,10 +23,16 @@ use tonic::{Status, transport::Channel};
 
 use crate::api::code_name;
 
+pub mod admin;
 pub mod bench;
 pub mod config_check;
+pub mod contracts;
+pub mod intent;
 pub mod paymaster;
 pub mod policy;
+pub mod relayer;
+pub mod session;
+pub mod status;
 
 /// How a client command reaches the daemon and prints what it gets.
 #[derive(Debug, Clone, clap::Args)]
@@ -180,6 +193,30 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn interrupted() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }
 
 #[cfg(test)]

@@ -33,23 +33,44 @@ pub enum PaymasterCommand {
         /// The amount: wei, or a decimal with an `ether` or `gwei` suffix (`0.5ether`).
         #[arg(long, value_name = "WEI|Nether", value_parser = parse_amount)]
         amount: u128,
-        /// The chain's JSON-RPC endpoint.
-        #[arg(
-            long,
-            env = "LATCHKEY_RPC_URL",
-            default_value = "http://127.0.0.1:8545",
-            value_name = "URL"
-        )]
-        rpc_url: url::Url,
-        /// The funder's private key, 0x-prefixed hex; it pays the amount and the gas.
-        #[arg(
-            long,
-            env = "LATCHKEY_FUNDER_PRIVATE_KEY",
-            hide_env_values = true,
-            value_name = "KEY"
-        )]
-        private_key: Option<SecretKey>,
+        /// Who pays, on which chain.
+        #[command(flatten)]
+        funder: FunderArgs,
     },
+}
+
+/// The account that pays for a top-up, and the chain it pays on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FunderArgs {
+    /// The chain's JSON-RPC endpoint.
+    #[arg(
+        long,
+        env = "LATCHKEY_RPC_URL",
+        default_value = "http://127.0.0.1:8545",
+        value_name = "URL"
+    )]
+    pub rpc_url: url::Url,
+    /// The funder's private key, 0x-prefixed hex; it pays the amounts and the gas.
+    #[arg(
+        long,
+        env = "LATCHKEY_FUNDER_PRIVATE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub private_key: Option<SecretKey>,
+}
+
+impl FunderArgs {
+    /// The funder's signer, or an error that says how to give it.
+    pub fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
+        self.private_key
+            .as_ref()
+            .context(
+                "no funder key: set LATCHKEY_FUNDER_PRIVATE_KEY (or pass --private-key) to the \
+                 key of an account holding the amount and gas",
+            )?
+            .signer()
+    }
 }
 
 /// A private key from the command line or the environment. It never shows: not in `Debug`,
@@ -152,17 +173,9 @@ pub async fn run(client: ClientArgs, command: PaymasterCommand) -> anyhow::Resul
                 print!("{}", render_paymaster(&paymaster));
             }
         }
-        PaymasterCommand::Deposit {
-            amount,
-            rpc_url,
-            private_key,
-        } => {
-            let signer = private_key
-                .context(
-                    "no funder key: set LATCHKEY_FUNDER_PRIVATE_KEY (or pass --private-key) to \
-                     the key of an account with the amount and gas",
-                )?
-                .signer()?;
+        PaymasterCommand::Deposit { amount, funder } => {
+            let signer = funder.signer()?;
+            let rpc_url = funder.rpc_url;
             let before = get_paymaster(&mut service).await?;
             let paymaster = address("paymaster address", &before.address)?;
             let entry_point = address("EntryPoint address", &before.entry_point)?;

@@ -39,7 +39,7 @@ use tracing::{info, warn};
 
 use self::relayer::Relayer;
 use crate::{
-    app::{App, now_ms},
+    app::{App, RelayProgress, now_ms},
     chain::ChainError,
     intent::{Intent, IntentEvent, IntentStatus},
     session::{Session, SessionEvent, SessionId, SessionStatus},
@@ -99,7 +99,8 @@ pub struct RelayConfig {
     pub shutdown_grace: Duration,
 }
 
-/// Whether a pass may send new bundles: not once a shutdown is under way.
+/// Whether a pass may send new bundles: not once a shutdown is under way, nor while the
+/// operator has paused relaying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sending {
     On,
@@ -244,6 +245,12 @@ impl Relay {
             .await?
             .ok_or(ChainError::NoLatestBlock)?;
         let head = latest.header.number;
+        // The operator's pause stops new bundles like a shutdown does; everything already
+        // sent is still followed, so nothing in flight is left behind.
+        let sending = match self.app.store().relay_pause()? {
+            Some(_) => Sending::Stopped,
+            None => sending,
+        };
         // An intent signed while it was being expired is simply looked at again next pass.
         match self.expire_unsigned().await {
             Ok(()) | Err(RelayError::Conflict) => {}
@@ -253,10 +260,14 @@ impl Relay {
         self.follow_submitted(head).await?;
         self.confirm_included(head).await?;
         self.drop_overdue().await?;
-        match sending {
-            Sending::On => self.send_queued(head).await,
-            Sending::Stopped => Ok(()),
+        if sending == Sending::On {
+            self.send_queued(head).await?;
         }
+        self.app.report_relay_progress(RelayProgress {
+            head: Some(head),
+            at_ms: now_ms(),
+        });
+        Ok(())
     }
 
     async fn expire_unsigned(&self) -> Result<(), RelayError> {

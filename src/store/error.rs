@@ -22,6 +22,8 @@ pub enum RecordId {
     HeldKey(Address),
     /// A sponsorship policy.
     Policy(PolicyId),
+    /// The operator's pause of the relay.
+    RelayPause,
 }
 
 impl fmt::Display for RecordId {
@@ -31,6 +33,7 @@ impl fmt::Display for RecordId {
             Self::Intent(id) => write!(f, "intent {id}"),
             Self::HeldKey(address) => write!(f, "held key {address}"),
             Self::Policy(id) => write!(f, "policy {id}"),
+            Self::RelayPause => f.write_str("the relay's pause"),
         }
     }
 }

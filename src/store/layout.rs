@@ -15,6 +15,7 @@
 //! | `policies`           | policy id                             | JSON [`Policy`]  |
 //! | `policy_usage`       | policy id ++ `0x00` ++ usage key      | JSON [`PolicyUsage`] |
 //! | `meta`               | `schema_version`                      | u32, big-endian  |
+//! | `meta`               | `relay_pause`                         | JSON [`RelayPause`], while paused |
 //!
 //! A usage key is `0x00` for the policy's all-time usage, or `0x01` ++ rule index (u16,
 //! big-endian) ++ interval index (u64, big-endian) for one interval of one limit.
@@ -26,6 +27,7 @@
 //! [`Intent`]: crate::intent::Intent
 //! [`Policy`]: crate::policy::Policy
 //! [`PolicyUsage`]: crate::policy::PolicyUsage
+//! [`RelayPause`]: super::RelayPause
 
 use alloy::primitives::Address;
 use serde::{Serialize, de::DeserializeOwned};
@@ -52,6 +54,9 @@ pub(super) const META: &str = "meta";
 
 /// The `meta` key of the schema version.
 pub(super) const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+
+/// The `meta` key of the operator's pause of the relay; absent while the relay runs.
+pub(super) const RELAY_PAUSE_KEY: &[u8] = b"relay_pause";
 
 /// The value of an index entry: the key says everything.
 pub(super) const EMPTY: &[u8] = &[];

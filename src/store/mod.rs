@@ -90,6 +90,16 @@ impl fmt::Debug for Store {
     }
 }
 
+/// The operator's pause of the relay: while it is stored, the relay sends no new bundle.
+/// It lives in the store so that a paused daemon stays paused across a restart.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayPause {
+    /// Why, as the operator gave it.
+    pub reason: String,
+    /// When, in Unix milliseconds.
+    pub since_ms: u64,
+}
+
 /// Which page of a list to return, newest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PageRequest {
@@ -657,6 +667,32 @@ impl Store {
     /// must not be repeated or lost after a crash. The fsync runs on tokio's blocking pool,
     /// so the calling task's thread is not blocked.
     ///
+    /// The operator's pause of the relay, if it is paused.
+    pub fn relay_pause(&self) -> Result<Option<RelayPause>, StoreError> {
+        let meta = self.inner.db.open_tree(layout::META)?;
+        meta.get(layout::RELAY_PAUSE_KEY)?
+            .map(|bytes| layout::decode(layout::META, layout::RELAY_PAUSE_KEY, &bytes))
+            .transpose()
+    }
+
+    /// Pauses the relay (`Some`) or lets it run (`None`), durably: the change is flushed
+    /// before this returns, so a pause acknowledged to the operator survives a crash.
+    pub async fn set_relay_pause(&self, pause: Option<&RelayPause>) -> Result<(), StoreError> {
+        let meta = self.inner.db.open_tree(layout::META)?;
+        match pause {
+            Some(pause) => {
+                meta.insert(
+                    layout::RELAY_PAUSE_KEY,
+                    layout::encode(RecordId::RelayPause, pause)?,
+                )?;
+            }
+            None => {
+                meta.remove(layout::RELAY_PAUSE_KEY)?;
+            }
+        }
+        self.flush().await
+    }
+
     /// sled 0.34's own `flush_async` is not used: futures of concurrent calls can be left
     /// never woken (sled issues #1241 and #1308, fixed only after the last release), which
     /// froze every API call and the relay behind one lost wakeup. The blocking flush has

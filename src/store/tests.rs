@@ -819,6 +819,31 @@ fn writes_survive_dropping_the_store_without_an_explicit_flush() {
     assert_eq!(store.session(&session.id).unwrap(), Some(session));
 }
 
+#[tokio::test]
+async fn a_relay_pause_is_stored_until_lifted_and_outlasts_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let pause = RelayPause {
+        reason: "topping up".to_owned(),
+        since_ms: 1_700_000_000_000,
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.relay_pause().unwrap(), None, "a new store relays");
+        store.set_relay_pause(Some(&pause)).await.unwrap();
+        assert_eq!(store.relay_pause().unwrap(), Some(pause.clone()));
+    }
+    let store = when_unlocked(|| Store::open(dir.path())).unwrap();
+    assert_eq!(store.relay_pause().unwrap(), Some(pause));
+    store.set_relay_pause(None).await.unwrap();
+    assert_eq!(store.relay_pause().unwrap(), None);
+    store.set_relay_pause(None).await.unwrap();
+    assert_eq!(
+        store.relay_pause().unwrap(),
+        None,
+        "lifting twice is a no-op"
+    );
+}
+
 /// Opens the database in `dir` again once the previous handle has let go of it: sled
 /// releases the directory's lock from a background thread shortly after the last handle is
 /// dropped, not at once, so an immediate reopen in the same process can find it still held.

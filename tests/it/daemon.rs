@@ -25,12 +25,16 @@ use tonic::{Code, Response, Status, transport::Channel};
 
 use crate::harness::TestChain;
 
+/// The admin token of test daemons.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
 /// Gas budget given to test sessions: 1 ETH of worst-case fees.
 pub const GAS_BUDGET: &str = "1000000000000000000";
 
 pub struct TestDaemon {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub store: Store,
     pub api: Clients,
@@ -88,6 +92,7 @@ impl TestDaemon {
         let daemon = Daemon::start(&config).await.expect("daemon starts");
         let addr = daemon.local_addr().expect("bound");
         let metrics_addr = daemon.metrics_addr();
+        let admin_addr = daemon.admin_addr();
         let store = daemon.app().store().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
@@ -102,6 +107,7 @@ impl TestDaemon {
         Self {
             addr,
             metrics_addr,
+            admin_addr,
             data_dir,
             store,
             api: Clients::new(channel),
@@ -379,6 +385,8 @@ pub fn test_config(chain: &TestChain, data_dir: &std::path::Path) -> Config {
     ));
     config.relayer.poll_interval_ms = 200;
     config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.admin.token = Some(ADMIN_TOKEN.to_owned());
     // Sponsorship is on, through the dev chain's paymaster; only operations that name a
     // policy use it.
     config.sponsor.paymaster = Some(chain.chain.paymaster);

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use alloy::{
+    node_bindings::{Anvil, AnvilInstance},
     primitives::{Address, B256, Bytes, U256, aliases::U192, utils::parse_ether},
     providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi},
     rpc::types::{Filter, TransactionReceipt},
@@ -16,7 +17,7 @@ use latchkey::chain::{
         EntryPoint::{self, EntryPointInstance},
         SessionKeyAccount, SessionKeyAccountFactory,
     },
-    devnet::{DevChain, DevChainOptions},
+    devnet::{DevChain, DevChainOptions, anvil_path},
     user_operation::UserOperation,
 };
 
@@ -25,6 +26,16 @@ use latchkey::chain::{
 pub const VERIFICATION_GAS: u128 = 1_000_000;
 pub const CALL_GAS: u128 = 500_000;
 pub const PRE_VERIFICATION_GAS: u64 = 100_000;
+
+/// A bare anvil: anvil's prefunded dev accounts and nothing of latchkey's, for tests that
+/// deploy the contracts themselves. `args` go to anvil as they are (for example
+/// `--disable-default-create2-deployer`). Dropping it stops anvil.
+pub fn bare_anvil(args: &[&str]) -> AnvilInstance {
+    Anvil::at(anvil_path())
+        .args(args)
+        .try_spawn()
+        .expect("start anvil (run `make toolchain` first)")
+}
 
 pub struct TestChain {
     pub chain: DevChain,

@@ -5,9 +5,11 @@
 // documented where it helps the story rather than everywhere.
 #![allow(unreachable_pub, missing_docs)]
 
+mod admin;
 mod bench;
 mod bundling;
 mod config_check;
+mod contracts_cli;
 mod crash;
 mod daemon;
 mod deploy_files;
@@ -16,6 +18,7 @@ mod faults;
 mod flows;
 mod harness;
 mod held_flow;
+mod inspect_cli;
 mod logs;
 mod metrics;
 mod outcomes;

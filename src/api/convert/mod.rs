@@ -548,6 +548,72 @@ pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
     }
 }
 
+/// The relay's standing: the operator's pause, if any, and its last successful pass.
+pub fn relay_state_message(
+    pause: Option<&crate::store::RelayPause>,
+    progress: crate::app::RelayProgress,
+) -> proto::RelayState {
+    proto::RelayState {
+        paused: pause.is_some(),
+        pause_reason: pause.map(|pause| pause.reason.clone()).unwrap_or_default(),
+        paused_at: pause.and_then(|pause| timestamp(pause.since_ms)),
+        last_pass_block: progress.head.unwrap_or(0),
+        last_pass_at: progress.head.and_then(|_| timestamp(progress.at_ms)),
+    }
+}
+
+/// The daemon's status as the admin service returns it.
+pub fn status_message(view: &crate::app::StatusView) -> proto::DaemonStatus {
+    let now = crate::app::now_ms();
+    let (chain, chain_error) = match &view.chain {
+        Ok(head) => (
+            Some(proto::ChainHead {
+                block: head.block,
+                block_time: timestamp(head.timestamp.saturating_mul(1_000)),
+                block_age_seconds: head.age_ms as f64 / 1_000.0,
+                relay_lag_blocks: view
+                    .progress
+                    .head
+                    .map(|relay_head| head.block.saturating_sub(relay_head)),
+            }),
+            String::new(),
+        ),
+        Err(error) => (None, error.clone()),
+    };
+    proto::DaemonStatus {
+        version: view.version.to_owned(),
+        started_at: timestamp(view.started_at_ms),
+        uptime_seconds: now.saturating_sub(view.started_at_ms) / 1_000,
+        chain_id: view.chain_id,
+        chain,
+        chain_error,
+        relay: Some(relay_state_message(view.pause.as_ref(), view.progress)),
+        relayers: view
+            .relayers
+            .iter()
+            .map(|relayer| proto::RelayerStatus {
+                address: relayer.address.to_string(),
+                balance_wei: relayer
+                    .balance
+                    .map(|balance| balance.to_string())
+                    .unwrap_or_default(),
+                nonce: relayer.nonce,
+                in_flight_bundles: relayer.in_flight_bundles as u64,
+                in_flight_operations: relayer.in_flight_operations as u64,
+            })
+            .collect(),
+        queue_depth: view.queue_depth() as u64,
+        intents: view
+            .intents
+            .iter()
+            .map(|(status, count)| proto::IntentStatusCount {
+                status: intent_status(*status) as i32,
+                count: *count as u64,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,841 @@
+//! `latchkey session`: the sessions a running daemon knows, through its admin service: list
+//! them, show one, and start revoking one.
+//!
+//! A revocation is an operation the account owner signs, as the registration was: `revoke`
+//! prints the hash to sign, and latchkey signs no new intent with the key meanwhile.
+//!
+//! It also holds what `latchkey intent` shares with it: resource names, times and hashes as
+//! text, and sponsorship as JSON.
+
+use anyhow::bail;
+use serde::Serialize;
+
+use super::{
+    BadValue,
+    admin::{AdminArgs, AdminClient},
+    rpc_error, table, wei_with_eth,
+};
+use crate::api::proto;
+
+/// What `latchkey session` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum SessionCommand {
+    /// List sessions, newest first.
+    ///
+    /// A table of id, account, key, custody, status, the window's end and the policy; with
+    /// --json an array of the sessions as `show --json` prints them.
+    List {
+        /// Only sessions of this account: `0x...` or `accounts/0x...`.
+        #[arg(long, value_name = "ADDR", value_parser = parse_account_name)]
+        account: Option<String>,
+        /// Only sessions in this status.
+        #[arg(long, value_enum, value_name = "STATUS")]
+        status: Option<SessionStatusArg>,
+        /// At most this many sessions.
+        #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
+    /// Show one session in full.
+    ///
+    /// Its account, owner, key, window, permissions, status and policy, the operations that
+    /// registered and revoke it, and the hash its owner must sign next, if any.
+    Show {
+        /// The session: `ses_...` or `sessions/ses_...`.
+        #[arg(value_parser = parse_session_name)]
+        session: String,
+    },
+    /// Start revoking an ACTIVE session; print the hash its owner must sign.
+    ///
+    /// The session is REVOKING from now on: latchkey signs no new intent with its key. The
+    /// key stays registered on chain until the owner's signature is submitted
+    /// (SessionService.SubmitSessionSignature) and the revocation is mined.
+    Revoke {
+        /// The session: `ses_...` or `sessions/ses_...`.
+        #[arg(value_parser = parse_session_name)]
+        session: String,
+    },
+}
+
+/// A session status, as `--status` takes it. The snake_case names the JSON output uses are
+/// accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SessionStatusArg {
+    /// Waiting for the owner's signature of the registration.
+    #[value(alias = "pending_signature")]
+    PendingSignature,
+    /// The registration is being relayed.
+    Registering,
+    /// Registered and inside its window.
+    Active,
+    /// Past its window.
+    Expired,
+    /// Revocation requested.
+    Revoking,
+    /// Revoked on chain.
+    Revoked,
+    /// The registration failed.
+    Failed,
+}
+
+impl From<SessionStatusArg> for proto::SessionStatus {
+    fn from(status: SessionStatusArg) -> Self {
+        match status {
+            SessionStatusArg::PendingSignature => Self::PendingSignature,
+            SessionStatusArg::Registering => Self::Registering,
+            SessionStatusArg::Active => Self::Active,
+            SessionStatusArg::Expired => Self::Expired,
+            SessionStatusArg::Revoking => Self::Revoking,
+            SessionStatusArg::Revoked => Self::Revoked,
+            SessionStatusArg::Failed => Self::Failed,
+        }
+    }
+}
+
+/// Runs a `latchkey session` command against the daemon's admin service, prints its result
+/// and returns the process's exit code.
+pub async fn run(admin: AdminArgs, command: SessionCommand) -> anyhow::Result<i32> {
+    let mut client = admin.connect().await?;
+    match command {
+        SessionCommand::List {
+            account,
+            status,
+            limit,
+        } => {
+            let filter = proto::ListSessionsRequest {
+                account: account.unwrap_or_default(),
+                status: status.map_or(proto::SessionStatus::Unspecified, Into::into) as i32,
+                page_size: 0,
+                page_token: String::new(),
+            };
+            let sessions = list(&mut client, filter, limit).await?;
+            if admin.json {
+                let all: Vec<SessionJson> = sessions.iter().map(session_json).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                print!("{}", render_list(&sessions));
+            }
+        }
+        SessionCommand::Show { session: name } => {
+            let session = client
+                .get_session(proto::GetSessionRequest { name })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            if admin.json {
+                println!("{}", serde_json::to_string_pretty(&session_json(&session))?);
+            } else {
+                print!("{}", render_session(&session));
+            }
+        }
+        SessionCommand::Revoke { session: name } => {
+            let session = client
+                .revoke_session(proto::RevokeSessionRequest { name })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            if admin.json {
+                println!("{}", serde_json::to_string_pretty(&session_json(&session))?);
+            } else {
+                print!("{}", render_revocation(&session));
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The first `limit` sessions that match `filter`, page after page.
+async fn list(
+    client: &mut AdminClient,
+    filter: proto::ListSessionsRequest,
+    limit: u32,
+) -> anyhow::Result<Vec<proto::Session>> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    while all.len() < limit {
+        let page = client
+            .list_sessions(proto::ListSessionsRequest {
+                page_size: page_size(limit - all.len()),
+                page_token: page_token.clone(),
+                ..filter.clone()
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        all.extend(page.sessions);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        if page.next_page_token == page_token {
+            bail!("the daemon returned the same page token twice: {page_token}");
+        }
+        page_token = page.next_page_token;
+    }
+    all.truncate(limit);
+    Ok(all)
+}
+
+/// The page size to ask for when `wanted` more items are wanted: at most the API's 100.
+pub fn page_size(wanted: usize) -> i32 {
+    i32::try_from(wanted.clamp(1, 100)).unwrap_or(100)
+}
+
+// ---------------------------------------------------------------------------------------
+// Names, times and hashes as text; shared with `latchkey intent`.
+// ---------------------------------------------------------------------------------------
+
+/// `ID` or `COLLECTION/ID` as the resource name `COLLECTION/ID`. The id itself is the
+/// daemon's to judge, so that a malformed one is refused with the reason it gives.
+pub fn resource_name(text: &str, collection: &str, example: &str) -> Result<String, BadValue> {
+    let id = text
+        .strip_prefix(collection)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(text);
+    if id.is_empty() || id.contains('/') || id.chars().any(char::is_whitespace) {
+        return Err(BadValue::new(
+            text,
+            format!("`{example}` or `{collection}/{example}`"),
+        ));
+    }
+    Ok(format!("{collection}/{id}"))
+}
+
+/// `ses_...` or `sessions/ses_...` as the resource name `sessions/ses_...`.
+pub fn parse_session_name(text: &str) -> Result<String, BadValue> {
+    resource_name(text, "sessions", "ses_...")
+}
+
+/// `0x...` or `accounts/0x...` as the resource name `accounts/0x...`. The daemon checks the
+/// EIP-55 checksum of a mixed-case address.
+pub fn parse_account_name(text: &str) -> Result<String, BadValue> {
+    let address = text.strip_prefix("accounts/").unwrap_or(text);
+    let is_address = address
+        .strip_prefix("0x")
+        .is_some_and(|digits| digits.len() == 40 && digits.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !is_address {
+        return Err(BadValue::new(
+            text,
+            "an account: a 0x-prefixed 20-byte hex address, optionally after `accounts/`",
+        ));
+    }
+    Ok(format!("accounts/{address}"))
+}
+
+/// The last part of a resource name: `ses_...` of `sessions/ses_...`.
+pub fn short_name(name: &str) -> &str {
+    name.rsplit_once('/').map_or(name, |(_, id)| id)
+}
+
+/// A timestamp in RFC 3339, as precise as the daemon stored it.
+pub fn time_text(time: Option<prost_types::Timestamp>) -> Option<String> {
+    time.map(|time| time.to_string())
+}
+
+/// A timestamp in RFC 3339 to the second, for tables and progress lines; `-` when unset.
+pub fn seconds_text(time: Option<prost_types::Timestamp>) -> String {
+    time.map_or_else(
+        || "-".to_owned(),
+        |time| {
+            prost_types::Timestamp {
+                seconds: time.seconds,
+                nanos: 0,
+            }
+            .to_string()
+        },
+    )
+}
+
+/// Unix seconds in RFC 3339.
+pub fn unix_text(seconds: i64) -> String {
+    prost_types::Timestamp { seconds, nanos: 0 }.to_string()
+}
+
+/// Text the daemon leaves empty when there is nothing to say, as an `Option`.
+pub fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// A decimal the daemon leaves empty to mean zero.
+pub fn or_zero(text: &str) -> String {
+    if text.is_empty() {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A hash shortened for a table: `0x1234ab…cdef`; short text is kept whole.
+pub fn short_hash(hash: &str) -> String {
+    if hash.len() <= 14 || !hash.is_ascii() {
+        return hash.to_owned();
+    }
+    format!("{}…{}", &hash[..8], &hash[hash.len() - 4..])
+}
+
+/// Who pays an operation's gas, when a policy sponsors it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SponsorshipJson {
+    /// `policies/pol_...`.
+    pub policy: String,
+    /// The paymaster that pays.
+    pub paymaster: String,
+    /// RFC 3339: the paymaster's approval is good until then.
+    pub valid_until: Option<String>,
+}
+
+/// A sponsorship as JSON, `None` when the account pays.
+pub fn sponsorship_json(sponsorship: Option<&proto::Sponsorship>) -> Option<SponsorshipJson> {
+    sponsorship.map(|sponsorship| SponsorshipJson {
+        policy: sponsorship.policy.clone(),
+        paymaster: sponsorship.paymaster.clone(),
+        valid_until: time_text(sponsorship.valid_until),
+    })
+}
+
+/// A sponsorship in one line.
+pub fn sponsorship_text(sponsorship: Option<&SponsorshipJson>) -> String {
+    match sponsorship {
+        Some(sponsorship) => format!(
+            "{} through paymaster {} (approved until {})",
+            sponsorship.policy,
+            sponsorship.paymaster,
+            sponsorship.valid_until.as_deref().unwrap_or("-")
+        ),
+        None => "no: the account pays".to_owned(),
+    }
+}
+
+/// `  name          value` lines of a resource shown for people.
+pub fn field(name: &str, value: &str) -> String {
+    format!("  {name:<17}{value}\n")
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions as JSON and for people.
+// ---------------------------------------------------------------------------------------
+
+/// A session status as JSON and tables show it: `active`, `pending_signature`.
+pub fn status_name(status: i32) -> &'static str {
+    match proto::SessionStatus::try_from(status) {
+        Ok(proto::SessionStatus::Unspecified) => "unspecified",
+        Ok(proto::SessionStatus::PendingSignature) => "pending_signature",
+        Ok(proto::SessionStatus::Registering) => "registering",
+        Ok(proto::SessionStatus::Active) => "active",
+        Ok(proto::SessionStatus::Expired) => "expired",
+        Ok(proto::SessionStatus::Revoking) => "revoking",
+        Ok(proto::SessionStatus::Revoked) => "revoked",
+        Ok(proto::SessionStatus::Failed) => "failed",
+        Err(_) => "unknown",
+    }
+}
+
+/// Who holds a session key: `held` (latchkey) or `external` (the client).
+pub fn custody_name(custody: i32) -> &'static str {
+    match proto::KeyCustody::try_from(custody) {
+        Ok(proto::KeyCustody::Held) => "held",
+        Ok(proto::KeyCustody::External) => "external",
+        Ok(proto::KeyCustody::Unspecified) => "unspecified",
+        Err(_) => "unknown",
+    }
+}
+
+/// A session as JSON: the API's fields under the API's names, statuses and custody as
+/// names, times in RFC 3339, wei as decimal strings, and `null` for what is not there.
+#[derive(Debug, Serialize)]
+pub struct SessionJson {
+    /// `sessions/ses_...`.
+    pub name: String,
+    /// `ses_...`.
+    pub id: String,
+    /// `accounts/0x...`.
+    pub account: String,
+    /// The account owner, who signs registration and revocation.
+    pub owner: String,
+    /// The account's salt, decimal.
+    pub salt: String,
+    /// The chain.
+    pub chain_id: u64,
+    /// The session key's address.
+    pub key_address: String,
+    /// `held` or `external`.
+    pub custody: &'static str,
+    /// `pending_signature`, `registering`, `active`, `expired`, `revoking`, `revoked` or
+    /// `failed`.
+    pub status: &'static str,
+    /// RFC 3339: operations are valid after it; `null` when the window has no start.
+    pub valid_after: Option<String>,
+    /// RFC 3339: the last second the key is valid.
+    pub valid_until: String,
+    /// What the key may do.
+    pub permissions: PermissionsJson,
+    /// The hash the account owner must sign next (the registration's or the revocation's
+    /// userOpHash), while the session waits for a signature.
+    pub next_action_hash: Option<String>,
+    /// userOpHash of the registration.
+    pub registration_user_op_hash: Option<String>,
+    /// The transaction that carried the registration.
+    pub registration_transaction_hash: Option<String>,
+    /// Who pays the registration's gas, when a policy does.
+    pub registration_sponsorship: Option<SponsorshipJson>,
+    /// userOpHash of the revocation, once requested.
+    pub revocation_user_op_hash: Option<String>,
+    /// The transaction that carried the revocation.
+    pub revocation_transaction_hash: Option<String>,
+    /// Who pays the revocation's gas, when a policy does.
+    pub revocation_sponsorship: Option<SponsorshipJson>,
+    /// Why the session failed.
+    pub failure_reason: Option<String>,
+    /// `policies/pol_...` that sponsors the session's operations; `null` when the account
+    /// pays.
+    pub policy: Option<String>,
+    /// RFC 3339.
+    pub create_time: Option<String>,
+    /// RFC 3339.
+    pub update_time: Option<String>,
+}
+
+/// What a session key may do.
+#[derive(Debug, Serialize)]
+pub struct PermissionsJson {
+    /// Calls over the key's life.
+    pub call_limit: u32,
+    /// Largest value one call may carry, wei.
+    pub value_per_call_limit_wei: String,
+    /// Value all calls may carry, wei.
+    pub value_budget_wei: String,
+    /// Worst-case gas fees the key's operations may cost the account, wei.
+    pub gas_budget_wei: String,
+    /// The contract functions the key may call.
+    pub calls: Vec<CallJson>,
+}
+
+/// One allowlist entry.
+#[derive(Debug, Serialize)]
+pub struct CallJson {
+    /// The contract.
+    pub target: String,
+    /// A 4-byte selector, or `*` for every function.
+    pub function: String,
+}
+
+/// The JSON shape of a session.
+pub fn session_json(session: &proto::Session) -> SessionJson {
+    let permissions = session.permissions.clone().unwrap_or_default();
+    SessionJson {
+        name: session.name.clone(),
+        id: session.id.clone(),
+        account: session.account.clone(),
+        owner: session.owner.clone(),
+        salt: or_zero(&session.salt),
+        chain_id: session.chain_id,
+        key_address: session.key_address.clone(),
+        custody: custody_name(session.custody),
+        status: status_name(session.status),
+        valid_after: (session.valid_after > 0).then(|| unix_text(session.valid_after)),
+        valid_until: unix_text(session.valid_until),
+        permissions: PermissionsJson {
+            call_limit: permissions.call_limit,
+            value_per_call_limit_wei: or_zero(&permissions.value_per_call_limit),
+            value_budget_wei: or_zero(&permissions.value_budget),
+            gas_budget_wei: or_zero(&permissions.gas_budget),
+            calls: permissions
+                .calls
+                .iter()
+                .map(|call| CallJson {
+                    target: call.target.clone(),
+                    function: call.function.clone(),
+                })
+                .collect(),
+        },
+        next_action_hash: session
+            .next_action
+            .as_ref()
+            .and_then(|action| non_empty(&action.signable_hash)),
+        registration_user_op_hash: non_empty(&session.registration_user_op_hash),
+        registration_transaction_hash: non_empty(&session.registration_transaction_hash),
+        registration_sponsorship: sponsorship_json(session.registration_sponsorship.as_ref()),
+        revocation_user_op_hash: non_empty(&session.revocation_user_op_hash),
+        revocation_transaction_hash: non_empty(&session.revocation_transaction_hash),
+        revocation_sponsorship: sponsorship_json(session.revocation_sponsorship.as_ref()),
+        failure_reason: non_empty(&session.failure_reason),
+        policy: non_empty(&session.policy),
+        create_time: time_text(session.create_time),
+        update_time: time_text(session.update_time),
+    }
+}
+
+/// The account's address out of `accounts/0x...`.
+fn account_address(name: &str) -> &str {
+    name.strip_prefix("accounts/").unwrap_or(name)
+}
+
+/// A session for people: its name first, then its fields, permissions and operations.
+pub fn render_session(session: &proto::Session) -> String {
+    let json = session_json(session);
+    let dash = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".to_owned());
+    let mut out = format!("{}\n", json.name);
+    out.push_str(&field("status", json.status));
+    out.push_str(&field("account", account_address(&json.account)));
+    out.push_str(&field("owner", &json.owner));
+    out.push_str(&field("salt", &json.salt));
+    out.push_str(&field("chain id", &json.chain_id.to_string()));
+    let holder = match json.custody {
+        "held" => "held: latchkey signs with it".to_owned(),
+        "external" => "external: the client signs with it".to_owned(),
+        other => other.to_owned(),
+    };
+    out.push_str(&field("key", &format!("{} ({holder})", json.key_address)));
+    out.push_str(&field(
+        "window",
+        &format!(
+            "{} .. {}",
+            json.valid_after.as_deref().unwrap_or("(no start)"),
+            json.valid_until
+        ),
+    ));
+    out.push_str(&field(
+        "policy",
+        json.policy.as_deref().unwrap_or("none: the account pays"),
+    ));
+    if let Some(reason) = &json.failure_reason {
+        out.push_str(&field("failure", reason));
+    }
+    if let Some(hash) = &json.next_action_hash {
+        out.push_str(&field("next action", &format!("the owner signs {hash}")));
+    }
+    out.push_str(&field("created", &dash(&json.create_time)));
+    out.push_str(&field("updated", &dash(&json.update_time)));
+
+    let permissions = &json.permissions;
+    out.push_str("permissions\n");
+    out.push_str(&field(
+        "calls",
+        &format!("at most {} in all", permissions.call_limit),
+    ));
+    out.push_str(&field(
+        "value per call",
+        &wei_with_eth(&permissions.value_per_call_limit_wei),
+    ));
+    out.push_str(&field(
+        "value budget",
+        &wei_with_eth(&permissions.value_budget_wei),
+    ));
+    out.push_str(&field(
+        "gas budget",
+        &wei_with_eth(&permissions.gas_budget_wei),
+    ));
+    for (index, call) in permissions.calls.iter().enumerate() {
+        let label = if index == 0 { "may call" } else { "" };
+        out.push_str(&field(label, &format!("{} {}", call.target, call.function)));
+    }
+
+    out.push_str("registration\n");
+    out.push_str(&field("userOpHash", &dash(&json.registration_user_op_hash)));
+    out.push_str(&field(
+        "transaction",
+        &dash(&json.registration_transaction_hash),
+    ));
+    out.push_str(&field(
+        "sponsored",
+        &sponsorship_text(json.registration_sponsorship.as_ref()),
+    ));
+    if json.revocation_user_op_hash.is_some() {
+        out.push_str("revocation\n");
+        out.push_str(&field("userOpHash", &dash(&json.revocation_user_op_hash)));
+        out.push_str(&field(
+            "transaction",
+            &dash(&json.revocation_transaction_hash),
+        ));
+        out.push_str(&field(
+            "sponsored",
+            &sponsorship_text(json.revocation_sponsorship.as_ref()),
+        ));
+    }
+    out
+}
+
+/// What `revoke` prints: the hash the owner must sign, prominently, what happens
+/// meanwhile, then the session.
+pub fn render_revocation(session: &proto::Session) -> String {
+    let json = session_json(session);
+    let hash = json
+        .next_action_hash
+        .as_deref()
+        .or(json.revocation_user_op_hash.as_deref())
+        .unwrap_or("(the daemon named no hash: run `latchkey session show` on it)");
+    format!(
+        "{name} is now {status}.\n\
+         \n\
+         To finish the revocation, the account owner {owner} must sign:\n\
+         \n\
+         \x20   {hash}\n\
+         \n\
+         (EIP-191 personal-sign of the raw hash, or the revocation's EIP-712 typed data) and\n\
+         submit the signature with SessionService.SubmitSessionSignature. latchkey signs no\n\
+         new intent with this key meanwhile; the key stays registered on chain until the\n\
+         revocation is mined, and intents already queued are still relayed.\n\
+         \n\
+         {session}",
+        name = json.name,
+        status = json.status,
+        owner = json.owner,
+        session = render_session(session),
+    )
+}
+
+/// Sessions as a table.
+pub fn render_list(sessions: &[proto::Session]) -> String {
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|session| {
+            vec![
+                session.id.clone(),
+                account_address(&session.account).to_owned(),
+                short_hash(&session.key_address),
+                custody_name(session.custody).to_owned(),
+                status_name(session.status).to_owned(),
+                seconds_text(Some(prost_types::Timestamp {
+                    seconds: session.valid_until,
+                    nanos: 0,
+                })),
+                if session.policy.is_empty() {
+                    "-".to_owned()
+                } else {
+                    short_name(&session.policy).to_owned()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "ACCOUNT",
+            "KEY",
+            "CUSTODY",
+            "STATUS",
+            "VALID UNTIL",
+            "POLICY",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    const ID: &str = "ses_01J9Z8Q4X5N6M7P8R9S0T1V2W3";
+    const ACCOUNT: &str = "0x52908400098527886E0F7030069857D2E4169EE7";
+    const OWNER: &str = "0x8617E340B3D01FA5F11F306F4090FD50E238070D";
+    const KEY: &str = "0xde709f2102306220921060314715629080e2fb77";
+    const HASH: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: SessionCommand,
+    }
+
+    fn sample() -> proto::Session {
+        proto::Session {
+            name: format!("sessions/{ID}"),
+            id: ID.to_owned(),
+            account: format!("accounts/{ACCOUNT}"),
+            owner: OWNER.to_owned(),
+            salt: "7".to_owned(),
+            chain_id: 31_337,
+            key_address: KEY.to_owned(),
+            custody: proto::KeyCustody::Held.into(),
+            valid_after: 0,
+            valid_until: 86_400,
+            permissions: Some(proto::SessionPermissions {
+                call_limit: 10,
+                value_per_call_limit: String::new(),
+                value_budget: "0".to_owned(),
+                gas_budget: "1000000000000000000".to_owned(),
+                calls: vec![proto::CallPermission {
+                    target: ACCOUNT.to_owned(),
+                    function: "0x40c10f19".to_owned(),
+                }],
+            }),
+            status: proto::SessionStatus::Revoking.into(),
+            next_action: Some(proto::NextAction {
+                r#type: proto::NextActionType::SignWithWallet.into(),
+                signable_hash: HASH.to_owned(),
+            }),
+            registration_user_op_hash: "0xaa".to_owned(),
+            registration_transaction_hash: "0xbb".to_owned(),
+            revocation_user_op_hash: HASH.to_owned(),
+            revocation_transaction_hash: String::new(),
+            failure_reason: String::new(),
+            create_time: Some(prost_types::Timestamp {
+                seconds: 60,
+                nanos: 5_000_000,
+            }),
+            update_time: None,
+            policy: String::new(),
+            registration_sponsorship: None,
+            revocation_sponsorship: Some(proto::Sponsorship {
+                policy: "policies/pol_01J9Z8Q4X5N6M7P8R9S0T1V2W3".to_owned(),
+                paymaster: "0xPM".to_owned(),
+                valid_until: Some(prost_types::Timestamp {
+                    seconds: 120,
+                    nanos: 0,
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn session_names_take_the_id_or_the_resource_name() {
+        assert_eq!(parse_session_name(ID), Ok(format!("sessions/{ID}")));
+        assert_eq!(
+            parse_session_name(&format!("sessions/{ID}")),
+            Ok(format!("sessions/{ID}"))
+        );
+        // A malformed id goes to the daemon, which says what is wrong with it.
+        assert_eq!(
+            parse_session_name("ses_bogus"),
+            Ok("sessions/ses_bogus".to_owned())
+        );
+        for bad in ["", "sessions/", "sessions/a/b", "ses_ x", "a/b"] {
+            assert!(parse_session_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(short_name(&format!("sessions/{ID}")), ID);
+        assert_eq!(short_name(ID), ID);
+    }
+
+    #[test]
+    fn accounts_take_the_address_or_the_resource_name() {
+        let name = format!("accounts/{ACCOUNT}");
+        assert_eq!(parse_account_name(ACCOUNT), Ok(name.clone()));
+        assert_eq!(parse_account_name(&name), Ok(name));
+        for bad in ["", "0x1234", "accounts/", ACCOUNT.trim_start_matches("0x")] {
+            let error = parse_account_name(bad).expect_err(bad);
+            assert!(error.expected.contains("20-byte"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_takes_statuses_and_a_positive_limit() {
+        let cli = Cli::try_parse_from(["x", "list", "--status", "pending-signature"])
+            .expect("kebab-case");
+        let SessionCommand::List { status, limit, .. } = cli.command else {
+            panic!("list");
+        };
+        assert_eq!(status, Some(SessionStatusArg::PendingSignature));
+        assert_eq!(limit, 50);
+        // The names the JSON shows parse back.
+        assert!(Cli::try_parse_from(["x", "list", "--status", "pending_signature"]).is_ok());
+        for bad in [
+            &["x", "list", "--status", "alive"] as &[&str],
+            &["x", "list", "--limit", "0"],
+            &["x", "show", ""],
+        ] {
+            let error = Cli::try_parse_from(bad).expect_err("usage error");
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
+        assert_eq!(
+            proto::SessionStatus::from(SessionStatusArg::Revoked),
+            proto::SessionStatus::Revoked
+        );
+    }
+
+    #[test]
+    fn pages_ask_for_what_is_left_and_at_most_a_hundred() {
+        assert_eq!(page_size(50), 50);
+        assert_eq!(page_size(1_000), 100);
+        assert_eq!(page_size(0), 1);
+    }
+
+    #[test]
+    fn session_json_names_statuses_and_nulls_what_is_missing() {
+        let json = serde_json::to_value(session_json(&sample())).expect("json");
+        assert_eq!(json["name"], format!("sessions/{ID}"));
+        assert_eq!(json["status"], "revoking");
+        assert_eq!(json["custody"], "held");
+        assert_eq!(json["valid_after"], serde_json::Value::Null);
+        assert_eq!(json["valid_until"], "1970-01-02T00:00:00Z");
+        assert_eq!(json["permissions"]["value_per_call_limit_wei"], "0");
+        assert_eq!(json["permissions"]["gas_budget_wei"], "1000000000000000000");
+        assert_eq!(json["permissions"]["calls"][0]["function"], "0x40c10f19");
+        assert_eq!(json["next_action_hash"], HASH);
+        assert_eq!(json["revocation_transaction_hash"], serde_json::Value::Null);
+        assert_eq!(
+            json["revocation_sponsorship"]["valid_until"],
+            "1970-01-01T00:02:00Z"
+        );
+        assert_eq!(json["registration_sponsorship"], serde_json::Value::Null);
+        assert_eq!(json["policy"], serde_json::Value::Null);
+        assert_eq!(json["create_time"], "1970-01-01T00:01:00.005Z");
+        assert_eq!(json["update_time"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_session_reads_name_first_and_a_list_as_a_table() {
+        let text = render_session(&sample());
+        assert!(text.starts_with(&format!("sessions/{ID}\n")), "{text}");
+        assert!(text.contains("  status           revoking\n"), "{text}");
+        assert!(
+            text.contains("  window           (no start) .. 1970-01-02T00:00:00Z\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  gas budget       1000000000000000000 wei (1 ETH)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  may call         {ACCOUNT} 0x40c10f19\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  next action      the owner signs {HASH}\n")),
+            "{text}"
+        );
+        assert!(text.contains("revocation\n"), "{text}");
+        let list = render_list(&[sample()]);
+        let mut lines = list.lines();
+        assert_eq!(
+            lines.next().map(str::to_owned),
+            Some(format!(
+                "{:<32}{:<44}KEY            CUSTODY  STATUS    VALID UNTIL           POLICY",
+                "ID", "ACCOUNT"
+            ))
+        );
+        assert_eq!(
+            lines.next().map(str::to_owned),
+            Some(format!(
+                "{ID}  {ACCOUNT}  0xde709f…fb77  held     revoking  1970-01-02T00:00:00Z  -"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_revocation_shows_the_hash_to_sign_first() {
+        let text = render_revocation(&sample());
+        assert!(
+            text.starts_with(&format!("sessions/{ID} is now revoking.\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("\n    {HASH}\n")), "{text}");
+        assert!(text.contains(OWNER), "{text}");
+        assert!(text.contains("signs no\nnew intent"), "{text}");
+    }
+
+    #[test]
+    fn hashes_and_times_shorten_for_tables() {
+        assert_eq!(short_hash(HASH), "0x111111…1111");
+        assert_eq!(short_hash("0xab"), "0xab");
+        assert_eq!(
+            seconds_text(Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 999_000_000
+            })),
+            "1970-01-01T00:00:01Z"
+        );
+        assert_eq!(seconds_text(None), "-");
+        assert_eq!(unix_text(0), "1970-01-01T00:00:00Z");
+    }
+}
