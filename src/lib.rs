@@ -6,13 +6,15 @@
 //!
 //! # Module map
 //! - [`api`]: the gRPC API: generated code, proto <-> domain conversion, the one error ->
-//!   status mapping, and thin service handlers.
+//!   status mapping, thin service handlers, and the operator's admin service behind its
+//!   token.
 //! - [`app`]: the application layer: each request as one function over store, chain and
-//!   relay.
+//!   relay, the daemon's status, and the relay's pause.
 //! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, deployment, and
 //!   the local dev chain.
-//! - [`cli`]: operator subcommands: `bench`, the load generator, and the `policy` and
-//!   `paymaster` clients of a running daemon.
+//! - [`cli`]: operator subcommands: `bench`, the load generator; `contracts deploy` and
+//!   `config check`; and the clients of a running daemon: `status`, `session`, `intent` and
+//!   `relayer` on the admin service, `policy` and `paymaster` on the application API.
 //! - [`config`]: layered configuration (defaults < TOML < env < flags), validated at start.
 //! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path.
 //! - [`intent`]: transaction intents: the record, its pure state machine, and turning an

@@ -9,7 +9,7 @@ mod observe;
 mod policies;
 mod sponsor;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use alloy::primitives::{Address, Bytes, U256};
 use tokio::sync::{Notify, broadcast, watch};
@@ -135,6 +135,8 @@ struct Inner {
     relay_wakeup: Arc<Notify>,
     relay_progress: watch::Sender<RelayProgress>,
     started_at_ms: u64,
+    /// The span of each intent that has not reached a final status.
+    intent_spans: std::sync::Mutex<HashMap<IntentId, tracing::Span>>,
 }
 
 impl App {
@@ -157,6 +159,7 @@ impl App {
                 relay_wakeup,
                 relay_progress: watch::Sender::new(RelayProgress::default()),
                 started_at_ms: now_ms(),
+                intent_spans: std::sync::Mutex::default(),
             }),
         }
     }
@@ -189,31 +192,60 @@ impl App {
 
     /// Tells watchers about written intents and wakes the relay when one is queued. Every
     /// durable change of an intent passes here, so here is where its life is logged: one
-    /// record per change, each with the intent's id and userOpHash, from its request to its
-    /// end, whichever task made the change.
+    /// record per change, whichever task made it, inside the intent's span.
     pub fn publish(&self, intents: &[&Intent]) {
         for intent in intents {
+            let span = self.intent_span(intent);
             let transaction = intent
                 .submission
                 .as_ref()
                 .map(|submission| submission.tx_hash.to_string());
             info!(
                 target: "intent",
-                intent = %intent.id,
-                user_op_hash = %intent.user_op_hash,
-                kind = ?intent.kind,
+                parent: &span,
                 status = ?intent.status,
                 transaction,
                 block = intent.result.as_ref().map(|result| result.block_number),
                 reason = intent.failure_reason.as_deref(),
                 "intent changed"
             );
+            if intent.status.is_final() {
+                // The last handle goes with `span` below: the span closes, and its close
+                // record tells how long the intent took from its request to its end.
+                self.lock_intent_spans().remove(&intent.id);
+            }
             // No receiver is fine: nobody watches.
             let _ = self.inner.updates.send((*intent).clone());
             if intent.status == IntentStatus::Queued {
                 self.wake_relay();
             }
         }
+    }
+
+    /// The span of `intent`, carrying its id, userOpHash and kind: opened at its first
+    /// change (under the request that made it) and kept until its last, so every record of
+    /// its life is inside one span. A restart opens a new one at the next change.
+    fn intent_span(&self, intent: &Intent) -> tracing::Span {
+        self.lock_intent_spans()
+            .entry(intent.id.clone())
+            .or_insert_with(|| {
+                tracing::info_span!(
+                    target: "intent",
+                    "intent",
+                    intent = %intent.id,
+                    user_op_hash = %intent.user_op_hash,
+                    kind = ?intent.kind,
+                )
+            })
+            .clone()
+    }
+
+    fn lock_intent_spans(&self) -> std::sync::MutexGuard<'_, HashMap<IntentId, tracing::Span>> {
+        // A panic while holding the lock leaves the map whole: take it back.
+        self.inner
+            .intent_spans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Has the relay look for work now rather than at its next poll.

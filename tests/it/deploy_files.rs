@@ -302,8 +302,12 @@ async fn the_compose_stack_deploys_the_contracts_and_configures_a_daemon_that_ch
     );
     assert_eq!(
         yaml_strings(&daemon["ports"]),
-        ["127.0.0.1:50051:50051", "127.0.0.1:9464:9464"],
-        "the API and metrics are published to the host's loopback only"
+        [
+            "127.0.0.1:50051:50051",
+            "127.0.0.1:50052:50052",
+            "127.0.0.1:9464:9464"
+        ],
+        "the API, the admin service and metrics are published to the host's loopback only"
     );
     let daemon_env = yaml_env(daemon);
     let var = |name: &str| {
@@ -314,6 +318,11 @@ async fn the_compose_stack_deploys_the_contracts_and_configures_a_daemon_that_ch
     };
     assert_eq!(var("LATCHKEY_LISTEN"), Some("0.0.0.0:50051"));
     assert_eq!(var("LATCHKEY_METRICS_LISTEN"), Some("0.0.0.0:9464"));
+    assert_eq!(var("LATCHKEY_ADMIN_LISTEN"), Some("0.0.0.0:50052"));
+    assert!(
+        var("LATCHKEY_ADMIN_TOKEN").is_some(),
+        "the admin service is on"
+    );
 
     // The containers' addresses and volumes, here: a real anvil and a temporary directory.
     let anvil = crate::harness::bare_anvil(&[]);

@@ -1,6 +1,7 @@
 //! The daemon's structured log follows each intent from its request to its confirmation:
-//! with `--log-format json`, every change of an intent is one record carrying its id and
-//! its userOpHash, whichever task made it, so one filter on the hash tells its whole story.
+//! with `--log-format json`, every change of an intent is one record inside the intent's
+//! span, which carries its id and userOpHash whichever task made the change, and the span
+//! closes at the end with how long it was open. One filter on the hash tells the story.
 
 use std::time::Duration;
 
@@ -46,17 +47,29 @@ async fn json_logs_follow_each_intent_by_its_user_op_hash_from_request_to_confir
         .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
         .collect();
     for intent in &intents {
-        let story: Vec<&Value> = records
+        // Records inside this intent's span: its changes, then the span's close.
+        let in_span: Vec<&Value> = records
             .iter()
-            .filter(|record| record["target"] == "intent")
-            .filter(|record| record["fields"]["user_op_hash"] == intent.user_op_hash.as_str())
+            .filter(|record| record["span"]["name"] == "intent")
+            .filter(|record| record["span"]["user_op_hash"] == intent.user_op_hash.as_str())
             .collect();
-        for record in &story {
-            assert_eq!(record["fields"]["intent"], intent.id.as_str(), "{record}");
+        for record in &in_span {
+            assert_eq!(record["span"]["intent"], intent.id.as_str(), "{record}");
+            assert_eq!(record["span"]["kind"], "Call", "{record}");
         }
+        let (close, story) = in_span.split_last().expect("records in the intent's span");
+        assert_eq!(
+            close["fields"]["message"], "close",
+            "the span ends last: {close}"
+        );
+        assert!(close["fields"]["time.busy"].is_string(), "{close}");
         let statuses: Vec<&str> = story
             .iter()
-            .map(|record| record["fields"]["status"].as_str().expect("a status"))
+            .map(|record| {
+                assert_eq!(record["target"], "intent", "{record}");
+                assert_eq!(record["fields"]["message"], "intent changed", "{record}");
+                record["fields"]["status"].as_str().expect("a status")
+            })
             .collect();
         assert_eq!(
             statuses,
@@ -70,4 +83,15 @@ async fn json_logs_follow_each_intent_by_its_user_op_hash_from_request_to_confir
         assert_eq!(story[3]["fields"]["transaction"], submitted);
         assert!(story[3]["fields"]["block"].as_u64().is_some());
     }
+    let closes = records
+        .iter()
+        .filter(|record| {
+            record["span"]["name"] == "intent" && record["fields"]["message"] == "close"
+        })
+        .count();
+    assert_eq!(
+        closes,
+        intents.len() + 1,
+        "one close per intent and one for the session's registration"
+    );
 }
