@@ -14,7 +14,7 @@ use super::{
     admin::{AdminArgs, AdminClient},
     rpc_error,
     session::{
-        SponsorshipJson, field, non_empty, or_zero, page_size, parse_account_name,
+        SponsorshipJson, collect_pages, field, non_empty, or_zero, parse_account_name,
         parse_session_name, resource_name, seconds_text, short_hash, short_name, sponsorship_json,
         sponsorship_text, time_text,
     },
@@ -166,30 +166,23 @@ async fn list(
     filter: proto::ListTransactionIntentsRequest,
     limit: u32,
 ) -> anyhow::Result<Vec<proto::TransactionIntent>> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    while all.len() < limit {
-        let page = client
-            .list_transaction_intents(proto::ListTransactionIntentsRequest {
-                page_size: page_size(limit - all.len()),
-                page_token: page_token.clone(),
-                ..filter.clone()
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        all.extend(page.transaction_intents);
-        if page.next_page_token.is_empty() {
-            break;
+    collect_pages(limit, |page_size, page_token| {
+        let mut client = client.clone();
+        let request = proto::ListTransactionIntentsRequest {
+            page_size,
+            page_token,
+            ..filter.clone()
+        };
+        async move {
+            let page = client
+                .list_transaction_intents(request)
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            Ok((page.transaction_intents, page.next_page_token))
         }
-        if page.next_page_token == page_token {
-            bail!("the daemon returned the same page token twice: {page_token}");
-        }
-        page_token = page.next_page_token;
-    }
-    all.truncate(limit);
-    Ok(all)
+    })
+    .await
 }
 
 /// Streams the intent's changes to stdout until it is final, and returns the exit code its

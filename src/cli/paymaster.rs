@@ -5,7 +5,7 @@ use std::{fmt, str::FromStr};
 
 use alloy::{
     primitives::{Address, U256},
-    providers::{Provider, ProviderBuilder},
+    providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
 use anyhow::{Context, bail};
@@ -61,15 +61,35 @@ pub struct FunderArgs {
 }
 
 impl FunderArgs {
-    /// The funder's signer, or an error that says how to give it.
-    pub fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
-        self.private_key
+    /// The funder's address and a provider that signs with its key, once the RPC has shown
+    /// it is `chain_id`, the daemon's chain: nothing is ever sent to another chain.
+    pub async fn connect(&self, chain_id: u64) -> anyhow::Result<(Address, DynProvider)> {
+        let signer = self
+            .private_key
             .as_ref()
             .context(
                 "no funder key: set LATCHKEY_FUNDER_PRIVATE_KEY (or pass --private-key) to the \
                  key of an account holding the amount and gas",
             )?
-            .signer()
+            .signer()?;
+        let funder = signer.address();
+        let rpc_url = &self.rpc_url;
+        let provider = ProviderBuilder::new()
+            .wallet(signer)
+            .connect_http(rpc_url.clone())
+            .erased();
+        let answered = provider
+            .get_chain_id()
+            .await
+            .with_context(|| format!("asking {rpc_url} for its chain id"))?;
+        if answered != chain_id {
+            bail!(
+                "{rpc_url} is chain {answered}, but the daemon is on chain {chain_id}; pass \
+                 the RPC URL of chain {chain_id} with --rpc-url or LATCHKEY_RPC_URL. Nothing \
+                 was sent."
+            );
+        }
+        Ok((funder, provider))
     }
 }
 
@@ -174,27 +194,11 @@ pub async fn run(client: ClientArgs, command: PaymasterCommand) -> anyhow::Resul
             }
         }
         PaymasterCommand::Deposit { amount, funder } => {
-            let signer = funder.signer()?;
-            let rpc_url = funder.rpc_url;
+            let rpc_url = funder.rpc_url.clone();
             let before = get_paymaster(&mut service).await?;
             let paymaster = address("paymaster address", &before.address)?;
             let entry_point = address("EntryPoint address", &before.entry_point)?;
-            let funder = signer.address();
-            let provider = ProviderBuilder::new()
-                .wallet(signer)
-                .connect_http(rpc_url.clone());
-            let chain_id = provider
-                .get_chain_id()
-                .await
-                .with_context(|| format!("asking {rpc_url} for its chain id"))?;
-            if chain_id != before.chain_id {
-                bail!(
-                    "{rpc_url} is chain {chain_id}, but the daemon's paymaster is on chain {}; \
-                     pass the RPC URL of chain {} with --rpc-url or LATCHKEY_RPC_URL",
-                    before.chain_id,
-                    before.chain_id
-                );
-            }
+            let (funder, provider) = funder.connect(before.chain_id).await?;
             // The daemon's answer is not trusted with the funder's ETH: the chain itself
             // must show a SponsorPaymaster at that address serving that EntryPoint.
             let serves = SponsorPaymaster::new(paymaster, &provider)

@@ -4,7 +4,7 @@
 use alloy::{
     network::TransactionBuilder,
     primitives::{Address, U256},
-    providers::{Provider, ProviderBuilder},
+    providers::Provider,
     rpc::types::TransactionRequest,
 };
 use anyhow::{Context, bail};
@@ -151,24 +151,8 @@ async fn fund(
     up_to: u128,
     funder: &FunderArgs,
 ) -> anyhow::Result<Vec<FundedJson>> {
-    let signer = funder.signer()?;
-    let rpc_url = &funder.rpc_url;
-    let funder = signer.address();
     let status = get_status(client).await?;
-    let provider = ProviderBuilder::new()
-        .wallet(signer)
-        .connect_http(rpc_url.clone());
-    let chain_id = provider
-        .get_chain_id()
-        .await
-        .with_context(|| format!("asking {rpc_url} for its chain id"))?;
-    if chain_id != status.chain_id {
-        bail!(
-            "{rpc_url} is chain {chain_id}, but the daemon relays on chain {}; pass that \
-             chain's RPC URL with --rpc-url or LATCHKEY_RPC_URL. Nothing was sent.",
-            status.chain_id
-        );
-    }
+    let (funder, provider) = funder.connect(status.chain_id).await?;
     let target = U256::from(up_to);
     let total = status.relayers.len();
     let mut funded = Vec::with_capacity(total);

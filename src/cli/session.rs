@@ -149,27 +149,46 @@ async fn list(
     filter: proto::ListSessionsRequest,
     limit: u32,
 ) -> anyhow::Result<Vec<proto::Session>> {
+    collect_pages(limit, |page_size, page_token| {
+        let mut client = client.clone();
+        let request = proto::ListSessionsRequest {
+            page_size,
+            page_token,
+            ..filter.clone()
+        };
+        async move {
+            let page = client
+                .list_sessions(request)
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            Ok((page.sessions, page.next_page_token))
+        }
+    })
+    .await
+}
+
+/// The first `limit` items of a list, asking `fetch` for page after page (with a page size
+/// and the previous page's token) until the limit or the last page.
+pub async fn collect_pages<T, Fetch, Page>(limit: u32, mut fetch: Fetch) -> anyhow::Result<Vec<T>>
+where
+    Fetch: FnMut(i32, String) -> Page,
+    Page: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>>,
+{
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut all = Vec::new();
     let mut page_token = String::new();
     while all.len() < limit {
-        let page = client
-            .list_sessions(proto::ListSessionsRequest {
-                page_size: page_size(limit - all.len()),
-                page_token: page_token.clone(),
-                ..filter.clone()
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        all.extend(page.sessions);
-        if page.next_page_token.is_empty() {
+        let (items, next_page_token) =
+            fetch(page_size(limit - all.len()), page_token.clone()).await?;
+        all.extend(items);
+        if next_page_token.is_empty() {
             break;
         }
-        if page.next_page_token == page_token {
+        if next_page_token == page_token {
             bail!("the daemon returned the same page token twice: {page_token}");
         }
-        page_token = page.next_page_token;
+        page_token = next_page_token;
     }
     all.truncate(limit);
     Ok(all)

@@ -208,6 +208,27 @@ async fn operators_read_the_status_pause_and_resume_relaying_and_fund_relayers()
         chain.relayer.get_balance(relayer).await.expect("balance"),
         target
     );
+    // An RPC on another chain is refused before anything is sent.
+    let other_chain = crate::harness::bare_anvil(&["--chain-id", "99"]);
+    let other_rpc = other_chain.endpoint();
+    let (code, _, stderr) = latchkey(
+        &daemon,
+        &["relayer", "fund", "--up-to", "3000ether"],
+        &[
+            ("LATCHKEY_FUNDER_PRIVATE_KEY", key.as_str()),
+            ("LATCHKEY_RPC_URL", other_rpc.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("is chain 99") && stderr.contains("Nothing was sent"),
+        "{stderr}"
+    );
+    assert_eq!(
+        chain.relayer.get_balance(relayer).await.expect("balance"),
+        target
+    );
     let again = json(&daemon, &["relayer", "fund", "--up-to", "1ether"], &env).await;
     assert_eq!(again[0]["sent_wei"], "0");
     assert_eq!(again[0]["transaction_hash"], Value::Null);
