@@ -78,6 +78,8 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     trees: Trees,
+    /// The `meta` tree, held open: the relay reads the pause from it on every pass.
+    meta: Tree,
     path: PathBuf,
 }
 
@@ -263,6 +265,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 trees,
+                meta,
                 path: path.to_owned(),
             }),
         })
@@ -669,8 +672,9 @@ impl Store {
     ///
     /// The operator's pause of the relay, if it is paused.
     pub fn relay_pause(&self) -> Result<Option<RelayPause>, StoreError> {
-        let meta = self.inner.db.open_tree(layout::META)?;
-        meta.get(layout::RELAY_PAUSE_KEY)?
+        self.inner
+            .meta
+            .get(layout::RELAY_PAUSE_KEY)?
             .map(|bytes| layout::decode(layout::META, layout::RELAY_PAUSE_KEY, &bytes))
             .transpose()
     }
@@ -678,7 +682,7 @@ impl Store {
     /// Pauses the relay (`Some`) or lets it run (`None`), durably: the change is flushed
     /// before this returns, so a pause acknowledged to the operator survives a crash.
     pub async fn set_relay_pause(&self, pause: Option<&RelayPause>) -> Result<(), StoreError> {
-        let meta = self.inner.db.open_tree(layout::META)?;
+        let meta = &self.inner.meta;
         match pause {
             Some(pause) => {
                 meta.insert(
