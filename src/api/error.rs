@@ -4,7 +4,7 @@
 use tonic::{Code, Status};
 use tracing::error;
 
-use crate::app::AppError;
+use crate::{app::AppError, store::StoreError};
 
 impl From<AppError> for Status {
     fn from(error: AppError) -> Self {
@@ -23,6 +23,11 @@ impl From<AppError> for Status {
             AppError::Chain(detail) => {
                 error!(target: "api", error = %detail, "chain request failed");
                 Status::unavailable("the chain node did not answer as expected; retry shortly")
+            }
+            // A token the client made up or took from another list: its request to fix,
+            // not a store failure to retry.
+            AppError::Store(StoreError::InvalidPageToken) => {
+                Status::invalid_argument(format!("page_token: {}", StoreError::InvalidPageToken))
             }
             AppError::Store(detail) => {
                 error!(target: "api", error = %detail, "store failed");
@@ -54,6 +59,10 @@ mod tests {
             Code::FailedPrecondition
         );
         assert_eq!(Status::from(AppError::Busy).code(), Code::Aborted);
+        // Found by tests/it/hostile.rs: a forged page token came back INTERNAL.
+        let token = Status::from(AppError::from(StoreError::InvalidPageToken));
+        assert_eq!(token.code(), Code::InvalidArgument);
+        assert!(token.message().starts_with("page_token: "), "{token:?}");
         let internal = Status::from(AppError::Internal("held key missing"));
         assert_eq!(internal.code(), Code::Internal);
         assert!(!internal.message().contains("key"));

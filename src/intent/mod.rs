@@ -6,5 +6,7 @@
 pub mod calldata;
 
 mod model;
+#[cfg(test)]
+mod properties;
 
 pub use self::model::*;

@@ -136,9 +136,10 @@ pub(super) fn bumped_fees(old: TxFees, market: TxFees, percent: u64, cap: u128) 
         .max(market.max_fee_per_gas)
         .max(max_priority_fee_per_gas)
         .min(cap);
-    // A replacement must raise both fees by the node's minimum (10%); under the cap it
-    // cannot, and sending it would only be refused.
-    let enough = |new: u128, old: u128| new.saturating_mul(10) >= old.saturating_mul(11);
+    // A replacement must raise both fees, each by the node's minimum (10%); under the cap it
+    // cannot, and sending it would only be refused. Compared as a difference: multiplying
+    // would saturate near u128::MAX and pass a replacement that does not rise at all.
+    let enough = |new: u128, old: u128| new > old && new - old >= old.div_ceil(10);
     (enough(max_fee_per_gas, old.max_fee_per_gas)
         && enough(max_priority_fee_per_gas, old.max_priority_fee_per_gas))
     .then_some(TxFees {
@@ -187,6 +188,19 @@ mod tests {
         let bumped = bumped_fees(fees(0, 0), fees(0, 0), 10, GWEI).unwrap();
         assert_eq!(bumped.max_fee_per_gas, 1);
         assert_eq!(bumped.max_priority_fee_per_gas, 1);
+    }
+
+    #[test]
+    fn no_replacement_when_the_cap_leaves_no_rise() {
+        // Found by relay::properties: near u128::MAX, `fee * 10 >= old * 11` saturated on
+        // both sides and passed a "replacement" with the very same fees.
+        let old = TxFees {
+            max_fee_per_gas: 0,
+            max_priority_fee_per_gas: u128::MAX - 100,
+        };
+        assert_eq!(bumped_fees(old, fees(0, 0), 0, u128::MAX - 100), None);
+        // A zero cap leaves zero fees where they were: no replacement either.
+        assert_eq!(bumped_fees(fees(0, 0), fees(0, 0), 10, 0), None);
     }
 
     #[test]

@@ -22,6 +22,8 @@
 
 mod decode;
 mod follow;
+#[cfg(test)]
+mod properties;
 mod relayer;
 mod send;
 

@@ -18,6 +18,7 @@ mod faults;
 mod flows;
 mod harness;
 mod held_flow;
+mod hostile;
 mod inspect_cli;
 mod logs;
 mod metrics;

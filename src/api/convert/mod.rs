@@ -6,6 +6,8 @@ use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
 use prost_types::Timestamp;
 
 mod policy;
+#[cfg(test)]
+mod properties;
 
 pub use self::policy::{
     new_policy, optional_policy_name, paymaster_message, policy_message, policy_name,
