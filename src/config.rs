@@ -10,7 +10,10 @@ use alloy::{
 };
 use serde::Deserialize;
 
-use crate::chain::{contracts::ENTRY_POINT_V08, deploy};
+use crate::{
+    chain::{contracts::ENTRY_POINT_V08, deploy},
+    keys::MasterKey,
+};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,73 @@ pub struct Config {
     pub sponsor: SponsorConfig,
     /// The operator's admin service.
     pub admin: AdminConfig,
+    /// The master key that seals held session keys in the store.
+    pub keys: KeysConfig,
+}
+
+/// Where the master key comes from: the key that seals every held session key in the store
+/// (XChaCha20-Poly1305). Exactly one of the two is needed to serve. Without it, the store's
+/// held keys cannot be opened by anyone, latchkey included.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The master key as 64 hex digits. Prefer the `LATCHKEY_MASTER_KEY` environment
+    /// variable, or a file, to writing it here.
+    pub master_key: Option<String>,
+    /// A file holding the master key as 64 hex digits (`LATCHKEY_MASTER_KEY_FILE`): a
+    /// mounted secret, readable by latchkey alone.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl KeysConfig {
+    /// The master key, from the text or the file: exactly one of them. Errors name the
+    /// field and the file, never the key.
+    pub fn master_key(&self) -> Result<MasterKey, ConfigError> {
+        let not_a_key = |field: &'static str| {
+            invalid(
+                field,
+                "not a master key: expected 64 hex digits (32 bytes), such as `latchkey keys \
+                 generate` prints",
+            )
+        };
+        match (&self.master_key, &self.master_key_file) {
+            (Some(text), None) => {
+                MasterKey::from_hex(text).map_err(|_| not_a_key("keys.master_key"))
+            }
+            (None, Some(path)) => {
+                let text =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+                        ConfigError::Invalid {
+                            field: "keys.master_key_file",
+                            reason: format!("cannot read {}: {error}", path.display()),
+                        }
+                    })?);
+                MasterKey::from_hex(&text).map_err(|_| not_a_key("keys.master_key_file"))
+            }
+            (Some(_), Some(_)) => Err(invalid(
+                "keys.master_key",
+                "set keys.master_key (LATCHKEY_MASTER_KEY) or keys.master_key_file \
+                 (LATCHKEY_MASTER_KEY_FILE), not both",
+            )),
+            (None, None) => Err(invalid(
+                "keys.master_key",
+                "required: the key that seals held session keys; set LATCHKEY_MASTER_KEY or \
+                 LATCHKEY_MASTER_KEY_FILE (generate one with `latchkey keys generate`)",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for KeysConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeysConfig")
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("master_key_file", &self.master_key_file)
+            .finish()
+    }
 }
 
 /// The admin service: the operator's status, inspection and relay controls, served on its
@@ -260,6 +330,7 @@ impl Default for Config {
             intents: IntentConfig::default(),
             sponsor: SponsorConfig::default(),
             admin: AdminConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -364,6 +435,12 @@ impl Config {
         }
         if let Some(value) = env("LATCHKEY_ADMIN_TOKEN") {
             self.admin.token = Some(value);
+        }
+        if let Some(value) = env("LATCHKEY_MASTER_KEY") {
+            self.keys.master_key = Some(value);
+        }
+        if let Some(value) = env("LATCHKEY_MASTER_KEY_FILE") {
+            self.keys.master_key_file = Some(PathBuf::from(value));
         }
         if let Some(value) = env("LATCHKEY_DATA_DIR") {
             self.data_dir = PathBuf::from(value);
@@ -476,6 +553,9 @@ impl Config {
                 "must be at most 366 days",
             ));
         }
+        if self.keys.master_key.is_some() || self.keys.master_key_file.is_some() {
+            self.master_key()?;
+        }
         if let Some(token) = &self.admin.token {
             // Never echo the token: the reason says what is wrong with it, not what it is.
             if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
@@ -510,6 +590,13 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The master key, from `keys.master_key` (`LATCHKEY_MASTER_KEY`) or the file
+    /// `keys.master_key_file` (`LATCHKEY_MASTER_KEY_FILE`): exactly one is required to
+    /// serve. Errors name the field and the file, never the key.
+    pub fn master_key(&self) -> Result<MasterKey, ConfigError> {
+        self.keys.master_key()
     }
 
     /// The paymaster and the key that approves for it, when sponsorship is configured;
@@ -781,6 +868,8 @@ mod tests {
             "paymaster",
             "signer_private_key",
             "token",
+            "master_key",
+            "master_key_file",
         ] {
             assert!(
                 text.contains(&format!("# {field} = ")),

@@ -76,6 +76,9 @@ pub enum DaemonError {
         /// The configured EntryPoint.
         configured: alloy::primitives::Address,
     },
+    /// The held keys do not open under the configured master key.
+    #[error("held session keys: {0}")]
+    Keys(#[from] crate::keys::SealingError),
     /// The listen address could not be bound, or the server failed.
     #[error("gRPC server: {0}")]
     Server(String),
@@ -158,7 +161,14 @@ impl Daemon {
     pub async fn start(config: &Config) -> Result<Self, DaemonError> {
         config.validate()?;
         let signers = config.relayer_signers()?;
+        let master_key = config.master_key()?;
         let store = Store::open(&config.data_dir)?;
+        // Every held key must open under the configured master key before anything is
+        // served; keys an older version stored bare are sealed now.
+        let sealed = crate::keys::seal_legacy_keys(&store, &master_key).await?;
+        if sealed > 0 {
+            info!(target: "daemon", sealed, "held keys stored bare by an older version are now sealed");
+        }
         let (chain, sponsor) = connect_chain(config).await?;
         let wakeup = Arc::new(Notify::new());
         let app = App::new(
@@ -168,6 +178,7 @@ impl Daemon {
                 window_margin_secs: config.intents.window_margin_secs,
                 signature_timeout: config.signature_timeout(),
                 sponsor,
+                master_key,
             },
             wakeup.clone(),
         );

@@ -9,11 +9,12 @@ use latchkey::{
     chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH},
     cli::{
         ClientArgs, admin::AdminArgs, contracts::ContractsCommand, intent::IntentCommand,
-        paymaster::PaymasterCommand, policy::PolicyCommand, relayer::RelayerCommand,
-        session::SessionCommand,
+        keys::KeysCommand, paymaster::PaymasterCommand, policy::PolicyCommand,
+        relayer::RelayerCommand, session::SessionCommand,
     },
-    config::{AdminConfig, Config, Overrides},
+    config::{AdminConfig, Config, KeysConfig, Overrides},
     daemon::Daemon,
+    keys::MasterKey,
     policy::{AccountFunction, ContractFunction, Policy, Rule, SponsorStrategy},
     session::SelectorRule,
 };
@@ -160,6 +161,12 @@ enum Command {
         #[command(subcommand)]
         command: ContractsCommand,
     },
+    /// The master key that seals held session keys in the store: generate one, or move
+    /// every held key to a new one.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// The configuration, as `latchkey serve` would load it.
     Config {
         #[command(subcommand)]
@@ -260,6 +267,12 @@ async fn main() -> anyhow::Result<()> {
                     listen: admin_listen,
                     token: Some(token),
                 },
+                // The dev store is wiped at every start, so a new master key each time
+                // loses nothing.
+                keys: KeysConfig {
+                    master_key: Some(MasterKey::generate().to_hex().to_string()),
+                    master_key_file: None,
+                },
                 ..Config::default()
             };
             dev(config, anvil_port, block_time, shutdown_on_signal()).await?;
@@ -279,6 +292,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Paymaster { client, command } => {
             exit_on_error(latchkey::cli::paymaster::run(client, command).await);
+        }
+        Command::Keys { command } => {
+            exit_on_error(latchkey::cli::keys::run(command).await);
         }
         Command::Contracts { command } => {
             exit_on_error(latchkey::cli::contracts::run(command).await);

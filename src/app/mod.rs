@@ -62,6 +62,8 @@ pub struct AppConfig {
     pub signature_timeout: Duration,
     /// The paymaster policies sponsor through; `None` when sponsorship is off.
     pub sponsor: Option<Sponsor>,
+    /// The key held session keys are sealed under in the store.
+    pub master_key: keys::MasterKey,
 }
 
 /// What a client asks for when it creates a session.
@@ -463,9 +465,21 @@ impl App {
         registration.signature_deadline_ms =
             Some(now_ms.saturating_add(self.signature_timeout_ms()));
         registration.charge = charge;
-        let held_key = held
+        let sealed = held
             .as_ref()
-            .map(|generated| (generated.address, &generated.secret[..]));
+            .map(|generated| {
+                keys::seal(
+                    &self.config().master_key,
+                    generated.address,
+                    &generated.secret,
+                )
+                .map(|sealed| (generated.address, sealed))
+            })
+            .transpose()
+            .map_err(|_| AppError::Internal("sealing the new session key failed"))?;
+        let held_key = sealed
+            .as_ref()
+            .map(|(address, sealed)| (*address, sealed.as_slice()));
         self.store()
             .create_session(&mut session, &mut registration, held_key)?;
         // Acknowledged means durable: the client may act on the answer at once.
@@ -739,12 +753,15 @@ impl App {
 
             let (status, deadline) = match session.custody {
                 KeyCustody::Held => {
-                    let secret = self
+                    let sealed = self
                         .store()
                         .held_key(session.key)?
                         .ok_or(AppError::Internal("held key missing from the store"))?;
-                    let signer = keys::signer(session.key, &secret)
-                        .map_err(|_| AppError::Internal("held key unusable"))?;
+                    let signer = keys::signer(&self.config().master_key, session.key, &sealed)
+                        .map_err(|error| {
+                            tracing::error!(target: "session", session = %session.id, %error, "held key unusable");
+                            AppError::Internal("held key unusable")
+                        })?;
                     op.signature = sign_user_op_hash(&signer, user_op_hash).await?;
                     (IntentStatus::Queued, None)
                 }

@@ -500,6 +500,10 @@ impl DaemonChild {
             .args(["--rpc-url", chain.rpc_url().as_str()])
             .env("LATCHKEY_FACTORY", chain.deployment.factory.to_string())
             .env("LATCHKEY_RELAYER_PRIVATE_KEY", keys.join(","))
+            .env(
+                "LATCHKEY_MASTER_KEY",
+                crate::keys::MasterKey::generate().to_hex().as_str(),
+            )
             .env("LATCHKEY_PAYMASTER", chain.paymaster.to_string())
             .env(
                 "LATCHKEY_SPONSOR_SIGNER_KEY",

@@ -85,6 +85,15 @@ pub async fn run(file: Option<&Path>, offline: bool) -> Result<Report, ConfigErr
             None => "defaults and LATCHKEY_* variables: every field valid".to_owned(),
         },
     );
+    let master_key = config.master_key()?;
+    report.push(
+        "master key",
+        true,
+        format!(
+            "id {}: held session keys are sealed under it",
+            master_key.id_hex()
+        ),
+    );
     let relayers = config.relayer_signers()?;
     report.push(
         "relayers",

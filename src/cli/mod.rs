@@ -6,6 +6,8 @@
 //! - [`intent`]: `latchkey intent`: list, show and watch transaction intents.
 //! - [`relayer`]: `latchkey relayer`: the relayer accounts, funding them, and pausing the
 //!   relay.
+//! - [`keys`]: `latchkey keys`: the master key that seals held session keys, and rotating
+//!   it.
 //! - [`bench`]: the load generator.
 //! - [`config_check`]: `latchkey config check`: the configuration, checked offline and
 //!   against the chain.
@@ -28,6 +30,7 @@ pub mod bench;
 pub mod config_check;
 pub mod contracts;
 pub mod intent;
+pub mod keys;
 pub mod paymaster;
 pub mod policy;
 pub mod relayer;

@@ -113,6 +113,11 @@ impl FromStr for SecretKey {
 }
 
 impl SecretKey {
+    /// The text as given, for a parser that keeps it secret in turn.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// The signer, or an error that does not repeat the key.
     pub fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
         self.0.trim().parse().map_err(|_| {

@@ -63,6 +63,11 @@ pub enum StoreError {
         record: RecordId,
     },
 
+    /// A held key changed between the read and a write that replaces it (another rotation
+    /// ran at the same time). Nothing was written; read the keys again.
+    #[error("{0} changed while it was being replaced; nothing was written")]
+    HeldKeyChanged(RecordId),
+
     /// A create found the id (or, for a held key, the key address) already taken.
     #[error("{record} already exists")]
     AlreadyExists {

@@ -11,7 +11,7 @@
 //! | `intent_by_account`  | account (20 bytes) ++ intent id       | empty            |
 //! | `intent_by_status`   | status code (1 byte) ++ intent id     | empty            |
 //! | `idempotency`        | session id ++ `0x00` ++ client key    | intent id        |
-//! | `held_keys`          | key address (20 bytes)                | secret key bytes |
+//! | `held_keys`          | key address (20 bytes)                | sealed key (see [`crate::keys`]) |
 //! | `policies`           | policy id                             | JSON [`Policy`]  |
 //! | `policy_usage`       | policy id ++ `0x00` ++ usage key      | JSON [`PolicyUsage`] |
 //! | `meta`               | `schema_version`                      | u32, big-endian  |

@@ -59,10 +59,15 @@ use crate::{
 ///   `charge`. Version 1 data is valid version 2 data (the new fields default to none), so
 ///   a version 1 store is upgraded in place when opened; a version 1 binary then refuses it,
 ///   since it would drop the charges and leave their reservations in the policies forever.
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: held keys are sealed under the master key (see [`crate::keys`]) instead of stored
+///   bare. Version 2 data is upgraded in place: the store is restamped when opened, and the
+///   daemon seals the bare keys at start, before it signs anything. A version 2 binary
+///   refuses version 3, since it cannot open sealed keys.
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// Versions this build upgrades in place, because their data reads as the current version.
-const UPGRADABLE_VERSIONS: &[u32] = &[1];
+/// Versions this build upgrades in place, because their data reads as the current version
+/// (bare held keys are recognised by their length until the daemon seals them).
+const UPGRADABLE_VERSIONS: &[u32] = &[1, 2];
 
 /// The largest page a list returns, whatever the request asks, so that one request cannot
 /// make the daemon read the whole database into memory.
@@ -520,8 +525,53 @@ impl Store {
             .map(Some)
     }
 
-    /// The stored secret of a held session key, by its address, as the keys module handed it
-    /// over. It is stored as given: the store adds no encryption of its own.
+    /// Every held key: its address and its stored bytes (sealed by the keys module), in
+    /// address order.
+    pub fn held_keys(&self) -> Result<Vec<(Address, Vec<u8>)>, StoreError> {
+        self.inner
+            .trees
+            .held_keys
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                let address = Address::try_from(key.as_ref()).map_err(|_| {
+                    layout::corrupt(layout::HELD_KEYS, &key, "the key is not a 20-byte address")
+                })?;
+                Ok((address, value.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Replaces held keys' stored bytes, all in one transaction: each `(address, expected,
+    /// new)` is written only if the key still holds `expected`, and if any does not, nothing
+    /// is written ([`StoreError::HeldKeyChanged`]). Durable when this returns.
+    pub async fn replace_held_keys(
+        &self,
+        changes: &[(Address, Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let result = self.inner.trees.held_keys.transaction(|tree| {
+            for (address, expected, new) in changes {
+                match tree.get(address.as_slice())? {
+                    Some(current) if current.as_ref() == expected.as_slice() => {
+                        tree.insert(address.as_slice(), new.as_slice())?;
+                    }
+                    _ => return Err(ConflictableTransactionError::Abort(*address)),
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => self.flush().await,
+            Err(TransactionError::Abort(address)) => {
+                Err(StoreError::HeldKeyChanged(RecordId::HeldKey(address)))
+            }
+            Err(TransactionError::Storage(error)) => Err(error.into()),
+        }
+    }
+
+    /// The stored bytes of a held session key, by its address, as the keys module sealed
+    /// them.
     pub fn held_key(&self, address: Address) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .inner

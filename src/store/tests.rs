@@ -844,6 +844,83 @@ async fn a_relay_pause_is_stored_until_lifted_and_outlasts_a_reopen() {
     );
 }
 
+#[tokio::test]
+async fn bare_keys_of_an_older_store_are_sealed_at_start_and_rotate_all_or_nothing() {
+    use crate::keys::{self, MasterKey, SEALED_LEN, SealingError};
+
+    let (_dir, store) = open();
+    // A held session as a version 2 store kept it: the bare secret under its address.
+    let key = keys::generate();
+    let mut session = session_on(ALICE);
+    session.custody = KeyCustody::Held;
+    session.key = key.address;
+    let mut registration = Intent {
+        id: session.registration_intent.clone(),
+        ..intent_of(&session, IntentKind::Registration)
+    };
+    store
+        .create_session(
+            &mut session,
+            &mut registration,
+            Some((key.address, key.secret.as_slice())),
+        )
+        .unwrap();
+
+    let master = MasterKey::generate();
+    assert_eq!(keys::seal_legacy_keys(&store, &master).await.unwrap(), 1);
+    let sealed = store.held_key(key.address).unwrap().unwrap();
+    assert_eq!(sealed.len(), SEALED_LEN);
+    assert_eq!(
+        keys::signer(&master, key.address, &sealed)
+            .unwrap()
+            .address(),
+        key.address
+    );
+    assert_eq!(
+        keys::seal_legacy_keys(&store, &master).await.unwrap(),
+        0,
+        "once only"
+    );
+
+    // Another master key is named, and the key stays as it was.
+    let other = MasterKey::generate();
+    let error = keys::seal_legacy_keys(&store, &other).await.unwrap_err();
+    assert!(matches!(
+        error,
+        SealingError::Key(keys::KeyError::WrongMasterKey { .. })
+    ));
+    let error = keys::rotate_master_key(&store, &other, &MasterKey::generate())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains(&master.id_hex()), "{error}");
+    assert_eq!(store.held_key(key.address).unwrap().unwrap(), sealed);
+
+    // A rotation moves it, and a second one has nothing left to do.
+    let report = keys::rotate_master_key(&store, &master, &other)
+        .await
+        .unwrap();
+    assert_eq!((report.resealed, report.already), (1, 0));
+    let resealed = store.held_key(key.address).unwrap().unwrap();
+    assert_eq!(
+        keys::unseal(&other, key.address, &resealed)
+            .unwrap()
+            .as_slice(),
+        key.secret.as_slice()
+    );
+    let report = keys::rotate_master_key(&store, &master, &other)
+        .await
+        .unwrap();
+    assert_eq!((report.resealed, report.already), (0, 1));
+
+    // A replacement based on stale bytes writes nothing.
+    let error = store
+        .replace_held_keys(&[(key.address, sealed.clone(), sealed)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::HeldKeyChanged(_)), "{error:?}");
+    assert_eq!(store.held_key(key.address).unwrap().unwrap(), resealed);
+}
+
 /// Opens the database in `dir` again once the previous handle has let go of it: sled
 /// releases the directory's lock from a background thread shortly after the last handle is
 /// dropped, not at once, so an immediate reopen in the same process can find it still held.

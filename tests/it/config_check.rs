@@ -21,9 +21,11 @@ async fn check(toml: &str, env: &[(&str, String)]) -> (i32, Value, String) {
         "LATCHKEY_SPONSOR_SIGNER_KEY",
         "LATCHKEY_PAYMASTER",
         "LATCHKEY_RPC_URL",
+        "LATCHKEY_MASTER_KEY_FILE",
     ] {
         command.env_remove(name);
     }
+    command.env("LATCHKEY_MASTER_KEY", crate::daemon::MASTER_KEY);
     for (name, value) in env {
         command.env(name, value);
     }

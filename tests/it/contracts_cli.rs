@@ -52,6 +52,8 @@ async fn latchkey(args: &[&str], env: &[(&str, &str)]) -> Run {
         "LATCHKEY_ENTRY_POINT",
         "LATCHKEY_RPC_URL",
         "LATCHKEY_DATA_DIR",
+        "LATCHKEY_MASTER_KEY",
+        "LATCHKEY_MASTER_KEY_FILE",
     ] {
         command.env_remove(name);
     }
@@ -254,6 +256,7 @@ async fn a_first_run_deploys_everything_and_a_second_sends_nothing() {
             ("LATCHKEY_RELAYER_PRIVATE_KEY", &dev_key(&anvil, 1)),
             ("LATCHKEY_SPONSOR_SIGNER_KEY", &dev_key(&anvil, 2)),
             ("LATCHKEY_DATA_DIR", data_dir.to_str().expect("UTF-8")),
+            ("LATCHKEY_MASTER_KEY", crate::daemon::MASTER_KEY),
         ],
     )
     .await;

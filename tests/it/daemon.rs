@@ -28,6 +28,9 @@ use crate::harness::TestChain;
 /// The admin token of test daemons.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
+/// The master key of test daemons (64 hex digits): it seals their held session keys.
+pub const MASTER_KEY: &str = "4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d";
+
 /// Gas budget given to test sessions: 1 ETH of worst-case fees.
 pub const GAS_BUDGET: &str = "1000000000000000000";
 
@@ -387,6 +390,7 @@ pub fn test_config(chain: &TestChain, data_dir: &std::path::Path) -> Config {
     config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.admin.token = Some(ADMIN_TOKEN.to_owned());
+    config.keys.master_key = Some(MASTER_KEY.to_owned());
     // Sponsorship is on, through the dev chain's paymaster; only operations that name a
     // policy use it.
     config.sponsor.paymaster = Some(chain.chain.paymaster);
@@ -522,6 +526,20 @@ impl DaemonProcess {
         relayer_settings: &str,
         log_file: Option<&std::path::Path>,
     ) -> Self {
+        let log = log_file.map(|file| (file, "info"));
+        Self::spawn_with(chain, data_dir, port, relayer_settings, log, MASTER_KEY).await
+    }
+
+    /// [`DaemonProcess::spawn_on`], with the daemon's log as JSON filtered by `log.1` in
+    /// the file `log.0` when given, and `master_key` as its master key.
+    pub async fn spawn_with(
+        chain: &TestChain,
+        data_dir: &std::path::Path,
+        port: u16,
+        relayer_settings: &str,
+        log: Option<(&std::path::Path, &str)>,
+        master_key: &str,
+    ) -> Self {
         let config = test_config(chain, data_dir);
         let file = data_dir.with_extension("toml");
         let toml = format!(
@@ -535,15 +553,16 @@ impl DaemonProcess {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
         command
             .args(["serve", "--config", &file.display().to_string()])
+            .env("LATCHKEY_MASTER_KEY", master_key)
             .env(
                 "LATCHKEY_RELAYER_PRIVATE_KEY",
                 config.relayer.private_key.as_deref().expect("key"),
             )
             .env("RUST_LOG", "warn");
-        if let Some(log_file) = log_file {
+        if let Some((log_file, filter)) = log {
             command
                 .args(["--log-format", "json"])
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", filter)
                 .stderr(std::fs::File::create(log_file).expect("create the log file"));
         }
         let child = command.spawn().expect("spawn latchkey serve");

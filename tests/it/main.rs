@@ -6,6 +6,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod admin;
+mod at_rest;
 mod bench;
 mod bundling;
 mod config_check;
