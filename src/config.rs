@@ -66,6 +66,29 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The master key that seals held session keys in the store.
     pub keys: KeysConfig,
+    /// Limits on what the gRPC services accept.
+    pub api: ApiConfig,
+}
+
+/// Limits on what the gRPC services (application and admin) accept, so that no client can
+/// make the daemon buffer or hold more than it should.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Largest request message, in bytes; a larger one is refused before it is decoded.
+    pub max_request_bytes: usize,
+    /// Most `WatchTransactionIntent` streams open at once, over both services; one more is
+    /// refused with RESOURCE_EXHAUSTED.
+    pub max_watch_streams: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            max_watch_streams: 1024,
+        }
+    }
 }
 
 /// Where the master key comes from: the key that seals every held session key in the store
@@ -331,6 +354,7 @@ impl Default for Config {
             sponsor: SponsorConfig::default(),
             admin: AdminConfig::default(),
             keys: KeysConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -551,6 +575,18 @@ impl Config {
             return Err(invalid(
                 "sponsor.approval_validity_secs",
                 "must be at most 366 days",
+            ));
+        }
+        if !(4 * 1024..=64 * 1024 * 1024).contains(&self.api.max_request_bytes) {
+            return Err(invalid(
+                "api.max_request_bytes",
+                "must be between 4096 (4 KiB) and 67108864 (64 MiB)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.api.max_watch_streams) {
+            return Err(invalid(
+                "api.max_watch_streams",
+                "must be between 1 and 1000000",
             ));
         }
         if self.keys.master_key.is_some() || self.keys.master_key_file.is_some() {
@@ -857,6 +893,8 @@ mod tests {
             defaults.sponsor.verification_gas_limit
         );
         assert_eq!(config.admin.listen, defaults.admin.listen);
+        assert_eq!(config.api.max_request_bytes, defaults.api.max_request_bytes);
+        assert_eq!(config.api.max_watch_streams, defaults.api.max_watch_streams);
         // Commented-out fields are documented too.
         let text = std::fs::read_to_string(&path).unwrap();
         for field in [
@@ -944,6 +982,38 @@ mod tests {
                 && error.to_string().contains("900"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn api_limits_out_of_range_are_refused_by_name() {
+        let load = |adjust: fn(&mut Config)| {
+            let mut config = Config::load(
+                None,
+                env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
+                &Overrides::default(),
+            )
+            .unwrap();
+            adjust(&mut config);
+            config.validate()
+        };
+        for (adjust, field) in [
+            (
+                (|c: &mut Config| c.api.max_request_bytes = 100) as fn(&mut Config),
+                "api.max_request_bytes",
+            ),
+            (
+                |c: &mut Config| c.api.max_request_bytes = 1 << 30,
+                "api.max_request_bytes",
+            ),
+            (
+                |c: &mut Config| c.api.max_watch_streams = 0,
+                "api.max_watch_streams",
+            ),
+        ] {
+            let error = load(adjust).unwrap_err().to_string();
+            assert!(error.contains(field), "{error}");
+        }
+        assert!(load(|c| c.api.max_watch_streams = 1).is_ok());
     }
 
     #[test]

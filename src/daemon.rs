@@ -151,6 +151,8 @@ pub struct Daemon {
     metrics_listener: Option<TcpListener>,
     /// The admin service's listener and token, when a token is configured.
     admin: Option<(TcpListener, String)>,
+    /// Largest request message any service decodes.
+    max_request_bytes: usize,
     app: App,
     relay: Relay,
 }
@@ -179,6 +181,7 @@ impl Daemon {
                 signature_timeout: config.signature_timeout(),
                 sponsor,
                 master_key,
+                max_watch_streams: config.api.max_watch_streams,
             },
             wakeup.clone(),
         );
@@ -229,6 +232,7 @@ impl Daemon {
             listener,
             metrics_listener,
             admin,
+            max_request_bytes: config.api.max_request_bytes,
             app,
             relay,
         })
@@ -316,8 +320,13 @@ impl Daemon {
 
         let admin_server = self.admin.map(|(listener, token)| {
             let admin_addr = listener.local_addr().ok();
-            let service = AdminServiceServer::with_interceptor(
-                Admin::new(self.app.clone(), self.relay.addresses(), shutdown.clone()),
+            let service = tonic::service::interceptor::InterceptedService::new(
+                AdminServiceServer::new(Admin::new(
+                    self.app.clone(),
+                    self.relay.addresses(),
+                    shutdown.clone(),
+                ))
+                .max_decoding_message_size(self.max_request_bytes),
                 AdminAuth::new(&token),
             );
             let stop = shutdown.clone().cancelled_owned();
@@ -353,13 +362,22 @@ impl Daemon {
         let served = Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(AccountServiceServer::new(Accounts(self.app.clone())))
-            .add_service(SessionServiceServer::new(Sessions(self.app.clone())))
-            .add_service(TransactionIntentServiceServer::new(Intents(
-                self.app.clone(),
-                shutdown.clone(),
-            )))
-            .add_service(PolicyServiceServer::new(Policies(self.app.clone())))
+            .add_service(
+                AccountServiceServer::new(Accounts(self.app.clone()))
+                    .max_decoding_message_size(self.max_request_bytes),
+            )
+            .add_service(
+                SessionServiceServer::new(Sessions(self.app.clone()))
+                    .max_decoding_message_size(self.max_request_bytes),
+            )
+            .add_service(
+                TransactionIntentServiceServer::new(Intents(self.app.clone(), shutdown.clone()))
+                    .max_decoding_message_size(self.max_request_bytes),
+            )
+            .add_service(
+                PolicyServiceServer::new(Policies(self.app.clone()))
+                    .max_decoding_message_size(self.max_request_bytes),
+            )
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.listener),
                 shutdown.clone().cancelled_owned(),

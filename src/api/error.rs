@@ -11,6 +11,7 @@ impl From<AppError> for Status {
         match error {
             AppError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
             AppError::NotFound { .. } => Status::not_found(error.to_string()),
+            AppError::Exhausted { .. } => Status::resource_exhausted(error.to_string()),
             AppError::FailedPrecondition { .. }
             | AppError::SessionRule(_)
             | AppError::Sponsorship(_) => Status::failed_precondition(error.to_string()),

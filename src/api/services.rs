@@ -417,6 +417,7 @@ pub(super) fn watch_intent(
     request: proto::WatchTransactionIntentRequest,
 ) -> Result<IntentStream, Status> {
     let id = convert::intent_name("name", &request.name)?;
+    let slot = app.open_watch()?;
     // Subscribe before reading, so no change between the read and the stream is lost.
     let mut updates = app.subscribe();
     let current = app.intent(&id)?;
@@ -424,6 +425,8 @@ pub(super) fn watch_intent(
     let app = app.clone();
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
+        // Counted as open until this task ends, however it ends.
+        let _slot = slot;
         let mut sent = current.history.len();
         let mut last_sent_in = current
             .submission

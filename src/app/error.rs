@@ -40,6 +40,14 @@ pub enum AppError {
     /// The sponsoring policy refuses the operation.
     #[error("{rule}: {0}", rule = .0.rule())]
     Sponsorship(#[from] Refusal),
+    /// A limit on what one daemon serves at once is reached; the request changed nothing.
+    #[error("{limit}: {message}")]
+    Exhausted {
+        /// The configuration field that sets the limit.
+        limit: &'static str,
+        /// What is in use, and what to do.
+        message: String,
+    },
     /// Too many concurrent writers to the same session; the request changed nothing.
     #[error("the session is changing under concurrent requests; retry")]
     Busy,

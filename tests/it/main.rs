@@ -21,6 +21,7 @@ mod harness;
 mod held_flow;
 mod hostile;
 mod inspect_cli;
+mod limits;
 mod logs;
 mod metrics;
 mod outcomes;
