@@ -47,6 +47,17 @@ fn key(signer: &PrivateKeySigner) -> String {
     format!("0x{}", alloy::hex::encode(signer.to_bytes()))
 }
 
+/// The detail of the check named `name`.
+fn check_detail<'a>(report: &'a Value, name: &str) -> &'a str {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|check| check["name"] == name)
+        .and_then(|check| check["detail"].as_str())
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))
+}
+
 fn failed(report: &Value) -> Vec<&str> {
     report["checks"]
         .as_array()
@@ -81,9 +92,20 @@ async fn config_check_passes_a_good_configuration_and_names_what_is_wrong() {
         .iter()
         .map(|check| check["name"].as_str().expect("name"))
         .collect();
-    for expected in ["configuration", "relayers", "chain", "sponsorship"] {
+    for expected in [
+        "configuration",
+        "master key",
+        "relayers",
+        "chain",
+        "sponsorship",
+    ] {
         assert!(names.contains(&expected), "{expected} checked: {report}");
     }
+    let master = latchkey::keys::MasterKey::from_hex(crate::daemon::MASTER_KEY).expect("key");
+    assert!(
+        check_detail(&report, "master key").contains(&master.id_hex()),
+        "{report}"
+    );
     assert!(
         names.contains(&format!("relayer {}", chain.chain.relayer.address()).as_str()),
         "{report}"
@@ -97,7 +119,7 @@ async fn config_check_passes_a_good_configuration_and_names_what_is_wrong() {
     let (code, report, _) = check(&toml, &[relayer.clone(), stranger]).await;
     assert_eq!(code, 1, "{report}");
     assert_eq!(failed(&report), ["chain"], "{report}");
-    let detail = report["checks"][3]["detail"].as_str().expect("detail");
+    let detail = check_detail(&report, "chain");
     assert!(detail.contains("accepts approvals from"), "{detail}");
 
     // A relayer with no ETH.
@@ -116,6 +138,21 @@ async fn config_check_passes_a_good_configuration_and_names_what_is_wrong() {
         [format!("relayer {}", unfunded.address()).as_str()],
         "{report}"
     );
+
+    // A master key that is not one is an invalid configuration, named but never shown.
+    let bad_key = "not-a-master-key-0123456789abcdef";
+    let (code, report, stderr) = check(
+        &toml,
+        &[
+            relayer.clone(),
+            sponsor.clone(),
+            ("LATCHKEY_MASTER_KEY", bad_key.to_owned()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "{report} {stderr}");
+    assert!(stderr.contains("keys.master_key"), "{stderr}");
+    assert!(!stderr.contains(bad_key), "{stderr}");
 
     // An invalid field stops the check before anything else.
     let (code, report, stderr) = check(
