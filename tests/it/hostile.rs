@@ -525,9 +525,15 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
         call!(intents.create_transaction_intent(intent_request(vec![]))),
     );
     t.add(
-        "CreateTransactionIntent: 10 000 interactions",
+        "CreateTransactionIntent: 1 000 interactions",
         Code::InvalidArgument,
         "interactions",
+        call!(intents.create_transaction_intent(intent_request(vec![mint.clone(); 1_000]))),
+    );
+    t.add(
+        "CreateTransactionIntent: 10 000 interactions (over api.max_request_bytes)",
+        Code::OutOfRange,
+        "message length too large",
         call!(intents.create_transaction_intent(intent_request(vec![mint.clone(); 10_000]))),
     );
     t.add(
