@@ -66,8 +66,73 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The master key that seals held session keys in the store.
     pub keys: KeysConfig,
-    /// Limits on what the gRPC services accept.
+    /// Limits on what the gRPC services accept, and each API key's request rate.
     pub api: ApiConfig,
+    /// TLS for the gRPC API and the admin service; plaintext when absent.
+    pub tls: TlsConfig,
+}
+
+/// The certificate and key both gRPC servers (application and admin) present. Give both or
+/// neither; without them the servers speak plaintext HTTP/2, fit only behind a proxy that
+/// terminates TLS or on a private network.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file of the server's certificate chain (`LATCHKEY_TLS_CERT_FILE`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of its private key (`LATCHKEY_TLS_KEY_FILE`), readable by latchkey alone.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The PEM bytes of a configured TLS identity.
+pub struct TlsIdentity {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// The private key.
+    pub key_pem: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl TlsConfig {
+    /// The certificate and key, read from their files; `None` when TLS is off.
+    pub fn identity(&self) -> Result<Option<TlsIdentity>, ConfigError> {
+        let read = |field: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|error| ConfigError::Invalid {
+                field,
+                reason: format!("cannot read {}: {error}", path.display()),
+            })
+        };
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                let cert_pem = read("tls.cert_file", cert)?;
+                let key_pem = zeroize::Zeroizing::new(read("tls.key_file", key)?);
+                if !cert_pem
+                    .windows(27)
+                    .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+                {
+                    return Err(ConfigError::Invalid {
+                        field: "tls.cert_file",
+                        reason: format!("{} holds no PEM certificate", cert.display()),
+                    });
+                }
+                if !key_pem.windows(11).any(|window| window == b"PRIVATE KEY") {
+                    return Err(ConfigError::Invalid {
+                        field: "tls.key_file",
+                        reason: format!("{} holds no PEM private key", key.display()),
+                    });
+                }
+                Ok(Some(TlsIdentity { cert_pem, key_pem }))
+            }
+            (Some(_), None) => Err(ConfigError::Invalid {
+                field: "tls.key_file",
+                reason: "required with tls.cert_file".to_owned(),
+            }),
+            (None, Some(_)) => Err(ConfigError::Invalid {
+                field: "tls.cert_file",
+                reason: "required with tls.key_file".to_owned(),
+            }),
+        }
+    }
 }
 
 /// Limits on what the gRPC services (application and admin) accept, so that no client can
@@ -80,6 +145,11 @@ pub struct ApiConfig {
     /// Most `WatchTransactionIntent` streams open at once, over both services; one more is
     /// refused with RESOURCE_EXHAUSTED.
     pub max_watch_streams: usize,
+    /// Requests per second one API key (or the admin token) may make, sustained; more get
+    /// RESOURCE_EXHAUSTED.
+    pub rate_limit_per_second: u32,
+    /// Requests one key may make at once after a quiet spell.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -87,6 +157,8 @@ impl Default for ApiConfig {
         Self {
             max_request_bytes: 1024 * 1024,
             max_watch_streams: 1024,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
         }
     }
 }
@@ -355,6 +427,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             keys: KeysConfig::default(),
             api: ApiConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -459,6 +532,12 @@ impl Config {
         }
         if let Some(value) = env("LATCHKEY_ADMIN_TOKEN") {
             self.admin.token = Some(value);
+        }
+        if let Some(value) = env("LATCHKEY_TLS_CERT_FILE") {
+            self.tls.cert_file = Some(PathBuf::from(value));
+        }
+        if let Some(value) = env("LATCHKEY_TLS_KEY_FILE") {
+            self.tls.key_file = Some(PathBuf::from(value));
         }
         if let Some(value) = env("LATCHKEY_MASTER_KEY") {
             self.keys.master_key = Some(value);
@@ -589,6 +668,19 @@ impl Config {
                 "must be between 1 and 1000000",
             ));
         }
+        if !(1..=1_000_000).contains(&self.api.rate_limit_per_second) {
+            return Err(invalid(
+                "api.rate_limit_per_second",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.api.rate_limit_burst) {
+            return Err(invalid(
+                "api.rate_limit_burst",
+                "must be between 1 and 1000000",
+            ));
+        }
+        self.tls.identity()?;
         if self.keys.master_key.is_some() || self.keys.master_key_file.is_some() {
             self.master_key()?;
         }

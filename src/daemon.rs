@@ -15,14 +15,14 @@ use tokio::{
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tracing::info;
 
 use crate::{
     api::{
         FILE_DESCRIPTOR_SET,
-        admin::{Admin, AdminAuth},
+        admin::Admin,
         proto::{
             account_service_server::AccountServiceServer, admin_service_server::AdminServiceServer,
             policy_service_server::PolicyServiceServer,
@@ -32,8 +32,9 @@ use crate::{
         services::{Accounts, Intents, Policies, Sessions},
     },
     app::{App, AppConfig, Sponsor},
+    auth::{Gate, RateLimit},
     chain::{ChainError, client::ChainClient, deploy::Deployment},
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, TlsIdentity},
     relay::{HEALTH_SERVICE, Relay, RelayConfig, RelayHealth},
     store::{Store, StoreError},
 };
@@ -149,8 +150,10 @@ pub async fn connect_chain(config: &Config) -> Result<(ChainClient, Option<Spons
 pub struct Daemon {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
-    /// The admin service's listener and token, when a token is configured.
-    admin: Option<(TcpListener, String)>,
+    /// The admin service's listener, when anyone can use it.
+    admin: Option<TcpListener>,
+    /// The TLS certificate and key both servers present; plaintext when `None`.
+    tls: Option<TlsIdentity>,
     /// Largest request message any service decodes.
     max_request_bytes: usize,
     app: App,
@@ -164,6 +167,7 @@ impl Daemon {
         config.validate()?;
         let signers = config.relayer_signers()?;
         let master_key = config.master_key()?;
+        let tls = config.tls.identity()?;
         let store = Store::open(&config.data_dir)?;
         // Every held key must open under the configured master key before anything is
         // served; keys an older version stored bare are sealed now.
@@ -182,6 +186,13 @@ impl Daemon {
                 sponsor,
                 master_key,
                 max_watch_streams: config.api.max_watch_streams,
+                gate: Arc::new(Gate::new(
+                    config.admin.token.as_deref(),
+                    RateLimit {
+                        per_second: config.api.rate_limit_per_second,
+                        burst: config.api.rate_limit_burst,
+                    },
+                )),
             },
             wakeup.clone(),
         );
@@ -211,27 +222,35 @@ impl Daemon {
             })?),
             None => None,
         };
-        let admin = match &config.admin.token {
-            Some(token) => {
-                let listener = TcpListener::bind(config.admin.listen)
-                    .await
-                    .map_err(|error| {
-                        DaemonError::Server(format!(
-                            "bind admin.listen {}: {error}",
-                            config.admin.listen
-                        ))
-                    })?;
-                Some((listener, token.clone()))
+        // Served when someone can get in: with the admin token, or an ADMIN key made
+        // while a token was configured.
+        let admin = if app.admin_reachable()? {
+            let listener = TcpListener::bind(config.admin.listen)
+                .await
+                .map_err(|error| {
+                    DaemonError::Server(format!(
+                        "bind admin.listen {}: {error}",
+                        config.admin.listen
+                    ))
+                })?;
+            if !config.admin.listen.ip().is_loopback() && tls.is_none() {
+                tracing::warn!(
+                    target: "daemon",
+                    addr = %config.admin.listen,
+                    "the admin service listens beyond this machine without TLS: its credentials \
+                     cross the network in the clear; set tls.cert_file and tls.key_file"
+                );
             }
-            None => {
-                info!(target: "daemon", "admin service off: set admin.token (LATCHKEY_ADMIN_TOKEN) to serve it");
-                None
-            }
+            Some(listener)
+        } else {
+            info!(target: "daemon", "admin service off: set admin.token (LATCHKEY_ADMIN_TOKEN) to serve it and create the first keys");
+            None
         };
         Ok(Self {
             listener,
             metrics_listener,
             admin,
+            tls,
             max_request_bytes: config.api.max_request_bytes,
             app,
             relay,
@@ -256,7 +275,7 @@ impl Daemon {
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
             .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The application, for embedding callers.
@@ -318,25 +337,25 @@ impl Daemon {
             info!(target: "daemon", addr = ?metrics_addr, "serving metrics at /metrics");
         }
 
-        let admin_server = self.admin.map(|(listener, token)| {
-            let admin_addr = listener.local_addr().ok();
-            let service = tonic::service::interceptor::InterceptedService::new(
-                AdminServiceServer::new(Admin::new(
+        let admin_server = match self.admin {
+            Some(listener) => {
+                let admin_addr = listener.local_addr().ok();
+                let service = AdminServiceServer::new(Admin::new(
                     self.app.clone(),
                     self.relay.addresses(),
                     shutdown.clone(),
                 ))
-                .max_decoding_message_size(self.max_request_bytes),
-                AdminAuth::new(&token),
-            );
-            let stop = shutdown.clone().cancelled_owned();
-            info!(target: "daemon", addr = ?admin_addr, "serving the admin service");
-            tokio::spawn(
-                Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop),
-            )
-        });
+                .max_decoding_message_size(self.max_request_bytes);
+                let stop = shutdown.clone().cancelled_owned();
+                info!(target: "daemon", addr = ?admin_addr, tls = self.tls.is_some(), "serving the admin service");
+                Some(tokio::spawn(
+                    server_builder(self.tls.as_ref())?
+                        .add_service(service)
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop),
+                ))
+            }
+            None => None,
+        };
 
         let relay_shutdown = shutdown.child_token();
         let (relay_health, mut relay_health_changes) = watch::channel(RelayHealth::Serving);
@@ -358,8 +377,8 @@ impl Daemon {
             }
         });
 
-        info!(target: "daemon", %addr, "serving gRPC");
-        let served = Server::builder()
+        info!(target: "daemon", %addr, tls = self.tls.is_some(), "serving gRPC");
+        let served = server_builder(self.tls.as_ref())?
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
@@ -399,4 +418,21 @@ impl Daemon {
         info!(target: "daemon", "stopped");
         served.map_err(|error| DaemonError::Server(error.to_string()))
     }
+}
+
+/// A gRPC server builder, presenting `tls` when given.
+fn server_builder(tls: Option<&TlsIdentity>) -> Result<Server, DaemonError> {
+    let Some(tls) = tls else {
+        return Ok(Server::builder());
+    };
+    // alloy's dependencies enable rustls's second crypto backend too, so rustls cannot pick
+    // one by itself: name ring. A provider installed already (by an embedding caller, or
+    // the other server) is kept.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Server::builder()
+        .tls_config(
+            ServerTlsConfig::new()
+                .identity(Identity::from_pem(&tls.cert_pem, tls.key_pem.as_slice())),
+        )
+        .map_err(|error| DaemonError::Server(format!("tls: {error}")))
 }

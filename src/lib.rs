@@ -10,6 +10,8 @@
 //!   token.
 //! - [`app`]: the application layer: each request as one function over store, chain and
 //!   relay, the daemon's status, and the relay's pause.
+//! - [`auth`]: who may call: API keys with their tenant and scopes, the gate every call
+//!   passes, and the per-key request rate.
 //! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, deployment, and
 //!   the local dev chain.
 //! - [`cli`]: operator subcommands: `bench`, the load generator; `contracts deploy` and
@@ -36,6 +38,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod chain;
 pub mod cli;
 pub mod config;

@@ -6,11 +6,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use latchkey::{
     app::NewPolicy,
+    auth::{Scope, TenantId},
     chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH},
     cli::{
-        ClientArgs, admin::AdminArgs, contracts::ContractsCommand, intent::IntentCommand,
-        keys::KeysCommand, paymaster::PaymasterCommand, policy::PolicyCommand,
-        relayer::RelayerCommand, session::SessionCommand,
+        ClientArgs, admin::AdminArgs, api_key::ApiKeyCommand, contracts::ContractsCommand,
+        intent::IntentCommand, keys::KeysCommand, paymaster::PaymasterCommand,
+        policy::PolicyCommand, relayer::RelayerCommand, session::SessionCommand,
     },
     config::{AdminConfig, Config, KeysConfig, Overrides},
     daemon::Daemon,
@@ -108,6 +109,10 @@ enum Command {
         /// The admin token; a random one is made (and printed) when absent.
         #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// Where to write the shell exports that reach the stack (endpoints, the dev API
+        /// key, the admin token): `. target/latchkey-dev.env` in another shell.
+        #[arg(long, default_value = "target/latchkey-dev.env")]
+        env_file: PathBuf,
     },
     /// The daemon's status: version, uptime, the chain's head and the relay's lag, each
     /// relayer's balance, nonce and bundles in flight, the queue, and intents by status.
@@ -140,6 +145,14 @@ enum Command {
         admin: AdminArgs,
         #[command(subcommand)]
         command: RelayerCommand,
+    },
+    /// API keys on a running daemon: create (the key is shown once), list, revoke. Each
+    /// key acts for one tenant, with READ, WRITE and ADMIN scopes.
+    ApiKey {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: ApiKeyCommand,
     },
     /// Manage gas sponsorship policies on a running daemon: create, list, show, disable.
     Policy {
@@ -254,6 +267,7 @@ async fn main() -> anyhow::Result<()> {
             metrics_listen,
             admin_listen,
             admin_token,
+            env_file,
         } => {
             // 32 bytes from the OS random source, as hex.
             let token = admin_token.unwrap_or_else(|| {
@@ -275,7 +289,16 @@ async fn main() -> anyhow::Result<()> {
                 },
                 ..Config::default()
             };
-            dev(config, anvil_port, block_time, shutdown_on_signal()).await?;
+            dev(
+                config,
+                DevOptions {
+                    anvil_port,
+                    block_time,
+                    env_file,
+                },
+                shutdown_on_signal(),
+            )
+            .await?;
         }
         Command::Status { admin } => exit_with(latchkey::cli::status::run(admin).await),
         Command::Session { admin, command } => {
@@ -286,6 +309,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Relayer { admin, command } => {
             exit_with(latchkey::cli::relayer::run(admin, command).await);
+        }
+        Command::ApiKey { admin, command } => {
+            exit_with(latchkey::cli::api_key::run(admin, command).await);
         }
         Command::Policy { client, command } => {
             exit_on_error(latchkey::cli::policy::run(client, command).await);
@@ -355,17 +381,26 @@ async fn config_check(config: Option<PathBuf>, offline: bool, json: bool) -> any
     }
 }
 
+/// What `latchkey dev` sets up besides the daemon's own config.
+struct DevOptions {
+    anvil_port: u16,
+    block_time: Option<u64>,
+    env_file: PathBuf,
+}
+
+/// The tenant of the dev stack's API key and policy.
+const DEV_TENANT: &str = "dev";
+
 /// Runs the local stack: `config` gives the daemon's addresses and store; the chain's
 /// settings are filled in here.
 async fn dev(
     mut config: Config,
-    anvil_port: u16,
-    block_time: Option<u64>,
+    options: DevOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let chain = DevChain::start(DevChainOptions {
-        block_time,
-        port: Some(anvil_port),
+        block_time: options.block_time,
+        port: Some(options.anvil_port),
         args: Vec::new(),
     })
     .await
@@ -387,22 +422,48 @@ async fn dev(
         alloy::hex::encode(chain.sponsor_signer.to_bytes())
     ));
     let daemon = Daemon::start(&config).await?;
+    let tenant = TenantId::parse(DEV_TENANT).map_err(anyhow::Error::msg)?;
     let policy = daemon
         .app()
-        .create_policy(dev_policy())
+        .create_policy(dev_policy(tenant.clone()))
         .await
         .context("creating the default sponsorship policy")?;
+    let api_key = daemon
+        .app()
+        .create_api_key(
+            tenant,
+            [Scope::Read, Scope::Write].into_iter().collect(),
+            "latchkey dev".to_owned(),
+        )
+        .await
+        .context("creating the dev API key")?;
     let addr = daemon.local_addr()?;
-    let admin = daemon.admin_addr().zip(config.admin.token.as_deref());
-    print_dev_banner(&chain, addr, daemon.metrics_addr(), admin, &policy.policy);
+    let exports = DevExports {
+        endpoint: format!("http://{addr}"),
+        api_key: api_key.token.as_str(),
+        admin: daemon
+            .admin_addr()
+            .map(|admin| format!("http://{admin}"))
+            .zip(config.admin.token.as_deref()),
+    };
+    write_dev_env(&options.env_file, &exports)?;
+    print_dev_banner(
+        &chain,
+        addr,
+        daemon.metrics_addr(),
+        &exports,
+        &options.env_file,
+        &policy.policy,
+    );
     daemon.run(shutdown).await?;
     Ok(())
 }
 
 /// The dev stack's sponsorship policy: the paymaster pays for every operation of every
 /// session that names it, up to 3M gas each and 10 ETH a day, so players need no ETH.
-fn dev_policy() -> NewPolicy {
+fn dev_policy(tenant: TenantId) -> NewPolicy {
     NewPolicy {
+        tenant,
         name: "dev default".to_owned(),
         chain_id: None,
         strategy: SponsorStrategy::PayForUser,
@@ -426,11 +487,62 @@ fn dev_policy() -> NewPolicy {
     }
 }
 
+/// What a shell needs to reach the dev stack.
+struct DevExports<'a> {
+    endpoint: String,
+    api_key: &'a str,
+    /// The admin endpoint and token, when the admin service is served.
+    admin: Option<(String, &'a str)>,
+}
+
+impl DevExports<'_> {
+    fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("export LATCHKEY_ENDPOINT={}", self.endpoint),
+            format!("export LATCHKEY_API_KEY={}", self.api_key),
+        ];
+        if let Some((endpoint, token)) = &self.admin {
+            lines.push(format!("export LATCHKEY_ADMIN_ENDPOINT={endpoint}"));
+            lines.push(format!("export LATCHKEY_ADMIN_TOKEN={token}"));
+        }
+        lines
+    }
+}
+
+/// Writes the exports to `path`, readable by the user alone: it holds credentials (of a
+/// throwaway dev stack, but a habit worth keeping).
+fn write_dev_env(path: &std::path::Path, exports: &DevExports<'_>) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(
+        file,
+        "# latchkey dev: `. {}` to reach the running dev stack.",
+        path.display()
+    )?;
+    for line in exports.lines() {
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
+}
+
 fn print_dev_banner(
     chain: &DevChain,
     addr: SocketAddr,
     metrics: Option<SocketAddr>,
-    admin: Option<(SocketAddr, &str)>,
+    exports: &DevExports<'_>,
+    env_file: &std::path::Path,
     policy: &Policy,
 ) {
     let deployment = chain.deployment;
@@ -453,22 +565,27 @@ fn print_dev_banner(
         "  policy      policies/{} ({:?}: sponsors every operation)",
         policy.id, policy.name
     );
+    println!("  tenant      {DEV_TENANT} (its API key reads and writes)");
     if let Some(metrics) = metrics {
         println!("  metrics     http://{metrics}/metrics");
     }
-    println!("  gRPC        {addr} (health and reflection on)");
-    if let Some((admin_addr, token)) = admin {
-        println!("  admin       {admin_addr}");
-        println!();
-        println!("Operator commands (latchkey status, session, intent, relayer) need:");
-        println!(
-            "  export LATCHKEY_ADMIN_ENDPOINT=http://{admin_addr} LATCHKEY_ADMIN_TOKEN={token}"
-        );
+    println!("  gRPC        {addr} (health and reflection on; every call needs the API key)");
+    if let Some((admin_endpoint, _)) = &exports.admin {
+        println!("  admin       {admin_endpoint}");
+    }
+    println!();
+    println!(
+        "The endpoints, the API key and the admin token, for the CLI and the calls below \
+         (`. {}` in another shell):",
+        env_file.display()
+    );
+    for line in exports.lines() {
+        println!("  {line}");
     }
     println!();
     println!("First call: the account of anvil's dev account #1, salt 0:");
     println!(
-        "  contracts/node_modules/@bufbuild/buf-linux-x64/bin/buf curl --protocol grpc --http2-prior-knowledge \\\n    --data '{{\"owner\":\"{owner}\",\"salt\":\"0\"}}' \\\n    http://{addr}/latchkey.v1.AccountService/ComputeAccountAddress"
+        "  contracts/node_modules/@bufbuild/buf-linux-x64/bin/buf curl --protocol grpc --http2-prior-knowledge \\\n    -H \"Authorization: Bearer $LATCHKEY_API_KEY\" \\\n    --data '{{\"owner\":\"{owner}\",\"salt\":\"0\"}}' \\\n    http://{addr}/latchkey.v1.AccountService/ComputeAccountAddress"
     );
 }
 

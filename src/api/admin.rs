@@ -1,10 +1,10 @@
-//! The admin service: the operator's status, inspection and relay controls, behind a bearer
-//! token of its own. It shares its session and intent handlers with the application
-//! services, so both read and validate alike.
+//! The admin service: the operator's status, inspection, relay controls and API keys, for
+//! ADMIN keys and the admin token. It shares its session and intent handlers with the
+//! application services, so both read and validate alike; it sees every tenant.
 
-use alloy::primitives::{Address, B256, keccak256};
+use alloy::primitives::Address;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, service::Interceptor};
+use tonic::{Request, Response, Status};
 
 use super::{
     convert,
@@ -14,7 +14,13 @@ use super::{
         revoke_session, watch_intent,
     },
 };
-use crate::app::App;
+use crate::{
+    app::App,
+    auth::{Scope, Surface},
+};
+
+/// The admin service's surface: ADMIN keys, or the admin token.
+const ADMIN: Surface = Surface::Admin;
 
 /// Serves `AdminService` for the daemon's `relayers`.
 #[derive(Clone)]
@@ -36,59 +42,96 @@ impl Admin {
     }
 }
 
-/// Lets a call through only when it carries `authorization: Bearer <token>` with the
-/// configured token.
-#[derive(Clone)]
-pub struct AdminAuth {
-    /// The token's hash: presented tokens are hashed and the hashes compared, so the time a
-    /// comparison takes says nothing about the token.
-    token_hash: B256,
-}
-
-impl AdminAuth {
-    /// Checks calls against `token`.
-    pub fn new(token: &str) -> Self {
-        Self {
-            token_hash: keccak256(token.as_bytes()),
-        }
-    }
-}
-
-impl Interceptor for AdminAuth {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "authorization: missing; the admin service needs `authorization: Bearer \
-                     <admin token>`",
-                )
-            })?
-            .to_str()
-            .map_err(|_| Status::unauthenticated("authorization: not ASCII text"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| Status::unauthenticated("authorization: expected `Bearer <token>`"))?;
-        if keccak256(token.trim().as_bytes()) != self.token_hash {
-            return Err(Status::unauthenticated(
-                "authorization: not the admin token",
-            ));
-        }
-        Ok(request)
-    }
-}
-
 #[tonic::async_trait]
 impl AdminService for Admin {
+    async fn create_api_key(
+        &self,
+        request: Request<proto::CreateApiKeyRequest>,
+    ) -> Result<Response<proto::CreateApiKeyResponse>, Status> {
+        let method = "AdminService/CreateApiKey";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |_, request| async move {
+                let tenant = convert::tenant("tenant", &request.tenant)?;
+                let scopes = convert::api_key_scopes("scopes", &request.scopes)?;
+                let issued = self
+                    .app
+                    .create_api_key(tenant, scopes, request.display_name)
+                    .await?;
+                Ok(Response::new(proto::CreateApiKeyResponse {
+                    api_key: Some(convert::api_key_message(&issued.key)),
+                    secret: issued.token.as_str().to_owned(),
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<proto::ListApiKeysRequest>,
+    ) -> Result<Response<proto::ListApiKeysResponse>, Status> {
+        let method = "AdminService/ListApiKeys";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |_, request| async move {
+                let tenant = match request.tenant.as_str() {
+                    "" => None,
+                    text => Some(convert::tenant("tenant", text)?),
+                };
+                let keys = self.app.api_keys(tenant.as_ref())?;
+                Ok(Response::new(proto::ListApiKeysResponse {
+                    api_keys: keys.iter().map(convert::api_key_message).collect(),
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<proto::RevokeApiKeyRequest>,
+    ) -> Result<Response<proto::ApiKey>, Status> {
+        let method = "AdminService/RevokeApiKey";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |_, request| async move {
+                let id = convert::api_key_name("name", &request.name)?;
+                let key = self.app.revoke_api_key(&id).await?;
+                Ok(Response::new(convert::api_key_message(&key)))
+            },
+        )
+        .await
+    }
+
     async fn get_status(
         &self,
-        _request: Request<proto::GetStatusRequest>,
+        request: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::DaemonStatus>, Status> {
-        observed(&self.app, "AdminService/GetStatus", async {
-            let view = self.app.status(&self.relayers).await?;
-            Ok(Response::new(convert::status_message(&view)))
-        })
+        let method = "AdminService/GetStatus";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |_, _| async move {
+                let view = self.app.status(&self.relayers).await?;
+                Ok(Response::new(convert::status_message(&view)))
+            },
+        )
         .await
     }
 
@@ -96,8 +139,9 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::GetSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        observed(&self.app, "AdminService/GetSession", async {
-            get_session(&self.app, request.into_inner()).map(Response::new)
+        let method = "AdminService/GetSession";
+        observed(&self.app, ADMIN, method, Scope::Admin, request, |view, request| async move {
+            get_session(&self.app, &view, request).map(Response::new)
         })
         .await
     }
@@ -106,8 +150,9 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
-        observed(&self.app, "AdminService/ListSessions", async {
-            list_sessions(&self.app, request.into_inner()).map(Response::new)
+        let method = "AdminService/ListSessions";
+        observed(&self.app, ADMIN, method, Scope::Admin, request, |view, request| async move {
+            list_sessions(&self.app, &view, request).map(Response::new)
         })
         .await
     }
@@ -116,11 +161,19 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        observed(&self.app, "AdminService/RevokeSession", async {
-            revoke_session(&self.app, request.into_inner())
-                .await
-                .map(Response::new)
-        })
+        let method = "AdminService/RevokeSession";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |view, request| async move {
+                revoke_session(&self.app, &view, request)
+                    .await
+                    .map(Response::new)
+            },
+        )
         .await
     }
 
@@ -128,9 +181,15 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::GetTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
-        observed(&self.app, "AdminService/GetTransactionIntent", async {
-            get_intent(&self.app, request.into_inner()).map(Response::new)
-        })
+        let method = "AdminService/GetTransactionIntent";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |view, request| async move { get_intent(&self.app, &view, request).map(Response::new) },
+        )
         .await
     }
 
@@ -138,8 +197,9 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::ListTransactionIntentsRequest>,
     ) -> Result<Response<proto::ListTransactionIntentsResponse>, Status> {
-        observed(&self.app, "AdminService/ListTransactionIntents", async {
-            list_intents(&self.app, request.into_inner()).map(Response::new)
+        let method = "AdminService/ListTransactionIntents";
+        observed(&self.app, ADMIN, method, Scope::Admin, request, |view, request| async move {
+            list_intents(&self.app, &view, request).map(Response::new)
         })
         .await
     }
@@ -150,9 +210,17 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::WatchTransactionIntentRequest>,
     ) -> Result<Response<Self::WatchTransactionIntentStream>, Status> {
-        observed(&self.app, "AdminService/WatchTransactionIntent", async {
-            watch_intent(&self.app, &self.shutdown, request.into_inner()).map(Response::new)
-        })
+        let method = "AdminService/WatchTransactionIntent";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |view, request| async move {
+                watch_intent(&self.app, &view, &self.shutdown, request).map(Response::new)
+            },
+        )
         .await
     }
 
@@ -160,64 +228,43 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::PauseRelayRequest>,
     ) -> Result<Response<proto::RelayState>, Status> {
-        observed(&self.app, "AdminService/PauseRelay", async {
-            let pause = self.app.pause_relay(request.into_inner().reason).await?;
-            Ok(Response::new(convert::relay_state_message(
-                Some(&pause),
-                self.app.relay_progress(),
-            )))
-        })
+        let method = "AdminService/PauseRelay";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |_, request| async move {
+                let pause = self.app.pause_relay(request.reason).await?;
+                Ok(Response::new(convert::relay_state_message(
+                    Some(&pause),
+                    self.app.relay_progress(),
+                )))
+            },
+        )
         .await
     }
 
     async fn resume_relay(
         &self,
-        _request: Request<proto::ResumeRelayRequest>,
+        request: Request<proto::ResumeRelayRequest>,
     ) -> Result<Response<proto::RelayState>, Status> {
-        observed(&self.app, "AdminService/ResumeRelay", async {
-            self.app.resume_relay().await?;
-            Ok(Response::new(convert::relay_state_message(
-                None,
-                self.app.relay_progress(),
-            )))
-        })
+        let method = "AdminService/ResumeRelay";
+        observed(
+            &self.app,
+            ADMIN,
+            method,
+            Scope::Admin,
+            request,
+            |_, _| async move {
+                self.app.resume_relay().await?;
+                Ok(Response::new(convert::relay_state_message(
+                    None,
+                    self.app.relay_progress(),
+                )))
+            },
+        )
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn call(auth: &mut AdminAuth, header: Option<&str>) -> Result<(), Status> {
-        let mut request = Request::new(());
-        if let Some(header) = header {
-            request
-                .metadata_mut()
-                .insert("authorization", header.parse().unwrap());
-        }
-        auth.call(request).map(|_| ())
-    }
-
-    #[test]
-    fn only_the_admin_token_gets_through() {
-        let token = "0123456789abcdef0123456789abcdef";
-        let mut auth = AdminAuth::new(token);
-        assert!(call(&mut auth, Some(&format!("Bearer {token}"))).is_ok());
-        for (header, says) in [
-            (None, "missing"),
-            (Some(token), "expected `Bearer <token>`"),
-            (
-                Some("Bearer 0123456789abcdef0123456789abcdeX"),
-                "not the admin token",
-            ),
-            (Some("Bearer "), "not the admin token"),
-            (Some("Basic dXNlcjpwYXNz"), "expected `Bearer <token>`"),
-        ] {
-            let status = call(&mut auth, header).unwrap_err();
-            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{header:?}");
-            assert!(status.message().contains(says), "{header:?}: {status:?}");
-            assert!(!status.message().contains(token), "never echoes the token");
-        }
     }
 }

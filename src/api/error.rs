@@ -4,7 +4,23 @@
 use tonic::{Code, Status};
 use tracing::error;
 
-use crate::{app::AppError, store::StoreError};
+use crate::{app::AppError, auth::AuthError, store::StoreError};
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing
+            | AuthError::Malformed(_)
+            | AuthError::UnknownKey
+            | AuthError::Revoked(_) => Status::unauthenticated(error.to_string()),
+            AuthError::RateLimited { .. } => Status::resource_exhausted(error.to_string()),
+            AuthError::Store(detail) => {
+                error!(target: "api", error = %detail, "reading an API key failed");
+                Status::internal("the store failed; the request may be retried")
+            }
+        }
+    }
+}
 
 impl From<AppError> for Status {
     fn from(error: AppError) -> Self {

@@ -8,9 +8,10 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
+use tracing::{info, warn};
 
 use super::{
-    convert,
+    code_name, convert,
     proto::{
         self, account_service_server::AccountService, policy_service_server::PolicyService,
         session_service_server::SessionService,
@@ -19,6 +20,7 @@ use super::{
 };
 use crate::{
     app::{App, NewSession},
+    auth::{AuthError, Caller, Scope, Surface, TenantId, Visibility},
     store::{IntentFilter, PageRequest, SessionFilter},
 };
 
@@ -45,16 +47,23 @@ impl AccountService for Accounts {
         &self,
         request: Request<proto::ComputeAccountAddressRequest>,
     ) -> Result<Response<proto::ComputeAccountAddressResponse>, Status> {
-        observed(&self.0, "AccountService/ComputeAccountAddress", async {
-            let request = request.into_inner();
-            let owner = convert::address("owner", &request.owner)?;
-            let salt = convert::uint256("salt", &request.salt)?;
-            let address = self.0.account_address(owner, salt).await?;
-            Ok(Response::new(proto::ComputeAccountAddressResponse {
-                address: address.to_string(),
-                account: format!("accounts/{address}"),
-            }))
-        })
+        let method = "AccountService/ComputeAccountAddress";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Read,
+            request,
+            |_, request| async move {
+                let owner = convert::address("owner", &request.owner)?;
+                let salt = convert::uint256("salt", &request.salt)?;
+                let address = self.0.account_address(owner, salt).await?;
+                Ok(Response::new(proto::ComputeAccountAddressResponse {
+                    address: address.to_string(),
+                    account: format!("accounts/{address}"),
+                }))
+            },
+        )
         .await
     }
 
@@ -62,14 +71,22 @@ impl AccountService for Accounts {
         &self,
         request: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        observed(&self.0, "AccountService/GetAccount", async {
-            let address = convert::account_name("name", &request.into_inner().name)?;
-            let view = self.0.account(address).await?;
-            Ok(Response::new(convert::account_message(
-                &view,
-                self.0.chain().chain_id(),
-            )))
-        })
+        let method = "AccountService/GetAccount";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Read,
+            request,
+            |view, request| async move {
+                let address = convert::account_name("name", &request.name)?;
+                let account = self.0.account(address, &view).await?;
+                Ok(Response::new(convert::account_message(
+                    &account,
+                    self.0.chain().chain_id(),
+                )))
+            },
+        )
         .await
     }
 }
@@ -80,8 +97,8 @@ impl SessionService for Sessions {
         &self,
         request: Request<proto::CreateSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        observed(&self.0, "SessionService/CreateSession", async {
-            let request = request.into_inner();
+        let method = "SessionService/CreateSession";
+        observed(&self.0, API, method, Scope::Write, request, |view, request| async move {
             let custody = convert::custody("custody", request.custody)?;
             let external_key = match (custody, request.key_address.as_str()) {
                 (crate::session::KeyCustody::Held, "") => None,
@@ -95,6 +112,7 @@ impl SessionService for Sessions {
                 }
             };
             let new_session = NewSession {
+                tenant: own_tenant(&view)?,
                 owner: convert::address("owner", &request.owner)?,
                 salt: convert::uint256("salt", &request.salt)?,
                 custody,
@@ -104,8 +122,8 @@ impl SessionService for Sessions {
                 permissions: convert::permissions(request.permissions)?,
                 policy: convert::optional_policy_name("policy", &request.policy)?,
             };
-            let view = self.0.create_session(new_session).await?;
-            Ok(Response::new(convert::session_message(&view)))
+            let session = self.0.create_session(new_session).await?;
+            Ok(Response::new(convert::session_message(&session)))
         })
         .await
     }
@@ -114,13 +132,23 @@ impl SessionService for Sessions {
         &self,
         request: Request<proto::SubmitSessionSignatureRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        observed(&self.0, "SessionService/SubmitSessionSignature", async {
-            let request = request.into_inner();
-            let id = convert::session_name("name", &request.name)?;
-            let signature = convert::signature("signature", &request.signature)?;
-            let view = self.0.submit_session_signature(&id, signature).await?;
-            Ok(Response::new(convert::session_message(&view)))
-        })
+        let method = "SessionService/SubmitSessionSignature";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Write,
+            request,
+            |view, request| async move {
+                let id = convert::session_name("name", &request.name)?;
+                let signature = convert::signature("signature", &request.signature)?;
+                let session = self
+                    .0
+                    .submit_session_signature(&id, &view, signature)
+                    .await?;
+                Ok(Response::new(convert::session_message(&session)))
+            },
+        )
         .await
     }
 
@@ -128,9 +156,15 @@ impl SessionService for Sessions {
         &self,
         request: Request<proto::GetSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        observed(&self.0, "SessionService/GetSession", async {
-            get_session(&self.0, request.into_inner()).map(Response::new)
-        })
+        let method = "SessionService/GetSession";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Read,
+            request,
+            |view, request| async move { get_session(&self.0, &view, request).map(Response::new) },
+        )
         .await
     }
 
@@ -138,8 +172,9 @@ impl SessionService for Sessions {
         &self,
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
-        observed(&self.0, "SessionService/ListSessions", async {
-            list_sessions(&self.0, request.into_inner()).map(Response::new)
+        let method = "SessionService/ListSessions";
+        observed(&self.0, API, method, Scope::Read, request, |view, request| async move {
+            list_sessions(&self.0, &view, request).map(Response::new)
         })
         .await
     }
@@ -148,29 +183,129 @@ impl SessionService for Sessions {
         &self,
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        observed(&self.0, "SessionService/RevokeSession", async {
-            revoke_session(&self.0, request.into_inner())
-                .await
-                .map(Response::new)
-        })
+        let method = "SessionService/RevokeSession";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Write,
+            request,
+            |view, request| async move {
+                revoke_session(&self.0, &view, request)
+                    .await
+                    .map(Response::new)
+            },
+        )
         .await
     }
 }
 
-/// Runs a handler and counts the call in the metrics, by method and status code.
-pub(super) async fn observed<T>(
+/// The application API's surface: API keys only, each seeing its own tenant.
+const API: Surface = Surface::Api;
+
+/// Runs a handler for a caller the gate lets in with `scope`, counts the call in the
+/// metrics by method and status code, and writes every write or admin call (and every
+/// refused caller) to the audit log, by key id, never the key. The handler gets what the
+/// caller may see: its tenant on the application API, every tenant on the admin service.
+pub(super) async fn observed<R, T, F, Fut>(
     app: &App,
+    surface: Surface,
     method: &'static str,
-    call: impl Future<Output = Result<Response<T>, Status>>,
-) -> Result<Response<T>, Status> {
+    scope: Scope,
+    request: Request<R>,
+    call: F,
+) -> Result<Response<T>, Status>
+where
+    F: FnOnce(Visibility, R) -> Fut,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
     let started = Instant::now();
-    let result = call.await;
+    let result = match admit(app, surface, method, scope, &request) {
+        Ok(caller) => {
+            let visibility = match (surface, &caller.tenant) {
+                (Surface::Api, Some(tenant)) => Visibility::Tenant(tenant.clone()),
+                (Surface::Admin, _) => Visibility::All,
+                // The gate lets only API keys, which all have a tenant, into the API.
+                (Surface::Api, None) => {
+                    return Err(Status::internal(
+                        "internal error: a caller without a tenant",
+                    ));
+                }
+            };
+            let result = call(visibility, request.into_inner()).await;
+            if scope != Scope::Read {
+                let code = result.as_ref().err().map_or(Code::Ok, Status::code);
+                info!(
+                    target: "audit",
+                    api_key = %caller.key,
+                    tenant = caller.tenant.as_ref().map(tracing::field::display),
+                    method,
+                    code = code_name(code),
+                    "call"
+                );
+            }
+            result
+        }
+        Err(status) => Err(status),
+    };
     let code = match &result {
         Ok(_) => Code::Ok,
         Err(status) => status.code(),
     };
     app.metrics().grpc_call(method, code, started.elapsed());
     result
+}
+
+/// The caller of `request`, when its credential is good, its rate allows another call and
+/// its key has `scope`.
+fn admit<R>(
+    app: &App,
+    surface: Surface,
+    method: &'static str,
+    scope: Scope,
+    request: &Request<R>,
+) -> Result<Caller, Status> {
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .map(|value| value.to_str())
+        .transpose()
+        .map_err(|_| AuthError::Malformed("not ASCII text"));
+    let caller = authorization
+        .and_then(|authorization| app.authenticate(authorization, surface))
+        .map_err(|error| {
+            let status = Status::from(error);
+            warn!(
+                target: "audit",
+                method,
+                code = code_name(status.code()),
+                reason = status.message(),
+                "call refused"
+            );
+            status
+        })?;
+    if !caller.scopes.contains(scope) {
+        let status = Status::permission_denied(format!(
+            "authorization: {method} needs the {scope} scope; API key {} has {}",
+            caller.key, caller.scopes
+        ));
+        warn!(
+            target: "audit",
+            api_key = %caller.key,
+            method,
+            code = code_name(status.code()),
+            "call refused"
+        );
+        return Err(status);
+    }
+    Ok(caller)
+}
+
+/// The tenant a new record belongs to: the caller's.
+fn own_tenant(view: &Visibility) -> Result<TenantId, Status> {
+    view.tenant()
+        .cloned()
+        .ok_or_else(|| Status::internal("internal error: a create without a tenant"))
 }
 
 pub(super) type IntentStream =
@@ -182,18 +317,21 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::CreateTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
+        let method = "TransactionIntentService/CreateTransactionIntent";
         observed(
             &self.0,
-            "TransactionIntentService/CreateTransactionIntent",
-            async {
-                let request = request.into_inner();
+            API,
+            method,
+            Scope::Write,
+            request,
+            |view, request| async move {
                 let session = convert::session_name("session", &request.session)?;
                 let interactions = convert::interactions(&request.interactions)?;
                 let idempotency_key = convert::idempotency_key(&request.idempotency_key)?;
                 let policy = convert::optional_policy_name("policy", &request.policy)?;
                 let intent = self
                     .0
-                    .create_intent(&session, interactions, idempotency_key, policy)
+                    .create_intent(&session, &view, interactions, idempotency_key, policy)
                     .await?;
                 Ok(Response::new(convert::intent_message(&intent)))
             },
@@ -205,14 +343,20 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::SubmitIntentSignatureRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
+        let method = "TransactionIntentService/SubmitIntentSignature";
         observed(
             &self.0,
-            "TransactionIntentService/SubmitIntentSignature",
-            async {
-                let request = request.into_inner();
+            API,
+            method,
+            Scope::Write,
+            request,
+            |view, request| async move {
                 let id = convert::intent_name("name", &request.name)?;
                 let signature = convert::signature("signature", &request.signature)?;
-                let intent = self.0.submit_intent_signature(&id, signature).await?;
+                let intent = self
+                    .0
+                    .submit_intent_signature(&id, &view, signature)
+                    .await?;
                 Ok(Response::new(convert::intent_message(&intent)))
             },
         )
@@ -223,10 +367,14 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::GetTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
+        let method = "TransactionIntentService/GetTransactionIntent";
         observed(
             &self.0,
-            "TransactionIntentService/GetTransactionIntent",
-            async { get_intent(&self.0, request.into_inner()).map(Response::new) },
+            API,
+            method,
+            Scope::Read,
+            request,
+            |view, request| async move { get_intent(&self.0, &view, request).map(Response::new) },
         )
         .await
     }
@@ -235,10 +383,14 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::ListTransactionIntentsRequest>,
     ) -> Result<Response<proto::ListTransactionIntentsResponse>, Status> {
+        let method = "TransactionIntentService/ListTransactionIntents";
         observed(
             &self.0,
-            "TransactionIntentService/ListTransactionIntents",
-            async { list_intents(&self.0, request.into_inner()).map(Response::new) },
+            API,
+            method,
+            Scope::Read,
+            request,
+            |view, request| async move { list_intents(&self.0, &view, request).map(Response::new) },
         )
         .await
     }
@@ -249,10 +401,16 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::WatchTransactionIntentRequest>,
     ) -> Result<Response<Self::WatchTransactionIntentStream>, Status> {
+        let method = "TransactionIntentService/WatchTransactionIntent";
         observed(
             &self.0,
-            "TransactionIntentService/WatchTransactionIntent",
-            async { watch_intent(&self.0, &self.1, request.into_inner()).map(Response::new) },
+            API,
+            method,
+            Scope::Read,
+            request,
+            |view, request| async move {
+                watch_intent(&self.0, &view, &self.1, request).map(Response::new)
+            },
         )
         .await
     }
@@ -264,11 +422,19 @@ impl PolicyService for Policies {
         &self,
         request: Request<proto::CreatePolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        observed(&self.0, "PolicyService/CreatePolicy", async {
-            let new_policy = convert::new_policy(request.into_inner())?;
-            let view = self.0.create_policy(new_policy).await?;
-            Ok(Response::new(convert::policy_message(&view)))
-        })
+        let method = "PolicyService/CreatePolicy";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Write,
+            request,
+            |view, request| async move {
+                let new_policy = convert::new_policy(request, own_tenant(&view)?)?;
+                let policy = self.0.create_policy(new_policy).await?;
+                Ok(Response::new(convert::policy_message(&policy)))
+            },
+        )
         .await
     }
 
@@ -276,10 +442,20 @@ impl PolicyService for Policies {
         &self,
         request: Request<proto::GetPolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        observed(&self.0, "PolicyService/GetPolicy", async {
-            let id = convert::policy_name("name", &request.into_inner().name)?;
-            Ok(Response::new(convert::policy_message(&self.0.policy(&id)?)))
-        })
+        let method = "PolicyService/GetPolicy";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Read,
+            request,
+            |view, request| async move {
+                let id = convert::policy_name("name", &request.name)?;
+                Ok(Response::new(convert::policy_message(
+                    &self.0.policy(&id, &view)?,
+                )))
+            },
+        )
         .await
     }
 
@@ -287,18 +463,25 @@ impl PolicyService for Policies {
         &self,
         request: Request<proto::ListPoliciesRequest>,
     ) -> Result<Response<proto::ListPoliciesResponse>, Status> {
-        observed(&self.0, "PolicyService/ListPolicies", async {
-            let request = request.into_inner();
-            let page = PageRequest {
-                size: convert::page_size("page_size", request.page_size)?,
-                token: convert::page_token(&request.page_token),
-            };
-            let policies = self.0.list_policies(&page)?;
-            Ok(Response::new(proto::ListPoliciesResponse {
-                policies: policies.items.iter().map(convert::policy_message).collect(),
-                next_page_token: policies.next_token.unwrap_or_default(),
-            }))
-        })
+        let method = "PolicyService/ListPolicies";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Read,
+            request,
+            |view, request| async move {
+                let page = PageRequest {
+                    size: convert::page_size("page_size", request.page_size)?,
+                    token: convert::page_token(&request.page_token),
+                };
+                let policies = self.0.list_policies(&view, &page)?;
+                Ok(Response::new(proto::ListPoliciesResponse {
+                    policies: policies.items.iter().map(convert::policy_message).collect(),
+                    next_page_token: policies.next_token.unwrap_or_default(),
+                }))
+            },
+        )
         .await
     }
 
@@ -306,24 +489,40 @@ impl PolicyService for Policies {
         &self,
         request: Request<proto::DisablePolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        observed(&self.0, "PolicyService/DisablePolicy", async {
-            let id = convert::policy_name("name", &request.into_inner().name)?;
-            Ok(Response::new(convert::policy_message(
-                &self.0.disable_policy(&id).await?,
-            )))
-        })
+        let method = "PolicyService/DisablePolicy";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Write,
+            request,
+            |view, request| async move {
+                let id = convert::policy_name("name", &request.name)?;
+                Ok(Response::new(convert::policy_message(
+                    &self.0.disable_policy(&id, &view).await?,
+                )))
+            },
+        )
         .await
     }
 
     async fn get_paymaster(
         &self,
-        _request: Request<proto::GetPaymasterRequest>,
+        request: Request<proto::GetPaymasterRequest>,
     ) -> Result<Response<proto::Paymaster>, Status> {
-        observed(&self.0, "PolicyService/GetPaymaster", async {
-            Ok(Response::new(convert::paymaster_message(
-                &self.0.paymaster().await?,
-            )))
-        })
+        let method = "PolicyService/GetPaymaster";
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Read,
+            request,
+            |_, _| async move {
+                Ok(Response::new(convert::paymaster_message(
+                    &self.0.paymaster().await?,
+                )))
+            },
+        )
         .await
     }
 }
@@ -334,17 +533,20 @@ impl PolicyService for Policies {
 
 pub(super) fn get_session(
     app: &App,
+    view: &Visibility,
     request: proto::GetSessionRequest,
 ) -> Result<proto::Session, Status> {
     let id = convert::session_name("name", &request.name)?;
-    Ok(convert::session_message(&app.session(&id)?))
+    Ok(convert::session_message(&app.session(&id, view)?))
 }
 
 pub(super) fn list_sessions(
     app: &App,
+    view: &Visibility,
     request: proto::ListSessionsRequest,
 ) -> Result<proto::ListSessionsResponse, Status> {
     let filter = SessionFilter {
+        tenant: view.tenant().cloned(),
         account: match request.account.as_str() {
             "" => None,
             name => Some(convert::account_name("account", name)?),
@@ -368,25 +570,31 @@ pub(super) fn list_sessions(
 
 pub(super) async fn revoke_session(
     app: &App,
+    view: &Visibility,
     request: proto::RevokeSessionRequest,
 ) -> Result<proto::Session, Status> {
     let id = convert::session_name("name", &request.name)?;
-    Ok(convert::session_message(&app.revoke_session(&id).await?))
+    Ok(convert::session_message(
+        &app.revoke_session(&id, view).await?,
+    ))
 }
 
 pub(super) fn get_intent(
     app: &App,
+    view: &Visibility,
     request: proto::GetTransactionIntentRequest,
 ) -> Result<proto::TransactionIntent, Status> {
     let id = convert::intent_name("name", &request.name)?;
-    Ok(convert::intent_message(&app.intent(&id)?))
+    Ok(convert::intent_message(&app.intent(&id, view)?))
 }
 
 pub(super) fn list_intents(
     app: &App,
+    view: &Visibility,
     request: proto::ListTransactionIntentsRequest,
 ) -> Result<proto::ListTransactionIntentsResponse, Status> {
     let filter = IntentFilter {
+        tenant: view.tenant().cloned(),
         session: match request.session.as_str() {
             "" => None,
             name => Some(convert::session_name("session", name)?),
@@ -413,6 +621,7 @@ pub(super) fn list_intents(
 /// `shutdown` is cancelled.
 pub(super) fn watch_intent(
     app: &App,
+    view: &Visibility,
     shutdown: &CancellationToken,
     request: proto::WatchTransactionIntentRequest,
 ) -> Result<IntentStream, Status> {
@@ -420,7 +629,7 @@ pub(super) fn watch_intent(
     let slot = app.open_watch()?;
     // Subscribe before reading, so no change between the read and the stream is lost.
     let mut updates = app.subscribe();
-    let current = app.intent(&id)?;
+    let current = app.intent(&id, view)?;
     let (sender, receiver) = mpsc::channel(16);
     let app = app.clone();
     let shutdown = shutdown.clone();
@@ -458,7 +667,8 @@ pub(super) fn watch_intent(
                 Ok(intent) if intent.id == id => intent,
                 Ok(_) => continue,
                 // Fell behind the broadcast: the store has the latest state.
-                Err(RecvError::Lagged(_)) => match app.intent(&id) {
+                // The intent was visible when the stream opened, and its tenant never changes.
+                Err(RecvError::Lagged(_)) => match app.intent(&id, &Visibility::All) {
                     Ok(intent) => intent,
                     Err(error) => {
                         let _ = sender.send(Err(error.into())).await;

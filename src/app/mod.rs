@@ -3,6 +3,7 @@
 //! validated the input's form), decides with the pure state machines, writes one atomic store
 //! transaction, and only then lets the relay act on chain.
 
+mod access;
 mod admin;
 mod error;
 mod observe;
@@ -16,12 +17,14 @@ use tokio::sync::{Notify, broadcast, watch};
 use tracing::info;
 
 pub use self::{
+    access::MAX_KEY_NAME_CHARS,
     admin::{ChainHeadView, MAX_PAUSE_REASON_CHARS, RelayProgress, RelayerView, StatusView},
     error::AppError,
     policies::{NewPolicy, PaymasterView, PolicyView, WindowView},
     sponsor::Sponsor,
 };
 use crate::{
+    auth::{Gate, TenantId, Visibility},
     chain::{
         ChainError,
         client::ChainClient,
@@ -66,11 +69,15 @@ pub struct AppConfig {
     pub master_key: keys::MasterKey,
     /// Most watch streams open at once, over both APIs.
     pub max_watch_streams: usize,
+    /// Who may call, and how often.
+    pub gate: Arc<Gate>,
 }
 
 /// What a client asks for when it creates a session.
 #[derive(Debug, Clone)]
 pub struct NewSession {
+    /// The tenant the session belongs to: the caller's.
+    pub tenant: TenantId,
     /// The account owner.
     pub owner: Address,
     /// The account's salt.
@@ -315,13 +322,20 @@ impl App {
         Ok(self.chain().account_address(owner, salt).await?)
     }
 
-    /// An account: deployed or not, and its owner when known.
-    pub async fn account(&self, address: Address) -> Result<AccountView, AppError> {
+    /// An account: deployed or not, and its owner when known. The chain's facts are public;
+    /// the salt comes only from a session `visibility` covers, so one tenant never learns
+    /// from latchkey which accounts another has sessions on.
+    pub async fn account(
+        &self,
+        address: Address,
+        visibility: &Visibility,
+    ) -> Result<AccountView, AppError> {
         let deployed = self.chain().is_deployed(address).await?;
         let known = self
             .store()
             .list_sessions(
                 &SessionFilter {
+                    tenant: visibility.tenant().cloned(),
                     account: Some(address),
                     status: None,
                 },
@@ -384,7 +398,7 @@ impl App {
                 ));
             }
         }
-        let policy = self.named_policy(request.policy.as_ref())?;
+        let policy = self.named_policy(request.policy.as_ref(), &request.tenant)?;
         if let Some(policy) = &policy {
             policy.check(
                 Operation::Registration {
@@ -467,6 +481,7 @@ impl App {
         let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
 
         let mut session = Session {
+            tenant: request.tenant,
             id: SessionId::generate(),
             account,
             owner: request.owner,
@@ -520,16 +535,30 @@ impl App {
             .create_session(&mut session, &mut registration, held_key)?;
         // Acknowledged means durable: the client may act on the answer at once.
         self.store().flush().await?;
-        info!(target: "session", session = %session.id, %account, key = %key, "created");
-        self.session(&session.id)
+        info!(target: "session", session = %session.id, tenant = %session.tenant, %account, key = %key, "created");
+        self.session(&session.id, &Visibility::All)
+    }
+
+    /// A session `visibility` covers; any other is not found, exactly like one that never
+    /// existed, so a tenant learns nothing of another's ids.
+    fn visible_session(
+        &self,
+        id: &SessionId,
+        visibility: &Visibility,
+    ) -> Result<Session, AppError> {
+        self.store()
+            .session(id)?
+            .filter(|session| visibility.sees(&session.tenant))
+            .ok_or_else(|| AppError::not_found(id))
     }
 
     /// A session with its registration and revocation intents.
-    pub fn session(&self, id: &SessionId) -> Result<SessionView, AppError> {
-        let session = self
-            .store()
-            .session(id)?
-            .ok_or_else(|| AppError::not_found(id))?;
+    pub fn session(
+        &self,
+        id: &SessionId,
+        visibility: &Visibility,
+    ) -> Result<SessionView, AppError> {
+        let session = self.visible_session(id, visibility)?;
         let registration = self
             .store()
             .intent(&session.registration_intent)?
@@ -559,7 +588,7 @@ impl App {
         let items = sessions
             .items
             .iter()
-            .map(|session| self.session(&session.id))
+            .map(|session| self.session(&session.id, &Visibility::All))
             .collect::<Result<_, _>>()?;
         Ok(Page {
             items,
@@ -573,11 +602,12 @@ impl App {
     pub async fn submit_session_signature(
         &self,
         id: &SessionId,
+        visibility: &Visibility,
         signature: Bytes,
     ) -> Result<SessionView, AppError> {
         let signature = canonical(&signature)?;
         for _ in 0..CONFLICT_RETRIES {
-            let view = self.session(id)?;
+            let view = self.session(id, visibility)?;
             let mut session = view.session;
             if session.status.is_final() {
                 return Err(AppError::precondition(
@@ -622,7 +652,7 @@ impl App {
                     self.store().flush().await?;
                     self.publish(&[&intent]);
                     info!(target: "session", session = %id, user_op_hash = %intent.user_op_hash, "owner signed");
-                    return self.session(id);
+                    return self.session(id, &Visibility::All);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
@@ -632,7 +662,13 @@ impl App {
     }
 
     /// Starts revoking an active session: a revocation operation for the owner to sign.
-    pub async fn revoke_session(&self, id: &SessionId) -> Result<SessionView, AppError> {
+    pub async fn revoke_session(
+        &self,
+        id: &SessionId,
+        visibility: &Visibility,
+    ) -> Result<SessionView, AppError> {
+        // Not found before anything is asked of the chain, whoever's session it is.
+        self.visible_session(id, visibility)?;
         let chain = self.chain();
         let chain_now = chain.chain_time().await?;
         let fees = chain.fees().await?;
@@ -665,7 +701,7 @@ impl App {
             // A session sponsored from its registration is sponsored to its revocation: its
             // policy covered revocation when the session was created, and admits a
             // revocation even when disabled or at its limits.
-            let policy = self.named_policy(session.policy.as_ref())?;
+            let policy = self.named_policy(session.policy.as_ref(), &session.tenant)?;
             let charge = self.finish_op(
                 policy.as_ref(),
                 Operation::Revocation,
@@ -692,7 +728,7 @@ impl App {
                 Ok(_) => {
                     self.store().flush().await?;
                     info!(target: "session", session = %id, user_op_hash = %user_op_hash, "revocation requested");
-                    return self.session(id);
+                    return self.session(id, &Visibility::All);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
@@ -711,10 +747,13 @@ impl App {
     pub async fn create_intent(
         &self,
         session_id: &SessionId,
+        visibility: &Visibility,
         interactions: Vec<Interaction>,
         idempotency_key: Option<String>,
         policy: Option<PolicyId>,
     ) -> Result<Intent, AppError> {
+        // Whose session it is decides first: another tenant's idempotency keys say nothing.
+        self.visible_session(session_id, visibility)?;
         if let Some(key) = &idempotency_key
             && let Some(existing) = self.store().intent_by_idempotency_key(session_id, key)?
         {
@@ -739,7 +778,8 @@ impl App {
         rules::check_intent(&session, &interactions, 0, &ctx)?;
         // The intent's own policy, else its session's: named means sponsored or refused.
         let named = policy;
-        let policy = self.named_policy(named.as_ref().or(session.policy.as_ref()))?;
+        let policy =
+            self.named_policy(named.as_ref().or(session.policy.as_ref()), &session.tenant)?;
         if let Some(policy) = &policy {
             policy.check(Operation::Calls(&interactions), chain.chain_id())?;
         }
@@ -848,11 +888,12 @@ impl App {
     pub async fn submit_intent_signature(
         &self,
         id: &IntentId,
+        visibility: &Visibility,
         signature: Bytes,
     ) -> Result<Intent, AppError> {
         let signature = canonical(&signature)?;
         for _ in 0..CONFLICT_RETRIES {
-            let mut intent = self.intent(id)?;
+            let mut intent = self.intent(id, visibility)?;
             if intent.kind != IntentKind::Call {
                 return Err(AppError::precondition(
                     "name",
@@ -891,7 +932,7 @@ impl App {
                 Ok(()) => {
                     self.store().flush().await?;
                     self.publish(&[&intent]);
-                    return self.intent(id);
+                    return self.intent(id, &Visibility::All);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
@@ -900,12 +941,13 @@ impl App {
         Err(AppError::Busy)
     }
 
-    /// An intent of any kind: a session's registration and revocation are intents too.
-    pub fn intent(&self, id: &IntentId) -> Result<Intent, AppError> {
-        match self.store().intent(id)? {
-            Some(intent) => Ok(intent),
-            None => Err(AppError::not_found(id)),
-        }
+    /// An intent of any kind (a session's registration and revocation are intents too)
+    /// that `visibility` covers; any other is not found.
+    pub fn intent(&self, id: &IntentId, visibility: &Visibility) -> Result<Intent, AppError> {
+        self.store()
+            .intent(id)?
+            .filter(|intent| visibility.sees(&intent.tenant))
+            .ok_or_else(|| AppError::not_found(id))
     }
 
     /// Call intents, newest first.

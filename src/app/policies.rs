@@ -5,6 +5,7 @@ use tracing::info;
 
 use super::{App, AppError, CONFLICT_RETRIES, now_ms};
 use crate::{
+    auth::{TenantId, Visibility},
     chain::client::PaymasterFunds,
     policy::{Policy, PolicyId, PolicyUsage, Rule, SponsorStrategy, WindowKey},
     store::{Page, PageRequest, StoreError},
@@ -13,6 +14,8 @@ use crate::{
 /// What a client asks for when it creates a policy.
 #[derive(Debug, Clone)]
 pub struct NewPolicy {
+    /// The tenant the policy belongs to: the caller's.
+    pub tenant: TenantId,
     /// A name for people.
     pub name: String,
     /// The chain; `None` for the daemon's.
@@ -76,6 +79,7 @@ impl App {
         }
         let now_ms = now_ms();
         let mut policy = Policy {
+            tenant: request.tenant,
             id: PolicyId::generate(),
             name: request.name,
             chain_id,
@@ -92,21 +96,26 @@ impl App {
         self.store().create_policy(&mut policy)?;
         self.store().flush().await?;
         info!(target: "policy", policy = %policy.id, name = %policy.name, rules = policy.rules.len(), "created");
-        self.policy(&policy.id)
+        self.policy(&policy.id, &Visibility::All)
     }
 
-    /// A policy with its usage.
-    pub fn policy(&self, id: &PolicyId) -> Result<PolicyView, AppError> {
+    /// A policy `visibility` covers, with its usage; any other is not found.
+    pub fn policy(&self, id: &PolicyId, visibility: &Visibility) -> Result<PolicyView, AppError> {
         let policy = self
             .store()
             .policy(id)?
+            .filter(|policy| visibility.sees(&policy.tenant))
             .ok_or_else(|| AppError::not_found(format!("policies/{id}")))?;
         self.policy_view(policy)
     }
 
-    /// Policies, newest first.
-    pub fn list_policies(&self, page: &PageRequest) -> Result<Page<PolicyView>, AppError> {
-        let policies = self.store().list_policies(page)?;
+    /// The policies `visibility` covers, newest first.
+    pub fn list_policies(
+        &self,
+        visibility: &Visibility,
+        page: &PageRequest,
+    ) -> Result<Page<PolicyView>, AppError> {
+        let policies = self.store().list_policies(visibility.tenant(), page)?;
         let items = policies
             .items
             .into_iter()
@@ -120,11 +129,16 @@ impl App {
 
     /// Disables a policy: every operation created after this returns is refused. Disabling
     /// a disabled policy changes nothing.
-    pub async fn disable_policy(&self, id: &PolicyId) -> Result<PolicyView, AppError> {
+    pub async fn disable_policy(
+        &self,
+        id: &PolicyId,
+        visibility: &Visibility,
+    ) -> Result<PolicyView, AppError> {
         for _ in 0..CONFLICT_RETRIES {
             let mut policy = self
                 .store()
                 .policy(id)?
+                .filter(|policy| visibility.sees(&policy.tenant))
                 .ok_or_else(|| AppError::not_found(format!("policies/{id}")))?;
             if !policy.enabled {
                 return self.policy_view(policy);

@@ -6,6 +6,7 @@ use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 
 use super::{App, AppError};
 use crate::{
+    auth::TenantId,
     chain::{
         ops,
         sponsor::{self, Sponsorship},
@@ -41,12 +42,19 @@ impl std::fmt::Debug for Sponsor {
 
 impl App {
     /// The policy `id` names, or `None` without one; NOT_FOUND when it does not exist.
-    pub(super) fn named_policy(&self, id: Option<&PolicyId>) -> Result<Option<Policy>, AppError> {
+    pub(super) fn named_policy(
+        &self,
+        id: Option<&PolicyId>,
+        tenant: &TenantId,
+    ) -> Result<Option<Policy>, AppError> {
         let Some(id) = id else {
             return Ok(None);
         };
+        // Another tenant's policy is not found: a key never spends another studio's budget,
+        // nor learns that it exists.
         self.store()
             .policy(id)?
+            .filter(|policy| &policy.tenant == tenant)
             .map(Some)
             .ok_or_else(|| AppError::not_found(format!("policies/{id}")))
     }

@@ -1,7 +1,8 @@
-//! How the operator commands (`status`, `session`, `intent`, `relayer`) reach the daemon's
-//! admin service: its own endpoint, and its token on every call.
+//! How the operator commands (`status`, `session`, `intent`, `relayer`, `api-key`) reach the
+//! daemon's admin service: its own endpoint, and a credential (the admin token or an ADMIN
+//! key) on every call.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, str::FromStr};
 
 use anyhow::Context;
 use tonic::{
@@ -28,8 +29,9 @@ pub struct AdminArgs {
         value_name = "URL"
     )]
     pub admin_endpoint: String,
-    /// The admin token (`admin.token`). Prefer LATCHKEY_ADMIN_TOKEN: other users of the
-    /// machine can read command lines in the process list.
+    /// The admin token (`admin.token`) or an API key with the ADMIN scope. Prefer
+    /// LATCHKEY_ADMIN_TOKEN: other users of the machine can read command lines in the
+    /// process list.
     #[arg(
         long,
         global = true,
@@ -38,15 +40,33 @@ pub struct AdminArgs {
         value_name = "TOKEN"
     )]
     pub admin_token: Option<Token>,
+    /// PEM file of the CA that signed the daemon's TLS certificate, for an https://
+    /// endpoint whose certificate is not publicly trusted.
+    #[arg(long, global = true, env = "LATCHKEY_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Print machine-readable JSON instead of a table; gas and wei as decimal strings.
     #[arg(long, global = true)]
     pub json: bool,
 }
 
-/// The admin token. It never shows: not in `Debug`, and not in an error (this parse cannot
-/// fail, so clap never echoes it).
+/// A credential (the admin token or an API key). It never shows: not in `Debug`, and not
+/// in an error (this parse cannot fail, so clap never echoes it).
 #[derive(Clone)]
 pub struct Token(String);
+
+impl Token {
+    /// A token from its text.
+    pub fn new(text: &str) -> Self {
+        Self(text.trim().to_owned())
+    }
+
+    /// `authorization: Bearer <token>` for every call.
+    pub fn bearer(&self) -> anyhow::Result<BearerToken> {
+        MetadataValue::try_from(format!("Bearer {}", self.0))
+            .map(BearerToken)
+            .map_err(|_| anyhow::anyhow!("the credential has characters a header cannot carry"))
+    }
+}
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -81,30 +101,20 @@ impl AdminArgs {
     pub async fn connect(&self) -> anyhow::Result<AdminClient> {
         let token = self.admin_token.as_ref().context(
             "no admin token: set LATCHKEY_ADMIN_TOKEN (or pass --admin-token) to the daemon's \
-             admin.token",
+             admin.token or an API key with the ADMIN scope",
         )?;
-        let header = MetadataValue::try_from(format!("Bearer {}", token.0))
-            .map_err(|_| anyhow::anyhow!("the admin token has characters a header cannot carry"))?;
-        let channel = Channel::from_shared(self.admin_endpoint.clone())
-            .with_context(|| {
-                format!(
-                    "`{}` is not a URL such as http://127.0.0.1:50052",
-                    self.admin_endpoint
-                )
-            })?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
+        let bearer = token.bearer()?;
+        let channel = super::connect_endpoint(&self.admin_endpoint, self.ca_cert.as_deref())
             .await
             .with_context(|| {
                 format!(
                     "cannot reach the admin service at {} (is the daemon running with \
-                     admin.token set? set --admin-endpoint or LATCHKEY_ADMIN_ENDPOINT)",
+                     admin.token set? set --admin-endpoint or LATCHKEY_ADMIN_ENDPOINT; an \
+                     https:// endpoint needs LATCHKEY_CA_CERT when its certificate is not \
+                     publicly trusted)",
                     self.admin_endpoint
                 )
             })?;
-        Ok(AdminServiceClient::with_interceptor(
-            channel,
-            BearerToken(header),
-        ))
+        Ok(AdminServiceClient::with_interceptor(channel, bearer))
     }
 }

@@ -19,8 +19,12 @@ use alloy::{
 };
 use anyhow::{Context, bail};
 use tokio::sync::Semaphore;
-use tonic::transport::Channel;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
+use super::{
+    ApiChannel,
+    admin::{AdminArgs, Token},
+};
 use crate::{
     api::proto::{
         self, policy_service_client::PolicyServiceClient,
@@ -272,6 +276,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     }
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(dir.with_extension("toml"));
     Ok(report)
 }
 
@@ -433,7 +438,10 @@ async fn chain_time(chain: &DevChain) -> anyhow::Result<u64> {
     Ok(block.header.timestamp)
 }
 
-async fn wait_active(client: &mut SessionServiceClient<Channel>, name: &str) -> anyhow::Result<()> {
+async fn wait_active(
+    client: &mut SessionServiceClient<ApiChannel>,
+    name: &str,
+) -> anyhow::Result<()> {
     for _ in 0..1_200 {
         let session = client
             .get_session(proto::GetSessionRequest {
@@ -453,7 +461,7 @@ async fn wait_active(client: &mut SessionServiceClient<Channel>, name: &str) -> 
 }
 
 async fn wait_final(
-    client: &mut TransactionIntentServiceClient<Channel>,
+    client: &mut TransactionIntentServiceClient<ApiChannel>,
     name: &str,
 ) -> anyhow::Result<proto::TransactionIntent> {
     use proto::TransactionIntentStatus as S;
@@ -478,7 +486,8 @@ async fn wait_final(
 /// The daemon under test, as a child process of the benchmark.
 struct DaemonChild {
     child: Child,
-    channel: Channel,
+    /// The API, with a READ and WRITE key of the tenant `bench`.
+    channel: ApiChannel,
 }
 
 impl DaemonChild {
@@ -490,12 +499,25 @@ impl DaemonChild {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let admin_token = alloy::hex::encode(PrivateKeySigner::random().to_bytes());
+        // The benchmark measures the relay, so one key may call as fast as it can.
+        let config_file = dir.with_extension("toml");
+        std::fs::write(
+            &config_file,
+            "[api]\nrate_limit_per_second = 1000000\nrate_limit_burst = 1000000\n",
+        )?;
         let keys: Vec<String> = relayers
             .iter()
             .map(|key| format!("0x{}", alloy::hex::encode(key.to_bytes())))
             .collect();
         let child = Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--config", &config_file.display().to_string()])
+            .env("LATCHKEY_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("LATCHKEY_ADMIN_TOKEN", &admin_token)
             .args(["--data-dir", &dir.display().to_string()])
             .args(["--rpc-url", chain.rpc_url().as_str()])
             .env("LATCHKEY_FACTORY", chain.deployment.factory.to_string())
@@ -518,8 +540,30 @@ impl DaemonChild {
             .spawn()
             .context("starting the daemon")?;
         let uri = format!("http://127.0.0.1:{port}");
+        let admin = AdminArgs {
+            admin_endpoint: format!("http://127.0.0.1:{admin_port}"),
+            admin_token: Some(Token::new(&admin_token)),
+            ca_cert: None,
+            json: false,
+        };
         for _ in 0..200 {
             if let Ok(channel) = Channel::from_shared(uri.clone())?.connect().await {
+                let secret = admin
+                    .connect()
+                    .await?
+                    .create_api_key(proto::CreateApiKeyRequest {
+                        tenant: "bench".to_owned(),
+                        scopes: vec![
+                            proto::ApiKeyScope::Read.into(),
+                            proto::ApiKeyScope::Write.into(),
+                        ],
+                        display_name: "latchkey bench".to_owned(),
+                    })
+                    .await
+                    .map_err(super::rpc_error)?
+                    .into_inner()
+                    .secret;
+                let channel = InterceptedService::new(channel, Token::new(&secret).bearer()?);
                 return Ok(Self { child, channel });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -14,18 +14,25 @@
 //! - [`contracts`]: `latchkey contracts deploy`: latchkey's contracts on any chain.
 //! - [`policy`]: `latchkey policy`: create, list, show and disable sponsorship policies.
 //! - [`paymaster`]: `latchkey paymaster`: the paymaster's deposit, and topping it up.
+//! - [`api_key`]: `latchkey api-key`: create, list and revoke API keys.
 //!
 //! This module holds what the clients share: how they reach the daemon, how a gRPC failure
 //! reads, and amounts in wei and ETH.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
-use tonic::{Status, transport::Channel};
+use tonic::{
+    Status,
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Channel, ClientTlsConfig},
+};
 
+use self::admin::{BearerToken, Token};
 use crate::api::code_name;
 
 pub mod admin;
+pub mod api_key;
 pub mod bench;
 pub mod config_check;
 pub mod contracts;
@@ -49,27 +56,73 @@ pub struct ClientArgs {
         value_name = "URL"
     )]
     pub endpoint: String,
+    /// An API key of the tenant to act for (WRITE to change anything). Prefer
+    /// LATCHKEY_API_KEY: other users of the machine can read command lines.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<Token>,
+    /// PEM file of the CA that signed the daemon's TLS certificate, for an https://
+    /// endpoint whose certificate is not publicly trusted.
+    #[arg(long, global = true, env = "LATCHKEY_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Print machine-readable JSON instead of a table; gas and wei as decimal strings.
     #[arg(long, global = true)]
     pub json: bool,
 }
 
+/// A channel to the application API that sends the API key with every call.
+pub type ApiChannel = InterceptedService<Channel, BearerToken>;
+
 impl ClientArgs {
-    /// A channel to the daemon, connected now so that a wrong endpoint fails with a message
-    /// that names it rather than on the first call.
-    pub async fn connect(&self) -> anyhow::Result<Channel> {
-        Channel::from_shared(self.endpoint.clone())
-            .with_context(|| format!("`{}` is not a URL such as http://127.0.0.1:50051", self.endpoint))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
+    /// A channel to the daemon, connected now so that a wrong endpoint or a missing key
+    /// fails with a message that names it rather than on the first call.
+    pub async fn connect(&self) -> anyhow::Result<ApiChannel> {
+        let bearer = self
+            .api_key
+            .as_ref()
+            .context("no API key: set LATCHKEY_API_KEY (or pass --api-key)")?
+            .bearer()?;
+        let channel = connect_endpoint(&self.endpoint, self.ca_cert.as_deref())
             .await
             .with_context(|| {
                 format!(
-                    "cannot reach the daemon at {} (is it running? set --endpoint or LATCHKEY_ENDPOINT)",
+                    "cannot reach the daemon at {} (is it running? set --endpoint or \
+                     LATCHKEY_ENDPOINT)",
                     self.endpoint
                 )
-            })
+            })?;
+        Ok(InterceptedService::new(channel, bearer))
     }
+}
+
+/// A channel to `url`, connected now. An `https://` URL speaks TLS, trusting `ca_cert` when
+/// given and the public web roots otherwise.
+pub async fn connect_endpoint(
+    url: &str,
+    ca_cert: Option<&std::path::Path>,
+) -> anyhow::Result<Channel> {
+    let mut endpoint = Channel::from_shared(url.to_owned())
+        .with_context(|| format!("`{url}` is not a URL such as http://127.0.0.1:50051"))?
+        .connect_timeout(Duration::from_secs(5));
+    if url.starts_with("https://") {
+        // alloy's dependencies enable rustls's second crypto backend too: name ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = match ca_cert {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+            }
+            None => ClientTlsConfig::new().with_webpki_roots(),
+        };
+        endpoint = endpoint.tls_config(tls).context("configuring TLS")?;
+    }
+    Ok(endpoint.connect().await?)
 }
 
 /// A gRPC failure as `CODE: message`, the code as the gRPC spec spells it.

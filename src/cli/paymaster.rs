@@ -10,7 +10,6 @@ use alloy::{
 };
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use super::{ClientArgs, WEI_SYNTAX, format_eth, parse_wei, rpc_error, wei_with_eth};
 use crate::{
@@ -257,7 +256,7 @@ pub async fn run(client: ClientArgs, command: PaymasterCommand) -> anyhow::Resul
 }
 
 async fn get_paymaster(
-    service: &mut PolicyServiceClient<Channel>,
+    service: &mut PolicyServiceClient<super::ApiChannel>,
 ) -> anyhow::Result<proto::Paymaster> {
     Ok(service
         .get_paymaster(proto::GetPaymasterRequest {})

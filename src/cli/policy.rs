@@ -15,7 +15,6 @@
 
 use alloy::primitives::Address;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use super::{BadValue, ClientArgs, WEI_SYNTAX, format_eth, parse_wei, rpc_error, table};
 use crate::{
@@ -112,7 +111,7 @@ pub async fn run(client: ClientArgs, command: PolicyCommand) -> anyhow::Result<(
 
 /// Every page of ListPolicies.
 async fn list_all(
-    policies: &mut PolicyServiceClient<Channel>,
+    policies: &mut PolicyServiceClient<super::ApiChannel>,
 ) -> anyhow::Result<Vec<proto::Policy>> {
     let mut all = Vec::new();
     let mut page_token = String::new();
@@ -986,6 +985,7 @@ mod tests {
             pending: Some(amount(1, "0")),
         };
         proto::Policy {
+            tenant: "default".to_owned(),
             name: "policies/pol_01J9Z8Q4X5N6M7P8R9S0T1V2W3".to_owned(),
             id: "pol_01J9Z8Q4X5N6M7P8R9S0T1V2W3".to_owned(),
             display_name: "dev default".to_owned(),

@@ -659,6 +659,7 @@ mod tests {
 
     fn sample() -> proto::Session {
         proto::Session {
+            tenant: "default".to_owned(),
             name: format!("sessions/{ID}"),
             id: ID.to_owned(),
             account: format!("accounts/{ACCOUNT}"),

@@ -4,6 +4,7 @@ use alloy::primitives::{Address, B256, Bytes, TxHash, U256};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    auth::TenantId,
     chain::user_operation::UserOperation,
     policy::{Charge, PolicyUsage},
     session::{Session, SessionId, Usage},
@@ -254,6 +255,9 @@ pub struct Intent {
     pub kind: IntentKind,
     /// The session it belongs to.
     pub session: SessionId,
+    /// Its session's tenant, kept here so lists filter without reading each session.
+    #[serde(default)]
+    pub tenant: TenantId,
     /// The account that executes it.
     pub account: Address,
     /// The chain it lives on.
@@ -310,6 +314,7 @@ impl Intent {
             id,
             kind,
             session: session.id.clone(),
+            tenant: session.tenant.clone(),
             account: session.account,
             chain_id: session.chain_id,
             interactions: Vec::new(),

@@ -161,6 +161,10 @@ pub struct InvalidPolicy {
 pub struct Policy {
     /// The id.
     pub id: PolicyId,
+    /// The tenant whose keys see it and sponsor with it; `default` for policies made
+    /// before tenants.
+    #[serde(default)]
+    pub tenant: crate::auth::TenantId,
     /// A name for people.
     pub name: String,
     /// The chain it sponsors on.

@@ -14,6 +14,7 @@ const BURN: FixedBytes<4> = FixedBytes([0x42, 0x96, 0x6c, 0x68]);
 /// An enabled policy on [`CHAIN`], created at [`CREATED`], with `rules`.
 fn policy(rules: Vec<Rule>) -> Policy {
     Policy {
+        tenant: Default::default(),
         id: PolicyId::generate(),
         name: "Starter quests".into(),
         chain_id: CHAIN,

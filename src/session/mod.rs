@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::permissions::{CallPermission, Permissions, SelectorRule, Usage};
 use crate::{
+    auth::TenantId,
     intent::{Intent, IntentId, IntentKind, IntentStatus},
     policy::PolicyId,
 };
@@ -138,6 +139,9 @@ pub fn transition(
 /// A session key registered, or being registered, on an account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// The tenant whose keys see and act on it; `default` for sessions made before tenants.
+    #[serde(default)]
+    pub tenant: TenantId,
     /// The session id.
     pub id: SessionId,
     /// The smart account.

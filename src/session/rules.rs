@@ -249,6 +249,7 @@ mod tests {
 
     fn session() -> Session {
         Session {
+            tenant: Default::default(),
             id: SessionId::generate(),
             account: ACCOUNT,
             owner: Address::repeat_byte(1),

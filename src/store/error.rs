@@ -5,6 +5,7 @@ use std::fmt;
 use alloy::primitives::Address;
 
 use crate::{
+    auth::ApiKeyId,
     intent::IntentId,
     policy::{PolicyId, Refusal},
     session::SessionId,
@@ -24,6 +25,8 @@ pub enum RecordId {
     Policy(PolicyId),
     /// The operator's pause of the relay.
     RelayPause,
+    /// An API key, named by its id (never by its secret).
+    ApiKey(ApiKeyId),
 }
 
 impl fmt::Display for RecordId {
@@ -34,6 +37,7 @@ impl fmt::Display for RecordId {
             Self::HeldKey(address) => write!(f, "held key {address}"),
             Self::Policy(id) => write!(f, "policy {id}"),
             Self::RelayPause => f.write_str("the relay's pause"),
+            Self::ApiKey(id) => write!(f, "API key {id}"),
         }
     }
 }

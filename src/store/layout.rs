@@ -14,6 +14,7 @@
 //! | `held_keys`          | key address (20 bytes)                | sealed key (see [`crate::keys`]) |
 //! | `policies`           | policy id                             | JSON [`Policy`]  |
 //! | `policy_usage`       | policy id ++ `0x00` ++ usage key      | JSON [`PolicyUsage`] |
+//! | `api_keys`           | API key id                            | JSON [`ApiKey`] (a hash of the secret, never the secret) |
 //! | `meta`               | `schema_version`                      | u32, big-endian  |
 //! | `meta`               | `relay_pause`                         | JSON [`RelayPause`], while paused |
 //!
@@ -28,6 +29,7 @@
 //! [`Policy`]: crate::policy::Policy
 //! [`PolicyUsage`]: crate::policy::PolicyUsage
 //! [`RelayPause`]: super::RelayPause
+//! [`ApiKey`]: crate::auth::ApiKey
 
 use alloy::primitives::Address;
 use serde::{Serialize, de::DeserializeOwned};
@@ -50,6 +52,7 @@ pub(super) const IDEMPOTENCY: &str = "idempotency";
 pub(super) const HELD_KEYS: &str = "held_keys";
 pub(super) const POLICIES: &str = "policies";
 pub(super) const POLICY_USAGE: &str = "policy_usage";
+pub(super) const API_KEYS: &str = "api_keys";
 pub(super) const META: &str = "meta";
 
 /// The `meta` key of the schema version.

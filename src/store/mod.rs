@@ -46,6 +46,7 @@ use sled::Tree;
 pub use self::error::{RecordId, StoreError};
 use self::tx::{Staged, Trees};
 use crate::{
+    auth::{ApiKey, ApiKeyId, TenantId},
     intent::{Intent, IntentId, IntentKind, IntentStatus},
     policy::{Policy, PolicyId, PolicyUsage, WindowKey},
     session::{KeyCustody, Session, SessionId, SessionStatus},
@@ -63,11 +64,16 @@ use crate::{
 ///   bare. Version 2 data is upgraded in place: the store is restamped when opened, and the
 ///   daemon seals the bare keys at start, before it signs anything. A version 2 binary
 ///   refuses version 3, since it cannot open sealed keys.
-pub const SCHEMA_VERSION: u32 = 3;
+/// - 4: adds the `api_keys` tree, and a tenant on every session, intent and policy. Older
+///   records read as the tenant `default`, so an older store is upgraded in place; a
+///   version 3 binary refuses version 4, since it would drop the tenants and show every
+///   tenant's records to every key.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Versions this build upgrades in place, because their data reads as the current version
-/// (bare held keys are recognised by their length until the daemon seals them).
-const UPGRADABLE_VERSIONS: &[u32] = &[1, 2];
+/// (bare held keys are recognised by their length until the daemon seals them; records
+/// without a tenant belong to `default`).
+const UPGRADABLE_VERSIONS: &[u32] = &[1, 2, 3];
 
 /// The largest page a list returns, whatever the request asks, so that one request cannot
 /// make the daemon read the whole database into memory.
@@ -85,6 +91,8 @@ struct Inner {
     trees: Trees,
     /// The `meta` tree, held open: the relay reads the pause from it on every pass.
     meta: Tree,
+    /// The `api_keys` tree, read on every call.
+    api_keys: Tree,
     path: PathBuf,
 }
 
@@ -136,6 +144,8 @@ pub struct Page<T> {
 /// Which sessions a list returns; every condition given must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionFilter {
+    /// Sessions of this tenant.
+    pub tenant: Option<TenantId>,
     /// Sessions on this account.
     pub account: Option<Address>,
     /// Sessions in this status.
@@ -146,8 +156,12 @@ impl SessionFilter {
     /// Whether `session` passes, by the same test the lists apply, so that a live stream
     /// can filter updates exactly as a list would.
     pub fn matches(&self, session: &Session) -> bool {
-        self.account
-            .is_none_or(|account| session.account == account)
+        self.tenant
+            .as_ref()
+            .is_none_or(|tenant| &session.tenant == tenant)
+            && self
+                .account
+                .is_none_or(|account| session.account == account)
             && self.status.is_none_or(|status| session.status == status)
     }
 }
@@ -155,6 +169,8 @@ impl SessionFilter {
 /// Which intents a list returns; every condition given must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IntentFilter {
+    /// Intents of this tenant.
+    pub tenant: Option<TenantId>,
     /// Intents of this session.
     pub session: Option<SessionId>,
     /// Intents on this account.
@@ -169,9 +185,13 @@ impl IntentFilter {
     /// Whether `intent` passes, by the same test the lists apply, so that a live stream can
     /// filter updates exactly as a list would.
     pub fn matches(&self, intent: &Intent) -> bool {
-        self.session
+        self.tenant
             .as_ref()
-            .is_none_or(|session| &intent.session == session)
+            .is_none_or(|tenant| &intent.tenant == tenant)
+            && self
+                .session
+                .as_ref()
+                .is_none_or(|session| &intent.session == session)
             && self.account.is_none_or(|account| intent.account == account)
             && self.status.is_none_or(|status| intent.status == status)
             && self.kind.is_none_or(|kind| intent.kind == kind)
@@ -208,6 +228,7 @@ impl Store {
             &trees.held_keys,
             &trees.policies,
             &trees.policy_usage,
+            &self.inner.api_keys,
         ] {
             hasher.update(tree.name());
             for entry in tree.iter() {
@@ -266,11 +287,13 @@ impl Store {
             }
         }
         let trees = Trees::open(&db)?;
+        let api_keys = db.open_tree(layout::API_KEYS)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 trees,
                 meta,
+                api_keys,
                 path: path.to_owned(),
             }),
         })
@@ -446,8 +469,12 @@ impl Store {
             .transpose()
     }
 
-    /// A page of policies, newest first.
-    pub fn list_policies(&self, page: &PageRequest) -> Result<Page<Policy>, StoreError> {
+    /// A page of policies, newest first: `tenant`'s, or every tenant's.
+    pub fn list_policies(
+        &self,
+        tenant: Option<&TenantId>,
+        page: &PageRequest,
+    ) -> Result<Page<Policy>, StoreError> {
         let before = parse_token(page, PolicyId::parse)?;
         let before = before.as_ref().map(PolicyId::as_str);
         let items = walk_newest_first(
@@ -455,7 +482,12 @@ impl Store {
             &[],
             before,
             page.size,
-            |key, value| layout::decode(layout::POLICIES, key, value).map(Some),
+            |key, value| {
+                let policy: Policy = layout::decode(layout::POLICIES, key, value)?;
+                Ok(tenant
+                    .is_none_or(|tenant| &policy.tenant == tenant)
+                    .then_some(policy))
+            },
         )?;
         Ok(into_page(items, page.size, |policy: &Policy| {
             policy.id.to_string()
@@ -745,6 +777,72 @@ impl Store {
             }
         }
         self.flush().await
+    }
+
+    /// Stores a new API key and flushes it, so a key shown to its holder is never lost.
+    pub async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let record = RecordId::ApiKey(key.id.clone());
+        let bytes = layout::encode(record.clone(), key)?;
+        self.inner
+            .api_keys
+            .compare_and_swap(key.id.as_str().as_bytes(), None::<&[u8]>, Some(bytes))?
+            .map_err(|_| StoreError::AlreadyExists { record })?;
+        self.flush().await
+    }
+
+    /// An API key as stored.
+    pub fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        let key = id.as_str().as_bytes();
+        self.inner
+            .api_keys
+            .get(key)?
+            .map(|bytes| layout::decode(layout::API_KEYS, key, &bytes))
+            .transpose()
+    }
+
+    /// Every API key, revoked ones included, oldest first.
+    pub fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner
+            .api_keys
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                layout::decode(layout::API_KEYS, &key, &bytes)
+            })
+            .collect()
+    }
+
+    /// Marks an API key revoked at `now_ms` and flushes, so a revocation the operator saw
+    /// succeed holds after a crash. A key revoked already keeps its first revocation time.
+    /// The write is a compare-and-swap on the bytes read, retried if the key changed
+    /// in between.
+    pub async fn revoke_api_key(&self, id: &ApiKeyId, now_ms: u64) -> Result<ApiKey, StoreError> {
+        let record = RecordId::ApiKey(id.clone());
+        let name = id.as_str().as_bytes();
+        loop {
+            let stored = self
+                .inner
+                .api_keys
+                .get(name)?
+                .ok_or_else(|| StoreError::NotFound {
+                    record: record.clone(),
+                })?;
+            let mut key: ApiKey = layout::decode(layout::API_KEYS, name, &stored)?;
+            if key.revoked_at_ms.is_some() {
+                return Ok(key);
+            }
+            key.revoked_at_ms = Some(now_ms);
+            let bytes = layout::encode(record.clone(), &key)?;
+            if self
+                .inner
+                .api_keys
+                .compare_and_swap(name, Some(stored), Some(bytes))?
+                .is_ok()
+            {
+                self.flush().await?;
+                return Ok(key);
+            }
+        }
     }
 
     /// sled 0.34's own `flush_async` is not used: futures of concurrent calls can be left

@@ -25,6 +25,7 @@ fn open() -> (TempDir, Store) {
 /// A session waiting for its owner's signature, not yet stored.
 fn session_on(account: Address) -> Session {
     Session {
+        tenant: Default::default(),
         id: SessionId::generate(),
         account,
         owner: Address::repeat_byte(0x0e),
@@ -57,6 +58,7 @@ fn session_on(account: Address) -> Session {
 /// A new intent of `session`, not yet stored.
 fn intent_of(session: &Session, kind: IntentKind) -> Intent {
     Intent {
+        tenant: Default::default(),
         id: IntentId::generate(),
         kind,
         session: session.id.clone(),
@@ -643,6 +645,7 @@ fn lists_filter_by_session_account_status_and_kind() {
     assert_eq!(
         sessions(
             SessionFilter {
+                tenant: None,
                 account: Some(ALICE),
                 status: Some(SessionStatus::PendingSignature)
             },
@@ -1143,6 +1146,7 @@ fn sponsoring(limits: Vec<Rule>) -> Policy {
     }])];
     rules.extend(limits);
     Policy {
+        tenant: Default::default(),
         id: PolicyId::generate(),
         name: "Starter quests".into(),
         chain_id: 31_337,
@@ -1230,7 +1234,7 @@ fn policies_read_back_as_written_and_list_newest_first_in_pages() {
     let mut sizes = Vec::new();
     let mut token = None;
     loop {
-        let page = store.list_policies(&page(2, token)).unwrap();
+        let page = store.list_policies(None, &page(2, token)).unwrap();
         sizes.push(page.items.len());
         seen.extend(page.items);
         match page.next_token {
@@ -1251,7 +1255,7 @@ fn policies_read_back_as_written_and_list_newest_first_in_pages() {
         "{error:?}"
     );
     let error = store
-        .list_policies(&page(2, Some(SessionId::generate().to_string())))
+        .list_policies(None, &page(2, Some(SessionId::generate().to_string())))
         .unwrap_err();
     assert!(matches!(error, StoreError::InvalidPageToken), "{error:?}");
 }

@@ -167,8 +167,9 @@ async fn operators_read_the_status_pause_and_resume_relaying_and_fund_relayers()
 
     let dir = daemon.keep_dir();
     let data_dir = daemon.data_dir.clone();
+    let api_key = daemon.api_key.clone();
     daemon.stop().await;
-    let mut daemon = TestDaemon::start_on(&chain, data_dir).await;
+    let mut daemon = TestDaemon::start_on(&chain, data_dir, &api_key).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stored_status(&daemon, &held.name), IntentStatus::Queued);
     let status = json(&daemon, &["status"], &[]).await;

@@ -77,6 +77,7 @@ async fn five_sigkills_during_five_hundred_intents_lose_none_and_execute_each_ex
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(10))
             .connect_lazy(),
+        &daemon.api_key,
     );
 
     // Ten players, each with an active HELD session: the daemon signs their intents itself,

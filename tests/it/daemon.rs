@@ -21,12 +21,68 @@ use latchkey::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Response, Status, transport::Channel};
+use tonic::{Code, Response, Status, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::harness::TestChain;
 
 /// The admin token of test daemons.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
+/// The tenant of the API key test daemons' clients call with.
+pub const TEST_TENANT: &str = "test";
+
+/// A channel that sends an API key (or the admin token) with every call.
+pub type AuthChannel = InterceptedService<Channel, latchkey::cli::admin::BearerToken>;
+
+/// `channel` with `authorization: Bearer <credential>` on every call.
+pub fn authed(channel: Channel, credential: &str) -> AuthChannel {
+    let bearer = latchkey::cli::admin::Token::new(credential)
+        .bearer()
+        .expect("a header-safe credential");
+    InterceptedService::new(channel, bearer)
+}
+
+/// A client of the admin service at `admin_addr`, calling with the admin token.
+pub async fn admin_client(
+    admin_addr: SocketAddr,
+) -> proto::admin_service_client::AdminServiceClient<AuthChannel> {
+    let channel = Channel::from_shared(format!("http://{admin_addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the admin service");
+    proto::admin_service_client::AdminServiceClient::new(authed(channel, ADMIN_TOKEN))
+}
+
+/// Creates an API key of `tenant` with `scopes` through the admin service, and returns the
+/// full key.
+pub async fn create_api_key(
+    admin_addr: SocketAddr,
+    tenant: &str,
+    scopes: &[proto::ApiKeyScope],
+) -> String {
+    admin_client(admin_addr)
+        .await
+        .create_api_key(proto::CreateApiKeyRequest {
+            tenant: tenant.to_owned(),
+            scopes: scopes.iter().map(|&scope| scope.into()).collect(),
+            display_name: format!("tests ({tenant})"),
+        })
+        .await
+        .expect("create an API key")
+        .into_inner()
+        .secret
+}
+
+/// A READ and WRITE key of [`TEST_TENANT`].
+async fn test_api_key(admin_addr: SocketAddr) -> String {
+    create_api_key(
+        admin_addr,
+        TEST_TENANT,
+        &[proto::ApiKeyScope::Read, proto::ApiKeyScope::Write],
+    )
+    .await
+}
 
 /// The master key of test daemons (64 hex digits): it seals their held session keys.
 pub const MASTER_KEY: &str = "4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d";
@@ -41,6 +97,10 @@ pub struct TestDaemon {
     pub data_dir: PathBuf,
     pub store: Store,
     pub api: Clients,
+    /// The READ and WRITE key of [`TEST_TENANT`] that `api` calls with.
+    pub api_key: String,
+    /// The unauthenticated channel to the API, for clients with other credentials.
+    pub channel: Channel,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -49,10 +109,10 @@ pub struct TestDaemon {
 /// The API clients over one channel, with the waits and signatures tests share.
 #[derive(Clone)]
 pub struct Clients {
-    pub sessions: SessionServiceClient<Channel>,
-    pub intents: TransactionIntentServiceClient<Channel>,
-    pub accounts: AccountServiceClient<Channel>,
-    pub policies: PolicyServiceClient<Channel>,
+    pub sessions: SessionServiceClient<AuthChannel>,
+    pub intents: TransactionIntentServiceClient<AuthChannel>,
+    pub accounts: AccountServiceClient<AuthChannel>,
+    pub policies: PolicyServiceClient<AuthChannel>,
 }
 
 impl std::ops::Deref for TestDaemon {
@@ -79,17 +139,18 @@ impl TestDaemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(chain, &dir.path().join("store"));
         adjust(&mut config);
-        let mut daemon = Self::start_config(config).await;
+        let mut daemon = Self::start_config(config, None).await;
         daemon._dir = Some(dir);
         daemon
     }
 
-    /// Starts a daemon on the store in `data_dir` (which may hold a previous daemon's state).
-    pub async fn start_on(chain: &TestChain, data_dir: PathBuf) -> Self {
-        Self::start_config(test_config(chain, &data_dir)).await
+    /// Starts a daemon on the store in `data_dir`, which holds a previous daemon's state,
+    /// calling with that daemon's `api_key` (so the restart itself writes nothing).
+    pub async fn start_on(chain: &TestChain, data_dir: PathBuf, api_key: &str) -> Self {
+        Self::start_config(test_config(chain, &data_dir), Some(api_key.to_owned())).await
     }
 
-    async fn start_config(config: Config) -> Self {
+    async fn start_config(config: Config, api_key: Option<String>) -> Self {
         init_logs();
         let data_dir = config.data_dir.clone();
         let daemon = Daemon::start(&config).await.expect("daemon starts");
@@ -107,13 +168,19 @@ impl TestDaemon {
             .connect()
             .await
             .expect("connect to the daemon");
+        let api_key = match api_key {
+            Some(key) => key,
+            None => test_api_key(admin_addr.expect("test daemons serve the admin service")).await,
+        };
         Self {
             addr,
             metrics_addr,
             admin_addr,
             data_dir,
             store,
-            api: Clients::new(channel),
+            api: Clients::new(channel.clone(), &api_key),
+            api_key,
+            channel,
             shutdown,
             task: Some(task),
             _dir: None,
@@ -137,6 +204,11 @@ impl TestDaemon {
             .collect()
     }
 
+    /// Clients that call with `credential` instead of the test key.
+    pub fn clients_with(&self, credential: &str) -> Clients {
+        Clients::new(self.channel.clone(), credential)
+    }
+
     /// Takes the temporary directory that holds the store, so it outlives this daemon.
     pub fn keep_dir(&mut self) -> Option<tempfile::TempDir> {
         self._dir.take()
@@ -152,7 +224,9 @@ impl TestDaemon {
 }
 
 impl Clients {
-    pub fn new(channel: Channel) -> Self {
+    /// Clients over `channel` that call with `credential`.
+    pub fn new(channel: Channel, credential: &str) -> Self {
+        let channel = authed(channel, credential);
         Self {
             sessions: SessionServiceClient::new(channel.clone()),
             intents: TransactionIntentServiceClient::new(channel.clone()),
@@ -390,6 +464,9 @@ pub fn test_config(chain: &TestChain, data_dir: &std::path::Path) -> Config {
     config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.admin.token = Some(ADMIN_TOKEN.to_owned());
+    // Tests drive the daemon as fast as they can; the rate limit has its own test.
+    config.api.rate_limit_per_second = 100_000;
+    config.api.rate_limit_burst = 100_000;
     config.keys.master_key = Some(MASTER_KEY.to_owned());
     // Sponsorship is on, through the dev chain's paymaster; only operations that name a
     // policy use it.
@@ -473,6 +550,11 @@ pub fn account_address(name: &str) -> Address {
 pub struct DaemonProcess {
     child: std::process::Child,
     pub api: Clients,
+    pub admin_addr: SocketAddr,
+    /// The READ and WRITE key of [`TEST_TENANT`] that `api` calls with.
+    pub api_key: String,
+    /// The unauthenticated channel to the API, for clients with other credentials.
+    channel: Channel,
 }
 
 impl std::ops::Deref for DaemonProcess {
@@ -542,8 +624,9 @@ impl DaemonProcess {
     ) -> Self {
         let config = test_config(chain, data_dir);
         let file = data_dir.with_extension("toml");
+        let admin_port = free_port();
         let toml = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = {data_dir:?}\n\n[chain]\nrpc_url = \"{rpc}\"\nfactory = \"{factory}\"\n\n[relayer]\npoll_interval_ms = 200\n{relayer_settings}",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = {data_dir:?}\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n[api]\nrate_limit_per_second = 100000\nrate_limit_burst = 100000\n\n[chain]\nrpc_url = \"{rpc}\"\nfactory = \"{factory}\"\n\n[relayer]\npoll_interval_ms = 200\n{relayer_settings}",
             data_dir = data_dir.display().to_string(),
             rpc = config.chain.rpc_url,
             factory = chain.chain.deployment.factory,
@@ -554,6 +637,7 @@ impl DaemonProcess {
         command
             .args(["serve", "--config", &file.display().to_string()])
             .env("LATCHKEY_MASTER_KEY", master_key)
+            .env("LATCHKEY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env(
                 "LATCHKEY_RELAYER_PRIVATE_KEY",
                 config.relayer.private_key.as_deref().expect("key"),
@@ -573,9 +657,14 @@ impl DaemonProcess {
                 .connect()
                 .await
             {
+                let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin_port));
+                let api_key = test_api_key(admin_addr).await;
                 return Self {
                     child,
-                    api: Clients::new(channel),
+                    api: Clients::new(channel.clone(), &api_key),
+                    admin_addr,
+                    api_key,
+                    channel,
                 };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -605,6 +694,11 @@ impl DaemonProcess {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Clients that call with `credential` instead of the test key.
+    pub fn clients_with(&self, credential: &str) -> Clients {
+        Clients::new(self.channel.clone(), credential)
     }
 
     /// SIGKILL: no graceful shutdown, no flush.

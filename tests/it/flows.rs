@@ -388,9 +388,10 @@ async fn health_is_served_and_a_graceful_restart_keeps_every_record() {
     let data_dir = daemon.data_dir.clone();
     let digest = daemon.store.content_digest().expect("digest");
     let dir = daemon.keep_dir();
+    let api_key = daemon.api_key.clone();
     daemon.stop().await;
 
-    let mut again = TestDaemon::start_on(&chain, data_dir).await;
+    let mut again = TestDaemon::start_on(&chain, data_dir, &api_key).await;
     assert_eq!(
         again.store.content_digest().expect("digest"),
         digest,

@@ -116,6 +116,7 @@ async fn admin_client(daemon: &TestDaemon) -> AdminClient {
     AdminArgs {
         admin_endpoint: format!("http://{}", daemon.admin_addr.expect("the admin service")),
         admin_token: Some(ADMIN_TOKEN.parse().expect("infallible")),
+        ca_cert: None,
         json: false,
     }
     .connect()

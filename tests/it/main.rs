@@ -5,6 +5,7 @@
 // documented where it helps the story rather than everywhere.
 #![allow(unreachable_pub, missing_docs)]
 
+mod access;
 mod admin;
 mod at_rest;
 mod bench;

@@ -22,6 +22,7 @@ async fn latchkey(
     command
         .args(args)
         .args(["--endpoint", &endpoint])
+        .env("LATCHKEY_API_KEY", &daemon.api_key)
         .env_remove("LATCHKEY_FUNDER_PRIVATE_KEY")
         .env_remove("LATCHKEY_RPC_URL");
     for (name, value) in env {

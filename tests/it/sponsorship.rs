@@ -728,9 +728,10 @@ async fn limits_and_recorded_spend_survive_a_restart() {
     let before = get_policy(&mut daemon, &three.name).await;
     let dir = daemon.keep_dir();
     let data_dir = daemon.data_dir.clone();
+    let api_key = daemon.api_key.clone();
     daemon.stop().await;
 
-    let mut daemon = TestDaemon::start_on(&chain, data_dir).await;
+    let mut daemon = TestDaemon::start_on(&chain, data_dir, &api_key).await;
     let after = get_policy(&mut daemon, &three.name).await;
     assert_eq!(settled(&after), settled(&before));
     assert_eq!(settled(&after).0, 2);

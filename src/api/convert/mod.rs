@@ -5,12 +5,14 @@
 use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
 use prost_types::Timestamp;
 
+mod access;
 mod policy;
 #[cfg(test)]
 mod properties;
 
-pub use self::policy::{
-    new_policy, optional_policy_name, paymaster_message, policy_message, policy_name,
+pub use self::{
+    access::{api_key_message, api_key_name, api_key_scopes, scope_message, tenant},
+    policy::{new_policy, optional_policy_name, paymaster_message, policy_message, policy_name},
 };
 use super::proto;
 use crate::{
@@ -414,6 +416,7 @@ pub fn session_message(view: &SessionView) -> proto::Session {
     proto::Session {
         name: format!("sessions/{}", session.id),
         id: session.id.to_string(),
+        tenant: session.tenant.to_string(),
         account: format!("accounts/{}", session.account),
         owner: session.owner.to_string(),
         salt: session.salt.to_string(),
@@ -481,6 +484,7 @@ pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
     proto::TransactionIntent {
         name: format!("transactionIntents/{}", intent.id),
         id: intent.id.to_string(),
+        tenant: intent.tenant.to_string(),
         session: format!("sessions/{}", intent.session),
         account: format!("accounts/{}", intent.account),
         chain_id: intent.chain_id,

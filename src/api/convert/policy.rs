@@ -4,6 +4,7 @@ use super::{address, function_text, selector_rule, timestamp, uint128};
 use crate::{
     api::proto::{self, policy_rule::Rule as ProtoRule},
     app::{AppError, NewPolicy, PaymasterView, PolicyView},
+    auth::TenantId,
     chain::sponsor::parse_approval,
     intent::Intent,
     policy::{
@@ -28,7 +29,11 @@ pub fn optional_policy_name(field: &str, name: &str) -> Result<Option<PolicyId>,
 
 /// A CreatePolicy request, every field checked for form; [`crate::policy::Policy::validate`]
 /// checks the rest.
-pub fn new_policy(request: proto::CreatePolicyRequest) -> Result<NewPolicy, AppError> {
+/// A policy request as the domain's, for `tenant`.
+pub fn new_policy(
+    request: proto::CreatePolicyRequest,
+    tenant: TenantId,
+) -> Result<NewPolicy, AppError> {
     let strategy = match proto::SponsorStrategy::try_from(request.strategy) {
         Ok(proto::SponsorStrategy::Unspecified | proto::SponsorStrategy::PayForUser) => {
             SponsorStrategy::PayForUser
@@ -47,6 +52,7 @@ pub fn new_policy(request: proto::CreatePolicyRequest) -> Result<NewPolicy, AppE
         .map(|(index, rule)| self::rule(index, rule))
         .collect::<Result<_, _>>()?;
     Ok(NewPolicy {
+        tenant,
         name: request.display_name,
         chain_id: (request.chain_id != 0).then_some(request.chain_id),
         strategy,
@@ -183,6 +189,7 @@ pub fn policy_message(view: &PolicyView) -> proto::Policy {
     proto::Policy {
         name: format!("policies/{}", policy.id),
         id: policy.id.to_string(),
+        tenant: policy.tenant.to_string(),
         display_name: policy.name.clone(),
         chain_id: policy.chain_id,
         strategy: match policy.strategy {

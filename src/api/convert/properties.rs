@@ -8,6 +8,7 @@ use proptest::{prelude::*, test_runner::Config};
 use super::*;
 use crate::{
     app::PolicyView,
+    auth::TenantId,
     policy::{Policy, PolicyId, PolicyUsage, SponsorStrategy},
 };
 
@@ -324,7 +325,7 @@ proptest! {
             strategy,
             rules,
         };
-        if let Err(error) = new_policy(request) {
+        if let Err(error) = new_policy(request, TenantId::default_tenant()) {
             let field = field_of(error);
             prop_assert!(field == "strategy" || field.starts_with("rules["), "{field:?}");
         }
@@ -338,9 +339,10 @@ proptest! {
             strategy: 0,
             rules,
         };
-        if let Ok(parsed) = new_policy(request) {
+        if let Ok(parsed) = new_policy(request, TenantId::default_tenant()) {
             let view = PolicyView {
                 policy: Policy {
+                    tenant: Default::default(),
                     id: PolicyId::generate(),
                     name: parsed.name.clone(),
                     chain_id: 1,
@@ -360,7 +362,7 @@ proptest! {
                 chain_id: message.chain_id,
                 strategy: message.strategy,
                 rules: message.rules,
-            })
+            }, TenantId::default_tenant())
             .unwrap();
             prop_assert_eq!(again.rules, parsed.rules);
         }

@@ -1,0 +1,276 @@
+//! `latchkey api-key`: the keys game backends and operators call with. Each belongs to a
+//! tenant and carries scopes; the full key is printed once, at creation.
+
+use serde::Serialize;
+
+use super::{
+    admin::{AdminArgs, AdminClient},
+    rpc_error,
+    status::rfc3339,
+    table,
+};
+use crate::api::proto;
+
+/// What `latchkey api-key` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key. The full key is printed once: latchkey keeps only a hash of it, so
+    /// store it where its holder will read it (a secret manager), not in a shell history.
+    Create {
+        /// The tenant (studio or project) the key acts for: lowercase letters, digits and
+        /// `-`. Its holder sees and touches that tenant's sessions, intents and policies
+        /// only.
+        #[arg(long)]
+        tenant: String,
+        /// What it may call: `read` (gets, lists, watches), `write` (creates, signatures,
+        /// revocations) or `admin` (the admin service, every tenant). Repeat or separate
+        /// with commas.
+        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        scopes: Vec<ScopeArg>,
+        /// A label: who holds the key, and what for.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Every key, oldest first, revoked ones included.
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key: from the moment this returns, it lets no call in.
+    Revoke {
+        /// The key's id (`key_…`) or name (`apiKeys/key_…`); not the key itself.
+        key: String,
+    },
+}
+
+/// A scope, as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScopeArg {
+    /// Gets, lists and watches.
+    Read,
+    /// Creates, signatures and revocations.
+    Write,
+    /// The admin service.
+    Admin,
+}
+
+impl From<ScopeArg> for proto::ApiKeyScope {
+    fn from(scope: ScopeArg) -> Self {
+        match scope {
+            ScopeArg::Read => Self::Read,
+            ScopeArg::Write => Self::Write,
+            ScopeArg::Admin => Self::Admin,
+        }
+    }
+}
+
+/// A key as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct ApiKeyJson {
+    /// `key_…`.
+    pub id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// `READ`, `WRITE`, `ADMIN`.
+    pub scopes: Vec<String>,
+    /// The label.
+    pub display_name: String,
+    /// RFC 3339.
+    pub created_at: Option<String>,
+    /// RFC 3339; absent while live.
+    pub revoked_at: Option<String>,
+    /// The full key: only in `create`'s answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl From<&proto::ApiKey> for ApiKeyJson {
+    fn from(key: &proto::ApiKey) -> Self {
+        Self {
+            id: key.id.clone(),
+            tenant: key.tenant.clone(),
+            scopes: key
+                .scopes
+                .iter()
+                .map(|&scope| scope_name(scope).to_owned())
+                .collect(),
+            display_name: key.display_name.clone(),
+            created_at: key.create_time.as_ref().map(rfc3339),
+            revoked_at: key.revoke_time.as_ref().map(rfc3339),
+            secret: None,
+        }
+    }
+}
+
+fn scope_name(scope: i32) -> &'static str {
+    match proto::ApiKeyScope::try_from(scope) {
+        Ok(proto::ApiKeyScope::Read) => "READ",
+        Ok(proto::ApiKeyScope::Write) => "WRITE",
+        Ok(proto::ApiKeyScope::Admin) => "ADMIN",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Runs `command`, returning the exit code.
+pub async fn run(admin: AdminArgs, command: ApiKeyCommand) -> anyhow::Result<i32> {
+    let mut client = admin.connect().await?;
+    match command {
+        ApiKeyCommand::Create {
+            tenant,
+            scopes,
+            name,
+        } => {
+            let created = create(&mut client, tenant, &scopes, name).await?;
+            if admin.json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                let secret = created.secret.as_deref().unwrap_or_default();
+                println!(
+                    "Created {} for tenant {} with {}.",
+                    created.id,
+                    created.tenant,
+                    created.scopes.join(",")
+                );
+                println!("The key, shown this once (latchkey keeps only a hash of it):");
+                println!("{secret}");
+            }
+        }
+        ApiKeyCommand::List { tenant } => {
+            let keys = client
+                .list_api_keys(proto::ListApiKeysRequest {
+                    tenant: tenant.unwrap_or_default(),
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner()
+                .api_keys;
+            let keys: Vec<ApiKeyJson> = keys.iter().map(ApiKeyJson::from).collect();
+            if admin.json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                print!("{}", render(&keys));
+            }
+        }
+        ApiKeyCommand::Revoke { key } => {
+            let revoked = client
+                .revoke_api_key(proto::RevokeApiKeyRequest { name: key })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            let revoked = ApiKeyJson::from(&revoked);
+            if admin.json {
+                println!("{}", serde_json::to_string_pretty(&revoked)?);
+            } else {
+                println!(
+                    "Revoked {} (tenant {}) at {}; it lets no call in.",
+                    revoked.id,
+                    revoked.tenant,
+                    revoked.revoked_at.as_deref().unwrap_or("?")
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn create(
+    client: &mut AdminClient,
+    tenant: String,
+    scopes: &[ScopeArg],
+    display_name: String,
+) -> anyhow::Result<ApiKeyJson> {
+    let created = client
+        .create_api_key(proto::CreateApiKeyRequest {
+            tenant,
+            scopes: scopes
+                .iter()
+                .map(|&scope| proto::ApiKeyScope::from(scope).into())
+                .collect(),
+            display_name,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    let key = created
+        .api_key
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the daemon's answer holds no key"))?;
+    Ok(ApiKeyJson {
+        secret: Some(created.secret),
+        ..ApiKeyJson::from(key)
+    })
+}
+
+/// The keys as a table; never a secret (lists have none).
+pub fn render(keys: &[ApiKeyJson]) -> String {
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|key| {
+            vec![
+                key.id.clone(),
+                key.tenant.clone(),
+                key.scopes.join(","),
+                key.display_name.clone(),
+                key.created_at.clone().unwrap_or_default(),
+                key.revoked_at
+                    .clone()
+                    .map_or_else(|| "live".to_owned(), |at| format!("revoked {at}")),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "TENANT", "SCOPES", "NAME", "CREATED", "STATE"],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_each_key_and_whether_it_is_live() {
+        let keys = [
+            ApiKeyJson {
+                id: "key_01".into(),
+                tenant: "studio-a".into(),
+                scopes: vec!["READ".into(), "WRITE".into()],
+                display_name: "backend".into(),
+                created_at: Some("2026-11-21T00:00:00Z".into()),
+                revoked_at: None,
+                secret: None,
+            },
+            ApiKeyJson {
+                id: "key_02".into(),
+                tenant: "ops".into(),
+                scopes: vec!["ADMIN".into()],
+                display_name: String::new(),
+                created_at: Some("2026-11-21T00:00:00Z".into()),
+                revoked_at: Some("2026-11-21T01:00:00Z".into()),
+                secret: None,
+            },
+        ];
+        let text = render(&keys);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[1].contains("studio-a")
+                && lines[1].contains("READ,WRITE")
+                && lines[1].ends_with("live")
+        );
+        assert!(lines[2].contains("revoked 2026-11-21T01:00:00Z"), "{text}");
+    }
+
+    #[test]
+    fn json_carries_the_secret_only_when_there_is_one() {
+        let key = proto::ApiKey {
+            id: "key_01".into(),
+            scopes: vec![1, 3],
+            ..Default::default()
+        };
+        let listed = serde_json::to_value(ApiKeyJson::from(&key)).unwrap();
+        assert!(listed.get("secret").is_none());
+        assert_eq!(listed["scopes"], serde_json::json!(["READ", "ADMIN"]));
+    }
+}
