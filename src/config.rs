@@ -1101,11 +1101,77 @@ mod tests {
                 |c: &mut Config| c.api.max_watch_streams = 0,
                 "api.max_watch_streams",
             ),
+            (
+                |c: &mut Config| c.api.rate_limit_per_second = 0,
+                "api.rate_limit_per_second",
+            ),
+            (
+                |c: &mut Config| c.api.rate_limit_burst = 2_000_000,
+                "api.rate_limit_burst",
+            ),
         ] {
             let error = load(adjust).unwrap_err().to_string();
             assert!(error.contains(field), "{error}");
         }
         assert!(load(|c| c.api.max_watch_streams = 1).is_ok());
+    }
+
+    #[test]
+    fn tls_needs_a_readable_pem_certificate_and_key_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::write(&junk, "not pem").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let tls = |cert: Option<&std::path::Path>, key: Option<&std::path::Path>| TlsConfig {
+            cert_file: cert.map(std::path::Path::to_owned),
+            key_file: key.map(std::path::Path::to_owned),
+        };
+        assert!(tls(None, None).identity().unwrap().is_none());
+        let identity = tls(Some(&cert), Some(&key)).identity().unwrap().unwrap();
+        assert!(
+            identity
+                .cert_pem
+                .starts_with(b"-----BEGIN CERTIFICATE-----")
+        );
+        for (config, field, says) in [
+            (tls(Some(&cert), None), "tls.key_file", "required"),
+            (tls(None, Some(&key)), "tls.cert_file", "required"),
+            (
+                tls(Some(&missing), Some(&key)),
+                "tls.cert_file",
+                "cannot read",
+            ),
+            (
+                tls(Some(&junk), Some(&key)),
+                "tls.cert_file",
+                "no PEM certificate",
+            ),
+            (
+                tls(Some(&cert), Some(&junk)),
+                "tls.key_file",
+                "no PEM private key",
+            ),
+        ] {
+            let error = config.identity().err().expect("refused");
+            let text = error.to_string();
+            assert!(
+                matches!(&error, ConfigError::Invalid { field: found, .. } if *found == field)
+                    && text.contains(says),
+                "{text}"
+            );
+        }
     }
 
     #[test]

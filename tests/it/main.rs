@@ -33,5 +33,6 @@ mod session_key_flow;
 mod shutdown;
 mod sponsor;
 mod sponsorship;
+mod tls;
 mod user_op_hash;
 mod walkthrough;
