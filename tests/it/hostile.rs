@@ -9,15 +9,19 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use latchkey::{
-    api::proto::{self, admin_service_client::AdminServiceClient, policy_rule::Rule},
+    api::proto::{
+        self, admin_service_client::AdminServiceClient, policy_rule::Rule,
+        policy_service_client::PolicyServiceClient, session_service_client::SessionServiceClient,
+        transaction_intent_service_client::TransactionIntentServiceClient,
+    },
     chain::user_operation::sign_user_op_hash,
 };
 use tonic::{Code, Request, Status, transport::Channel};
 
 use crate::{
     daemon::{
-        ADMIN_TOKEN, TestDaemon, account_address, mint_interaction, mint_session_request,
-        next_action_hash,
+        ADMIN_TOKEN, TEST_TENANT, TestDaemon, account_address, authed, create_api_key,
+        mint_interaction, mint_session_request, next_action_hash,
     },
     harness::TestChain,
 };
@@ -891,6 +895,171 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
         })),
     );
 
+    // --- Credentials, scopes and tenants ----------------------------------------------
+    let raw_sessions = SessionServiceClient::new(daemon.channel.clone());
+    let raw_intents = TransactionIntentServiceClient::new(daemon.channel.clone());
+    let raw_policies = PolicyServiceClient::new(daemon.channel.clone());
+    let (key_prefix, key_secret) = daemon.api_key.rsplit_once('_').expect("a key");
+    let forged = format!("Bearer {key_prefix}_{}", "0".repeat(key_secret.len()));
+    let read_only = daemon
+        .clients_with(&create_api_key(admin_addr, TEST_TENANT, &[proto::ApiKeyScope::Read]).await);
+    let read_sessions = read_only.sessions.clone();
+    let other_tenant = daemon.clients_with(
+        &create_api_key(
+            admin_addr,
+            "studio-b",
+            &[proto::ApiKeyScope::Read, proto::ApiKeyScope::Write],
+        )
+        .await,
+    );
+    let other_sessions = other_tenant.sessions.clone();
+    let other_intents = other_tenant.intents.clone();
+    let app_admin = AdminServiceClient::new(authed(
+        Channel::from_shared(format!("http://{admin_addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect"),
+        &daemon.api_key,
+    ));
+    t.add(
+        "CreateSession: no authorization header",
+        Code::Unauthenticated,
+        "authorization: missing",
+        call!(raw_sessions.create_session(admin(base_session.clone(), None))),
+    );
+    t.add(
+        "CreateTransactionIntent: a key's id with a forged secret",
+        Code::Unauthenticated,
+        "unknown API key",
+        call!(raw_intents.create_transaction_intent(admin(
+            proto::CreateTransactionIntentRequest {
+                session: session.name.clone(),
+                interactions: vec![mint.clone()],
+                idempotency_key: String::new(),
+                policy: String::new(),
+            },
+            Some(forged.clone())
+        ))),
+    );
+    t.add(
+        "ListSessions: `Bearer` and 8 KB of junk",
+        Code::Unauthenticated,
+        "not an API key",
+        call!(raw_sessions.list_sessions(admin(
+            proto::ListSessionsRequest::default(),
+            Some(format!("Bearer lk_{}", "A".repeat(8192)))
+        ))),
+    );
+    t.add(
+        "CreatePolicy: the admin token on the application API",
+        Code::Unauthenticated,
+        "not an API key",
+        call!(raw_policies.create_policy(admin(
+            policy_request(Rule::GasPerOperation(proto::GasPerOperationRule {
+                max_gas: 1
+            })),
+            bearer()
+        ))),
+    );
+    t.add(
+        "RevokeSession: a READ-only key",
+        Code::PermissionDenied,
+        "needs the WRITE scope",
+        call!(read_sessions.revoke_session(proto::RevokeSessionRequest {
+            name: session.name.clone()
+        })),
+    );
+    t.add(
+        "GetSession: another tenant's session",
+        Code::NotFound,
+        "not found",
+        call!(other_sessions.get_session(proto::GetSessionRequest {
+            name: session.name.clone()
+        })),
+    );
+    t.add(
+        "CreateTransactionIntent: on another tenant's session",
+        Code::NotFound,
+        "not found",
+        call!(
+            other_intents.create_transaction_intent(proto::CreateTransactionIntentRequest {
+                session: session.name.clone(),
+                interactions: vec![mint.clone()],
+                idempotency_key: String::new(),
+                policy: String::new(),
+            })
+        ),
+    );
+    t.add(
+        "Admin PauseRelay: a READ and WRITE key",
+        Code::PermissionDenied,
+        "needs the ADMIN scope",
+        call!(app_admin.pause_relay(proto::PauseRelayRequest {
+            reason: "takeover".into()
+        })),
+    );
+    t.add(
+        "Admin CreateApiKey: a READ and WRITE key mints itself an ADMIN key",
+        Code::PermissionDenied,
+        "needs the ADMIN scope",
+        call!(app_admin.create_api_key(proto::CreateApiKeyRequest {
+            tenant: TEST_TENANT.into(),
+            scopes: vec![proto::ApiKeyScope::Admin.into()],
+            display_name: String::new(),
+        })),
+    );
+    t.add(
+        "Admin CreateApiKey: tenant `../ops`",
+        Code::InvalidArgument,
+        "tenant",
+        call!(admin_client.create_api_key(admin(
+            proto::CreateApiKeyRequest {
+                tenant: "../ops".into(),
+                scopes: vec![proto::ApiKeyScope::Read.into()],
+                display_name: String::new(),
+            },
+            bearer()
+        ))),
+    );
+    t.add(
+        "Admin CreateApiKey: scope 9",
+        Code::InvalidArgument,
+        "scopes[0]",
+        call!(admin_client.create_api_key(admin(
+            proto::CreateApiKeyRequest {
+                tenant: "a".into(),
+                scopes: vec![9],
+                display_name: String::new(),
+            },
+            bearer()
+        ))),
+    );
+    t.add(
+        "Admin CreateApiKey: a name with a terminal escape",
+        Code::InvalidArgument,
+        "display_name",
+        call!(admin_client.create_api_key(admin(
+            proto::CreateApiKeyRequest {
+                tenant: "a".into(),
+                scopes: vec![proto::ApiKeyScope::Read.into()],
+                display_name: "\u{1b}[2J".into(),
+            },
+            bearer()
+        ))),
+    );
+    t.add(
+        "Admin RevokeApiKey: a session's name",
+        Code::InvalidArgument,
+        "name",
+        call!(admin_client.revoke_api_key(admin(
+            proto::RevokeApiKeyRequest {
+                name: session.name.clone()
+            },
+            bearer()
+        ))),
+    );
+
     // --- AdminService -----------------------------------------------------------------
     t.add(
         "Admin GetStatus: no token",
@@ -1002,7 +1171,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             wrong.push(format!("{}: the store changed", case.what));
         }
     }
-    assert!(rows >= 35, "{rows} rows");
+    assert!(rows >= 90, "{rows} rows");
     assert!(
         wrong.is_empty(),
         "{} of {rows} rows went wrong:\n{}",
