@@ -987,6 +987,11 @@ mod tests {
         assert_eq!(config.admin.listen, defaults.admin.listen);
         assert_eq!(config.api.max_request_bytes, defaults.api.max_request_bytes);
         assert_eq!(config.api.max_watch_streams, defaults.api.max_watch_streams);
+        assert_eq!(
+            config.api.rate_limit_per_second,
+            defaults.api.rate_limit_per_second
+        );
+        assert_eq!(config.api.rate_limit_burst, defaults.api.rate_limit_burst);
         // Commented-out fields are documented too.
         let text = std::fs::read_to_string(&path).unwrap();
         for field in [
@@ -998,6 +1003,8 @@ mod tests {
             "paymaster",
             "signer_private_key",
             "token",
+            "cert_file",
+            "key_file",
             "master_key",
             "master_key_file",
         ] {

@@ -117,8 +117,8 @@ enum Command {
     /// The daemon's status: version, uptime, the chain's head and the relay's lag, each
     /// relayer's balance, nonce and bundles in flight, the queue, and intents by status.
     ///
-    /// Operator commands (status, session, intent, relayer) talk to the admin service with
-    /// its token. Exit codes: 0 done; 1 the daemon refused or could not be reached (the
+    /// Operator commands (status, session, intent, relayer, api-key) talk to the admin
+    /// service with the admin token or an ADMIN key. Exit codes: 0 done; 1 the daemon refused or could not be reached (the
     /// message says which); 2 bad command line; `intent watch` adds 3: the intent ended
     /// other than CONFIRMED.
     Status {
