@@ -13,7 +13,7 @@ use latchkey::{
 use serde_json::Value;
 
 use crate::{
-    daemon::{DaemonProcess, MASTER_KEY, free_port},
+    daemon::{ADMIN_TOKEN, DaemonProcess, MASTER_KEY, free_port},
     harness::TestChain,
 };
 
@@ -114,6 +114,7 @@ async fn held_keys_are_never_on_disk_or_in_logs_and_rotate_to_a_new_master_key()
         );
         sessions.push(session);
     }
+    let api_key = daemon.api_key.clone();
     let (_, status) = daemon.terminate(Duration::from_secs(30)).await;
     assert!(status.success());
     let key_addresses: Vec<Address> = sessions
@@ -124,13 +125,18 @@ async fn held_keys_are_never_on_disk_or_in_logs_and_rotate_to_a_new_master_key()
     let old = MasterKey::from_hex(MASTER_KEY).expect("master key");
     let held = secrets(&data_dir, &old, &key_addresses);
 
-    // Secrets that must never be written: each held key (bytes and hex), the master key
-    // and the relayer's key.
+    // Secrets that must never be written: each held key (bytes and hex), the master key,
+    // the relayer's key, the API key the flow called with (its secret part, as text and
+    // bytes) and the admin token that created it.
     let relayer_key = alloy::hex::encode(chain.chain.relayer.to_bytes());
+    let api_secret = api_key.rsplit_once('_').expect("lk_<id>_<secret>").1;
     let mut needles: Vec<Vec<u8>> = vec![
         MASTER_KEY.as_bytes().to_vec(),
         alloy::hex::decode(MASTER_KEY).expect("hex"),
         relayer_key.as_bytes().to_vec(),
+        api_secret.as_bytes().to_vec(),
+        alloy::hex::decode(api_secret).expect("hex"),
+        ADMIN_TOKEN.as_bytes().to_vec(),
     ];
     for secret in &held {
         needles.push(secret.to_vec());

@@ -157,7 +157,10 @@ async fn the_audit_log_names_every_write_and_admin_call_by_key_id_and_never_a_ke
         .await
         .expect_err("READ cannot revoke");
     assert_eq!(refused.code(), Code::PermissionDenied);
-    let forged = format!("{}0", &reader_key[..reader_key.len() - 1]);
+    // The reader's key with its last secret digit changed.
+    let mut forged = reader_key.clone();
+    let last = forged.pop().expect("a key");
+    forged.push(if last == '0' { '1' } else { '0' });
     let unknown = daemon
         .clients_with(&forged)
         .sessions
