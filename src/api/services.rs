@@ -221,17 +221,7 @@ where
 {
     let started = Instant::now();
     let result = match admit(app, surface, method, scope, &request) {
-        Ok(caller) => {
-            let visibility = match (surface, &caller.tenant) {
-                (Surface::Api, Some(tenant)) => Visibility::Tenant(tenant.clone()),
-                (Surface::Admin, _) => Visibility::All,
-                // The gate lets only API keys, which all have a tenant, into the API.
-                (Surface::Api, None) => {
-                    return Err(Status::internal(
-                        "internal error: a caller without a tenant",
-                    ));
-                }
-            };
+        Ok((caller, visibility)) => {
             let result = call(visibility, request.into_inner()).await;
             if scope != Scope::Read {
                 let code = result.as_ref().err().map_or(Code::Ok, Status::code);
@@ -257,14 +247,15 @@ where
 }
 
 /// The caller of `request`, when its credential is good, its rate allows another call and
-/// its key has `scope`.
+/// its key has `scope`, with what it may see: its tenant on the application API, every
+/// tenant on the admin service.
 fn admit<R>(
     app: &App,
     surface: Surface,
     method: &'static str,
     scope: Scope,
     request: &Request<R>,
-) -> Result<Caller, Status> {
+) -> Result<(Caller, Visibility), Status> {
     let authorization = request
         .metadata()
         .get("authorization")
@@ -298,7 +289,17 @@ fn admit<R>(
         );
         return Err(status);
     }
-    Ok(caller)
+    let visibility = match (surface, &caller.tenant) {
+        (Surface::Api, Some(tenant)) => Visibility::Tenant(tenant.clone()),
+        (Surface::Admin, _) => Visibility::All,
+        // The gate lets only API keys, which all have a tenant, into the API.
+        (Surface::Api, None) => {
+            return Err(Status::internal(
+                "internal error: a caller without a tenant",
+            ));
+        }
+    };
+    Ok((caller, visibility))
 }
 
 /// The tenant a new record belongs to: the caller's.

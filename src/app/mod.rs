@@ -753,7 +753,7 @@ impl App {
         policy: Option<PolicyId>,
     ) -> Result<Intent, AppError> {
         // Whose session it is decides first: another tenant's idempotency keys say nothing.
-        self.visible_session(session_id, visibility)?;
+        let session = self.visible_session(session_id, visibility)?;
         if let Some(key) = &idempotency_key
             && let Some(existing) = self.store().intent_by_idempotency_key(session_id, key)?
         {
@@ -761,13 +761,9 @@ impl App {
         }
         let chain = self.chain();
         let deployment = chain.deployment();
-        // What the chain says is read once, before the session is: the retry loop below
-        // only re-reads the session and re-decides, so concurrent intents on one session
-        // (which each write its usage) race over microseconds, not over RPC round trips.
-        let session = self
-            .store()
-            .session(session_id)?
-            .ok_or_else(|| AppError::not_found(session_id))?;
+        // What the chain says is read once, here: the retry loop below only re-reads the
+        // session and re-decides, so concurrent intents on one session (which each write
+        // its usage) race over microseconds, not over RPC round trips.
         check_active(&session)?;
         let ctx = CheckContext {
             now: chain.chain_time().await?,
