@@ -43,11 +43,22 @@ async fn the_readme_walkthrough_runs_as_written_against_latchkey_dev() {
     );
 
     let dir = tempfile::tempdir().expect("temp dir");
+    // The daemon's default ports (50051, 50052) lie in the kernel's ephemeral range, where
+    // a test running alongside may hold them: take free ones. The walkthrough reads the
+    // endpoint from the env file `latchkey dev` writes, so it needs no change. Anvil keeps
+    // 8545, below that range, as the walkthrough's RPC.
+    let free = || format!("127.0.0.1:{}", crate::daemon::free_port());
     let mut dev = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args([
             "dev",
             "--data-dir",
             &dir.path().join("store").display().to_string(),
+            "--listen",
+            &free(),
+            "--admin-listen",
+            &free(),
+            "--metrics-listen",
+            &free(),
         ])
         .current_dir(root)
         .env("RUST_LOG", "warn")
