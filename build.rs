@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
 
     tonic_prost_build::configure()
+        // Bytes that are no valid message are the caller's error, not the server's.
+        .codec_path("crate::api::codec::ApiCodec")
         .file_descriptor_set_path(out_dir.join("latchkey_descriptor.bin"))
         .compile_with_config(config, &protos, std::slice::from_ref(&proto_root))?;
 

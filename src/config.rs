@@ -329,6 +329,12 @@ pub struct RelayerConfig {
     /// it already sent until they are included; it sends nothing new meanwhile. 0 stops at
     /// once; whatever is still in flight is resumed at the next start either way.
     pub shutdown_grace_secs: u64,
+    /// Seconds an operation's window must stay open past the moment it is sent (the later
+    /// of the latest block's time and the wall clock) for the relay to send it. One whose
+    /// window closes sooner is DROPPED unsent: a `handleOps` that lands after a window
+    /// closed reverts, at the relayer's cost. At least the chain's block time, and less
+    /// than `intents.window_margin_secs`.
+    pub window_margin_secs: u64,
     /// Longest wait between retries while the chain is unreachable, in milliseconds. The
     /// wait doubles from `poll_interval_ms` on every failed pass.
     pub max_backoff_ms: u64,
@@ -356,6 +362,7 @@ impl std::fmt::Debug for RelayerConfig {
             .field("fee_bump_percent", &self.fee_bump_percent)
             .field("queue_timeout_secs", &self.queue_timeout_secs)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("window_margin_secs", &self.window_margin_secs)
             .field("max_backoff_ms", &self.max_backoff_ms)
             .finish()
     }
@@ -448,6 +455,7 @@ impl Default for RelayerConfig {
             fee_bump_percent: 20,
             queue_timeout_secs: 300,
             shutdown_grace_secs: 30,
+            window_margin_secs: 5,
             max_backoff_ms: 30_000,
         }
     }
@@ -625,6 +633,13 @@ impl Config {
             return Err(invalid(
                 "relayer.max_backoff_ms",
                 "must be at least relayer.poll_interval_ms",
+            ));
+        }
+        if self.relayer.window_margin_secs >= self.intents.window_margin_secs {
+            return Err(invalid(
+                "relayer.window_margin_secs",
+                "must be less than intents.window_margin_secs, or intents accepted near the \
+                 end of their window could never be sent",
             ));
         }
         if self.relayer.mnemonic.is_some() && self.relayer.mnemonic_accounts == 0 {
@@ -967,6 +982,10 @@ mod tests {
         assert_eq!(
             config.relayer.max_backoff_ms,
             defaults.relayer.max_backoff_ms
+        );
+        assert_eq!(
+            config.relayer.window_margin_secs,
+            defaults.relayer.window_margin_secs
         );
         assert_eq!(
             config.intents.signature_timeout_secs,
@@ -1333,7 +1352,7 @@ mod tests {
             config
         };
         type Breakage = fn(&mut Config);
-        let cases: [(&str, Breakage); 6] = [
+        let cases: [(&str, Breakage); 7] = [
             ("relayer.confirmations", |c| c.relayer.confirmations = 0),
             ("relayer.bump_after_blocks", |c| {
                 c.relayer.bump_after_blocks = 0
@@ -1345,6 +1364,9 @@ mod tests {
                 c.relayer.queue_timeout_secs = 0
             }),
             ("relayer.max_backoff_ms", |c| c.relayer.max_backoff_ms = 10),
+            ("relayer.window_margin_secs", |c| {
+                c.relayer.window_margin_secs = c.intents.window_margin_secs
+            }),
             ("relayer.mnemonic_accounts", |c| {
                 c.relayer.mnemonic = Some("x".into());
                 c.relayer.mnemonic_accounts = 0;

@@ -23,6 +23,7 @@ use crate::{
     api::{
         FILE_DESCRIPTOR_SET,
         admin::Admin,
+        counted::CountedLayer,
         proto::{
             account_service_server::AccountServiceServer, admin_service_server::AdminServiceServer,
             policy_service_server::PolicyServiceServer,
@@ -210,6 +211,7 @@ impl Daemon {
                 fee_bump_percent: config.relayer.fee_bump_percent,
                 queue_timeout: Duration::from_secs(config.relayer.queue_timeout_secs),
                 shutdown_grace: Duration::from_secs(config.relayer.shutdown_grace_secs),
+                window_margin_secs: config.relayer.window_margin_secs,
             },
             wakeup,
         );
@@ -350,6 +352,7 @@ impl Daemon {
                 info!(target: "daemon", addr = ?admin_addr, tls = self.tls.is_some(), "serving the admin service");
                 Some(tokio::spawn(
                     server_builder(self.tls.as_ref())?
+                        .layer(CountedLayer::new(self.app.clone()))
                         .add_service(service)
                         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop),
                 ))
@@ -379,6 +382,7 @@ impl Daemon {
 
         info!(target: "daemon", %addr, tls = self.tls.is_some(), "serving gRPC");
         let served = server_builder(self.tls.as_ref())?
+            .layer(CountedLayer::new(self.app.clone()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(

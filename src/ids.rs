@@ -18,7 +18,7 @@ pub(crate) fn next_ulid() -> Ulid {
 
 /// Defines an id type: a fixed prefix and a ULID, ordered by creation time.
 macro_rules! prefixed_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $collection:literal) => {
         $(#[$doc])*
         #[derive(
             Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -44,6 +44,12 @@ macro_rules! prefixed_id {
             /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The resource name the API gives it, such as `sessions/ses_...`: the one form
+            /// every message and answer names it in.
+            pub fn resource_name(&self) -> String {
+                format!("{}/{}", $collection, self.0)
             }
         }
 

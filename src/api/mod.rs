@@ -1,10 +1,16 @@
-//! The gRPC API: code generated from `proto/latchkey/v1`, the proto <-> domain conversions,
-//! the one error -> status mapping, the service handlers, and the operator's admin service.
+//! The gRPC API: code generated from `proto/latchkey/v1` (with a codec that refuses
+//! malformed messages as bad input), the proto <-> domain conversions, the one error ->
+//! status mapping with machine-readable details, the service handlers, and the operator's
+//! admin service.
 
 pub mod admin;
+pub mod codec;
 pub mod convert;
+pub mod counted;
 mod error;
 pub mod services;
+
+pub use self::error::ERROR_DOMAIN;
 
 /// Types and services generated from `proto/latchkey/v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

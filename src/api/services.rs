@@ -19,7 +19,7 @@ use super::{
     },
 };
 use crate::{
-    app::{App, NewSession},
+    app::{App, AppError, NewSession},
     auth::{AuthError, Caller, Scope, Surface, TenantId, Visibility},
     store::{IntentFilter, PageRequest, SessionFilter},
 };
@@ -55,7 +55,7 @@ impl AccountService for Accounts {
             Scope::Read,
             request,
             |_, request| async move {
-                let owner = convert::address("owner", &request.owner)?;
+                let owner = convert::owner("owner", &request.owner)?;
                 let salt = convert::uint256("salt", &request.salt)?;
                 let address = self.0.account_address(owner, salt).await?;
                 Ok(Response::new(proto::ComputeAccountAddressResponse {
@@ -98,33 +98,42 @@ impl SessionService for Sessions {
         request: Request<proto::CreateSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
         let method = "SessionService/CreateSession";
-        observed(&self.0, API, method, Scope::Write, request, |view, request| async move {
-            let custody = convert::custody("custody", request.custody)?;
-            let external_key = match (custody, request.key_address.as_str()) {
-                (crate::session::KeyCustody::Held, "") => None,
-                (crate::session::KeyCustody::Held, _) => {
-                    return Err(Status::invalid_argument(
-                        "key_address: must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
-                    ));
-                }
-                (crate::session::KeyCustody::External, text) => {
-                    Some(convert::address("key_address", text)?)
-                }
-            };
-            let new_session = NewSession {
-                tenant: own_tenant(&view)?,
-                owner: convert::address("owner", &request.owner)?,
-                salt: convert::uint256("salt", &request.salt)?,
-                custody,
-                external_key,
-                valid_after: convert::unix_seconds("valid_after", request.valid_after)?,
-                valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
-                permissions: convert::permissions(request.permissions)?,
-                policy: convert::optional_policy_name("policy", &request.policy)?,
-            };
-            let session = self.0.create_session(new_session).await?;
-            Ok(Response::new(convert::session_message(&session)))
-        })
+        observed(
+            &self.0,
+            API,
+            method,
+            Scope::Write,
+            request,
+            |view, request| async move {
+                let custody = convert::custody("custody", request.custody)?;
+                let external_key = match (custody, request.key_address.as_str()) {
+                    (crate::session::KeyCustody::Held, "") => None,
+                    (crate::session::KeyCustody::Held, _) => {
+                        return Err(AppError::invalid(
+                            "key_address",
+                            "must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
+                        )
+                        .into());
+                    }
+                    (crate::session::KeyCustody::External, text) => {
+                        Some(convert::address("key_address", text)?)
+                    }
+                };
+                let new_session = NewSession {
+                    tenant: own_tenant(&view)?,
+                    owner: convert::owner("owner", &request.owner)?,
+                    salt: convert::uint256("salt", &request.salt)?,
+                    custody,
+                    external_key,
+                    valid_after: convert::unix_seconds("valid_after", request.valid_after)?,
+                    valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
+                    permissions: convert::permissions(request.permissions)?,
+                    policy: convert::optional_policy_name("policy", &request.policy)?,
+                };
+                let session = self.0.create_session(new_session).await?;
+                Ok(Response::new(convert::session_message(&session)))
+            },
+        )
         .await
     }
 
@@ -220,6 +229,9 @@ where
     Fut: Future<Output = Result<Response<T>, Status>>,
 {
     let started = Instant::now();
+    if let Some(counted) = request.extensions().get::<super::counted::Counted>() {
+        counted.mark();
+    }
     let result = match admit(app, surface, method, scope, &request) {
         Ok((caller, visibility)) => {
             let result = call(visibility, request.into_inner()).await;
@@ -276,10 +288,15 @@ fn admit<R>(
             status
         })?;
     if !caller.scopes.contains(scope) {
-        let status = Status::permission_denied(format!(
-            "authorization: {method} needs the {scope} scope; API key {} has {}",
-            caller.key, caller.scopes
-        ));
+        let status = super::error::refusal(
+            Code::PermissionDenied,
+            format!(
+                "authorization: {method} needs the {scope} scope; API key {} has {}",
+                caller.key, caller.scopes
+            ),
+            "SCOPE_MISSING",
+            [("method", method.to_owned()), ("scope", scope.to_string())],
+        );
         warn!(
             target: "audit",
             api_key = %caller.key,
@@ -294,9 +311,7 @@ fn admit<R>(
         (Surface::Admin, _) => Visibility::All,
         // The gate lets only API keys, which all have a tenant, into the API.
         (Surface::Api, None) => {
-            return Err(Status::internal(
-                "internal error: a caller without a tenant",
-            ));
+            return Err(AppError::Internal("a caller without a tenant").into());
         }
     };
     Ok((caller, visibility))
@@ -306,7 +321,7 @@ fn admit<R>(
 fn own_tenant(view: &Visibility) -> Result<TenantId, Status> {
     view.tenant()
         .cloned()
-        .ok_or_else(|| Status::internal("internal error: a create without a tenant"))
+        .ok_or_else(|| AppError::Internal("a create without a tenant").into())
 }
 
 pub(super) type IntentStream =
@@ -656,8 +671,11 @@ pub(super) fn watch_intent(
                 () = sender.closed() => return,
                 () = shutdown.cancelled() => {
                     let _ = sender
-                        .send(Err(Status::unavailable(
+                        .send(Err(super::error::refusal(
+                            Code::Unavailable,
                             "latchkey is shutting down; watch again once it is back",
+                            "SHUTTING_DOWN",
+                            [],
                         )))
                         .await;
                     return;

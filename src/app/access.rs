@@ -76,7 +76,7 @@ impl App {
             .map_err(|error| match error {
                 StoreError::NotFound {
                     record: RecordId::ApiKey(id),
-                } => AppError::not_found(format!("apiKeys/{id}")),
+                } => AppError::not_found("name", id.resource_name()),
                 other => other.into(),
             })?;
         info!(target: "audit", api_key = %key.id, tenant = %key.tenant, "API key revoked");

@@ -20,16 +20,20 @@ pub enum AppError {
         /// What is wrong, and what is expected.
         reason: String,
     },
-    /// The resource does not exist.
-    #[error("{resource} not found")]
+    /// The resource does not exist (or is another tenant's, which is told the same way).
+    #[error("{field}: {resource} not found")]
     NotFound {
-        /// The resource name or id.
+        /// The request field that names it.
+        field: &'static str,
+        /// Its resource name, such as `sessions/ses_...`.
         resource: String,
     },
     /// The request is well-formed but the resource's state refuses it.
     #[error("{rule}: {message}")]
     FailedPrecondition {
-        /// The rule or state that refused it.
+        /// The stable machine-readable reason, such as `SESSION_NOT_ACTIVE`.
+        reason: &'static str,
+        /// The field, rule or state that refused it.
         rule: String,
         /// Why, and what to do.
         message: String,
@@ -75,7 +79,7 @@ impl From<StoreError> for AppError {
             StoreError::Refused(refusal) => Self::Sponsorship(refusal),
             StoreError::NotFound {
                 record: RecordId::Policy(id),
-            } => Self::not_found(format!("policies/{id}")),
+            } => Self::not_found("policy", id.resource_name()),
             other => Self::Store(other),
         }
     }
@@ -90,18 +94,98 @@ impl AppError {
         }
     }
 
-    /// A missing resource.
-    pub fn not_found(resource: impl std::fmt::Display) -> Self {
-        Self::NotFound {
-            resource: resource.to_string(),
-        }
+    /// A missing resource, named by its resource name, that the request's `field` names.
+    pub fn not_found(field: &'static str, resource: String) -> Self {
+        Self::NotFound { field, resource }
     }
 
-    /// A refusing state.
-    pub fn precondition(rule: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A refusing state: `reason` for machines, `rule` and `message` for people.
+    pub fn precondition(
+        reason: &'static str,
+        rule: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::FailedPrecondition {
+            reason,
             rule: rule.into(),
             message: message.into(),
         }
     }
+
+    /// The stable, machine-readable reason of the refusal: what a client branches on
+    /// instead of parsing the message. The README lists them all.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument { .. } => reasons::INVALID_FIELD,
+            Self::NotFound { resource, .. } => match resource.split('/').next() {
+                Some("sessions") => reasons::SESSION_NOT_FOUND,
+                Some("transactionIntents") => reasons::TRANSACTION_INTENT_NOT_FOUND,
+                Some("policies") => reasons::POLICY_NOT_FOUND,
+                Some("apiKeys") => reasons::API_KEY_NOT_FOUND,
+                _ => reasons::NOT_FOUND,
+            },
+            Self::FailedPrecondition { reason, .. } => reason,
+            Self::SessionRule(rule) => rule.reason(),
+            Self::Sponsorship(refusal) => refusal.reason(),
+            Self::Exhausted { .. } => reasons::SERVER_LIMIT_REACHED,
+            Self::Busy | Self::SessionTransition(_) | Self::IntentTransition(_) => {
+                reasons::CONCURRENT_CHANGE
+            }
+            Self::Chain(_) => reasons::CHAIN_UNAVAILABLE,
+            Self::Store(StoreError::InvalidPageToken) => reasons::INVALID_FIELD,
+            Self::Store(_) => reasons::STORE_FAILED,
+            Self::Internal(_) => reasons::INTERNAL,
+        }
+    }
+}
+
+/// The reasons of refusals that are not a session rule's nor a policy's (those are in
+/// [`RuleError::reason`] and [`Refusal::reason`]).
+pub mod reasons {
+    /// A field's value is wrong in itself; the metadata's `field` names it.
+    pub const INVALID_FIELD: &str = "INVALID_FIELD";
+    /// No such session, or another tenant's.
+    pub const SESSION_NOT_FOUND: &str = "SESSION_NOT_FOUND";
+    /// No such transaction intent, or another tenant's.
+    pub const TRANSACTION_INTENT_NOT_FOUND: &str = "TRANSACTION_INTENT_NOT_FOUND";
+    /// No such policy, or another tenant's.
+    pub const POLICY_NOT_FOUND: &str = "POLICY_NOT_FOUND";
+    /// No such API key.
+    pub const API_KEY_NOT_FOUND: &str = "API_KEY_NOT_FOUND";
+    /// Some other resource is missing.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// The session is not ACTIVE, so it takes no intents.
+    pub const SESSION_NOT_ACTIVE: &str = "SESSION_NOT_ACTIVE";
+    /// Nothing waits for a signature.
+    pub const NO_SIGNATURE_PENDING: &str = "NO_SIGNATURE_PENDING";
+    /// The signature arrived after the request's `signature_deadline`.
+    pub const SIGNATURE_DEADLINE_PASSED: &str = "SIGNATURE_DEADLINE_PASSED";
+    /// The session's window has closed.
+    pub const SESSION_WINDOW_CLOSED: &str = "SESSION_WINDOW_CLOSED";
+    /// Only an ACTIVE session can be revoked.
+    pub const SESSION_NOT_REVOCABLE: &str = "SESSION_NOT_REVOCABLE";
+    /// The account is owned by another key than the request's `owner`.
+    pub const OWNER_MISMATCH: &str = "OWNER_MISMATCH";
+    /// Simulating the interactions reverted: they would fail on chain too.
+    pub const CALL_WOULD_REVERT: &str = "CALL_WOULD_REVERT";
+    /// The session has used every nonce lane it has.
+    pub const SESSION_LANES_EXHAUSTED: &str = "SESSION_LANES_EXHAUSTED";
+    /// A registration or revocation is signed through SubmitSessionSignature.
+    pub const WRONG_SIGNATURE_METHOD: &str = "WRONG_SIGNATURE_METHOD";
+    /// The idempotency key was used for another request.
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+    /// The daemon has no paymaster, so it sponsors nothing.
+    pub const SPONSORSHIP_OFF: &str = "SPONSORSHIP_OFF";
+    /// Too many unsigned requests wait on the session.
+    pub const UNSIGNED_LIMIT_REACHED: &str = "UNSIGNED_LIMIT_REACHED";
+    /// A limit on what the daemon serves at once; the metadata's `limit` names it.
+    pub const SERVER_LIMIT_REACHED: &str = "SERVER_LIMIT_REACHED";
+    /// The record changed under concurrent requests; retry.
+    pub const CONCURRENT_CHANGE: &str = "CONCURRENT_CHANGE";
+    /// The chain node did not answer as expected; retry.
+    pub const CHAIN_UNAVAILABLE: &str = "CHAIN_UNAVAILABLE";
+    /// The store failed; the request may be retried.
+    pub const STORE_FAILED: &str = "STORE_FAILED";
+    /// Something that should never happen did.
+    pub const INTERNAL: &str = "INTERNAL";
 }

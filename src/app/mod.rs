@@ -19,7 +19,7 @@ use tracing::info;
 pub use self::{
     access::MAX_KEY_NAME_CHARS,
     admin::{ChainHeadView, MAX_PAUSE_REASON_CHARS, RelayProgress, RelayerView, StatusView},
-    error::AppError,
+    error::{AppError, reasons},
     policies::{NewPolicy, PaymasterView, PolicyView, WindowView},
     sponsor::Sponsor,
 };
@@ -46,8 +46,13 @@ use crate::{
 fn check_active(session: &Session) -> Result<(), AppError> {
     if session.status != SessionStatus::Active {
         return Err(AppError::precondition(
+            reasons::SESSION_NOT_ACTIVE,
             "session_status",
-            format!("session {} is {:?}, not ACTIVE", session.id, session.status),
+            format!(
+                "{} is {}, not SESSION_STATUS_ACTIVE",
+                session.id.resource_name(),
+                session.status.api_name()
+            ),
         ));
     }
     Ok(())
@@ -368,12 +373,13 @@ impl App {
     /// must sign. Nothing is written unless every check passes.
     pub async fn create_session(&self, request: NewSession) -> Result<SessionView, AppError> {
         let chain = self.chain();
-        let now = chain.chain_time().await?;
+        let now = chain.inclusion_time().await?;
         if request.valid_until <= now.saturating_add(self.config().window_margin_secs) {
             return Err(AppError::invalid(
                 "valid_until",
                 format!(
-                    "must be more than {} s after the chain's time ({now})",
+                    "must be more than {} s after now ({now}, the later of the latest block's \
+                     time and the wall clock)",
                     self.config().window_margin_secs
                 ),
             ));
@@ -390,6 +396,7 @@ impl App {
             let owner = chain.owner_of(account).await?;
             if owner != request.owner {
                 return Err(AppError::precondition(
+                    reasons::OWNER_MISMATCH,
                     "owner",
                     format!(
                         "account {account} is now owned by {owner}, not {}",
@@ -413,6 +420,7 @@ impl App {
             // Its player holds no ETH: if the policy would not pay to revoke the key,
             // nobody could.
             return Err(AppError::precondition(
+                refusal.reason(),
                 refusal.rule(),
                 format!("{refusal}; a session a policy sponsors must be revocable under it"),
             ));
@@ -549,7 +557,7 @@ impl App {
         self.store()
             .session(id)?
             .filter(|session| visibility.sees(&session.tenant))
-            .ok_or_else(|| AppError::not_found(id))
+            .ok_or_else(|| AppError::not_found("name", id.resource_name()))
     }
 
     /// A session with its registration and revocation intents.
@@ -562,12 +570,12 @@ impl App {
         let registration = self
             .store()
             .intent(&session.registration_intent)?
-            .ok_or_else(|| AppError::not_found(&session.registration_intent))?;
+            .ok_or(AppError::Internal("a session's registration is missing"))?;
         let revocation = match &session.revocation_intent {
             Some(id) => Some(
                 self.store()
                     .intent(id)?
-                    .ok_or_else(|| AppError::not_found(id))?,
+                    .ok_or(AppError::Internal("a session's revocation is missing"))?,
             ),
             None => None,
         };
@@ -609,27 +617,30 @@ impl App {
         for _ in 0..CONFLICT_RETRIES {
             let view = self.session(id, visibility)?;
             let mut session = view.session;
-            if session.status.is_final() {
-                return Err(AppError::precondition(
+            let nothing_pending = || {
+                AppError::precondition(
+                    reasons::NO_SIGNATURE_PENDING,
                     "status",
-                    format!("session is {:?}: no signature is pending", session.status),
-                ));
+                    format!(
+                        "the session is {}: no signature is pending",
+                        session.status.api_name()
+                    ),
+                )
+            };
+            if session.status.is_final() {
+                return Err(nothing_pending());
             }
             let mut intent = [Some(view.registration), view.revocation]
                 .into_iter()
                 .flatten()
                 .find(|intent| intent.status == IntentStatus::PendingSignature)
-                .ok_or_else(|| {
-                    AppError::precondition(
-                        "status",
-                        format!("session is {:?}: no signature is pending", session.status),
-                    )
-                })?;
+                .ok_or_else(nothing_pending)?;
             check_deadline(&intent)?;
             if intent.kind == IntentKind::Registration
-                && self.chain().chain_time().await? >= session.valid_until
+                && self.chain().inclusion_time().await? >= session.valid_until
             {
                 return Err(AppError::precondition(
+                    reasons::SESSION_WINDOW_CLOSED,
                     "valid_until",
                     "the session's window has closed; create a new session",
                 ));
@@ -670,19 +681,20 @@ impl App {
         // Not found before anything is asked of the chain, whoever's session it is.
         self.visible_session(id, visibility)?;
         let chain = self.chain();
-        let chain_now = chain.chain_time().await?;
+        let inclusion_time = chain.inclusion_time().await?;
         let fees = chain.fees().await?;
         for _ in 0..CONFLICT_RETRIES {
             let mut session = self
                 .store()
                 .session(id)?
-                .ok_or_else(|| AppError::not_found(id))?;
+                .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
             if session.status != SessionStatus::Active {
                 return Err(AppError::precondition(
+                    reasons::SESSION_NOT_REVOCABLE,
                     "status",
                     format!(
-                        "only an ACTIVE session can be revoked; this one is {:?}",
-                        session.status
+                        "only a SESSION_STATUS_ACTIVE session can be revoked; this one is {}",
+                        session.status.api_name()
                     ),
                 ));
             }
@@ -706,7 +718,7 @@ impl App {
                 policy.as_ref(),
                 Operation::Revocation,
                 &mut op,
-                chain_now,
+                inclusion_time,
                 now_ms,
             )?;
             let user_op_hash = op.hash_v08(chain.deployment().entry_point, chain.chain_id())?;
@@ -766,7 +778,7 @@ impl App {
         // its usage) race over microseconds, not over RPC round trips.
         check_active(&session)?;
         let ctx = CheckContext {
-            now: chain.chain_time().await?,
+            now: chain.inclusion_time().await?,
             window_margin_secs: self.config().window_margin_secs,
             forbidden: [session.account, deployment.entry_point],
         };
@@ -785,9 +797,11 @@ impl App {
             .map_err(|error| match error {
                 // A call that would revert is the request's fault; anything else is the
                 // chain's, and the client should retry.
-                ChainError::CallWouldRevert { .. } => {
-                    AppError::precondition("simulation", error.to_string())
-                }
+                ChainError::CallWouldRevert { .. } => AppError::precondition(
+                    reasons::CALL_WOULD_REVERT,
+                    "simulation",
+                    error.to_string(),
+                ),
                 other => AppError::Chain(other),
             })?;
         let fees = chain.fees().await?;
@@ -795,14 +809,14 @@ impl App {
             let mut session = self
                 .store()
                 .session(session_id)?
-                .ok_or_else(|| AppError::not_found(session_id))?;
+                .ok_or_else(|| AppError::not_found("session", session_id.resource_name()))?;
             check_active(&session)?;
             let calls = interactions.len() as u128;
             let mut op = UserOperation {
                 sender: session.account,
                 nonce: ops::session_nonce(session.key, session.next_intent_lane),
                 call_data: ops::intent_call_data(&interactions),
-                call_gas_limit: (call_gas + ops::EXECUTE_OVERHEAD_GAS) * 6 / 5,
+                call_gas_limit: ops::call_gas_limit(call_gas),
                 verification_gas_limit: ops::SESSION_VERIFICATION_GAS
                     + ops::SESSION_VERIFICATION_GAS_PER_CALL * calls,
                 max_fee_per_gas: fees.max_fee_per_gas,
@@ -861,7 +875,11 @@ impl App {
                 .ok_or(AppError::Internal("session usage overflow"))?;
             session.next_intent_lane =
                 session.next_intent_lane.checked_add(1).ok_or_else(|| {
-                    AppError::precondition("call_limit", "session has no nonce lanes left")
+                    AppError::precondition(
+                        reasons::SESSION_LANES_EXHAUSTED,
+                        "call_limit",
+                        "the session has no nonce lanes left; create a new session",
+                    )
                 })?;
             session.updated_at_ms = now_ms;
             match self.store().create_intent(&mut session, &mut intent) {
@@ -892,27 +910,27 @@ impl App {
             let mut intent = self.intent(id, visibility)?;
             if intent.kind != IntentKind::Call {
                 return Err(AppError::precondition(
+                    reasons::WRONG_SIGNATURE_METHOD,
                     "name",
                     "a registration or revocation is signed with SubmitSessionSignature",
                 ));
             }
             if intent.status != IntentStatus::PendingSignature {
                 return Err(AppError::precondition(
+                    reasons::NO_SIGNATURE_PENDING,
                     "status",
-                    format!("intent is {:?}: no signature is pending", intent.status),
+                    format!(
+                        "the intent is {}: no signature is pending",
+                        intent.status.api_name()
+                    ),
                 ));
             }
             let session = self
                 .store()
                 .session(&intent.session)?
-                .ok_or_else(|| AppError::not_found(&intent.session))?;
+                .ok_or(AppError::Internal("an intent's session is missing"))?;
             check_deadline(&intent)?;
-            if session.status != SessionStatus::Active {
-                return Err(AppError::precondition(
-                    "session_status",
-                    format!("session {} is {:?}, not ACTIVE", session.id, session.status),
-                ));
-            }
+            check_active(&session)?;
             if !is_signed_by(intent.user_op_hash, &signature, session.key) {
                 return Err(AppError::invalid(
                     "signature",
@@ -943,7 +961,7 @@ impl App {
         self.store()
             .intent(id)?
             .filter(|intent| visibility.sees(&intent.tenant))
-            .ok_or_else(|| AppError::not_found(id))
+            .ok_or_else(|| AppError::not_found("name", id.resource_name()))
     }
 
     /// Call intents, newest first.
@@ -986,6 +1004,7 @@ fn check_deadline(intent: &Intent) -> Result<(), AppError> {
         .is_some_and(|deadline| deadline <= now_ms())
     {
         return Err(AppError::precondition(
+            reasons::SIGNATURE_DEADLINE_PASSED,
             "signature_deadline",
             "the signature arrived after the deadline; create the intent or session again",
         ));
@@ -1005,6 +1024,7 @@ fn same_request(
         && existing.charge.as_ref().map(|charge| &charge.policy) != Some(policy)
     {
         return Err(AppError::precondition(
+            reasons::IDEMPOTENCY_KEY_REUSED,
             "idempotency_key",
             format!("already used by {} under another policy", existing.id),
         ));
@@ -1019,6 +1039,7 @@ fn same_request(
             });
     if !same {
         return Err(AppError::precondition(
+            reasons::IDEMPOTENCY_KEY_REUSED,
             "idempotency_key",
             format!("already used by {} for different interactions", existing.id),
         ));

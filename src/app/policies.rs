@@ -105,7 +105,7 @@ impl App {
             .store()
             .policy(id)?
             .filter(|policy| visibility.sees(&policy.tenant))
-            .ok_or_else(|| AppError::not_found(format!("policies/{id}")))?;
+            .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
         self.policy_view(policy)
     }
 
@@ -139,7 +139,7 @@ impl App {
                 .store()
                 .policy(id)?
                 .filter(|policy| visibility.sees(&policy.tenant))
-                .ok_or_else(|| AppError::not_found(format!("policies/{id}")))?;
+                .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
             if !policy.enabled {
                 return self.policy_view(policy);
             }

@@ -56,7 +56,7 @@ impl App {
             .policy(id)?
             .filter(|policy| &policy.tenant == tenant)
             .map(Some)
-            .ok_or_else(|| AppError::not_found(format!("policies/{id}")))
+            .ok_or_else(|| AppError::not_found("policy", id.resource_name()))
     }
 
     /// The paymaster sponsored operations go through; FAILED_PRECONDITION when none is
@@ -65,6 +65,7 @@ impl App {
     pub(super) fn sponsor_config(&self) -> Result<&Sponsor, AppError> {
         self.config().sponsor.as_ref().ok_or_else(|| {
             AppError::precondition(
+                super::reasons::SPONSORSHIP_OFF,
                 "sponsorship",
                 "this daemon has no paymaster configured ([sponsor] paymaster and \
                  signer_private_key), so it cannot sponsor; operations that name no policy, on \
@@ -81,12 +82,12 @@ impl App {
         policy: Option<&Policy>,
         operation: Operation<'_>,
         op: &mut UserOperation,
-        chain_now: u64,
+        inclusion_time: u64,
         now_ms: u64,
     ) -> Result<Option<Charge>, AppError> {
         match policy {
             Some(policy) => self
-                .sponsor(policy, operation, op, chain_now, now_ms)
+                .sponsor(policy, operation, op, inclusion_time, now_ms)
                 .map(Some),
             None => {
                 op.pre_verification_gas = ops::pre_verification_gas(op);
@@ -96,30 +97,28 @@ impl App {
     }
 
     /// Puts `op` under `policy`: the policy must cover `operation` and the operation's
-    /// gas, then the paymaster's fields are filled in and approved until `chain_now` plus
-    /// the approval validity (or the wall clock, when that is later). Call it once the operation's nonce, calldata, gas limits and
-    /// fees are final, and sign the operation afterwards: its userOpHash covers the
-    /// approval. Returns what the operation is charged; the store admits it against the
-    /// policy's limits in the write that creates the operation.
+    /// gas, then the paymaster's fields are filled in and approved until `inclusion_time`
+    /// (the earliest time a block including it can carry) plus the approval validity. Call
+    /// it once the operation's nonce, calldata, gas limits and fees are final, and sign the
+    /// operation afterwards: its userOpHash covers the approval. Returns what the operation
+    /// is charged; the store admits it against the policy's limits in the write that
+    /// creates the operation.
     fn sponsor(
         &self,
         policy: &Policy,
         operation: Operation<'_>,
         op: &mut UserOperation,
-        chain_now: u64,
+        inclusion_time: u64,
         now_ms: u64,
     ) -> Result<Charge, AppError> {
         let sponsor = self.sponsor_config()?;
         let chain_id = self.chain().chain_id();
         policy.check(operation, chain_id)?;
-        // A chain that mines only on demand can have a latest block far in the past; the
-        // block that includes the operation will carry a time at least the wall clock's.
-        let from = chain_now.max(now_ms / 1000);
         let approval = Sponsorship {
             paymaster: sponsor.paymaster,
             verification_gas_limit: sponsor.verification_gas_limit,
             post_op_gas_limit: 0,
-            valid_until: from.saturating_add(sponsor.approval_validity_secs),
+            valid_until: inclusion_time.saturating_add(sponsor.approval_validity_secs),
             valid_after: 0,
         };
         sponsor::reserve(op, &approval);

@@ -33,7 +33,8 @@ crate::ids::prefixed_id!(
     /// An API key's id: `key_` followed by a ULID. It names the key in lists, revocations
     /// and the audit log; it is not a secret.
     ApiKeyId,
-    "key_"
+    "key_",
+    "apiKeys"
 );
 
 /// A tenant: a studio or project whose keys share one view of sessions, intents and

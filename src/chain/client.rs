@@ -139,14 +139,19 @@ impl ChainClient {
         })
     }
 
-    /// The latest block's timestamp: the clock the EntryPoint checks windows against.
-    pub async fn chain_time(&self) -> Result<u64, ChainError> {
+    /// The latest block's timestamp.
+    pub async fn block_time(&self) -> Result<u64, ChainError> {
         let block = self
             .provider
             .get_block_by_number(Default::default())
             .await?
             .ok_or(ChainError::NoLatestBlock)?;
         Ok(block.header.timestamp)
+    }
+
+    /// The time an operation sent now is judged by: see [`inclusion_time`].
+    pub async fn inclusion_time(&self) -> Result<u64, ChainError> {
+        Ok(inclusion_time(self.block_time().await?, wall_clock_secs()))
     }
 
     /// Fees for an operation signed now: the chain's estimate, capped by configuration. The
@@ -162,40 +167,75 @@ impl ChainClient {
         })
     }
 
-    /// Execution gas for `interactions` made by `account`: each call estimated from the
-    /// account against the latest block, summed. A call that would revert fails here with
-    /// its decoded reason, before any gas is spent. The latest block, not the pending pool,
-    /// is the state every client can observe.
+    /// Execution gas of `interactions` made by `account`: the account's whole `execute` or
+    /// `executeBatch`, run as the EntryPoint will call it, against the latest block. Running
+    /// the account's own call, rather than each interaction as a transaction of its own,
+    /// counts what a transaction's intrinsic gas hides: the 25,000 of value sent to an empty
+    /// account, the 9,000 of any value call, cold access to each target, a contract
+    /// recipient's code, and what one call of a batch leaves warm or changed for the next.
+    /// A call that would revert fails here with its decoded reason, before any gas is spent.
+    /// The latest block, not the pending pool, is the state every client can observe.
     pub async fn estimate_calls(
         &self,
         account: Address,
         interactions: &[Interaction],
     ) -> Result<u128, ChainError> {
-        let mut total: u128 = 0;
-        for (index, interaction) in interactions.iter().enumerate() {
-            let request = TransactionRequest::default()
-                .from(account)
-                .to(interaction.to)
-                .value(interaction.value)
-                .input(interaction.data.clone().into());
-            let gas = match self.provider.estimate_gas(request).latest().await {
-                Ok(gas) => gas,
-                Err(error) => {
-                    let revert = error
-                        .as_error_resp()
-                        .and_then(|payload| payload.as_revert_data());
-                    return Err(match revert {
-                        Some(data) => ChainError::CallWouldRevert {
-                            index,
-                            reason: RevertReason::decode(&data).to_string(),
-                        },
-                        None => error.into(),
-                    });
-                }
-            };
-            // estimate_gas includes the 21,000 a transaction pays; an inner call does not.
-            total = total.saturating_add(u128::from(gas.saturating_sub(21_000)));
+        let call_data = super::ops::intent_call_data(interactions);
+        let request = TransactionRequest::default()
+            .from(self.deployment.entry_point)
+            .to(account)
+            .input(call_data.clone().into());
+        match self.provider.estimate_gas(request).latest().await {
+            Ok(gas) => Ok(u128::from(gas).saturating_sub(intrinsic_gas(&call_data))),
+            Err(error) => {
+                let revert = error
+                    .as_error_resp()
+                    .and_then(|payload| payload.as_revert_data());
+                Err(match revert {
+                    Some(data) => would_revert(interactions.len(), &data),
+                    None => error.into(),
+                })
+            }
         }
-        Ok(total)
+    }
+}
+
+/// The earliest time the block that includes an operation sent now can carry: the later of
+/// the latest block's time and the wall clock. The EntryPoint checks windows against the
+/// including block's timestamp, and a chain that mines only on demand can have a latest
+/// block minutes old, while its next block takes the wall clock's time.
+pub fn inclusion_time(block_time: u64, wall_clock: u64) -> u64 {
+    block_time.max(wall_clock)
+}
+
+/// The wall clock, unix seconds.
+pub fn wall_clock_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// What a transaction carrying `call_data` pays before it executes: 21,000 and the calldata
+/// (16 a non-zero byte, 4 a zero byte). The EntryPoint's call into the account pays neither.
+fn intrinsic_gas(call_data: &[u8]) -> u128 {
+    let data: u128 = call_data
+        .iter()
+        .map(|byte| if *byte == 0 { 4 } else { 16 })
+        .sum();
+    21_000 + data
+}
+
+/// The refusal of `calls` interactions whose execution reverted with `data`: a batch names
+/// its failed call in `ExecuteError`, a single call's revert is its own.
+fn would_revert(calls: usize, data: &[u8]) -> ChainError {
+    match RevertReason::decode(data) {
+        RevertReason::BatchCall { index, reason } if calls > 1 => ChainError::CallWouldRevert {
+            index: usize::try_from(index).ok().filter(|index| *index < calls),
+            reason: reason.to_string(),
+        },
+        reason => ChainError::CallWouldRevert {
+            index: (calls == 1).then_some(0),
+            reason: reason.to_string(),
+        },
     }
 }

@@ -76,11 +76,14 @@ pub enum ChainError {
         /// Where it was expected.
         address: Address,
     },
-    /// Simulating an interaction reverted: it would fail on chain too.
-    #[error("interactions[{index}] would revert: {reason}")]
+    /// Simulating the interactions reverted: they would fail on chain too.
+    #[error("{} would revert: {reason}", match index {
+        Some(index) => format!("interactions[{index}]"),
+        None => "the interactions".to_owned(),
+    })]
     CallWouldRevert {
-        /// Index of the interaction.
-        index: usize,
+        /// Index of the interaction that failed, when the revert tells.
+        index: Option<usize>,
         /// The decoded revert.
         reason: String,
     },

@@ -33,8 +33,9 @@ pub const REGISTRATION_CALL_GAS: u128 = 130_000;
 pub const REGISTRATION_CALL_GAS_PER_PERMISSION: u128 = 30_000;
 /// Execution gas of `revokeSessionKey`.
 pub const REVOCATION_CALL_GAS: u128 = 60_000;
-/// Execution overhead of `execute`/`executeBatch` around the calls themselves.
-pub const EXECUTE_OVERHEAD_GAS: u128 = 30_000;
+/// Call gas given beyond an estimate's fifth more: room for the state an operation lands
+/// on to cost a little more than the state it was estimated on.
+const CALL_GAS_MARGIN: u128 = 10_000;
 
 /// The 65-byte stand-in signature used to size an operation before it is signed.
 const DUMMY_SIGNATURE_LEN: usize = 65;
@@ -61,6 +62,11 @@ pub fn session_nonce(key: Address, lane: u32) -> U256 {
 /// The nonce key of `nonce` (its top 192 bits).
 pub fn nonce_key(nonce: U256) -> U192 {
     U192::from(nonce >> 64)
+}
+
+/// The call gas limit of an operation whose `execute` was estimated at `estimated` gas.
+pub fn call_gas_limit(estimated: u128) -> u128 {
+    estimated.saturating_mul(6) / 5 + CALL_GAS_MARGIN
 }
 
 /// `factoryData` that deploys the account of (owner, salt).

@@ -413,12 +413,15 @@ pub fn encode_call<S: AsRef<str>>(signature: &str, args: &[S]) -> Result<Bytes, 
 }
 
 /// Checks calldata given as raw hex: `0x` and an even number of hex digits, either empty (a
-/// plain value transfer) or at least a 4-byte selector, and at most [`MAX_CALLDATA_SIZE`].
-/// Surrounding whitespace is ignored.
+/// plain value transfer, which may also be written as the empty string) or at least a
+/// 4-byte selector, and at most [`MAX_CALLDATA_SIZE`]. Surrounding whitespace is ignored.
 pub fn validate_raw_calldata(hex: &str) -> Result<Bytes, CalldataError> {
     let not_hex = || CalldataError::RawCalldataNotHex {
         value: excerpt(hex),
     };
+    if hex.trim().is_empty() {
+        return Ok(Bytes::new());
+    }
     let digits = hex.trim().strip_prefix("0x").ok_or_else(not_hex)?;
     if digits.len() / 2 > MAX_CALLDATA_SIZE {
         return Err(CalldataError::CalldataTooLarge {
@@ -1697,7 +1700,8 @@ mod tests {
             validate_raw_calldata("0x123456"),
             Err(CalldataError::RawCalldataTooShort { len: 3 })
         );
-        for bad in ["", "a9059cbb", "0xa9059cb", "0xzz", "0X12345678"] {
+        assert_eq!(validate_raw_calldata("").unwrap(), Bytes::new());
+        for bad in ["a9059cbb", "0xa9059cb", "0xzz", "0X12345678"] {
             assert!(
                 matches!(
                     validate_raw_calldata(bad),

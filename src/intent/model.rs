@@ -13,7 +13,8 @@ use crate::{
 crate::ids::prefixed_id!(
     /// An intent's id: `int_` followed by a ULID, so ids sort by creation time.
     IntentId,
-    "int_"
+    "int_",
+    "transactionIntents"
 );
 
 /// What an intent's operation does.
@@ -74,6 +75,21 @@ impl IntentStatus {
     /// Whether the operation executed on chain, so the account spent the session's limits.
     pub fn spent_limits(self) -> bool {
         matches!(self, Self::Confirmed | Self::Reverted)
+    }
+
+    /// The status as the API names it, such as `TRANSACTION_INTENT_STATUS_CONFIRMED`: the
+    /// name every message shows a client.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::PendingSignature => "TRANSACTION_INTENT_STATUS_PENDING_SIGNATURE",
+            Self::Queued => "TRANSACTION_INTENT_STATUS_QUEUED",
+            Self::Submitted => "TRANSACTION_INTENT_STATUS_SUBMITTED",
+            Self::Included => "TRANSACTION_INTENT_STATUS_INCLUDED",
+            Self::Confirmed => "TRANSACTION_INTENT_STATUS_CONFIRMED",
+            Self::Reverted => "TRANSACTION_INTENT_STATUS_REVERTED",
+            Self::Dropped => "TRANSACTION_INTENT_STATUS_DROPPED",
+            Self::Expired => "TRANSACTION_INTENT_STATUS_EXPIRED",
+        }
     }
 
     /// A stable one-byte code, used as a store index prefix.

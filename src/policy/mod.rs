@@ -24,7 +24,8 @@ use crate::{intent::Interaction, session::SelectorRule};
 crate::ids::prefixed_id!(
     /// A policy's id: `pol_` followed by a ULID, so ids sort by creation time.
     PolicyId,
-    "pol_"
+    "pol_",
+    "policies"
 );
 
 /// Who pays for a sponsored operation.
@@ -282,6 +283,19 @@ impl Refusal {
             Self::AccountFunctionNotCovered { .. } => "account_functions",
             Self::GasPerOperation { .. } => "gas_per_operation",
             Self::LimitReached { kind, .. } => kind,
+        }
+    }
+
+    /// The stable machine-readable reason of the refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Disabled { .. } => "POLICY_DISABLED",
+            Self::WrongChain { .. } => "POLICY_WRONG_CHAIN",
+            Self::CallNotCovered { .. } | Self::AccountFunctionNotCovered { .. } => {
+                "POLICY_CALL_NOT_COVERED"
+            }
+            Self::GasPerOperation { .. } => "POLICY_GAS_PER_OPERATION_EXCEEDED",
+            Self::LimitReached { .. } => "POLICY_LIMIT_REACHED",
         }
     }
 }

@@ -43,8 +43,9 @@ use self::relayer::Relayer;
 use crate::{
     app::{App, RelayProgress, now_ms},
     chain::ChainError,
-    intent::{Intent, IntentEvent, IntentStatus},
-    session::{Session, SessionEvent, SessionId, SessionStatus},
+    chain::client::{inclusion_time, wall_clock_secs},
+    intent::{Intent, IntentEvent, IntentStatus, InvalidIntentTransition},
+    session::{InvalidSessionTransition, Session, SessionEvent, SessionId, SessionStatus},
     store::{RecordId, StoreError},
 };
 
@@ -67,6 +68,16 @@ pub enum RelayError {
     /// A record changed under the engine; it will look again.
     #[error("a record changed concurrently")]
     Conflict,
+    /// The engine asked a state machine for a transition it refuses: a bug, since the
+    /// engine only acts on records in the statuses it read them in.
+    #[error(transparent)]
+    IntentTransition(#[from] InvalidIntentTransition),
+    /// The same, for a session.
+    #[error(transparent)]
+    SessionTransition(#[from] InvalidSessionTransition),
+    /// An intent's session is missing from the store.
+    #[error("session {0} of a relayed intent is missing from the store")]
+    MissingSession(SessionId),
 }
 
 impl From<alloy::transports::TransportError> for RelayError {
@@ -99,6 +110,8 @@ pub struct RelayConfig {
     pub queue_timeout: Duration,
     /// How long, after a shutdown is requested, the engine follows what it already sent.
     pub shutdown_grace: Duration,
+    /// How long an operation's window must stay open past the time it is sent at.
+    pub window_margin_secs: u64,
 }
 
 /// Whether a pass may send new bundles: not once a shutdown is under way, nor while the
@@ -239,14 +252,15 @@ impl Relay {
     }
 
     async fn pass_with(&mut self, sending: Sending) -> Result<(), RelayError> {
-        // One read of the latest block gives both the height the pass works against and the
-        // clock the EntryPoint checks session windows with.
+        // One read of the latest block gives both the height the pass works against and,
+        // with the wall clock, the time the next bundle will be judged at.
         let latest = self
             .provider
             .get_block_by_number(BlockNumberOrTag::Latest)
             .await?
             .ok_or(ChainError::NoLatestBlock)?;
         let head = latest.header.number;
+        let now = inclusion_time(latest.header.timestamp, wall_clock_secs());
         // The operator's pause stops new bundles like a shutdown does; everything already
         // sent is still followed, so nothing in flight is left behind.
         let sending = match self.app.store().relay_pause()? {
@@ -258,12 +272,12 @@ impl Relay {
             Ok(()) | Err(RelayError::Conflict) => {}
             Err(error) => return Err(error),
         }
-        self.expire_sessions(latest.header.timestamp)?;
+        self.expire_sessions(now)?;
         self.follow_submitted(head).await?;
         self.confirm_included(head).await?;
         self.drop_overdue().await?;
         if sending == Sending::On {
-            self.send_queued(head).await?;
+            self.send_queued(head, now).await?;
         }
         self.app.report_relay_progress(RelayProgress {
             head: Some(head),
@@ -293,18 +307,18 @@ impl Relay {
         self.commit(expired).await
     }
 
-    /// Expires ACTIVE sessions whose window closed before the chain time `now`.
+    /// Expires ACTIVE sessions whose window closed before `now`, the time an operation sent
+    /// now would be judged at.
     fn expire_sessions(&self, now: u64) -> Result<(), RelayError> {
         for mut session in self.app.store().sessions_in_status(SessionStatus::Active)? {
             if session.valid_until < now {
-                session
-                    .apply(&SessionEvent::WindowClosed, now_ms())
-                    .map_err(|_| RelayError::Conflict)?;
+                session.apply(&SessionEvent::WindowClosed, now_ms())?;
                 match self.app.store().save(&mut [&mut session], &mut []) {
-                    Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                    Ok(()) => info!(target: "relay", session = %session.id, "session expired"),
+                    // Changed meanwhile (a revocation began, say): the next pass looks again.
+                    Err(StoreError::Conflict { .. }) => {}
                     Err(error) => return Err(error.into()),
                 }
-                info!(target: "relay", session = %session.id, "session expired");
             }
         }
         Ok(())
@@ -350,9 +364,7 @@ impl Relay {
         let now = now_ms();
         let mut intents = Vec::with_capacity(changes.len());
         for (mut intent, event) in changes {
-            intent
-                .apply(&event, now)
-                .map_err(|_| RelayError::Conflict)?;
+            intent.apply(&event, now)?;
             intents.push(intent);
         }
         const ATTEMPTS: usize = 5;
@@ -364,15 +376,13 @@ impl Relay {
                         .app
                         .store()
                         .session(&intent.session)?
-                        .ok_or(RelayError::Conflict)?;
+                        .ok_or_else(|| RelayError::MissingSession(intent.session.clone()))?;
                     sessions.insert(intent.session.clone(), (session, false));
                 }
                 let Some((session, changed)) = sessions.get_mut(&intent.session) else {
                     continue;
                 };
-                *changed |= session
-                    .settle(intent, now)
-                    .map_err(|_| RelayError::Conflict)?;
+                *changed |= session.settle(intent, now)?;
             }
             let mut session_refs: Vec<&mut Session> = sessions
                 .values_mut()

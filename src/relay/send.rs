@@ -8,7 +8,7 @@ use alloy::{
     network::{NetworkTransactionBuilder, TransactionBuilder},
     primitives::{Address, Bytes, TxHash, U256},
     providers::Provider,
-    rpc::types::TransactionRequest,
+    rpc::types::{BlockOverrides, TransactionRequest},
 };
 use tracing::{info, warn};
 
@@ -18,8 +18,11 @@ use super::{
     relayer::Relayer,
 };
 use crate::{
-    chain::{ChainError, contracts::EntryPoint, revert::decode_handle_ops_revert},
-    intent::{Intent, IntentEvent, IntentStatus, Submission},
+    chain::{
+        ChainError, contracts::EntryPoint, revert::decode_handle_ops_revert,
+        sponsor::parse_approval,
+    },
+    intent::{Intent, IntentEvent, IntentKind, IntentStatus, Submission},
 };
 
 /// A bundle ready to sign: the `handleOps` calldata and the simulated gas.
@@ -31,13 +34,11 @@ struct Simulated {
 
 impl Relay {
     /// Hands queued operations (oldest first) to the relayers in turn as bundles, each
-    /// relayer up to its in-flight limit.
-    pub(super) async fn send_queued(&mut self, head: u64) -> Result<(), RelayError> {
-        let mut queued: VecDeque<Intent> = self
-            .app
-            .store()
-            .intents_in_status(IntentStatus::Queued)?
-            .into();
+    /// relayer up to its in-flight limit. `now` is the time a bundle sent now is judged at:
+    /// operations whose window closes before it has passed the margin are dropped unsent.
+    pub(super) async fn send_queued(&mut self, head: u64, now: u64) -> Result<(), RelayError> {
+        let queued = self.app.store().intents_in_status(IntentStatus::Queued)?;
+        let mut queued: VecDeque<Intent> = self.drop_closing(queued, now).await?.into();
         if queued.is_empty() {
             return Ok(());
         }
@@ -71,7 +72,7 @@ impl Relay {
                     return Ok(());
                 }
                 match self
-                    .send_bundle(index, bundle, head, flying, &mut queued)
+                    .send_bundle(index, bundle, (head, now), flying, &mut queued)
                     .await
                 {
                     Ok(Sent::InFlight(nonce)) => {
@@ -94,6 +95,58 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// Drops the operations of `queued` whose window closes within the margin of `now`, and
+    /// returns the rest. A window closes with the session's `valid_until` (for a session
+    /// key's calls) and with a sponsored operation's approval: the EntryPoint refuses an
+    /// operation past either, and refuses the whole `handleOps` with it, so the relayer
+    /// would pay for a reverted transaction.
+    async fn drop_closing(&self, queued: Vec<Intent>, now: u64) -> Result<Vec<Intent>, RelayError> {
+        let deadline = now.saturating_add(self.config.window_margin_secs);
+        let mut sessions = BTreeMap::new();
+        let mut sendable = Vec::with_capacity(queued.len());
+        let mut closing = Vec::new();
+        for mut intent in queued {
+            let session_closes = match intent.kind {
+                IntentKind::Call => {
+                    if !sessions.contains_key(&intent.session) {
+                        let session = self.app.store().session(&intent.session)?;
+                        sessions.insert(intent.session.clone(), session.map(|s| s.valid_until));
+                    }
+                    sessions.get(&intent.session).copied().flatten()
+                }
+                IntentKind::Registration | IntentKind::Revocation => None,
+            };
+            let approval_closes = parse_approval(&intent.user_op.paymaster_and_data())
+                .map(|(approval, _)| approval.valid_until);
+            let closes = [session_closes, approval_closes]
+                .into_iter()
+                .flatten()
+                .min();
+            match closes {
+                Some(closes) if closes < deadline => {
+                    let what = if Some(closes) == session_closes {
+                        "the session's window"
+                    } else {
+                        "the paymaster's approval"
+                    };
+                    intent.failure_reason = Some(format!(
+                        "{what} closes at {closes} (unix seconds), within \
+                         relayer.window_margin_secs ({} s) of {now}, when it would be sent; \
+                         it was not sent, and can no longer be included",
+                        self.config.window_margin_secs
+                    ));
+                    closing.push((intent, IntentEvent::Dropped));
+                }
+                _ => sendable.push(intent),
+            }
+        }
+        if !closing.is_empty() {
+            warn!(target: "relay", count = closing.len(), "dropping operations whose window closes before they could be included");
+        }
+        self.commit(closing).await?;
+        Ok(sendable)
     }
 
     /// Whether relayer `index`'s next nonce is below one of its bundles in flight: a lost
@@ -153,13 +206,13 @@ impl Relay {
         &mut self,
         index: usize,
         bundle: Vec<Intent>,
-        head: u64,
+        (head, now): (u64, u64),
         in_flight: &BTreeSet<u64>,
         queued: &mut VecDeque<Intent>,
     ) -> Result<Sent, RelayError> {
         let address = self.relayers[index].address;
         let started = std::time::Instant::now();
-        let Some(mut simulated) = self.simulate(address, bundle).await? else {
+        let Some(mut simulated) = self.simulate(address, bundle, now).await? else {
             return Ok(Sent::Nothing);
         };
         loop {
@@ -178,7 +231,7 @@ impl Relay {
             for intent in simulated.bundle.split_off(fits).into_iter().rev() {
                 queued.push_front(intent);
             }
-            simulated = match self.simulate(address, simulated.bundle).await? {
+            simulated = match self.simulate(address, simulated.bundle, now).await? {
                 Some(simulated) => simulated,
                 None => return Ok(Sent::Nothing),
             };
@@ -328,6 +381,7 @@ impl Relay {
         &self,
         relayer: Address,
         mut bundle: Vec<Intent>,
+        now: u64,
     ) -> Result<Option<Simulated>, RelayError> {
         let entry_point =
             EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
@@ -352,7 +406,20 @@ impl Relay {
                     calldata: call.calldata().clone(),
                 }));
             }
-            let error = match call.estimate_gas().await {
+            // The search runs in a block carrying `now`: on a chain that mines only on
+            // demand, the latest block's time can be long past, and an operation whose
+            // window opened since would be refused there although it passes at inclusion.
+            let at_inclusion = BlockOverrides {
+                time: Some(now),
+                ..BlockOverrides::default()
+            };
+            let estimate = self
+                .provider
+                .estimate_gas(request)
+                .latest()
+                .with_block_overrides(at_inclusion)
+                .await;
+            let error = match estimate {
                 Ok(gas) => {
                     return Ok(Some(Simulated {
                         bundle,
@@ -362,8 +429,11 @@ impl Relay {
                 }
                 Err(error) => error,
             };
-            let Some(data) = error.as_revert_data() else {
-                return Err(ChainError::Contract(error).into());
+            let Some(data) = error
+                .as_error_resp()
+                .and_then(|payload| payload.as_revert_data())
+            else {
+                return Err(error.into());
             };
             let index = decode_handle_ops_revert(&data)
                 .and_then(|refusal| refusal.op_index)
@@ -384,7 +454,9 @@ impl Relay {
                     let before = bundle.len();
                     let mut passing = Vec::new();
                     for intent in bundle {
-                        if let Some(alone) = Box::pin(self.simulate(relayer, vec![intent])).await? {
+                        if let Some(alone) =
+                            Box::pin(self.simulate(relayer, vec![intent], now)).await?
+                        {
                             passing.extend(alone.bundle);
                         }
                     }

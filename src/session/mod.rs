@@ -18,7 +18,8 @@ use crate::{
 crate::ids::prefixed_id!(
     /// A session's id: `ses_` followed by a ULID, so ids sort by creation time.
     SessionId,
-    "ses_"
+    "ses_",
+    "sessions"
 );
 
 /// Who holds a session key.
@@ -64,6 +65,20 @@ impl SessionStatus {
     /// Whether the session can change no more.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Expired | Self::Revoked | Self::Failed)
+    }
+
+    /// The status as the API names it, such as `SESSION_STATUS_ACTIVE`: the name every
+    /// message shows a client.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::PendingSignature => "SESSION_STATUS_PENDING_SIGNATURE",
+            Self::Registering => "SESSION_STATUS_REGISTERING",
+            Self::Active => "SESSION_STATUS_ACTIVE",
+            Self::Expired => "SESSION_STATUS_EXPIRED",
+            Self::Revoking => "SESSION_STATUS_REVOKING",
+            Self::Revoked => "SESSION_STATUS_REVOKED",
+            Self::Failed => "SESSION_STATUS_FAILED",
+        }
     }
 
     /// A stable one-byte code, used as a store index prefix.

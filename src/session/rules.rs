@@ -119,6 +119,22 @@ impl RuleError {
             Self::GasBudgetExceeded { .. } => "gas_budget",
         }
     }
+
+    /// The stable machine-readable reason of the refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::WindowNotOpen { .. } => "SESSION_WINDOW_NOT_OPEN",
+            Self::WindowClosing { .. } => "SESSION_WINDOW_CLOSED",
+            Self::NoInteractions => "NO_INTERACTIONS",
+            Self::MalformedCalldata { .. } => "CALLDATA_MALFORMED",
+            Self::ForbiddenTarget { .. } => "CALL_FORBIDDEN",
+            Self::CallNotAllowed { .. } => "CALL_NOT_ALLOWED",
+            Self::ValuePerCallExceeded { .. } => "VALUE_PER_CALL_EXCEEDED",
+            Self::CallLimitReached { .. } => "CALL_LIMIT_REACHED",
+            Self::ValueBudgetExceeded { .. } => "VALUE_BUDGET_EXCEEDED",
+            Self::GasBudgetExceeded { .. } => "GAS_BUDGET_EXCEEDED",
+        }
+    }
 }
 
 /// The clock and margin a check runs with.

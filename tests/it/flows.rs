@@ -156,7 +156,7 @@ async fn revoking_a_session_needs_the_owner_and_stops_its_key_on_chain() {
         .expect_err("a revoked session signs nothing");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert!(
-        refused.message().contains("Revoked"),
+        refused.message().contains("SESSION_STATUS_REVOKED"),
         "{}",
         refused.message()
     );

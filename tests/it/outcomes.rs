@@ -298,7 +298,7 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
             policy: String::new(),
         }),
         Code::FailedPrecondition,
-        "Revoked",
+        "SESSION_STATUS_REVOKED",
     )
     .await;
 }

@@ -383,7 +383,7 @@ async fn intents_outside_the_window_are_refused() {
             mint_interaction(&chain, &account, 1, 1),
         )),
         Code::FailedPrecondition,
-        "Expired",
+        "SESSION_STATUS_EXPIRED",
     )
     .await;
 }

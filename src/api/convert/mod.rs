@@ -59,13 +59,29 @@ pub fn address(field: &str, text: &str) -> Result<Address, AppError> {
         .map_err(|_| AppError::invalid(field, "expected a 0x-prefixed 20-byte hex address"))
 }
 
+/// An account owner's address: any address but zero, which can never sign, so an account
+/// it owned could never be registered on nor deployed (the factory refuses it).
+pub fn owner(field: &str, text: &str) -> Result<Address, AppError> {
+    let owner = address(field, text)?;
+    if owner == Address::ZERO {
+        return Err(AppError::invalid(
+            field,
+            "the zero address can never sign; give the player's owner address",
+        ));
+    }
+    Ok(owner)
+}
+
 /// A decimal uint256; empty means zero.
 pub fn uint256(field: &str, text: &str) -> Result<U256, AppError> {
     if text.is_empty() {
         return Ok(U256::ZERO);
     }
     if text.len() > 78 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(AppError::invalid(field, "expected a decimal integer (wei)"));
+        return Err(AppError::invalid(
+            field,
+            "expected a non-negative decimal integer, without sign, separators or 0x",
+        ));
     }
     U256::from_str_radix(text, 10).map_err(|_| AppError::invalid(field, "does not fit in uint256"))
 }
@@ -623,6 +639,16 @@ pub fn status_message(view: &crate::app::StatusView) -> proto::DaemonStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_name_statuses_as_the_proto_does() {
+        for status in SessionStatus::ALL {
+            assert_eq!(status.api_name(), session_status(status).as_str_name());
+        }
+        for status in IntentStatus::ALL {
+            assert_eq!(status.api_name(), intent_status(status).as_str_name());
+        }
+    }
 
     #[test]
     fn addresses_must_be_well_formed_and_correctly_checksummed() {
