@@ -620,7 +620,7 @@ pub(super) fn list_intents(
             name => Some(convert::account_name("account", name)?),
         },
         status: convert::intent_status_filter("status", request.status)?,
-        kind: None,
+        kind: convert::intent_kind_filter("kind", request.kind)?,
     };
     let page = PageRequest {
         size: convert::page_size("page_size", request.page_size)?,

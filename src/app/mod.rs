@@ -964,17 +964,13 @@ impl App {
             .ok_or_else(|| AppError::not_found("name", id.resource_name()))
     }
 
-    /// Call intents, newest first.
+    /// Intents of every kind `filter` admits, newest first.
     pub fn list_intents(
         &self,
         filter: &IntentFilter,
         page: &PageRequest,
     ) -> Result<Page<Intent>, AppError> {
-        let filter = IntentFilter {
-            kind: Some(IntentKind::Call),
-            ..filter.clone()
-        };
-        Ok(self.store().list_intents(&filter, page)?)
+        Ok(self.store().list_intents(filter, page)?)
     }
 
     fn signature_timeout_ms(&self) -> u64 {

@@ -42,6 +42,9 @@ pub enum IntentCommand {
         /// Only intents in this status.
         #[arg(long, value_enum, value_name = "STATUS")]
         status: Option<IntentStatusArg>,
+        /// Only intents of this kind; every kind when not given.
+        #[arg(long, value_enum, value_name = "KIND")]
+        kind: Option<IntentKindArg>,
         /// At most this many intents.
         #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
@@ -70,6 +73,27 @@ pub enum IntentCommand {
         #[arg(value_parser = parse_intent_name)]
         intent: String,
     },
+}
+
+/// What an intent does, as `--kind` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IntentKindArg {
+    /// Calls a session key signs.
+    Call,
+    /// A session key's registration.
+    Registration,
+    /// A session key's revocation.
+    Revocation,
+}
+
+impl From<IntentKindArg> for proto::TransactionIntentKind {
+    fn from(kind: IntentKindArg) -> Self {
+        match kind {
+            IntentKindArg::Call => Self::Call,
+            IntentKindArg::Registration => Self::Registration,
+            IntentKindArg::Revocation => Self::Revocation,
+        }
+    }
 }
 
 /// An intent status, as `--status` takes it. The snake_case names the JSON output uses are
@@ -125,12 +149,14 @@ pub async fn run(admin: AdminArgs, command: IntentCommand) -> anyhow::Result<i32
             session,
             account,
             status,
+            kind,
             limit,
         } => {
             let filter = proto::ListTransactionIntentsRequest {
                 session: session.unwrap_or_default(),
                 account: account.unwrap_or_default(),
                 status: status.map_or(Status::Unspecified, Into::into) as i32,
+                kind: kind.map_or(proto::TransactionIntentKind::Unspecified, Into::into) as i32,
                 page_size: 0,
                 page_token: String::new(),
             };
@@ -931,6 +957,7 @@ mod tests {
             status,
             limit,
             account,
+            ..
         } = cli.command
         else {
             panic!("list");

@@ -660,6 +660,8 @@ mod tests {
     fn sample() -> proto::Session {
         proto::Session {
             tenant: "default".to_owned(),
+            registration_intent: String::new(),
+            revocation_intent: String::new(),
             name: format!("sessions/{ID}"),
             id: ID.to_owned(),
             account: format!("accounts/{ACCOUNT}"),

@@ -100,7 +100,10 @@ pub enum StoreError {
 
     /// A page token that this store never handed out (or one for another list). Start the
     /// listing again without a token.
-    #[error("the page token is not valid for this list; start again without one")]
+    #[error(
+        "the page token is not valid for this list and its filters; start again without one, \
+         or keep the filters of the page it came from"
+    )]
     InvalidPageToken,
 
     /// The records handed to a write do not belong together, or a write changes a field the

@@ -475,7 +475,8 @@ impl Store {
         tenant: Option<&TenantId>,
         page: &PageRequest,
     ) -> Result<Page<Policy>, StoreError> {
-        let before = parse_token(page, PolicyId::parse)?;
+        let scope = list_scope(&("policies", tenant));
+        let before = parse_token(page, PolicyId::parse, &scope)?;
         let before = before.as_ref().map(PolicyId::as_str);
         let items = walk_newest_first(
             &self.inner.trees.policies,
@@ -489,7 +490,7 @@ impl Store {
                     .then_some(policy))
             },
         )?;
-        Ok(into_page(items, page.size, |policy: &Policy| {
+        Ok(into_page(items, page.size, &scope, |policy: &Policy| {
             policy.id.to_string()
         }))
     }
@@ -621,7 +622,8 @@ impl Store {
         filter: &SessionFilter,
         page: &PageRequest,
     ) -> Result<Page<Session>, StoreError> {
-        let before = parse_token(page, SessionId::parse)?;
+        let scope = list_scope(filter);
+        let before = parse_token(page, SessionId::parse, &scope)?;
         let trees = &self.inner.trees;
         let (tree, name, prefix) = match (filter.account, filter.status) {
             (Some(account), _) => (
@@ -647,7 +649,7 @@ impl Store {
             };
             Ok(filter.matches(&session).then_some(session))
         })?;
-        Ok(into_page(items, page.size, |session| {
+        Ok(into_page(items, page.size, &scope, |session| {
             session.id.to_string()
         }))
     }
@@ -660,7 +662,8 @@ impl Store {
         filter: &IntentFilter,
         page: &PageRequest,
     ) -> Result<Page<Intent>, StoreError> {
-        let before = parse_token(page, IntentId::parse)?;
+        let scope = list_scope(filter);
+        let before = parse_token(page, IntentId::parse, &scope)?;
         let trees = &self.inner.trees;
         let (tree, name, prefix) = if let Some(session) = &filter.session {
             (
@@ -692,7 +695,9 @@ impl Store {
             };
             Ok(filter.matches(&intent).then_some(intent))
         })?;
-        Ok(into_page(items, page.size, |intent| intent.id.to_string()))
+        Ok(into_page(items, page.size, &scope, |intent| {
+            intent.id.to_string()
+        }))
     }
 
     /// Every intent in `status`, oldest first: on restart, the `Queued` ones go back to the
@@ -911,14 +916,29 @@ fn dangling(id: &impl fmt::Display) -> String {
     format!("points at {id}, which does not exist")
 }
 
-/// The id a page token names, or `InvalidPageToken`.
+/// What a page token is bound to: a short digest of the list and its filter. A token
+/// carries it after the id it continues from, so a token of one list or filter cannot
+/// continue another (where it would silently skip or repeat records).
+fn list_scope(filter: &impl fmt::Debug) -> String {
+    let digest = alloy::primitives::keccak256(format!("{filter:?}"));
+    alloy::hex::encode(&digest[..6])
+}
+
+/// The id a page token names, when the token was made for `scope`; else `InvalidPageToken`.
 fn parse_token<T>(
     page: &PageRequest,
     parse: impl Fn(&str) -> Option<T>,
+    scope: &str,
 ) -> Result<Option<T>, StoreError> {
     page.token
         .as_deref()
-        .map(|token| parse(token).ok_or(StoreError::InvalidPageToken))
+        .map(|token| {
+            token
+                .split_once('.')
+                .filter(|(_, bound)| *bound == scope)
+                .and_then(|(id, _)| parse(id))
+                .ok_or(StoreError::InvalidPageToken)
+        })
         .transpose()
 }
 
@@ -953,11 +973,15 @@ fn walk_newest_first<T>(
 }
 
 /// The page of `items` (as [`walk_newest_first`] found them), with a token when more exist.
-fn into_page<T>(mut items: Vec<T>, size: usize, id: impl Fn(&T) -> String) -> Page<T> {
+fn into_page<T>(mut items: Vec<T>, size: usize, scope: &str, id: impl Fn(&T) -> String) -> Page<T> {
     let size = page_size(size);
     let more = items.len() > size;
     items.truncate(size);
-    let next_token = if more { items.last().map(id) } else { None };
+    let next_token = if more {
+        items.last().map(|last| format!("{}.{scope}", id(last)))
+    } else {
+        None
+    };
     Page { items, next_token }
 }
 

@@ -704,6 +704,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             status,
             session: session.to_owned(),
             account: String::new(),
+            kind: 0,
         }
     };
     t.add(

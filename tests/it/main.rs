@@ -22,6 +22,7 @@ mod harness;
 mod held_flow;
 mod hostile;
 mod inspect_cli;
+mod intent_kinds;
 mod limits;
 mod logs;
 mod malformed;

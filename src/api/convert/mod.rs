@@ -18,7 +18,7 @@ use super::proto;
 use crate::{
     app::{AccountView, AppError, SessionView},
     intent::{
-        Intent, IntentId, IntentStatus, Interaction, RevertDetails,
+        Intent, IntentId, IntentKind, IntentStatus, Interaction, RevertDetails,
         calldata::{FunctionSignature, encode_call, validate_raw_calldata},
     },
     session::{CallPermission, KeyCustody, Permissions, SelectorRule, SessionId, SessionStatus},
@@ -380,6 +380,26 @@ fn session_status(status: SessionStatus) -> proto::SessionStatus {
     }
 }
 
+fn intent_kind(kind: IntentKind) -> proto::TransactionIntentKind {
+    match kind {
+        IntentKind::Call => proto::TransactionIntentKind::Call,
+        IntentKind::Registration => proto::TransactionIntentKind::Registration,
+        IntentKind::Revocation => proto::TransactionIntentKind::Revocation,
+    }
+}
+
+/// An intent kind filter; UNSPECIFIED means every kind.
+pub fn intent_kind_filter(field: &str, value: i32) -> Result<Option<IntentKind>, AppError> {
+    use proto::TransactionIntentKind as P;
+    match P::try_from(value) {
+        Ok(P::Unspecified) => Ok(None),
+        Ok(P::Call) => Ok(Some(IntentKind::Call)),
+        Ok(P::Registration) => Ok(Some(IntentKind::Registration)),
+        Ok(P::Revocation) => Ok(Some(IntentKind::Revocation)),
+        Err(_) => Err(AppError::invalid(field, "unknown intent kind")),
+    }
+}
+
 fn intent_status(status: IntentStatus) -> proto::TransactionIntentStatus {
     use proto::TransactionIntentStatus as P;
     match status {
@@ -430,7 +450,13 @@ pub fn session_message(view: &SessionView) -> proto::Session {
             .unwrap_or_default()
     };
     proto::Session {
-        name: format!("sessions/{}", session.id),
+        name: session.id.resource_name(),
+        registration_intent: view.registration.id.resource_name(),
+        revocation_intent: view
+            .revocation
+            .as_ref()
+            .map(|intent| intent.id.resource_name())
+            .unwrap_or_default(),
         id: session.id.to_string(),
         tenant: session.tenant.to_string(),
         account: format!("accounts/{}", session.account),
@@ -498,7 +524,8 @@ fn revert_message(details: &RevertDetails) -> proto::RevertDetails {
 /// The intent message.
 pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
     proto::TransactionIntent {
-        name: format!("transactionIntents/{}", intent.id),
+        name: intent.id.resource_name(),
+        kind: intent_kind(intent.kind).into(),
         id: intent.id.to_string(),
         tenant: intent.tenant.to_string(),
         session: format!("sessions/{}", intent.session),
