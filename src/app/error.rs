@@ -47,7 +47,9 @@ pub enum AppError {
     /// A limit on what one daemon serves at once is reached; the request changed nothing.
     #[error("{limit}: {message}")]
     Exhausted {
-        /// The configuration field that sets the limit.
+        /// The stable machine-readable reason.
+        reason: &'static str,
+        /// The configuration field or constant that sets the limit.
         limit: &'static str,
         /// What is in use, and what to do.
         message: String,
@@ -127,7 +129,7 @@ impl AppError {
             Self::FailedPrecondition { reason, .. } => reason,
             Self::SessionRule(rule) => rule.reason(),
             Self::Sponsorship(refusal) => refusal.reason(),
-            Self::Exhausted { .. } => reasons::SERVER_LIMIT_REACHED,
+            Self::Exhausted { reason, .. } => reason,
             Self::Busy | Self::SessionTransition(_) | Self::IntentTransition(_) => {
                 reasons::CONCURRENT_CHANGE
             }

@@ -58,6 +58,11 @@ fn check_active(session: &Session) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Most intents one session may have waiting for their signature at once. An unsigned
+/// intent reserves the session's limits and its policy's until it is signed or expires, so
+/// without a bound one caller could tie up a policy with requests it never signs.
+pub const MAX_UNSIGNED_INTENTS_PER_SESSION: usize = 8;
+
 /// How often a write that lost an optimistic-concurrency race is retried.
 const CONFLICT_RETRIES: usize = 8;
 
@@ -289,6 +294,7 @@ impl App {
                 (open < limit).then_some(open + 1)
             })
             .map_err(|open| AppError::Exhausted {
+                reason: reasons::SERVER_LIMIT_REACHED,
                 limit: "api.max_watch_streams",
                 message: format!(
                     "{open} watch streams are open, the most this daemon serves at once; close \
@@ -811,6 +817,9 @@ impl App {
                 .session(session_id)?
                 .ok_or_else(|| AppError::not_found("session", session_id.resource_name()))?;
             check_active(&session)?;
+            if session.custody == KeyCustody::External {
+                self.check_unsigned_room(&session)?;
+            }
             let calls = interactions.len() as u128;
             let mut op = UserOperation {
                 sender: session.account,
@@ -971,6 +980,36 @@ impl App {
         page: &PageRequest,
     ) -> Result<Page<Intent>, AppError> {
         Ok(self.store().list_intents(filter, page)?)
+    }
+
+    /// Refuses one more unsigned intent on `session` when it has
+    /// [`MAX_UNSIGNED_INTENTS_PER_SESSION`] already. Read inside the write's retry loop: every
+    /// new intent writes its session, so two racing requests cannot both take the last slot.
+    fn check_unsigned_room(&self, session: &Session) -> Result<(), AppError> {
+        let filter = IntentFilter {
+            session: Some(session.id.clone()),
+            status: Some(IntentStatus::PendingSignature),
+            kind: Some(IntentKind::Call),
+            ..IntentFilter::default()
+        };
+        let page = PageRequest {
+            size: MAX_UNSIGNED_INTENTS_PER_SESSION,
+            token: None,
+        };
+        let waiting = self.store().list_intents(&filter, &page)?.items.len();
+        if waiting >= MAX_UNSIGNED_INTENTS_PER_SESSION {
+            return Err(AppError::Exhausted {
+                reason: reasons::UNSIGNED_LIMIT_REACHED,
+                limit: "unsigned intents per session",
+                message: format!(
+                    "{} has {waiting} intents waiting for their signature, the most one session \
+                     may have; sign them (SubmitIntentSignature) or let them expire at their \
+                     signature_deadline",
+                    session.id.resource_name()
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn signature_timeout_ms(&self) -> u64 {

@@ -44,7 +44,7 @@ use crate::{
     app::{App, RelayProgress, now_ms},
     chain::ChainError,
     chain::client::{inclusion_time, wall_clock_secs},
-    intent::{Intent, IntentEvent, IntentStatus, InvalidIntentTransition},
+    intent::{Intent, IntentEvent, IntentKind, IntentStatus, InvalidIntentTransition},
     session::{InvalidSessionTransition, Session, SessionEvent, SessionId, SessionStatus},
     store::{RecordId, StoreError},
 };
@@ -286,25 +286,51 @@ impl Relay {
         Ok(())
     }
 
+    /// Ends the intents waiting for a signature that can no longer come to anything: past
+    /// their signature deadline (EXPIRED), or of a session that has ended, revoked, expired
+    /// or failed (DROPPED, since the key can never sign a valid operation again). Either way
+    /// what they reserved of the session's limits and the policy's goes back at once.
     async fn expire_unsigned(&self) -> Result<(), RelayError> {
         let now = now_ms();
-        let expired: Vec<_> = self
+        let mut sessions: BTreeMap<SessionId, Option<SessionStatus>> = BTreeMap::new();
+        let mut ended = Vec::new();
+        for mut intent in self
             .app
             .store()
             .intents_in_status(IntentStatus::PendingSignature)?
-            .into_iter()
-            .filter(|intent| {
-                intent
-                    .signature_deadline_ms
-                    .is_some_and(|deadline| deadline <= now)
-            })
-            .map(|mut intent| {
+        {
+            if intent
+                .signature_deadline_ms
+                .is_some_and(|deadline| deadline <= now)
+            {
                 intent.failure_reason =
                     Some("no signature was submitted before the deadline".into());
-                (intent, IntentEvent::SignatureTimedOut)
-            })
-            .collect();
-        self.commit(expired).await
+                ended.push((intent, IntentEvent::SignatureTimedOut));
+                continue;
+            }
+            if intent.kind != IntentKind::Call {
+                continue;
+            }
+            if !sessions.contains_key(&intent.session) {
+                let status = self
+                    .app
+                    .store()
+                    .session(&intent.session)?
+                    .map(|session| session.status);
+                sessions.insert(intent.session.clone(), status);
+            }
+            if let Some(Some(status)) = sessions.get(&intent.session)
+                && status.is_final()
+            {
+                intent.failure_reason = Some(format!(
+                    "the session became {} before the intent was signed; its key can sign \
+                     nothing more",
+                    status.api_name()
+                ));
+                ended.push((intent, IntentEvent::Dropped));
+            }
+        }
+        self.commit(ended).await
     }
 
     /// Expires ACTIVE sessions whose window closed before `now`, the time an operation sent

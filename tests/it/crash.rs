@@ -320,6 +320,7 @@ async fn list_all(api: &mut Clients) -> Option<HashMap<String, proto::Transactio
             .list_transaction_intents(proto::ListTransactionIntentsRequest {
                 page_size: 100,
                 page_token,
+                kind: proto::TransactionIntentKind::Call as i32,
                 ..Default::default()
             })
             .await

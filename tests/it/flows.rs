@@ -228,6 +228,7 @@ async fn lists_filter_by_account_session_and_status_and_page_without_gaps() {
                 session: alice_session.name.clone(),
                 page_size: 3,
                 page_token: token.clone(),
+                kind: proto::TransactionIntentKind::Call as i32,
                 ..Default::default()
             })
             .await
@@ -255,6 +256,7 @@ async fn lists_filter_by_account_session_and_status_and_page_without_gaps() {
         .list_transaction_intents(proto::ListTransactionIntentsRequest {
             account: bob_session.account.clone(),
             status: S::Confirmed as i32,
+            kind: proto::TransactionIntentKind::Call as i32,
             ..Default::default()
         })
         .await
@@ -274,6 +276,7 @@ async fn lists_filter_by_account_session_and_status_and_page_without_gaps() {
         .intents
         .list_transaction_intents(proto::ListTransactionIntentsRequest {
             page_size: 1_000,
+            kind: proto::TransactionIntentKind::Call as i32,
             ..Default::default()
         })
         .await

@@ -226,12 +226,37 @@ async fn operators_inspect_sessions_and_intents_and_revoke_a_session() {
     assert!(text.contains(&session.key_address), "{text}");
 
     // Intents: by session, by account, by status, and one in full.
-    let by_session = json(&daemon, &["intent", "list", "--session", &first.id]).await;
+    let by_session = json(
+        &daemon,
+        &["intent", "list", "--session", &first.id, "--kind", "call"],
+    )
+    .await;
     assert_eq!(names(&by_session), [minted.name.as_str()]);
+    // Without --kind, the session's registration is listed too.
+    let every_kind = json(&daemon, &["intent", "list", "--session", &first.id]).await;
+    assert_eq!(
+        names(&every_kind),
+        [minted.name.as_str(), session.registration_intent.as_str()]
+    );
     let bob_account = account_address(&second.account).to_string();
-    let by_account = json(&daemon, &["intent", "list", "--account", &bob_account]).await;
+    let by_account = json(
+        &daemon,
+        &[
+            "intent",
+            "list",
+            "--account",
+            &bob_account,
+            "--kind",
+            "call",
+        ],
+    )
+    .await;
     assert_eq!(names(&by_account), [other.name.as_str()]);
-    let confirmed = json(&daemon, &["intent", "list", "--status", "confirmed"]).await;
+    let confirmed = json(
+        &daemon,
+        &["intent", "list", "--status", "confirmed", "--kind", "call"],
+    )
+    .await;
     assert_eq!(
         names(&confirmed),
         [other.name.as_str(), minted.name.as_str()]

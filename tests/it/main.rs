@@ -36,6 +36,7 @@ mod shutdown;
 mod sponsor;
 mod sponsorship;
 mod tls;
+mod unsigned;
 mod user_op_hash;
 mod value_transfers;
 mod walkthrough;
