@@ -84,6 +84,9 @@ pub enum DaemonError {
     /// The listen address could not be bound, or the server failed.
     #[error("gRPC server: {0}")]
     Server(String),
+    /// The relay task panicked: nothing would be relayed any more, so the daemon stopped.
+    #[error("the relay failed and the daemon stopped: {0}")]
+    RelayFailed(String),
 }
 
 /// Connects to the configured chain and checks what the daemon relies on there: the chain
@@ -301,11 +304,7 @@ impl Daemon {
         health_reporter
             .set_serving::<PolicyServiceServer<Policies>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|error| DaemonError::Server(error.to_string()))?;
+        let (reflection, reflection_v1alpha) = reflection_services(&APPLICATION_SERVICES)?;
 
         if let Some(listener) = self.metrics_listener {
             let app = self.app.clone();
@@ -349,10 +348,14 @@ impl Daemon {
                 ))
                 .max_decoding_message_size(self.max_request_bytes);
                 let stop = shutdown.clone().cancelled_owned();
+                let (reflection, reflection_v1alpha) =
+                    reflection_services(&["latchkey.v1.AdminService"])?;
                 info!(target: "daemon", addr = ?admin_addr, tls = self.tls.is_some(), "serving the admin service");
                 Some(tokio::spawn(
                     server_builder(self.tls.as_ref())?
                         .layer(CountedLayer::new(self.app.clone()))
+                        .add_service(reflection)
+                        .add_service(reflection_v1alpha)
                         .add_service(service)
                         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop),
                 ))
@@ -362,7 +365,30 @@ impl Daemon {
 
         let relay_shutdown = shutdown.child_token();
         let (relay_health, mut relay_health_changes) = watch::channel(RelayHealth::Serving);
-        let relay = tokio::spawn(self.relay.run(relay_shutdown.clone(), relay_health));
+        let relay_task = tokio::spawn(self.relay.run(relay_shutdown.clone(), relay_health));
+        // A relay that dies takes the daemon down with it: serving requests that nothing
+        // will ever relay would hide the failure. The panic's message is the exit reason.
+        let relay = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                let ended = relay_task.await;
+                if let Err(error) = &ended {
+                    tracing::error!(target: "daemon", %error, "the relay task failed; shutting down");
+                    shutdown.cancel();
+                }
+                ended.map_err(|error| {
+                    let reason = match error.try_into_panic() {
+                        Ok(panic) => panic
+                            .downcast_ref::<&str>()
+                            .map(|text| (*text).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic without a message".to_owned()),
+                        Err(error) => error.to_string(),
+                    };
+                    DaemonError::RelayFailed(reason)
+                })
+            }
+        });
         // The relay's standing, as the health service's `latchkey.relay` entry; the API
         // services stay SERVING, since reads and signing work without the chain's help.
         tokio::spawn(async move {
@@ -385,6 +411,7 @@ impl Daemon {
             .layer(CountedLayer::new(self.app.clone()))
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(
                 AccountServiceServer::new(Accounts(self.app.clone()))
                     .max_decoding_message_size(self.max_request_bytes),
@@ -408,7 +435,10 @@ impl Daemon {
             .await;
 
         relay_shutdown.cancel();
-        let _ = relay.await;
+        let relay_ended = match relay.await {
+            Ok(ended) => ended,
+            Err(error) => Err(DaemonError::RelayFailed(error.to_string())),
+        };
         if let Some(admin_server) = admin_server {
             match admin_server.await {
                 Ok(Ok(())) => {}
@@ -419,9 +449,52 @@ impl Daemon {
             }
         }
         self.app.store().flush().await?;
+        relay_ended?;
         info!(target: "daemon", "stopped");
         served.map_err(|error| DaemonError::Server(error.to_string()))
     }
+}
+
+/// The services the application port serves, as reflection lists them.
+const APPLICATION_SERVICES: [&str; 5] = [
+    "latchkey.v1.AccountService",
+    "latchkey.v1.SessionService",
+    "latchkey.v1.TransactionIntentService",
+    "latchkey.v1.PolicyService",
+    "grpc.health.v1.Health",
+];
+
+/// gRPC reflection, v1 and the older v1alpha that grpcurl and other tools still ask for,
+/// listing exactly `services` (and itself): a port never lists what it does not serve.
+fn reflection_services(
+    services: &[&str],
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    DaemonError,
+> {
+    let builder = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+        for service in services {
+            builder = builder.with_service_name(*service);
+        }
+        builder
+    };
+    let failed = |error: tonic_reflection::server::Error| DaemonError::Server(error.to_string());
+    Ok((
+        builder().build_v1().map_err(failed)?,
+        builder().build_v1alpha().map_err(failed)?,
+    ))
 }
 
 /// A gRPC server builder, presenting `tls` when given.

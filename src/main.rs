@@ -441,6 +441,7 @@ async fn dev(
     let exports = DevExports {
         endpoint: format!("http://{addr}"),
         api_key: api_key.token.as_str(),
+        policy: policy.policy.id.resource_name(),
         admin: daemon
             .admin_addr()
             .map(|admin| format!("http://{admin}"))
@@ -491,6 +492,8 @@ fn dev_policy(tenant: TenantId) -> NewPolicy {
 struct DevExports<'a> {
     endpoint: String,
     api_key: &'a str,
+    /// The dev sponsorship policy's resource name.
+    policy: String,
     /// The admin endpoint and token, when the admin service is served.
     admin: Option<(String, &'a str)>,
 }
@@ -500,6 +503,7 @@ impl DevExports<'_> {
         let mut lines = vec![
             format!("export LATCHKEY_ENDPOINT={}", self.endpoint),
             format!("export LATCHKEY_API_KEY={}", self.api_key),
+            format!("export LATCHKEY_DEV_POLICY={}", self.policy),
         ];
         if let Some((endpoint, token)) = &self.admin {
             lines.push(format!("export LATCHKEY_ADMIN_ENDPOINT={endpoint}"));
@@ -589,8 +593,14 @@ fn print_dev_banner(
     );
 }
 
+/// The log filter when `RUST_LOG` is unset: latchkey's own records at info (state changes,
+/// warnings, errors), and the node client's per-request spans left out, since they would
+/// log every JSON-RPC call the relay makes, several a second while idle.
+const DEFAULT_LOG_FILTER: &str = "info,alloy_transport_http=warn,alloy_rpc_client=warn";
+
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     // Colours only for a person at a terminal, never into a file or the journal.
     // A span's close is logged, with how long it was open: for an intent's span, the time
     // from its request to its end.

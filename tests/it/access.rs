@@ -711,6 +711,17 @@ async fn each_key_has_its_own_request_rate() {
         "{refusal:?}"
     );
     assert!(refusal.message().contains("retry in"), "{refusal:?}");
+    // A client branches on the details, not the text: the reason, and when to retry.
+    let info = tonic_types::StatusExt::get_details_error_info(&refusal).expect("ErrorInfo");
+    assert_eq!(info.reason, "RATE_LIMITED");
+    assert_eq!(info.metadata["limit"], "api.rate_limit_per_second");
+    let retry = tonic_types::StatusExt::get_details_retry_info(&refusal)
+        .and_then(|retry| retry.retry_delay)
+        .expect("RetryInfo");
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_millis(200),
+        "a token comes back every 200 ms at 5/s: {retry:?}"
+    );
     let before = daemon.store.content_digest().expect("digest");
     let again = busy
         .sessions

@@ -282,29 +282,40 @@ async fn wait_all_final(
 ) -> HashMap<String, proto::TransactionIntent> {
     let since = Instant::now();
     loop {
-        if let Some(intents) = list_all(api).await {
-            let waiting: Vec<&String> = names
+        let listed = list_all(api).await;
+        let waiting: Vec<&String> = names
+            .iter()
+            .filter(|name| {
+                !listed
+                    .as_ref()
+                    .and_then(|intents| intents.get(*name))
+                    .is_some_and(|intent| is_final(intent.status))
+            })
+            .collect();
+        if let Some(intents) = &listed
+            && waiting.is_empty()
+        {
+            return intents.clone();
+        }
+        // Checked whether or not the list answered: a daemon that never answers again
+        // fails the test here rather than hanging it.
+        if since.elapsed() > FINAL_TIMEOUT {
+            let report: Vec<String> = waiting
                 .iter()
-                .filter(|name| !intents.get(*name).is_some_and(|i| is_final(i.status)))
-                .collect();
-            if waiting.is_empty() {
-                return intents;
-            }
-            if since.elapsed() > FINAL_TIMEOUT {
-                let report: Vec<String> = waiting
-                    .iter()
-                    .map(|name| match intents.get(*name) {
+                .map(
+                    |name| match listed.as_ref().and_then(|intents| intents.get(*name)) {
                         Some(intent) => format!("{name}: {}", describe(intent)),
+                        None if listed.is_none() => format!("{name}: the list failed"),
                         None => format!("{name}: not listed"),
-                    })
-                    .collect();
-                panic!(
-                    "{} of {} intents not final after {FINAL_TIMEOUT:?}:\n{}",
-                    waiting.len(),
-                    names.len(),
-                    report.join("\n")
-                );
-            }
+                    },
+                )
+                .collect();
+            panic!(
+                "{} of {} intents not final after {FINAL_TIMEOUT:?}:\n{}",
+                waiting.len(),
+                names.len(),
+                report.join("\n")
+            );
         }
         sleep(Duration::from_millis(250)).await;
     }

@@ -599,8 +599,9 @@ impl DaemonProcess {
         Self::spawn_logging(chain, data_dir, port, relayer_settings, None).await
     }
 
-    /// [`DaemonProcess::spawn_on`], with the daemon's log as JSON at info level in
-    /// `log_file` when given (else warnings only, on the test's stderr).
+    /// [`DaemonProcess::spawn_on`], with the daemon's log as JSON at its default level
+    /// (`RUST_LOG` unset) in `log_file` when given (else warnings only, on the test's
+    /// stderr).
     pub async fn spawn_logging(
         chain: &TestChain,
         data_dir: &std::path::Path,
@@ -608,12 +609,13 @@ impl DaemonProcess {
         relayer_settings: &str,
         log_file: Option<&std::path::Path>,
     ) -> Self {
-        let log = log_file.map(|file| (file, "info"));
+        let log = log_file.map(|file| (file, ""));
         Self::spawn_with(chain, data_dir, port, relayer_settings, log, MASTER_KEY).await
     }
 
-    /// [`DaemonProcess::spawn_on`], with the daemon's log as JSON filtered by `log.1` in
-    /// the file `log.0` when given, and `master_key` as its master key.
+    /// [`DaemonProcess::spawn_on`], with the daemon's log as JSON filtered by `log.1` (the
+    /// daemon's default when empty) in the file `log.0` when given, and `master_key` as its
+    /// master key.
     pub async fn spawn_with(
         chain: &TestChain,
         data_dir: &std::path::Path,
@@ -646,8 +648,12 @@ impl DaemonProcess {
         if let Some((log_file, filter)) = log {
             command
                 .args(["--log-format", "json"])
-                .env("RUST_LOG", filter)
                 .stderr(std::fs::File::create(log_file).expect("create the log file"));
+            if filter.is_empty() {
+                command.env_remove("RUST_LOG");
+            } else {
+                command.env("RUST_LOG", filter);
+            }
         }
         let child = command.spawn().expect("spawn latchkey serve");
         let uri = format!("http://127.0.0.1:{port}");

@@ -2,12 +2,17 @@
 //! to every service gets exactly the expected status code, a message naming the field, and
 //! leaves the store as it was; the daemon keeps serving afterwards.
 
-use std::{future::Future, pin::Pin};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    pin::Pin,
+};
 
 use alloy::{
     primitives::{B256, U256},
     signers::local::PrivateKeySigner,
 };
+use latchkey::api::{ERROR_DOMAIN, code_name};
 use latchkey::{
     api::proto::{
         self, admin_service_client::AdminServiceClient, policy_rule::Rule,
@@ -17,6 +22,7 @@ use latchkey::{
     chain::user_operation::sign_user_op_hash,
 };
 use tonic::{Code, Request, Status, transport::Channel};
+use tonic_types::StatusExt;
 
 use crate::{
     daemon::{
@@ -56,6 +62,52 @@ impl Table {
             says,
         });
     }
+}
+
+/// The ErrorInfo reason of `status`, if it carries one.
+fn error_reason(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// What is wrong with `status`'s machine-readable details, if anything: every refusal of
+/// latchkey's carries an ErrorInfo in its domain, with a reason of its code's family and
+/// (for bad input) the field in the metadata and in a BadRequest violation. Only tonic's own
+/// OUT_OF_RANGE for an oversize message has none.
+fn reason_problem(status: &Status) -> Option<String> {
+    if status.code() == Code::OutOfRange {
+        return None;
+    }
+    let Some(info) = status.get_details_error_info() else {
+        return Some("no ErrorInfo".into());
+    };
+    if info.domain != ERROR_DOMAIN {
+        return Some(format!("ErrorInfo domain {:?}", info.domain));
+    }
+    let reason = info.reason.as_str();
+    let fits = match status.code() {
+        Code::InvalidArgument => ["INVALID_FIELD", "MALFORMED_MESSAGE"].contains(&reason),
+        Code::NotFound => reason.ends_with("_NOT_FOUND"),
+        Code::Unauthenticated => reason.starts_with("CREDENTIALS_") || reason == "API_KEY_REVOKED",
+        Code::PermissionDenied => reason == "SCOPE_MISSING",
+        Code::ResourceExhausted => reason.ends_with("_LIMIT_REACHED") || reason == "RATE_LIMITED",
+        _ => !reason.is_empty() && reason.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+    };
+    if !fits {
+        return Some(format!("reason {reason} does not fit {:?}", status.code()));
+    }
+    if reason == "INVALID_FIELD" {
+        let field = info.metadata.get("field").cloned().unwrap_or_default();
+        let violations = status
+            .get_details_bad_request()
+            .map(|bad| bad.field_violations);
+        let named = violations.is_some_and(|all| all.iter().any(|v| v.field == field));
+        if field.is_empty() || !named || !status.message().starts_with(&format!("{field}: ")) {
+            return Some(format!(
+                "field {field:?} not named in the metadata, a BadRequest and the message"
+            ));
+        }
+    }
+    None
 }
 
 /// `request` with `header` as its authorization header, if any.
@@ -185,6 +237,12 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
         call!(accounts.compute_account_address(owner_as(""))),
     );
     t.add(
+        "ComputeAccountAddress: owner 0x0, which can never sign",
+        Code::InvalidArgument,
+        "owner: the zero address",
+        call!(accounts.compute_account_address(owner_as(&format!("0x{}", "0".repeat(40))))),
+    );
+    t.add(
         "ComputeAccountAddress: owner of 39 hex digits",
         Code::InvalidArgument,
         "owner",
@@ -251,6 +309,15 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
     );
 
     // --- SessionService ---------------------------------------------------------------
+    t.add(
+        "CreateSession: owner 0x0, which no signature can ever complete",
+        Code::InvalidArgument,
+        "owner: the zero address",
+        call!(sessions.create_session(proto::CreateSessionRequest {
+            owner: format!("0x{}", "0".repeat(40)),
+            ..base_session.clone()
+        })),
+    );
     t.add(
         "CreateSession: custody = 99",
         Code::InvalidArgument,
@@ -1144,6 +1211,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
     // Every row: the exact code, the field in the message, and not one byte written.
     let store = daemon.store.clone();
     let mut wrong = Vec::new();
+    let mut reasons: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let rows = t.0.len();
     for case in t.0 {
         let before = store.content_digest().expect("digest");
@@ -1156,7 +1224,22 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             Err(status) => (status.code(), status.message().to_owned()),
         };
         let shown: String = message.chars().take(160).collect();
-        eprintln!("{} → {:?} → {}", case.what, code, shown);
+        let reason = result.as_ref().err().and_then(error_reason);
+        eprintln!(
+            "{} → {:?} → {} → {}",
+            case.what,
+            code,
+            reason.as_deref().unwrap_or("-"),
+            shown
+        );
+        if let Err(status) = &result
+            && let Some(problem) = reason_problem(status)
+        {
+            wrong.push(format!("{}: {problem}", case.what));
+        }
+        if let Some(reason) = reason {
+            reasons.entry(code_name(code)).or_default().insert(reason);
+        }
         if code != case.code {
             wrong.push(format!(
                 "{}: expected {:?}, got {code:?} ({shown})",
@@ -1173,6 +1256,17 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
         }
     }
     assert!(rows >= 90, "{rows} rows");
+    eprintln!("reasons by code: {reasons:#?}");
+    // Every class of refusal in the table was seen with its reasons.
+    for code in [
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "FAILED_PRECONDITION",
+    ] {
+        assert!(reasons.contains_key(code), "no {code} row: {reasons:?}");
+    }
     assert!(
         wrong.is_empty(),
         "{} of {rows} rows went wrong:\n{}",

@@ -46,6 +46,22 @@ async fn json_logs_follow_each_intent_by_its_user_op_hash_from_request_to_confir
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
         .collect();
+    // At the default level nothing is logged per request to the node: only latchkey's own
+    // records, of state changes, warnings and errors.
+    let per_request: Vec<&Value> = records
+        .iter()
+        .filter(|record| {
+            record["target"]
+                .as_str()
+                .is_some_and(|target| target.starts_with("alloy"))
+        })
+        .collect();
+    assert!(
+        per_request.is_empty(),
+        "{} records of the node client, the first {}",
+        per_request.len(),
+        per_request[0]
+    );
     for intent in &intents {
         // Records inside this intent's span: its changes, then the span's close.
         let in_span: Vec<&Value> = records

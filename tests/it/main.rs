@@ -29,6 +29,7 @@ mod malformed;
 mod metrics;
 mod outcomes;
 mod policy_cli;
+mod reflection;
 mod refusals;
 mod restart;
 mod session_key_flow;
