@@ -131,13 +131,13 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    /// The userOpHash the owner must sign next, if the session waits for a signature.
-    pub fn pending_signature(&self) -> Option<alloy::primitives::B256> {
+    /// The intent whose userOpHash the owner must sign next, if the session waits for a
+    /// signature: its registration or its revocation.
+    pub fn pending_signature(&self) -> Option<&Intent> {
         [Some(&self.registration), self.revocation.as_ref()]
             .into_iter()
             .flatten()
             .find(|intent| intent.status == IntentStatus::PendingSignature)
-            .map(|intent| intent.user_op_hash)
     }
 }
 

@@ -662,6 +662,7 @@ mod tests {
             tenant: "default".to_owned(),
             registration_intent: String::new(),
             revocation_intent: String::new(),
+            signature_deadline: None,
             name: format!("sessions/{ID}"),
             id: ID.to_owned(),
             account: format!("accounts/{ACCOUNT}"),

@@ -40,7 +40,7 @@ pub enum SessionStatus {
     Registering,
     /// Registered on chain; intents may use it inside its window.
     Active,
-    /// Past its window (final).
+    /// Past its window, or its registration was never signed in time (final).
     Expired,
     /// Revocation requested: waiting for the owner's signature, or being relayed.
     Revoking,
@@ -102,8 +102,10 @@ pub enum SessionEvent {
     RegistrationSigned,
     /// The registration operation executed successfully.
     RegistrationConfirmed,
-    /// The registration operation was refused, reverted, or never signed in time.
+    /// The registration operation was refused or reverted.
     RegistrationFailed,
+    /// The registration operation was never signed before its deadline.
+    RegistrationExpired,
     /// The client asked to revoke the session.
     RevocationRequested,
     /// The revocation operation executed successfully.
@@ -134,6 +136,7 @@ pub fn transition(
     let to = match (from, event) {
         (S::PendingSignature, E::RegistrationSigned) => S::Registering,
         (S::PendingSignature | S::Registering, E::RegistrationFailed) => S::Failed,
+        (S::PendingSignature, E::RegistrationExpired) => S::Expired,
         (S::Registering, E::RegistrationConfirmed) => S::Active,
         (S::Active, E::RevocationRequested) => S::Revoking,
         (S::Revoking, E::RevocationConfirmed) => S::Revoked,
@@ -239,6 +242,13 @@ impl Session {
             (IntentKind::Registration, IntentStatus::Confirmed) => {
                 SessionEvent::RegistrationConfirmed
             }
+            (IntentKind::Registration, IntentStatus::Expired) => {
+                self.failure_reason = Some(
+                    "the owner did not sign the registration before its signature_deadline"
+                        .to_owned(),
+                );
+                SessionEvent::RegistrationExpired
+            }
             (IntentKind::Registration, status) if status.is_final() => {
                 self.failure_reason = Some(format!("registration {status:?}: {}", reason()));
                 SessionEvent::RegistrationFailed
@@ -292,6 +302,12 @@ mod tests {
         assert_eq!(transition(S::Revoking, &E::RevocationFailed), Ok(S::Active));
         assert_eq!(transition(S::Active, &E::WindowClosed), Ok(S::Expired));
         assert_eq!(
+            transition(S::PendingSignature, &E::RegistrationExpired),
+            Ok(S::Expired),
+            "an unsigned registration ends as an intent does"
+        );
+        assert!(transition(S::Registering, &E::RegistrationExpired).is_err());
+        assert_eq!(
             transition(S::PendingSignature, &E::WindowClosed),
             Ok(S::Expired)
         );
@@ -303,6 +319,7 @@ mod tests {
             E::RegistrationSigned,
             E::RegistrationConfirmed,
             E::RegistrationFailed,
+            E::RegistrationExpired,
             E::RevocationRequested,
             E::RevocationConfirmed,
             E::RevocationFailed,

@@ -235,6 +235,36 @@ async fn an_intent_nobody_signs_expires_and_gives_its_limits_back() {
 }
 
 #[tokio::test]
+async fn a_registration_nobody_signs_expires_the_session_at_its_deadline() {
+    let chain = TestChain::start().await;
+    let mut daemon =
+        TestDaemon::start_with(&chain, |config| config.intents.signature_timeout_secs = 1).await;
+    let owner = PrivateKeySigner::random();
+    let session = daemon
+        .sessions
+        .create_session(mint_session_request(&chain, owner.address(), 1).await)
+        .await
+        .expect("create")
+        .into_inner();
+    // The session shows its deadline, as an intent does.
+    let deadline = session.signature_deadline.expect("a signature deadline");
+    let created = session.create_time.expect("a create time");
+    assert!(deadline.seconds >= created.seconds && deadline.seconds <= created.seconds + 2);
+
+    let expired = daemon
+        .wait_session(&session.name, proto::SessionStatus::Expired)
+        .await;
+    assert!(
+        expired.failure_reason.contains("signature_deadline"),
+        "{}",
+        expired.failure_reason
+    );
+    assert!(expired.next_action.is_none() && expired.signature_deadline.is_none());
+    let registration = daemon.wait_final(&expired.registration_intent).await;
+    assert_eq!(registration.status, S::Expired as i32);
+}
+
+#[tokio::test]
 async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
     let chain = TestChain::start().await;
     let mut daemon = TestDaemon::start(&chain).await;

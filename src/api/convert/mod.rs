@@ -487,7 +487,13 @@ pub fn session_message(view: &SessionView) -> proto::Session {
                 .collect(),
         }),
         status: session_status(session.status).into(),
-        next_action: view.pending_signature().map(next_action),
+        next_action: view
+            .pending_signature()
+            .map(|intent| next_action(intent.user_op_hash)),
+        signature_deadline: view
+            .pending_signature()
+            .and_then(|intent| intent.signature_deadline_ms)
+            .and_then(timestamp),
         registration_user_op_hash: hash_text(view.registration.user_op_hash),
         registration_transaction_hash: transaction(Some(&view.registration)),
         revocation_user_op_hash: view
