@@ -681,6 +681,7 @@ mod tests {
                 calls: vec![proto::CallPermission {
                     target: ACCOUNT.to_owned(),
                     function: "0x40c10f19".to_owned(),
+                    selector: String::new(),
                 }],
             }),
             status: proto::SessionStatus::Revoking.into(),

@@ -15,12 +15,16 @@ pub enum SelectorRule {
 }
 
 /// One allowlist entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallPermission {
     /// The contract the key may call.
     pub target: Address,
     /// Which of its functions.
     pub selector: SelectorRule,
+    /// The function's canonical signature, when the client named it by one, so the session
+    /// echoes what was asked and not only its selector. The chain knows only the selector.
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 /// A session key's limits, as registered on chain.
@@ -136,10 +140,12 @@ mod tests {
             CallPermission {
                 target: game,
                 selector: SelectorRule::Exact(mint),
+                signature: None,
             },
             CallPermission {
                 target: shop,
                 selector: SelectorRule::Any,
+                signature: None,
             },
         ]);
         assert!(rules.allows(game, mint));
@@ -154,6 +160,7 @@ mod tests {
         let form = permissions(vec![CallPermission {
             target,
             selector: SelectorRule::Any,
+            signature: None,
         }])
         .to_contract();
         assert_eq!(form.calls.len(), 1);

@@ -284,10 +284,12 @@ mod tests {
                     CallPermission {
                         target: GAME,
                         selector: SelectorRule::Exact(MINT),
+                        signature: None,
                     },
                     CallPermission {
                         target: Address::repeat_byte(0x22),
                         selector: SelectorRule::Exact(FixedBytes::ZERO),
+                        signature: None,
                     },
                 ],
             },

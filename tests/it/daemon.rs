@@ -513,6 +513,7 @@ pub async fn mint_session_request(
             calls: vec![proto::CallPermission {
                 target: chain.chain.deployment.game_items.to_string(),
                 function: "mint(address,uint256,uint256)".into(),
+                selector: String::new(),
             }],
         }),
         policy: String::new(),

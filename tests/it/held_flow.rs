@@ -24,6 +24,10 @@ async fn held_session_mints_ten_items_through_ten_confirmed_intents() {
         "an ACTIVE session waits for nothing"
     );
     assert!(!session.registration_transaction_hash.is_empty());
+    // The session echoes the function as it was asked, with the selector the chain checks.
+    let permission = &session.permissions.as_ref().expect("permissions").calls[0];
+    assert_eq!(permission.function, "mint(address,uint256,uint256)");
+    assert_eq!(permission.selector, "0x156e29f6");
     let account = account_address(&session.account);
     assert!(
         !chain.relayer_code(account).await.is_empty(),

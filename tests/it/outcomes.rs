@@ -56,6 +56,7 @@ async fn an_execution_revert_is_reported_with_its_decoded_custom_error() {
         permissions.calls.push(proto::CallPermission {
             target: chain.chain.deployment.game_items.to_string(),
             function: "burn(uint256,uint256)".into(),
+            selector: String::new(),
         });
     }
     let session = daemon

@@ -48,6 +48,7 @@ async fn paying_session(
         .extend(payees.iter().map(|payee| proto::CallPermission {
             target: payee.to_string(),
             function: "0x00000000".into(),
+            selector: String::new(),
         }));
     let session = api
         .sessions

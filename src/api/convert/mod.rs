@@ -240,11 +240,14 @@ pub fn permissions(value: Option<proto::SessionPermissions>) -> Result<Permissio
         .enumerate()
         .map(|(index, call)| {
             let target = address(&format!("permissions.calls[{index}].target"), &call.target)?;
-            let selector = selector_rule(
-                &format!("permissions.calls[{index}].function"),
-                &call.function,
-            )?;
-            Ok(CallPermission { target, selector })
+            let field = format!("permissions.calls[{index}].function");
+            let selector = selector_rule(&field, &call.function)?;
+            let signature = canonical_signature(&field, &call.function)?;
+            Ok(CallPermission {
+                target,
+                selector,
+                signature,
+            })
         })
         .collect::<Result<Vec<_>, AppError>>()?;
     Ok(Permissions {
@@ -280,6 +283,16 @@ pub fn selector_rule(field: &str, text: &str) -> Result<SelectorRule, AppError> 
                 .selector(),
         ),
     })
+}
+
+/// The canonical form of a function given by its signature; `None` for a selector or `*`.
+fn canonical_signature(field: &str, text: &str) -> Result<Option<String>, AppError> {
+    if text == "*" || text.starts_with("0x") {
+        return Ok(None);
+    }
+    FunctionSignature::parse(text)
+        .map(|signature| Some(signature.canonical().to_owned()))
+        .map_err(|error| AppError::invalid(field, error.to_string()))
 }
 
 /// An intent's interactions, encoded to calldata.
@@ -482,7 +495,11 @@ pub fn session_message(view: &SessionView) -> proto::Session {
                 .iter()
                 .map(|call| proto::CallPermission {
                     target: call.target.to_string(),
-                    function: function_text(call.selector),
+                    function: call
+                        .signature
+                        .clone()
+                        .unwrap_or_else(|| function_text(call.selector)),
+                    selector: function_text(call.selector),
                 })
                 .collect(),
         }),
@@ -744,14 +761,17 @@ mod tests {
                 proto::CallPermission {
                     target: target.clone(),
                     function: "mint(address,uint256,uint256)".into(),
+                    selector: String::new(),
                 },
                 proto::CallPermission {
                     target: target.clone(),
                     function: "0x00000000".into(),
+                    selector: String::new(),
                 },
                 proto::CallPermission {
                     target: target.clone(),
                     function: "*".into(),
+                    selector: String::new(),
                 },
             ],
         }))
@@ -771,6 +791,7 @@ mod tests {
             calls: vec![proto::CallPermission {
                 target,
                 function: "*".into(),
+                selector: String::new(),
             }],
             ..Default::default()
         }));

@@ -78,7 +78,11 @@ fn call_permission() -> impl Strategy<Value = proto::CallPermission> {
         Just("mint(address,uint256)".to_owned()),
         "0x[0-9a-f]{0,10}",
     ];
-    (target, function).prop_map(|(target, function)| proto::CallPermission { target, function })
+    (target, function).prop_map(|(target, function)| proto::CallPermission {
+        target,
+        function,
+        selector: String::new(),
+    })
 }
 
 fn interaction() -> impl Strategy<Value = proto::Interaction> {
