@@ -3,18 +3,23 @@
 //! reason string, a panic, or a custom error of latchkey's contracts, down through the call
 //! of a batch that failed).
 //!
+//! Custom errors are named from the contracts' ABIs (the artifacts the crate embeds), and
+//! their arguments shown by their declared names.
+//!
 //! Everything here is pure and total: any byte string decodes to something, and nothing
 //! panics, because revert data comes from the chain and from whatever contract a session key
 //! was allowed to call.
 
-use std::fmt;
+use std::{fmt, sync::LazyLock};
 
 use alloy::{
+    dyn_abi::{DynSolValue, JsonAbiExt},
+    json_abi::JsonAbi,
     primitives::{Bytes, U256, hex},
-    sol_types::{Panic, Revert, SolError, SolInterface},
+    sol_types::{Panic, Revert, SolError},
 };
 
-use super::contracts::{EntryPoint, GameItems, SessionKeyAccount, SessionKeyAccountFactory};
+use super::contracts::{EntryPoint, SessionKeyAccount};
 
 /// How many wrapped reverts are unwrapped: a batch call's `ExecuteError` can wrap another
 /// account's `ExecuteError`, and so on; past this depth the rest is left undecoded, so hostile
@@ -111,19 +116,10 @@ impl RevertReason {
                 reason: Box::new(reason),
             };
         }
-        custom::<SessionKeyAccount::SessionKeyAccountErrors>("SessionKeyAccount", data)
-            .or_else(|| custom::<GameItems::GameItemsErrors>("GameItems", data))
-            .or_else(|| {
-                custom::<SessionKeyAccountFactory::SessionKeyAccountFactoryErrors>(
-                    "SessionKeyAccountFactory",
-                    data,
-                )
-            })
-            .or_else(|| custom::<EntryPoint::EntryPointErrors>("EntryPoint", data))
-            .unwrap_or_else(|| Self::Unknown {
-                selector: Some(selector),
-                data: Bytes::copy_from_slice(data),
-            })
+        custom(selector, data).unwrap_or_else(|| Self::Unknown {
+            selector: Some(selector),
+            data: Bytes::copy_from_slice(data),
+        })
     }
 
     /// The innermost reason: through every failed batch call down to the revert that started
@@ -253,22 +249,84 @@ fn selector_of(data: &[u8]) -> Option<[u8; 4]> {
 
 /// Decodes `data` as a custom error of the contract whose error enum is `E`. The arguments
 /// come from the generated `Debug`, `Variant(Variant { field: value, .. })`.
-fn custom<E: SolInterface + fmt::Debug>(
-    contract: &'static str,
-    data: &[u8],
-) -> Option<RevertReason> {
-    let error = E::abi_decode(data).ok()?;
-    let debug = format!("{error:?}");
-    let (name, rest) = debug.split_once('(').unwrap_or((&debug, ""));
-    let args = match (rest.find('{'), rest.rfind('}')) {
-        (Some(open), Some(close)) if open < close => rest[open + 1..close].trim(),
-        _ => "",
-    };
-    Some(RevertReason::Custom {
-        contract,
-        name: name.to_owned(),
-        args: args.to_owned(),
+/// The ABIs of latchkey's contracts, in the order their custom errors are looked up (an
+/// error two contracts share is named after the first), from the artifacts the crate embeds.
+static CONTRACT_ABIS: LazyLock<Vec<(&'static str, JsonAbi)>> = LazyLock::new(|| {
+    #[derive(serde::Deserialize)]
+    struct Artifact {
+        abi: JsonAbi,
+    }
+    [
+        (
+            "SessionKeyAccount",
+            include_str!("../../contracts/artifacts/SessionKeyAccount.json"),
+        ),
+        (
+            "GameItems",
+            include_str!("../../contracts/artifacts/GameItems.json"),
+        ),
+        (
+            "SessionKeyAccountFactory",
+            include_str!("../../contracts/artifacts/SessionKeyAccountFactory.json"),
+        ),
+        (
+            "EntryPoint",
+            include_str!("../../contracts/artifacts/EntryPoint.json"),
+        ),
+    ]
+    .into_iter()
+    // The artifacts are the crate's own, checked by tests; one that did not parse would
+    // only leave its errors undecoded.
+    .filter_map(|(contract, artifact)| {
+        serde_json::from_str::<Artifact>(artifact)
+            .ok()
+            .map(|artifact| (contract, artifact.abi))
     })
+    .collect()
+});
+
+/// A custom error of one of latchkey's contracts, found by its selector in their ABIs and
+/// decoded by its declared parameters, each shown by its name.
+fn custom(selector: [u8; 4], data: &[u8]) -> Option<RevertReason> {
+    CONTRACT_ABIS.iter().find_map(|(contract, abi)| {
+        let error = abi
+            .errors()
+            .find(|error| error.selector().as_slice() == selector)?;
+        let values = error.abi_decode_input(&data[4..]).ok()?;
+        let args = error
+            .inputs
+            .iter()
+            .zip(&values)
+            .map(|(param, value)| format!("{}: {}", param.name, show(value)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(RevertReason::Custom {
+            contract,
+            name: error.name.clone(),
+            args,
+        })
+    })
+}
+
+/// A decoded argument as a person reads it: numbers in decimal, addresses and bytes in
+/// `0x` hex, strings quoted.
+fn show(value: &DynSolValue) -> String {
+    let list = |values: &[DynSolValue]| values.iter().map(show).collect::<Vec<_>>().join(", ");
+    match value {
+        DynSolValue::Bool(flag) => flag.to_string(),
+        DynSolValue::Int(number, _) => number.to_string(),
+        DynSolValue::Uint(number, _) => number.to_string(),
+        DynSolValue::FixedBytes(word, size) => hex::encode_prefixed(&word[..*size]),
+        DynSolValue::Address(address) => hex::encode_prefixed(address),
+        DynSolValue::Function(function) => hex::encode_prefixed(function),
+        DynSolValue::Bytes(bytes) => hex::encode_prefixed(bytes),
+        DynSolValue::String(text) => format!("{text:?}"),
+        DynSolValue::Array(values) | DynSolValue::FixedArray(values) => {
+            format!("[{}]", list(values))
+        }
+        DynSolValue::Tuple(values) => format!("({})", list(values)),
+        DynSolValue::CustomStruct { tuple, .. } => format!("({})", list(tuple)),
+    }
 }
 
 /// What a Solidity panic code means.
@@ -612,6 +670,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::chain::contracts::{GameItems, SessionKeyAccountFactory};
 
     const GAME: Address = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
     const MINT: FixedBytes<4> = fixed_bytes!("156e29f6");
