@@ -42,8 +42,10 @@ use tracing::{info, warn};
 use self::relayer::Relayer;
 use crate::{
     app::{App, RelayProgress, now_ms},
-    chain::ChainError,
-    chain::client::{inclusion_time, wall_clock_secs},
+    chain::{
+        ChainError,
+        client::{inclusion_time, wall_clock_secs},
+    },
     intent::{Intent, IntentEvent, IntentKind, IntentStatus, InvalidIntentTransition},
     session::{InvalidSessionTransition, Session, SessionEvent, SessionId, SessionStatus},
     store::{RecordId, StoreError},

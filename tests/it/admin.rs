@@ -2,8 +2,6 @@
 //! against a live daemon: `status`, `relayer list|fund|pause|resume`, with their `--json`
 //! parsed; the pause holding across a restart; and the admin token's guard.
 
-use std::time::Duration;
-
 use alloy::{
     primitives::{U256, utils::parse_ether},
     providers::{Provider, ext::AnvilApi},
@@ -156,7 +154,7 @@ async fn operators_read_the_status_pause_and_resume_relaying_and_fund_relayers()
     assert_eq!(paused["paused"], true);
     assert_eq!(paused["pause_reason"], "topping up the relayers");
     let held = daemon.create_mint(&chain, &session, 3).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.relay_passes().await;
     assert_eq!(stored_status(&daemon, &held.name), IntentStatus::Queued);
     let status = json(&daemon, &["status"], &[]).await;
     assert_eq!(status["relay"]["paused"], true);
@@ -170,7 +168,7 @@ async fn operators_read_the_status_pause_and_resume_relaying_and_fund_relayers()
     let api_key = daemon.api_key.clone();
     daemon.stop().await;
     let mut daemon = TestDaemon::start_on(&chain, data_dir, &api_key).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.relay_passes().await;
     assert_eq!(stored_status(&daemon, &held.name), IntentStatus::Queued);
     let status = json(&daemon, &["status"], &[]).await;
     assert_eq!(

@@ -209,6 +209,41 @@ impl TestDaemon {
         Clients::new(self.channel.clone(), credential)
     }
 
+    /// Waits until the relay has completed two passes that began after this call: whatever
+    /// was in the store when it was called has been looked at by a whole pass. An absence
+    /// ("nothing was sent") is checked after this, not after a sleep that hopes.
+    pub async fn relay_passes(&self) {
+        let mut admin = admin_client(
+            self.admin_addr
+                .expect("test daemons serve the admin service"),
+        )
+        .await;
+        let last_pass = |status: proto::DaemonStatus| {
+            status
+                .relay
+                .and_then(|relay| relay.last_pass_at)
+                .map(|at| (at.seconds, at.nanos))
+        };
+        let mut seen = Vec::new();
+        for _ in 0..300 {
+            let status = admin
+                .get_status(proto::GetStatusRequest {})
+                .await
+                .expect("status")
+                .into_inner();
+            let pass = last_pass(status);
+            if seen.last() != Some(&pass) {
+                seen.push(pass);
+            }
+            // The first value seen may be a pass already under way when this was called.
+            if seen.len() >= 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the relay made no two passes within 15 s");
+    }
+
     /// Takes the temporary directory that holds the store, so it outlives this daemon.
     pub fn keep_dir(&mut self) -> Option<tempfile::TempDir> {
         self._dir.take()

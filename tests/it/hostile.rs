@@ -12,12 +12,15 @@ use alloy::{
     primitives::{B256, U256},
     signers::local::PrivateKeySigner,
 };
-use latchkey::api::{ERROR_DOMAIN, code_name};
 use latchkey::{
-    api::proto::{
-        self, admin_service_client::AdminServiceClient, policy_rule::Rule,
-        policy_service_client::PolicyServiceClient, session_service_client::SessionServiceClient,
-        transaction_intent_service_client::TransactionIntentServiceClient,
+    api::{
+        ERROR_DOMAIN, code_name,
+        proto::{
+            self, admin_service_client::AdminServiceClient, policy_rule::Rule,
+            policy_service_client::PolicyServiceClient,
+            session_service_client::SessionServiceClient,
+            transaction_intent_service_client::TransactionIntentServiceClient,
+        },
     },
     chain::user_operation::sign_user_op_hash,
 };
