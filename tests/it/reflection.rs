@@ -9,56 +9,33 @@ use tonic_reflection::pb::{v1, v1alpha};
 
 use crate::{daemon::TestDaemon, harness::TestChain};
 
-/// The services reflection v1 lists at `channel`.
-async fn listed_v1(channel: Channel) -> BTreeSet<String> {
-    use v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection v1")
-        .into_inner();
-    let answer = answers.message().await.expect("an answer").expect("one");
-    match answer.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list
-            .service
-            .into_iter()
-            .map(|service| service.name)
-            .collect(),
-        other => panic!("not a list: {other:?}"),
-    }
-}
-
-/// The services reflection v1alpha lists at `channel`.
-async fn listed_v1alpha(channel: Channel) -> BTreeSet<String> {
-    use v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection v1alpha")
-        .into_inner();
-    let answer = answers.message().await.expect("an answer").expect("one");
-    match answer.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list
-            .service
-            .into_iter()
-            .map(|service| service.name)
-            .collect(),
-        other => panic!("not a list: {other:?}"),
-    }
+/// The services reflection lists at a channel, through the generated client of one
+/// version (`v1` or `v1alpha`): the two differ only in their types.
+macro_rules! listed {
+    ($version:ident, $channel:expr) => {{
+        use $version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect(concat!("reflection ", stringify!($version)))
+            .into_inner();
+        let answer = answers.message().await.expect("an answer").expect("one");
+        match answer.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => list
+                .service
+                .into_iter()
+                .map(|service| service.name)
+                .collect::<BTreeSet<String>>(),
+            other => panic!("not a list: {other:?}"),
+        }
+    }};
 }
 
 fn names(services: &[&str]) -> BTreeSet<String> {
@@ -100,8 +77,8 @@ async fn each_port_lists_exactly_what_it_serves_in_both_reflection_versions() {
     .await
     .expect("connect to the admin port");
 
-    assert_eq!(listed_v1(daemon.channel.clone()).await, application);
-    assert_eq!(listed_v1alpha(daemon.channel.clone()).await, application);
-    assert_eq!(listed_v1(admin_channel.clone()).await, admin);
-    assert_eq!(listed_v1alpha(admin_channel).await, admin);
+    assert_eq!(listed!(v1, daemon.channel.clone()), application);
+    assert_eq!(listed!(v1alpha, daemon.channel.clone()), application);
+    assert_eq!(listed!(v1, admin_channel.clone()), admin);
+    assert_eq!(listed!(v1alpha, admin_channel), admin);
 }
