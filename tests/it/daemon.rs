@@ -279,13 +279,24 @@ impl Clients {
         owner: &PrivateKeySigner,
         call_limit: u32,
     ) -> proto::Session {
+        let request = mint_session_request(chain, owner.address(), call_limit).await;
+        self.activate(chain, owner, request).await
+    }
+
+    /// Creates the session `request` asks for, funds its account (without a paymaster the
+    /// account pays for its own operations), has `owner` sign, and waits for ACTIVE.
+    pub async fn activate(
+        &mut self,
+        chain: &TestChain,
+        owner: &PrivateKeySigner,
+        request: proto::CreateSessionRequest,
+    ) -> proto::Session {
         let session = self
             .sessions
-            .create_session(mint_session_request(chain, owner.address(), call_limit).await)
+            .create_session(request)
             .await
             .expect("create session")
             .into_inner();
-        // Without a paymaster the account pays for its own operations.
         chain.fund(account_address(&session.account)).await;
         self.sign_and_activate(owner, session).await
     }
@@ -375,15 +386,9 @@ impl Clients {
         let mut request = mint_session_request(chain, owner.address(), call_limit).await;
         request.custody = proto::KeyCustody::External as i32;
         request.key_address = key.to_string();
-        let session = self
-            .sessions
-            .create_session(request)
-            .await
-            .expect("create")
-            .into_inner();
+        let session = self.activate(chain, owner, request).await;
         assert_eq!(session.key_address, key.to_string());
-        chain.fund(account_address(&session.account)).await;
-        self.sign_and_activate(owner, session).await
+        session
     }
 
     /// Polls a session until it reaches `status` (or fails the test after 30 s).

@@ -50,18 +50,9 @@ async fn paying_session(
             function: "0x00000000".into(),
             selector: String::new(),
         }));
-    let session = api
-        .sessions
-        .create_session(request)
-        .await
-        .expect("create session")
-        .into_inner();
+    // Funded for its own gas; the transfers themselves are a few wei.
+    let session = api.activate(chain, &owner, request).await;
     let account = account_address(&session.account);
-    let session = {
-        // Enough for its own gas; the transfers themselves are a few wei.
-        chain.fund(account).await;
-        api.sign_and_activate(&owner, session).await
-    };
     chain
         .relayer
         .anvil_set_balance(account, U256::from(10u64.pow(15)))

@@ -37,14 +37,7 @@ async fn session_in(
     let mut request = mint_session_request(chain, owner.address(), 10).await;
     request.valid_after = i64::try_from(valid_after).expect("fits");
     request.valid_until = i64::try_from(valid_until).expect("fits");
-    let session = api
-        .sessions
-        .create_session(request)
-        .await
-        .expect("create session")
-        .into_inner();
-    chain.fund(account_address(&session.account)).await;
-    api.sign_and_activate(&owner, session).await
+    api.activate(chain, &owner, request).await
 }
 
 /// Sleeps until the wall clock has passed `unix_secs`.
