@@ -58,24 +58,19 @@ impl From<AuthError> for Status {
     fn from(error: AuthError) -> Self {
         let message = error.to_string();
         match error {
-            AuthError::Missing => refusal(
-                Code::Unauthenticated,
-                message,
-                "CREDENTIALS_MISSING",
-                [("field", "authorization".into())],
-            ),
-            AuthError::Malformed(_) => refusal(
-                Code::Unauthenticated,
-                message,
-                "CREDENTIALS_MALFORMED",
-                [("field", "authorization".into())],
-            ),
-            AuthError::UnknownKey => refusal(
-                Code::Unauthenticated,
-                message,
-                "CREDENTIALS_INVALID",
-                [("field", "authorization".into())],
-            ),
+            AuthError::Missing | AuthError::Malformed(_) | AuthError::UnknownKey => {
+                let reason = match error {
+                    AuthError::Missing => "CREDENTIALS_MISSING",
+                    AuthError::Malformed(_) => "CREDENTIALS_MALFORMED",
+                    _ => "CREDENTIALS_INVALID",
+                };
+                refusal(
+                    Code::Unauthenticated,
+                    message,
+                    reason,
+                    [("field", "authorization".into())],
+                )
+            }
             AuthError::Revoked(id) => refusal(
                 Code::Unauthenticated,
                 message,
