@@ -142,14 +142,23 @@ impl TlsConfig {
 pub struct ApiConfig {
     /// Largest request message, in bytes; a larger one is refused before it is decoded.
     pub max_request_bytes: usize,
-    /// Most `WatchTransactionIntent` streams open at once, over both services; one more is
-    /// refused with RESOURCE_EXHAUSTED.
+    /// Most `WatchTransactionIntent` streams open at once on the application API, over
+    /// every tenant; one more is refused with RESOURCE_EXHAUSTED.
     pub max_watch_streams: usize,
+    /// Most of those one tenant may hold, so one tenant cannot take them all.
+    pub max_watch_streams_per_tenant: usize,
+    /// Most watch streams open at once on the admin service, a pool of its own.
+    pub max_admin_watch_streams: usize,
     /// Requests per second one API key (or the admin token) may make, sustained; more get
     /// RESOURCE_EXHAUSTED.
     pub rate_limit_per_second: u32,
     /// Requests one key may make at once after a quiet spell.
     pub rate_limit_burst: u32,
+    /// Failed authentications per second one peer address may make, sustained; past it,
+    /// its calls are refused with RESOURCE_EXHAUSTED before their credential is looked at.
+    pub auth_failures_per_second: u32,
+    /// Failed authentications one peer address may make at once.
+    pub auth_failure_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -157,8 +166,12 @@ impl Default for ApiConfig {
         Self {
             max_request_bytes: 1024 * 1024,
             max_watch_streams: 1024,
+            max_watch_streams_per_tenant: 256,
+            max_admin_watch_streams: 64,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            auth_failures_per_second: 1,
+            auth_failure_burst: 30,
         }
     }
 }
@@ -677,23 +690,34 @@ impl Config {
                 "must be between 4096 (4 KiB) and 67108864 (64 MiB)",
             ));
         }
-        if !(1..=1_000_000).contains(&self.api.max_watch_streams) {
-            return Err(invalid(
-                "api.max_watch_streams",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.api.rate_limit_per_second) {
-            return Err(invalid(
+        let counts = [
+            ("api.max_watch_streams", self.api.max_watch_streams),
+            (
+                "api.max_watch_streams_per_tenant",
+                self.api.max_watch_streams_per_tenant,
+            ),
+            (
+                "api.max_admin_watch_streams",
+                self.api.max_admin_watch_streams,
+            ),
+            (
                 "api.rate_limit_per_second",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.api.rate_limit_burst) {
-            return Err(invalid(
-                "api.rate_limit_burst",
-                "must be between 1 and 1000000",
-            ));
+                self.api.rate_limit_per_second as usize,
+            ),
+            ("api.rate_limit_burst", self.api.rate_limit_burst as usize),
+            (
+                "api.auth_failures_per_second",
+                self.api.auth_failures_per_second as usize,
+            ),
+            (
+                "api.auth_failure_burst",
+                self.api.auth_failure_burst as usize,
+            ),
+        ];
+        for (field, value) in counts {
+            if !(1..=1_000_000).contains(&value) {
+                return Err(invalid(field, "must be between 1 and 1000000"));
+            }
         }
         self.tls.identity()?;
         if self.keys.master_key.is_some() || self.keys.master_key_file.is_some() {

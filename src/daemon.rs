@@ -23,7 +23,7 @@ use crate::{
     api::{
         FILE_DESCRIPTOR_SET,
         admin::Admin,
-        counted::CountedLayer,
+        edge::EdgeLayer,
         proto::{
             account_service_server::AccountServiceServer, admin_service_server::AdminServiceServer,
             policy_service_server::PolicyServiceServer,
@@ -31,9 +31,10 @@ use crate::{
             transaction_intent_service_server::TransactionIntentServiceServer,
         },
         services::{Accounts, Intents, Policies, Sessions},
+        watch::{WatchLimits, WatchSlots, Watches},
     },
     app::{App, AppConfig, Sponsor},
-    auth::{Gate, RateLimit},
+    auth::{Gate, RateLimit, Surface},
     chain::{ChainError, client::ChainClient, deploy::Deployment},
     config::{Config, ConfigError, TlsIdentity},
     relay::{HEALTH_SERVICE, Relay, RelayConfig, RelayHealth},
@@ -160,6 +161,8 @@ pub struct Daemon {
     tls: Option<TlsIdentity>,
     /// Largest request message any service decodes.
     max_request_bytes: usize,
+    /// How many watch streams each server holds open.
+    watch_limits: WatchLimits,
     app: App,
     relay: Relay,
 }
@@ -189,12 +192,15 @@ impl Daemon {
                 signature_timeout: config.signature_timeout(),
                 sponsor,
                 master_key,
-                max_watch_streams: config.api.max_watch_streams,
                 gate: Arc::new(Gate::new(
                     config.admin.token.as_deref(),
                     RateLimit {
                         per_second: config.api.rate_limit_per_second,
                         burst: config.api.rate_limit_burst,
+                    },
+                    RateLimit {
+                        per_second: config.api.auth_failures_per_second,
+                        burst: config.api.auth_failure_burst,
                     },
                 )),
             },
@@ -257,6 +263,11 @@ impl Daemon {
             admin,
             tls,
             max_request_bytes: config.api.max_request_bytes,
+            watch_limits: WatchLimits {
+                total: config.api.max_watch_streams,
+                per_tenant: config.api.max_watch_streams_per_tenant,
+                admin: config.api.max_admin_watch_streams,
+            },
             app,
             relay,
         })
@@ -305,6 +316,10 @@ impl Daemon {
             .set_serving::<PolicyServiceServer<Policies>>()
             .await;
         let (reflection, reflection_v1alpha) = reflection_services(&APPLICATION_SERVICES)?;
+        let watches = Watches {
+            slots: WatchSlots::new(self.watch_limits),
+            shutdown: shutdown.clone(),
+        };
 
         if let Some(listener) = self.metrics_listener {
             let app = self.app.clone();
@@ -344,7 +359,7 @@ impl Daemon {
                 let service = AdminServiceServer::new(Admin::new(
                     self.app.clone(),
                     self.relay.addresses(),
-                    shutdown.clone(),
+                    watches.clone(),
                 ))
                 .max_decoding_message_size(self.max_request_bytes);
                 let stop = shutdown.clone().cancelled_owned();
@@ -353,7 +368,7 @@ impl Daemon {
                 info!(target: "daemon", addr = ?admin_addr, tls = self.tls.is_some(), "serving the admin service");
                 Some(tokio::spawn(
                     server_builder(self.tls.as_ref())?
-                        .layer(CountedLayer::new(self.app.clone()))
+                        .layer(EdgeLayer::new(self.app.clone(), Surface::Admin))
                         .add_service(reflection)
                         .add_service(reflection_v1alpha)
                         .add_service(service)
@@ -408,7 +423,7 @@ impl Daemon {
 
         info!(target: "daemon", %addr, tls = self.tls.is_some(), "serving gRPC");
         let served = server_builder(self.tls.as_ref())?
-            .layer(CountedLayer::new(self.app.clone()))
+            .layer(EdgeLayer::new(self.app.clone(), Surface::Api))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -421,8 +436,11 @@ impl Daemon {
                     .max_decoding_message_size(self.max_request_bytes),
             )
             .add_service(
-                TransactionIntentServiceServer::new(Intents(self.app.clone(), shutdown.clone()))
-                    .max_decoding_message_size(self.max_request_bytes),
+                TransactionIntentServiceServer::new(Intents {
+                    app: self.app.clone(),
+                    watches,
+                })
+                .max_decoding_message_size(self.max_request_bytes),
             )
             .add_service(
                 PolicyServiceServer::new(Policies(self.app.clone()))
@@ -497,16 +515,37 @@ fn reflection_services(
     ))
 }
 
-/// A gRPC server builder, presenting `tls` when given.
+/// Most streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`):
+/// a client needing more opens another connection, and one connection cannot pin the
+/// daemon's tasks.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Largest header block a request may send, in bytes (`SETTINGS_MAX_HEADER_LIST_SIZE`): an
+/// API key and a few metadata entries fit many times over.
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+/// How often an idle connection is pinged, and how long its answer may take before the
+/// connection is closed: a peer that went away without closing frees its connection (and
+/// its watch streams' slots) within their sum.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// See [`KEEPALIVE_INTERVAL`].
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A gRPC server builder with the HTTP/2 limits above, presenting `tls` when given.
 fn server_builder(tls: Option<&TlsIdentity>) -> Result<Server, DaemonError> {
+    let builder = Server::builder()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     let Some(tls) = tls else {
-        return Ok(Server::builder());
+        return Ok(builder);
     };
     // alloy's dependencies enable rustls's second crypto backend too, so rustls cannot pick
     // one by itself: name ring. A provider installed already (by an embedding caller, or
     // the other server) is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Server::builder()
+    builder
         .tls_config(
             ServerTlsConfig::new()
                 .identity(Identity::from_pem(&tls.cert_pem, tls.key_pem.as_slice())),

@@ -3,41 +3,33 @@
 //! application services, so both read and validate alike; it sees every tenant.
 
 use alloy::primitives::Address;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::{
     convert,
+    edge::admitted,
     proto::{self, admin_service_server::AdminService},
-    services::{
-        IntentStream, get_intent, get_session, list_intents, list_sessions, observed,
-        revoke_session, watch_intent,
-    },
+    services::{get_intent, get_session, list_intents, list_sessions, revoke_session},
+    watch::{IntentStream, Watches, watch_intent},
 };
-use crate::{
-    app::App,
-    auth::{Scope, Surface},
-};
-
-/// The admin service's surface: ADMIN keys, or the admin token.
-const ADMIN: Surface = Surface::Admin;
+use crate::app::App;
 
 /// Serves `AdminService` for the daemon's `relayers`.
 #[derive(Clone)]
 pub struct Admin {
     app: App,
     relayers: Vec<Address>,
-    shutdown: CancellationToken,
+    watches: Watches,
 }
 
 impl Admin {
-    /// The service over `app`, whose relay sends from `relayers`. Watch streams end when
-    /// `shutdown` is cancelled.
-    pub fn new(app: App, relayers: Vec<Address>, shutdown: CancellationToken) -> Self {
+    /// The service over `app`, whose relay sends from `relayers`, with its watch streams'
+    /// slots and shutdown.
+    pub fn new(app: App, relayers: Vec<Address>, watches: Watches) -> Self {
         Self {
             app,
             relayers,
-            shutdown,
+            watches,
         }
     }
 }
@@ -48,160 +40,93 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::CreateApiKeyRequest>,
     ) -> Result<Response<proto::CreateApiKeyResponse>, Status> {
-        let method = "AdminService/CreateApiKey";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |_, request| async move {
-                let tenant = convert::tenant("tenant", &request.tenant)?;
-                let scopes = convert::api_key_scopes("scopes", &request.scopes)?;
-                let issued = self
-                    .app
-                    .create_api_key(tenant, scopes, request.display_name)
-                    .await?;
-                Ok(Response::new(proto::CreateApiKeyResponse {
-                    api_key: Some(convert::api_key_message(&issued.key)),
-                    secret: issued.token.as_str().to_owned(),
-                }))
-            },
-        )
-        .await
+        let (_, request) = admitted(request)?;
+        let tenant = convert::tenant("tenant", &request.tenant)?;
+        let scopes = convert::api_key_scopes("scopes", &request.scopes)?;
+        let issued = self
+            .app
+            .create_api_key(tenant, scopes, request.display_name)
+            .await?;
+        Ok(Response::new(proto::CreateApiKeyResponse {
+            api_key: Some(convert::api_key_message(&issued.key)),
+            secret: issued.token.as_str().to_owned(),
+        }))
     }
 
     async fn list_api_keys(
         &self,
         request: Request<proto::ListApiKeysRequest>,
     ) -> Result<Response<proto::ListApiKeysResponse>, Status> {
-        let method = "AdminService/ListApiKeys";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |_, request| async move {
-                let tenant = match request.tenant.as_str() {
-                    "" => None,
-                    text => Some(convert::tenant("tenant", text)?),
-                };
-                let keys = self.app.api_keys(tenant.as_ref())?;
-                Ok(Response::new(proto::ListApiKeysResponse {
-                    api_keys: keys.iter().map(convert::api_key_message).collect(),
-                }))
-            },
-        )
-        .await
+        let (_, request) = admitted(request)?;
+        let tenant = match request.tenant.as_str() {
+            "" => None,
+            text => Some(convert::tenant("tenant", text)?),
+        };
+        let keys = self.app.api_keys(tenant.as_ref())?;
+        Ok(Response::new(proto::ListApiKeysResponse {
+            api_keys: keys.iter().map(convert::api_key_message).collect(),
+        }))
     }
 
     async fn revoke_api_key(
         &self,
         request: Request<proto::RevokeApiKeyRequest>,
     ) -> Result<Response<proto::ApiKey>, Status> {
-        let method = "AdminService/RevokeApiKey";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |_, request| async move {
-                let id = convert::api_key_name("name", &request.name)?;
-                let key = self.app.revoke_api_key(&id).await?;
-                Ok(Response::new(convert::api_key_message(&key)))
-            },
-        )
-        .await
+        let (_, request) = admitted(request)?;
+        let id = convert::api_key_name("name", &request.name)?;
+        let key = self.app.revoke_api_key(&id).await?;
+        Ok(Response::new(convert::api_key_message(&key)))
     }
 
     async fn get_status(
         &self,
         request: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::DaemonStatus>, Status> {
-        let method = "AdminService/GetStatus";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |_, _| async move {
-                let view = self.app.status(&self.relayers).await?;
-                Ok(Response::new(convert::status_message(&view)))
-            },
-        )
-        .await
+        admitted(request)?;
+        let view = self.app.status(&self.relayers).await?;
+        Ok(Response::new(convert::status_message(&view)))
     }
 
     async fn get_session(
         &self,
         request: Request<proto::GetSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let method = "AdminService/GetSession";
-        observed(&self.app, ADMIN, method, Scope::Admin, request, |view, request| async move {
-            get_session(&self.app, &view, request).map(Response::new)
-        })
-        .await
+        let (view, request) = admitted(request)?;
+        get_session(&self.app, &view, request).map(Response::new)
     }
 
     async fn list_sessions(
         &self,
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
-        let method = "AdminService/ListSessions";
-        observed(&self.app, ADMIN, method, Scope::Admin, request, |view, request| async move {
-            list_sessions(&self.app, &view, request).map(Response::new)
-        })
-        .await
+        let (view, request) = admitted(request)?;
+        list_sessions(&self.app, &view, request).map(Response::new)
     }
 
     async fn revoke_session(
         &self,
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let method = "AdminService/RevokeSession";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |view, request| async move {
-                revoke_session(&self.app, &view, request)
-                    .await
-                    .map(Response::new)
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        revoke_session(&self.app, &view, request)
+            .await
+            .map(Response::new)
     }
 
     async fn get_transaction_intent(
         &self,
         request: Request<proto::GetTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
-        let method = "AdminService/GetTransactionIntent";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |view, request| async move { get_intent(&self.app, &view, request).map(Response::new) },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        get_intent(&self.app, &view, request).map(Response::new)
     }
 
     async fn list_transaction_intents(
         &self,
         request: Request<proto::ListTransactionIntentsRequest>,
     ) -> Result<Response<proto::ListTransactionIntentsResponse>, Status> {
-        let method = "AdminService/ListTransactionIntents";
-        observed(&self.app, ADMIN, method, Scope::Admin, request, |view, request| async move {
-            list_intents(&self.app, &view, request).map(Response::new)
-        })
-        .await
+        let (view, request) = admitted(request)?;
+        list_intents(&self.app, &view, request).map(Response::new)
     }
 
     type WatchTransactionIntentStream = IntentStream;
@@ -210,61 +135,31 @@ impl AdminService for Admin {
         &self,
         request: Request<proto::WatchTransactionIntentRequest>,
     ) -> Result<Response<Self::WatchTransactionIntentStream>, Status> {
-        let method = "AdminService/WatchTransactionIntent";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |view, request| async move {
-                watch_intent(&self.app, &view, &self.shutdown, request).map(Response::new)
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        watch_intent(&self.app, &view, &self.watches, request).map(Response::new)
     }
 
     async fn pause_relay(
         &self,
         request: Request<proto::PauseRelayRequest>,
     ) -> Result<Response<proto::RelayState>, Status> {
-        let method = "AdminService/PauseRelay";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |_, request| async move {
-                let pause = self.app.pause_relay(request.reason).await?;
-                Ok(Response::new(convert::relay_state_message(
-                    Some(&pause),
-                    self.app.relay_progress(),
-                )))
-            },
-        )
-        .await
+        let (_, request) = admitted(request)?;
+        let pause = self.app.pause_relay(request.reason).await?;
+        Ok(Response::new(convert::relay_state_message(
+            Some(&pause),
+            self.app.relay_progress(),
+        )))
     }
 
     async fn resume_relay(
         &self,
         request: Request<proto::ResumeRelayRequest>,
     ) -> Result<Response<proto::RelayState>, Status> {
-        let method = "AdminService/ResumeRelay";
-        observed(
-            &self.app,
-            ADMIN,
-            method,
-            Scope::Admin,
-            request,
-            |_, _| async move {
-                self.app.resume_relay().await?;
-                Ok(Response::new(convert::relay_state_message(
-                    None,
-                    self.app.relay_progress(),
-                )))
-            },
-        )
-        .await
+        admitted(request)?;
+        self.app.resume_relay().await?;
+        Ok(Response::new(convert::relay_state_message(
+            None,
+            self.app.relay_progress(),
+        )))
     }
 }

@@ -89,6 +89,24 @@ impl From<AuthError> for Status {
                     details.set_retry_info(Some(retry_after.max(Duration::from_millis(1))));
                 },
             ),
+            AuthError::TooManyFailures { retry_after, .. } => refusal_with(
+                Code::ResourceExhausted,
+                message,
+                "AUTHENTICATION_FAILURES_LIMITED",
+                [
+                    ("limit", "api.auth_failures_per_second".into()),
+                    ("retry_after_ms", retry_after.as_millis().max(1).to_string()),
+                ],
+                |details| {
+                    details.set_retry_info(Some(retry_after.max(Duration::from_millis(1))));
+                },
+            ),
+            AuthError::ScopeMissing { method, scope, .. } => refusal(
+                Code::PermissionDenied,
+                message,
+                "SCOPE_MISSING",
+                [("method", method.to_owned()), ("scope", scope.to_string())],
+            ),
             AuthError::Store(detail) => {
                 error!(target: "api", error = %detail, "reading an API key failed");
                 unavailable(
@@ -152,6 +170,7 @@ impl From<AppError> for Status {
                     },
                 )
             }
+            AppError::ShuttingDown => refusal(Code::Unavailable, error.to_string(), reason, []),
             AppError::Chain(detail) => {
                 error!(target: "api", error = %detail, "chain request failed");
                 unavailable(

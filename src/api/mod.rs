@@ -1,14 +1,18 @@
 //! The gRPC API: code generated from `proto/latchkey/v1` (with a codec that refuses
-//! malformed messages as bad input), the proto <-> domain conversions, the one error ->
-//! status mapping with machine-readable details, the service handlers, and the operator's
+//! malformed messages as bad input), the table of methods with their server and scope, the
+//! edge layer that admits, counts and audits every call before its message is read, the
+//! proto <-> domain conversions, the one error -> status mapping with machine-readable
+//! details, the service handlers, the watch streams and their slots, and the operator's
 //! admin service.
 
 pub mod admin;
 pub mod codec;
 pub mod convert;
-pub mod counted;
+pub mod edge;
 mod error;
+pub mod methods;
 pub mod services;
+pub mod watch;
 
 pub use self::error::ERROR_DOMAIN;
 

@@ -1,26 +1,23 @@
-//! The gRPC services: thin handlers that convert the request, call the application, and
-//! convert the answer.
+//! The application API's services: each handler converts the request, calls the use case
+//! and converts the answer. The edge ([`super::edge`]) has admitted the caller before the
+//! handler runs; every error becomes a status through the one mapping in `api::error`.
 
-use std::{future::Future, pin::Pin, time::Instant};
-
-use futures::Stream;
-use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status};
-use tracing::{info, warn};
+use tonic::{Request, Response, Status};
 
 use super::{
-    code_name, convert,
+    convert,
+    edge::{admitted, own_tenant},
     proto::{
         self, account_service_server::AccountService, policy_service_server::PolicyService,
         session_service_server::SessionService,
         transaction_intent_service_server::TransactionIntentService,
     },
+    watch::{IntentStream, Watches, watch_intent},
 };
 use crate::{
     app::{App, AppError, NewSession},
-    auth::{AuthError, Caller, Scope, Surface, TenantId, Visibility},
+    auth::Visibility,
+    session::KeyCustody,
     store::{IntentFilter, PageRequest, SessionFilter},
 };
 
@@ -36,10 +33,14 @@ pub struct Sessions(pub App);
 #[derive(Clone)]
 pub struct Policies(pub App);
 
-/// Serves `TransactionIntentService`. Watch streams end when `shutdown` is cancelled, so
-/// they never hold the server's graceful shutdown open.
+/// Serves `TransactionIntentService`.
 #[derive(Clone)]
-pub struct Intents(pub App, pub CancellationToken);
+pub struct Intents {
+    /// The application.
+    pub app: App,
+    /// The watch streams' slots and shutdown.
+    pub watches: Watches,
+}
 
 #[tonic::async_trait]
 impl AccountService for Accounts {
@@ -47,47 +48,27 @@ impl AccountService for Accounts {
         &self,
         request: Request<proto::ComputeAccountAddressRequest>,
     ) -> Result<Response<proto::ComputeAccountAddressResponse>, Status> {
-        let method = "AccountService/ComputeAccountAddress";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |_, request| async move {
-                let owner = convert::owner("owner", &request.owner)?;
-                let salt = convert::uint256("salt", &request.salt)?;
-                let address = self.0.account_address(owner, salt).await?;
-                Ok(Response::new(proto::ComputeAccountAddressResponse {
-                    address: address.to_string(),
-                    account: format!("accounts/{address}"),
-                }))
-            },
-        )
-        .await
+        let (_, request) = admitted(request)?;
+        let owner = convert::owner("owner", &request.owner)?;
+        let salt = convert::uint256("salt", &request.salt)?;
+        let address = self.0.account_address(owner, salt).await?;
+        Ok(Response::new(proto::ComputeAccountAddressResponse {
+            address: address.to_string(),
+            account: format!("accounts/{address}"),
+        }))
     }
 
     async fn get_account(
         &self,
         request: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        let method = "AccountService/GetAccount";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |view, request| async move {
-                let address = convert::account_name("name", &request.name)?;
-                let account = self.0.account(address, &view).await?;
-                Ok(Response::new(convert::account_message(
-                    &account,
-                    self.0.chain().chain_id(),
-                )))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let address = convert::account_name("name", &request.name)?;
+        let account = self.0.account(address, &view).await?;
+        Ok(Response::new(convert::account_message(
+            &account,
+            self.0.chain().chain_id(),
+        )))
     }
 }
 
@@ -97,235 +78,74 @@ impl SessionService for Sessions {
         &self,
         request: Request<proto::CreateSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let method = "SessionService/CreateSession";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Write,
-            request,
-            |view, request| async move {
-                let custody = convert::custody("custody", request.custody)?;
-                let external_key = match (custody, request.key_address.as_str()) {
-                    (crate::session::KeyCustody::Held, "") => None,
-                    (crate::session::KeyCustody::Held, _) => {
-                        return Err(AppError::invalid(
-                            "key_address",
-                            "must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
-                        )
-                        .into());
-                    }
-                    (crate::session::KeyCustody::External, text) => {
-                        Some(convert::address("key_address", text)?)
-                    }
-                };
-                let new_session = NewSession {
-                    tenant: own_tenant(&view)?,
-                    owner: convert::owner("owner", &request.owner)?,
-                    salt: convert::uint256("salt", &request.salt)?,
-                    custody,
-                    external_key,
-                    valid_after: convert::unix_seconds("valid_after", request.valid_after)?,
-                    valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
-                    permissions: convert::permissions(request.permissions)?,
-                    policy: convert::optional_policy_name("policy", &request.policy)?,
-                };
-                let session = self.0.create_session(new_session).await?;
-                Ok(Response::new(convert::session_message(&session)))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let custody = convert::custody("custody", request.custody)?;
+        let external_key = match (custody, request.key_address.as_str()) {
+            (KeyCustody::Held, "") => None,
+            (KeyCustody::Held, _) => {
+                return Err(AppError::invalid(
+                    "key_address",
+                    "must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
+                )
+                .into());
+            }
+            (KeyCustody::External, text) => Some(convert::address("key_address", text)?),
+        };
+        let new_session = NewSession {
+            tenant: own_tenant(&view)?,
+            owner: convert::owner("owner", &request.owner)?,
+            salt: convert::uint256("salt", &request.salt)?,
+            custody,
+            external_key,
+            valid_after: convert::unix_seconds("valid_after", request.valid_after)?,
+            valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
+            permissions: convert::permissions(request.permissions)?,
+            policy: convert::optional_policy_name("policy", &request.policy)?,
+        };
+        let session = self.0.create_session(new_session).await?;
+        Ok(Response::new(convert::session_message(&session)))
     }
 
     async fn submit_session_signature(
         &self,
         request: Request<proto::SubmitSessionSignatureRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let method = "SessionService/SubmitSessionSignature";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Write,
-            request,
-            |view, request| async move {
-                let id = convert::session_name("name", &request.name)?;
-                let signature = convert::signature("signature", &request.signature)?;
-                let session = self
-                    .0
-                    .submit_session_signature(&id, &view, signature)
-                    .await?;
-                Ok(Response::new(convert::session_message(&session)))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let id = convert::session_name("name", &request.name)?;
+        let signature = convert::signature("signature", &request.signature)?;
+        let session = self
+            .0
+            .submit_session_signature(&id, &view, signature)
+            .await?;
+        Ok(Response::new(convert::session_message(&session)))
     }
 
     async fn get_session(
         &self,
         request: Request<proto::GetSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let method = "SessionService/GetSession";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |view, request| async move { get_session(&self.0, &view, request).map(Response::new) },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        get_session(&self.0, &view, request).map(Response::new)
     }
 
     async fn list_sessions(
         &self,
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
-        let method = "SessionService/ListSessions";
-        observed(&self.0, API, method, Scope::Read, request, |view, request| async move {
-            list_sessions(&self.0, &view, request).map(Response::new)
-        })
-        .await
+        let (view, request) = admitted(request)?;
+        list_sessions(&self.0, &view, request).map(Response::new)
     }
 
     async fn revoke_session(
         &self,
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let method = "SessionService/RevokeSession";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Write,
-            request,
-            |view, request| async move {
-                revoke_session(&self.0, &view, request)
-                    .await
-                    .map(Response::new)
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        revoke_session(&self.0, &view, request)
+            .await
+            .map(Response::new)
     }
 }
-
-/// The application API's surface: API keys only, each seeing its own tenant.
-const API: Surface = Surface::Api;
-
-/// Runs a handler for a caller the gate lets in with `scope`, counts the call in the
-/// metrics by method and status code, and writes every write or admin call (and every
-/// refused caller) to the audit log, by key id, never the key. The handler gets what the
-/// caller may see: its tenant on the application API, every tenant on the admin service.
-pub(super) async fn observed<R, T, F, Fut>(
-    app: &App,
-    surface: Surface,
-    method: &'static str,
-    scope: Scope,
-    request: Request<R>,
-    call: F,
-) -> Result<Response<T>, Status>
-where
-    F: FnOnce(Visibility, R) -> Fut,
-    Fut: Future<Output = Result<Response<T>, Status>>,
-{
-    let started = Instant::now();
-    if let Some(counted) = request.extensions().get::<super::counted::Counted>() {
-        counted.mark();
-    }
-    let result = match admit(app, surface, method, scope, &request) {
-        Ok((caller, visibility)) => {
-            let result = call(visibility, request.into_inner()).await;
-            if scope != Scope::Read {
-                let code = result.as_ref().err().map_or(Code::Ok, Status::code);
-                info!(
-                    target: "audit",
-                    api_key = %caller.key,
-                    tenant = caller.tenant.as_ref().map(tracing::field::display),
-                    method,
-                    code = code_name(code),
-                    "call"
-                );
-            }
-            result
-        }
-        Err(status) => Err(status),
-    };
-    let code = match &result {
-        Ok(_) => Code::Ok,
-        Err(status) => status.code(),
-    };
-    app.metrics().grpc_call(method, code, started.elapsed());
-    result
-}
-
-/// The caller of `request`, when its credential is good, its rate allows another call and
-/// its key has `scope`, with what it may see: its tenant on the application API, every
-/// tenant on the admin service.
-fn admit<R>(
-    app: &App,
-    surface: Surface,
-    method: &'static str,
-    scope: Scope,
-    request: &Request<R>,
-) -> Result<(Caller, Visibility), Status> {
-    let authorization = request
-        .metadata()
-        .get("authorization")
-        .map(|value| value.to_str())
-        .transpose()
-        .map_err(|_| AuthError::Malformed("not ASCII text"));
-    let caller = authorization
-        .and_then(|authorization| app.authenticate(authorization, surface))
-        .map_err(|error| {
-            let status = Status::from(error);
-            warn!(
-                target: "audit",
-                method,
-                code = code_name(status.code()),
-                reason = status.message(),
-                "call refused"
-            );
-            status
-        })?;
-    if !caller.scopes.contains(scope) {
-        let status = super::error::refusal(
-            Code::PermissionDenied,
-            format!(
-                "authorization: {method} needs the {scope} scope; API key {} has {}",
-                caller.key, caller.scopes
-            ),
-            "SCOPE_MISSING",
-            [("method", method.to_owned()), ("scope", scope.to_string())],
-        );
-        warn!(
-            target: "audit",
-            api_key = %caller.key,
-            method,
-            code = code_name(status.code()),
-            "call refused"
-        );
-        return Err(status);
-    }
-    let visibility = match (surface, &caller.tenant) {
-        (Surface::Api, Some(tenant)) => Visibility::Tenant(tenant.clone()),
-        (Surface::Admin, _) => Visibility::All,
-        // The gate lets only API keys, which all have a tenant, into the API.
-        (Surface::Api, None) => {
-            return Err(AppError::Internal("a caller without a tenant").into());
-        }
-    };
-    Ok((caller, visibility))
-}
-
-/// The tenant a new record belongs to: the caller's.
-fn own_tenant(view: &Visibility) -> Result<TenantId, Status> {
-    view.tenant()
-        .cloned()
-        .ok_or_else(|| AppError::Internal("a create without a tenant").into())
-}
-
-pub(super) type IntentStream =
-    Pin<Box<dyn Stream<Item = Result<proto::TransactionIntent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl TransactionIntentService for Intents {
@@ -333,82 +153,46 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::CreateTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
-        let method = "TransactionIntentService/CreateTransactionIntent";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Write,
-            request,
-            |view, request| async move {
-                let session = convert::session_name("session", &request.session)?;
-                let interactions = convert::interactions(&request.interactions)?;
-                let idempotency_key = convert::idempotency_key(&request.idempotency_key)?;
-                let policy = convert::optional_policy_name("policy", &request.policy)?;
-                let intent = self
-                    .0
-                    .create_intent(&session, &view, interactions, idempotency_key, policy)
-                    .await?;
-                Ok(Response::new(convert::intent_message(&intent)))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let session = convert::session_name("session", &request.session)?;
+        let interactions = convert::interactions(&request.interactions)?;
+        let idempotency_key = convert::idempotency_key(&request.idempotency_key)?;
+        let policy = convert::optional_policy_name("policy", &request.policy)?;
+        let intent = self
+            .app
+            .create_intent(&session, &view, interactions, idempotency_key, policy)
+            .await?;
+        Ok(Response::new(convert::intent_message(&intent)))
     }
 
     async fn submit_intent_signature(
         &self,
         request: Request<proto::SubmitIntentSignatureRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
-        let method = "TransactionIntentService/SubmitIntentSignature";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Write,
-            request,
-            |view, request| async move {
-                let id = convert::intent_name("name", &request.name)?;
-                let signature = convert::signature("signature", &request.signature)?;
-                let intent = self
-                    .0
-                    .submit_intent_signature(&id, &view, signature)
-                    .await?;
-                Ok(Response::new(convert::intent_message(&intent)))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let id = convert::intent_name("name", &request.name)?;
+        let signature = convert::signature("signature", &request.signature)?;
+        let intent = self
+            .app
+            .submit_intent_signature(&id, &view, signature)
+            .await?;
+        Ok(Response::new(convert::intent_message(&intent)))
     }
 
     async fn get_transaction_intent(
         &self,
         request: Request<proto::GetTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
-        let method = "TransactionIntentService/GetTransactionIntent";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |view, request| async move { get_intent(&self.0, &view, request).map(Response::new) },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        get_intent(&self.app, &view, request).map(Response::new)
     }
 
     async fn list_transaction_intents(
         &self,
         request: Request<proto::ListTransactionIntentsRequest>,
     ) -> Result<Response<proto::ListTransactionIntentsResponse>, Status> {
-        let method = "TransactionIntentService/ListTransactionIntents";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |view, request| async move { list_intents(&self.0, &view, request).map(Response::new) },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        list_intents(&self.app, &view, request).map(Response::new)
     }
 
     type WatchTransactionIntentStream = IntentStream;
@@ -417,18 +201,8 @@ impl TransactionIntentService for Intents {
         &self,
         request: Request<proto::WatchTransactionIntentRequest>,
     ) -> Result<Response<Self::WatchTransactionIntentStream>, Status> {
-        let method = "TransactionIntentService/WatchTransactionIntent";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |view, request| async move {
-                watch_intent(&self.0, &view, &self.1, request).map(Response::new)
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        watch_intent(&self.app, &view, &self.watches, request).map(Response::new)
     }
 }
 
@@ -438,108 +212,58 @@ impl PolicyService for Policies {
         &self,
         request: Request<proto::CreatePolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        let method = "PolicyService/CreatePolicy";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Write,
-            request,
-            |view, request| async move {
-                let new_policy = convert::new_policy(request, own_tenant(&view)?)?;
-                let policy = self.0.create_policy(new_policy).await?;
-                Ok(Response::new(convert::policy_message(&policy)))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let new_policy = convert::new_policy(request, own_tenant(&view)?)?;
+        let policy = self.0.create_policy(new_policy).await?;
+        Ok(Response::new(convert::policy_message(&policy)))
     }
 
     async fn get_policy(
         &self,
         request: Request<proto::GetPolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        let method = "PolicyService/GetPolicy";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |view, request| async move {
-                let id = convert::policy_name("name", &request.name)?;
-                Ok(Response::new(convert::policy_message(
-                    &self.0.policy(&id, &view)?,
-                )))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let id = convert::policy_name("name", &request.name)?;
+        Ok(Response::new(convert::policy_message(
+            &self.0.policy(&id, &view)?,
+        )))
     }
 
     async fn list_policies(
         &self,
         request: Request<proto::ListPoliciesRequest>,
     ) -> Result<Response<proto::ListPoliciesResponse>, Status> {
-        let method = "PolicyService/ListPolicies";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |view, request| async move {
-                let page = PageRequest {
-                    size: convert::page_size("page_size", request.page_size)?,
-                    token: convert::page_token(&request.page_token),
-                };
-                let policies = self.0.list_policies(&view, &page)?;
-                Ok(Response::new(proto::ListPoliciesResponse {
-                    policies: policies.items.iter().map(convert::policy_message).collect(),
-                    next_page_token: policies.next_token.unwrap_or_default(),
-                }))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let page = PageRequest {
+            size: convert::page_size("page_size", request.page_size)?,
+            token: convert::page_token(&request.page_token),
+        };
+        let policies = self.0.list_policies(&view, &page)?;
+        Ok(Response::new(proto::ListPoliciesResponse {
+            policies: policies.items.iter().map(convert::policy_message).collect(),
+            next_page_token: policies.next_token.unwrap_or_default(),
+        }))
     }
 
     async fn disable_policy(
         &self,
         request: Request<proto::DisablePolicyRequest>,
     ) -> Result<Response<proto::Policy>, Status> {
-        let method = "PolicyService/DisablePolicy";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Write,
-            request,
-            |view, request| async move {
-                let id = convert::policy_name("name", &request.name)?;
-                Ok(Response::new(convert::policy_message(
-                    &self.0.disable_policy(&id, &view).await?,
-                )))
-            },
-        )
-        .await
+        let (view, request) = admitted(request)?;
+        let id = convert::policy_name("name", &request.name)?;
+        Ok(Response::new(convert::policy_message(
+            &self.0.disable_policy(&id, &view).await?,
+        )))
     }
 
     async fn get_paymaster(
         &self,
         request: Request<proto::GetPaymasterRequest>,
     ) -> Result<Response<proto::Paymaster>, Status> {
-        let method = "PolicyService/GetPaymaster";
-        observed(
-            &self.0,
-            API,
-            method,
-            Scope::Read,
-            request,
-            |_, _| async move {
-                Ok(Response::new(convert::paymaster_message(
-                    &self.0.paymaster().await?,
-                )))
-            },
-        )
-        .await
+        admitted(request)?;
+        Ok(Response::new(convert::paymaster_message(
+            &self.0.paymaster().await?,
+        )))
     }
 }
 
@@ -631,91 +355,4 @@ pub(super) fn list_intents(
         transaction_intents: intents.items.iter().map(convert::intent_message).collect(),
         next_page_token: intents.next_token.unwrap_or_default(),
     })
-}
-
-/// The intent now, then at every change until a final status; the stream ends when
-/// `shutdown` is cancelled.
-pub(super) fn watch_intent(
-    app: &App,
-    view: &Visibility,
-    shutdown: &CancellationToken,
-    request: proto::WatchTransactionIntentRequest,
-) -> Result<IntentStream, Status> {
-    let id = convert::intent_name("name", &request.name)?;
-    let slot = app.open_watch()?;
-    // Subscribe before reading, so no change between the read and the stream is lost.
-    let mut updates = app.subscribe();
-    let current = app.intent(&id, view)?;
-    let (sender, receiver) = mpsc::channel(16);
-    let app = app.clone();
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        // Counted as open until this task ends, however it ends.
-        let _slot = slot;
-        let mut sent = current.history.len();
-        let mut last_sent_in = current
-            .submission
-            .as_ref()
-            .map(|submission| submission.tx_hash);
-        let mut done = current.status.is_final();
-        if sender
-            .send(Ok(convert::intent_message(&current)))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        while !done {
-            let received = tokio::select! {
-                // The client went away: stop watching for it.
-                () = sender.closed() => return,
-                () = shutdown.cancelled() => {
-                    let _ = sender
-                        .send(Err(super::error::refusal(
-                            Code::Unavailable,
-                            "latchkey is shutting down; watch again once it is back",
-                            "SHUTTING_DOWN",
-                            [],
-                        )))
-                        .await;
-                    return;
-                }
-                received = updates.recv() => received,
-            };
-            let next = match received {
-                Ok(intent) if intent.id == id => intent,
-                Ok(_) => continue,
-                // Fell behind the broadcast: the store has the latest state.
-                // The intent was visible when the stream opened, and its tenant never changes.
-                Err(RecvError::Lagged(_)) => match app.intent(&id, &Visibility::All) {
-                    Ok(intent) => intent,
-                    Err(error) => {
-                        let _ = sender.send(Err(error.into())).await;
-                        return;
-                    }
-                },
-                Err(RecvError::Closed) => return,
-            };
-            // A new status, or the same status with a new transaction (a bundle
-            // replaced with higher fees): anything else is not news.
-            let sent_in = next
-                .submission
-                .as_ref()
-                .map(|submission| submission.tx_hash);
-            if next.history.len() <= sent && sent_in == last_sent_in {
-                continue;
-            }
-            sent = next.history.len();
-            last_sent_in = sent_in;
-            done = next.status.is_final();
-            if sender
-                .send(Ok(convert::intent_message(&next)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    Ok(Box::pin(ReceiverStream::new(receiver)))
 }

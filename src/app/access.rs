@@ -1,12 +1,10 @@
-//! API keys, as the operator manages them, and the gate each call passes.
-
-use std::time::Instant;
+//! API keys, as the operator manages them.
 
 use tracing::info;
 
 use super::{App, AppError, now_ms};
 use crate::{
-    auth::{ApiKey, ApiKeyId, AuthError, Caller, IssuedKey, Scope, Scopes, Surface, TenantId},
+    auth::{ApiKey, ApiKeyId, IssuedKey, Scope, Scopes, TenantId},
     store::{RecordId, StoreError},
 };
 
@@ -14,17 +12,6 @@ use crate::{
 pub const MAX_KEY_NAME_CHARS: usize = 100;
 
 impl App {
-    /// Who sent `authorization` on `surface`, charged one request against their rate.
-    pub fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        surface: Surface,
-    ) -> Result<Caller, AuthError> {
-        self.config()
-            .gate
-            .authenticate(self.store(), authorization, surface, Instant::now())
-    }
-
     /// Creates a key of `tenant` with `scopes`. The answer holds the only copy of the full
     /// key; the store keeps a hash of its secret. Durable before it returns.
     pub async fn create_api_key(

@@ -54,6 +54,9 @@ pub enum AppError {
         /// What is in use, and what to do.
         message: String,
     },
+    /// The daemon is shutting down; the call may be made again once it is back.
+    #[error("latchkey is shutting down; call again once it is back")]
+    ShuttingDown,
     /// Too many concurrent writers to the same session; the request changed nothing.
     #[error("the session is changing under concurrent requests; retry")]
     Busy,
@@ -133,6 +136,7 @@ impl AppError {
             Self::Busy | Self::SessionTransition(_) | Self::IntentTransition(_) => {
                 reasons::CONCURRENT_CHANGE
             }
+            Self::ShuttingDown => reasons::SHUTTING_DOWN,
             Self::Chain(_) => reasons::CHAIN_UNAVAILABLE,
             Self::Store(StoreError::InvalidPageToken) => reasons::INVALID_FIELD,
             Self::Store(_) => reasons::STORE_FAILED,
@@ -182,6 +186,11 @@ pub mod reasons {
     pub const UNSIGNED_LIMIT_REACHED: &str = "UNSIGNED_LIMIT_REACHED";
     /// A limit on what the daemon serves at once; the metadata's `limit` names it.
     pub const SERVER_LIMIT_REACHED: &str = "SERVER_LIMIT_REACHED";
+    /// The caller's tenant holds its whole share of a limit the daemon divides among
+    /// tenants; other tenants are not affected.
+    pub const TENANT_QUOTA_REACHED: &str = "TENANT_QUOTA_REACHED";
+    /// The daemon is shutting down.
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
     /// The record changed under concurrent requests; retry.
     pub const CONCURRENT_CHANGE: &str = "CONCURRENT_CHANGE";
     /// The chain node did not answer as expected; retry.

@@ -77,8 +77,6 @@ pub struct AppConfig {
     pub sponsor: Option<Sponsor>,
     /// The key held session keys are sealed under in the store.
     pub master_key: keys::MasterKey,
-    /// Most watch streams open at once, over both APIs.
-    pub max_watch_streams: usize,
     /// Who may call, and how often.
     pub gate: Arc<Gate>,
 }
@@ -158,18 +156,6 @@ struct Inner {
     started_at_ms: u64,
     /// The span of each intent that has not reached a final status.
     intent_spans: std::sync::Mutex<HashMap<IntentId, tracing::Span>>,
-    /// Watch streams open now.
-    open_watches: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-/// One open watch stream, counted until it is dropped.
-#[derive(Debug)]
-pub struct WatchSlot(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for WatchSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
 }
 
 impl App {
@@ -193,7 +179,6 @@ impl App {
                 relay_progress: watch::Sender::new(RelayProgress::default()),
                 started_at_ms: now_ms(),
                 intent_spans: std::sync::Mutex::default(),
-                open_watches: Arc::default(),
             }),
         }
     }
@@ -280,28 +265,6 @@ impl App {
             .intent_spans
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A slot for one more watch stream, held for as long as the stream is open; refused
-    /// with [`AppError::Exhausted`] when `max_watch_streams` are open already, so clients
-    /// cannot tie up the daemon's tasks and memory with streams.
-    pub fn open_watch(&self) -> Result<WatchSlot, AppError> {
-        use std::sync::atomic::Ordering;
-        let limit = self.config().max_watch_streams;
-        let counter = &self.inner.open_watches;
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < limit).then_some(open + 1)
-            })
-            .map_err(|open| AppError::Exhausted {
-                reason: reasons::SERVER_LIMIT_REACHED,
-                limit: "api.max_watch_streams",
-                message: format!(
-                    "{open} watch streams are open, the most this daemon serves at once; close \
-                     one, or poll GetTransactionIntent"
-                ),
-            })?;
-        Ok(WatchSlot(counter.clone()))
     }
 
     /// Has the relay look for work now rather than at its next poll.

@@ -1,13 +1,15 @@
-//! The gate every call passes first: who is calling, and whether their key may call again
-//! this soon. What the caller may do with the call is the handler's to check, by scope and
-//! tenant.
+//! The gate every call passes first: who is calling, whether their key may call again this
+//! soon, and whether its scopes cover the method. Which records the caller may touch is the
+//! use case's to check, by tenant.
 
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{B256, keccak256};
 
 use super::{
-    ADMIN_TOKEN_CALLER, ApiKeyId, Caller, RateLimit, RateLimiter, Scope, TOKEN_PREFIX, parse_token,
+    ADMIN_TOKEN_CALLER, ApiKeyId, Caller, RateLimit, RateLimiter, Scope, Scopes, TOKEN_PREFIX,
+    failures::{FailedAuthentications, Peer, RefusalLog},
+    parse_token,
 };
 use crate::store::{Store, StoreError};
 
@@ -51,29 +53,87 @@ pub enum AuthError {
         /// How long until it may call again.
         retry_after: Duration,
     },
+    /// The peer failed to authenticate too often; its credential was not looked at.
+    #[error(
+        "authorization: too many failed authentications from this address (more than \
+         {per_second} a second, bursts of {burst}); retry in {retry_ms} ms",
+        per_second = .limit.per_second,
+        burst = .limit.burst,
+        retry_ms = .retry_after.as_millis().max(1)
+    )]
+    TooManyFailures {
+        /// The budget each peer gets.
+        limit: RateLimit,
+        /// How long until the peer may try again.
+        retry_after: Duration,
+    },
+    /// The caller is who it says, but its key lacks the method's scope.
+    #[error("authorization: {method} needs the {scope} scope; API key {key} has {has}")]
+    ScopeMissing {
+        /// The method, as `Service/Method`.
+        method: &'static str,
+        /// The scope it needs.
+        scope: Scope,
+        /// The caller, as the audit log names it.
+        key: String,
+        /// What the caller's key has.
+        has: Scopes,
+    },
     /// The key could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Checks credentials against the store's keys and the configured admin token, and
-/// charges each call to its caller's rate.
+impl AuthError {
+    /// The key of a caller the gate recognised and still refused.
+    pub fn known_caller(&self) -> Option<&str> {
+        match self {
+            Self::RateLimited { key, .. } | Self::ScopeMissing { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller failed to show who it is (as opposed to being known and refused):
+    /// such failures are charged to its address.
+    pub fn is_failed_authentication(&self) -> bool {
+        matches!(
+            self,
+            Self::Missing | Self::Malformed(_) | Self::UnknownKey | Self::Revoked(_)
+        )
+    }
+}
+
+/// Checks credentials against the store's keys and the configured admin token, charges
+/// each call to its caller's rate, and each failed authentication to its peer's budget.
 #[derive(Debug)]
 pub struct Gate {
     /// The admin token's hash: a presented token is hashed and the hashes compared, so the
     /// time a comparison takes says nothing about the token.
     admin_token_hash: Option<B256>,
     limiter: RateLimiter,
+    failures: FailedAuthentications,
+    refusals: RefusalLog,
 }
 
+/// Most callers whose request rate is tracked at once; callers are keys, so this is far more
+/// than a deployment has.
+const MAX_RATED_CALLERS: usize = 100_000;
+
 impl Gate {
-    /// A gate that also lets `admin_token` into the admin service, and gives each caller
-    /// `limit`.
-    pub fn new(admin_token: Option<&str>, limit: RateLimit) -> Self {
+    /// A gate that also lets `admin_token` into the admin service, gives each caller `limit`
+    /// and each peer `failure_limit` failed authentications.
+    pub fn new(admin_token: Option<&str>, limit: RateLimit, failure_limit: RateLimit) -> Self {
         Self {
             admin_token_hash: admin_token.map(|token| keccak256(token.as_bytes())),
-            limiter: RateLimiter::new(limit),
+            limiter: RateLimiter::new(limit, MAX_RATED_CALLERS),
+            failures: FailedAuthentications::new(failure_limit),
+            refusals: RefusalLog::default(),
         }
+    }
+
+    /// When the gate's refusals were last written to the audit log, by whom they refused.
+    pub fn refusals(&self) -> &RefusalLog {
+        &self.refusals
     }
 
     /// Whether an admin token is configured.
@@ -81,16 +141,48 @@ impl Gate {
         self.admin_token_hash.is_some()
     }
 
-    /// Who sent `authorization` (the header's value, if any) on `surface`, charged one
-    /// request at `now`.
+    /// Who `peer` is, by `authorization` (the header's value, if any) on `surface`,
+    /// charged one request at `now`. A peer over its budget of failures is refused before
+    /// its credential is looked at; a failure is charged to its budget.
     pub fn authenticate(
         &self,
         store: &Store,
-        authorization: Option<&str>,
+        authorization: Result<Option<&str>, AuthError>,
         surface: Surface,
+        peer: Peer,
         now: Instant,
     ) -> Result<Caller, AuthError> {
-        let header = authorization.ok_or(AuthError::Missing)?;
+        self.failures
+            .check(peer, now)
+            .map_err(|retry_after| AuthError::TooManyFailures {
+                limit: self.failures.limit(),
+                retry_after,
+            })?;
+        let caller = self.identify(store, authorization, surface);
+        if let Err(error) = &caller
+            && error.is_failed_authentication()
+        {
+            self.failures.charge(peer, now);
+        }
+        let caller = caller?;
+        self.limiter
+            .try_acquire(&caller.key, now)
+            .map_err(|retry_after| AuthError::RateLimited {
+                key: caller.key.clone(),
+                limit: self.limiter.limit(),
+                retry_after,
+            })?;
+        Ok(caller)
+    }
+
+    /// Who `authorization` names, if anyone.
+    fn identify(
+        &self,
+        store: &Store,
+        authorization: Result<Option<&str>, AuthError>,
+        surface: Surface,
+    ) -> Result<Caller, AuthError> {
+        let header = authorization?.ok_or(AuthError::Missing)?;
         let credential = header
             .strip_prefix("Bearer ")
             .ok_or(AuthError::Malformed("expected `Bearer <API key>`"))?
@@ -128,13 +220,6 @@ impl Gate {
                 }
             }
         };
-        self.limiter
-            .try_acquire(&caller.key, now)
-            .map_err(|retry_after| AuthError::RateLimited {
-                key: caller.key.clone(),
-                limit: self.limiter.limit(),
-                retry_after,
-            })?;
         Ok(caller)
     }
 }

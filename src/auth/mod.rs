@@ -1,5 +1,5 @@
-//! Who may call the daemon: API keys, the scopes and tenant each carries, and the rate at
-//! which one key may call.
+//! Who may call the daemon: API keys, the scopes and tenant each carries, the rate at which
+//! one key may call, and the budget of failed authentications of one peer address.
 //!
 //! # API keys
 //!
@@ -14,6 +14,7 @@
 //! [`Scope::Read`] the gets, lists and watches, [`Scope::Write`] what creates, signs or
 //! revokes, and [`Scope::Admin`] the operator's admin service, which sees every tenant.
 
+mod failures;
 mod gate;
 mod rate;
 
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub use self::{
+    failures::{FAILURE_LOG_INTERVAL, FailedAuthentications, Peer, RefusalLog, Refused},
     gate::{AuthError, Gate, Surface},
     rate::{RateLimit, RateLimiter},
 };

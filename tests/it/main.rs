@@ -16,6 +16,7 @@ mod crash;
 mod daemon;
 mod deploy_files;
 mod deployment;
+mod edge;
 mod faults;
 mod flows;
 mod harness;

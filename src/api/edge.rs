@@ -1,0 +1,247 @@
+//! The edge: one tower layer around each gRPC server that every call passes before its
+//! message is read. By the method table ([`super::methods`]) it authenticates the caller from
+//! the headers, charges its rate, checks its key's scope and puts who it is in the request's
+//! extensions for the handler; after the call it counts it in the metrics by method and
+//! status code and writes write and admin calls to the audit log, by key id, never the key.
+//!
+//! Refused calls never reach the handler, so their bodies are never read nor decoded. The
+//! gate's refusals are written to the audit log at most once per peer address every
+//! [`crate::auth::FAILURE_LOG_INTERVAL`], with the count of those left out, so a flood of bad keys costs a
+//! hash and a map lookup each and floods no log; the metrics still count every one.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use tonic::{
+    Code, Request, Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
+use tracing::{info, warn};
+
+use super::{
+    code_name,
+    methods::{self, MethodRule, Route},
+};
+use crate::{
+    app::{App, AppError},
+    auth::{AuthError, Caller, Peer, Refused, Scope, Surface, TenantId, Visibility},
+};
+
+/// The metrics label of calls to a path under latchkey's package that names no method.
+const UNKNOWN_METHOD: &str = "unknown";
+
+/// Who a call is from, once the edge has let it in: in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    /// The caller.
+    pub caller: Caller,
+    /// What it may see: its tenant on the application API, every tenant on the admin
+    /// service.
+    pub visibility: Visibility,
+}
+
+/// What the caller of `request` may see, and the message: for handlers, behind the edge.
+pub(super) fn admitted<T>(request: Request<T>) -> Result<(Visibility, T), Status> {
+    let visibility = request
+        .extensions()
+        .get::<Admitted>()
+        .map(|admitted| admitted.visibility.clone())
+        .ok_or(AppError::Internal(
+            "a call reached its handler without the edge",
+        ))?;
+    Ok((visibility, request.into_inner()))
+}
+
+/// The tenant a new record belongs to: the caller's.
+pub(super) fn own_tenant(view: &Visibility) -> Result<TenantId, Status> {
+    view.tenant()
+        .cloned()
+        .ok_or_else(|| AppError::Internal("a create without a tenant").into())
+}
+
+/// The layer of one server (`surface`).
+#[derive(Clone)]
+pub struct EdgeLayer {
+    app: App,
+    surface: Surface,
+}
+
+impl EdgeLayer {
+    /// The edge of the server of `surface`, admitting by `app`'s gate and counting into its
+    /// metrics.
+    pub fn new(app: App, surface: Surface) -> Self {
+        Self { app, surface }
+    }
+
+    /// Lets the call to `method` in, or says why not.
+    fn admit<B>(
+        &self,
+        method: &'static MethodRule,
+        request: &http::Request<B>,
+    ) -> Result<Admitted, AuthError> {
+        let authorization = request
+            .headers()
+            .get("authorization")
+            .map(|value| value.to_str())
+            .transpose()
+            .map_err(|_| AuthError::Malformed("not ASCII text"));
+        let caller = self.app.config().gate.authenticate(
+            self.app.store(),
+            authorization,
+            self.surface,
+            peer(request),
+            Instant::now(),
+        )?;
+        if !caller.scopes.contains(method.scope) {
+            return Err(AuthError::ScopeMissing {
+                method: method.name,
+                scope: method.scope,
+                key: caller.key,
+                has: caller.scopes,
+            });
+        }
+        let visibility = match (self.surface, &caller.tenant) {
+            (Surface::Api, Some(tenant)) => Visibility::Tenant(tenant.clone()),
+            (Surface::Admin, _) => Visibility::All,
+            // The gate lets only API keys, which all have a tenant, into the API.
+            (Surface::Api, None) => {
+                return Err(AuthError::Malformed("a credential without a tenant"));
+            }
+        };
+        Ok(Admitted { caller, visibility })
+    }
+
+    /// Writes a refusal at the gate to the audit log, unless the refused key's (or, without
+    /// one, the peer's) refusals were written less than
+    /// [`crate::auth::FAILURE_LOG_INTERVAL`] ago.
+    fn log_refusal(&self, method: &'static str, error: AuthError, peer: Peer) -> Status {
+        let key = error.known_caller().map(str::to_owned);
+        let status = Status::from(error);
+        let subject = key.clone().map_or(Refused::Peer(peer), Refused::Key);
+        let Some(untold) = self
+            .app
+            .config()
+            .gate
+            .refusals()
+            .to_log(subject, Instant::now())
+        else {
+            return status;
+        };
+        warn!(
+            target: "audit",
+            api_key = key,
+            method,
+            peer = peer.map(tracing::field::display),
+            code = code_name(status.code()),
+            reason = status.message(),
+            refused_since_last_record = untold,
+            "call refused"
+        );
+        status
+    }
+}
+
+/// The address a request came from, over plaintext or TLS.
+fn peer<B>(request: &http::Request<B>) -> Peer {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
+        .map(|addr| addr.ip())
+}
+
+impl<S> tower::Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Edge {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`EdgeLayer`] wraps around a server.
+#[derive(Clone)]
+pub struct Edge<S> {
+    inner: S,
+    layer: EdgeLayer,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Edge<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let app = self.layer.app.clone();
+        let (label, audited) = match methods::route(request.uri().path()) {
+            Route::Other => (None, None),
+            Route::Unknown => (Some(UNKNOWN_METHOD), None),
+            // Served on the other port: tonic answers UNIMPLEMENTED.
+            Route::Method(method) if method.surface != self.layer.surface => {
+                (Some(method.name), None)
+            }
+            Route::Method(method) => match self.layer.admit(method, &request) {
+                Ok(admitted) => {
+                    let audited = (method.scope != Scope::Read).then(|| admitted.caller.clone());
+                    request.extensions_mut().insert(admitted);
+                    (Some(method.name), audited)
+                }
+                Err(error) => {
+                    let status = self.layer.log_refusal(method.name, error, peer(&request));
+                    app.metrics()
+                        .grpc_call(method.name, status.code(), started.elapsed());
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            },
+        };
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            // A status in the headers is a call that ended at once (a refusal, a message that
+            // did not decode); without one, the call is under way and ends well or in its
+            // stream's trailers, which are the stream's to report.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<i32>().ok())
+                .map_or(Code::Ok, Code::from_i32);
+            if let Some(method) = label {
+                app.metrics().grpc_call(method, code, started.elapsed());
+            }
+            if let (Some(method), Some(caller)) = (label, audited) {
+                info!(
+                    target: "audit",
+                    api_key = %caller.key,
+                    tenant = caller.tenant.as_ref().map(tracing::field::display),
+                    method,
+                    code = code_name(code),
+                    "call"
+                );
+            }
+            Ok(response)
+        })
+    }
+}
