@@ -9,10 +9,7 @@ use alloy::{
     rpc::client::RpcClient,
     transports::http::{Http, reqwest},
 };
-use tokio::{
-    net::TcpListener,
-    sync::{Notify, watch},
-};
+use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -37,6 +34,7 @@ use crate::{
     auth::{Gate, RateLimit, Surface},
     chain::{ChainError, client::ChainClient, deploy::Deployment},
     config::{Config, ConfigError, TlsIdentity},
+    metrics::Metrics,
     relay::{HEALTH_SERVICE, Relay, RelayConfig, RelayHealth},
     store::{Store, StoreError},
 };
@@ -183,7 +181,26 @@ impl Daemon {
             info!(target: "daemon", sealed, "held keys stored bare by an older version are now sealed");
         }
         let (chain, sponsor) = connect_chain(config).await?;
-        let wakeup = Arc::new(Notify::new());
+        let metrics = Arc::new(Metrics::default());
+        let relay = Relay::new(
+            store.clone(),
+            chain.clone(),
+            metrics.clone(),
+            signers,
+            RelayConfig {
+                poll_interval: Duration::from_millis(config.relayer.poll_interval_ms),
+                max_backoff: Duration::from_millis(config.relayer.max_backoff_ms),
+                max_in_flight: config.relayer.max_in_flight,
+                max_bundle_gas: u128::from(config.relayer.max_bundle_gas),
+                max_ops_per_bundle: config.relayer.max_ops_per_bundle,
+                confirmations: config.relayer.confirmations,
+                bump_after_blocks: config.relayer.bump_after_blocks,
+                fee_bump_percent: config.relayer.fee_bump_percent,
+                queue_timeout: Duration::from_secs(config.relayer.queue_timeout_secs),
+                shutdown_grace: Duration::from_secs(config.relayer.shutdown_grace_secs),
+                window_margin_secs: config.relayer.window_margin_secs,
+            },
+        );
         let app = App::new(
             store,
             chain,
@@ -204,25 +221,8 @@ impl Daemon {
                     },
                 )),
             },
-            wakeup.clone(),
-        );
-        let relay = Relay::new(
-            app.clone(),
-            signers,
-            RelayConfig {
-                poll_interval: Duration::from_millis(config.relayer.poll_interval_ms),
-                max_backoff: Duration::from_millis(config.relayer.max_backoff_ms),
-                max_in_flight: config.relayer.max_in_flight,
-                max_bundle_gas: u128::from(config.relayer.max_bundle_gas),
-                max_ops_per_bundle: config.relayer.max_ops_per_bundle,
-                confirmations: config.relayer.confirmations,
-                bump_after_blocks: config.relayer.bump_after_blocks,
-                fee_bump_percent: config.relayer.fee_bump_percent,
-                queue_timeout: Duration::from_secs(config.relayer.queue_timeout_secs),
-                shutdown_grace: Duration::from_secs(config.relayer.shutdown_grace_secs),
-                window_margin_secs: config.relayer.window_margin_secs,
-            },
-            wakeup,
+            metrics,
+            relay.handle(),
         );
         let listener = TcpListener::bind(config.listen)
             .await
@@ -323,20 +323,18 @@ impl Daemon {
 
         if let Some(listener) = self.metrics_listener {
             let app = self.app.clone();
-            let relayers = self.relay.addresses();
             let metrics_addr = listener.local_addr().ok();
             let router = axum::Router::new().route(
                 "/metrics",
                 axum::routing::get(move || {
                     let app = app.clone();
-                    let relayers = relayers.clone();
                     async move {
                         (
                             [(
                                 axum::http::header::CONTENT_TYPE,
                                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                             )],
-                            app.metrics_text(&relayers).await,
+                            app.metrics_text().await,
                         )
                     }
                 }),
@@ -356,12 +354,9 @@ impl Daemon {
         let admin_server = match self.admin {
             Some(listener) => {
                 let admin_addr = listener.local_addr().ok();
-                let service = AdminServiceServer::new(Admin::new(
-                    self.app.clone(),
-                    self.relay.addresses(),
-                    watches.clone(),
-                ))
-                .max_decoding_message_size(self.max_request_bytes);
+                let service =
+                    AdminServiceServer::new(Admin::new(self.app.clone(), watches.clone()))
+                        .max_decoding_message_size(self.max_request_bytes);
                 let stop = shutdown.clone().cancelled_owned();
                 let (reflection, reflection_v1alpha) =
                     reflection_services(&["latchkey.v1.AdminService"])?;

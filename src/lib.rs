@@ -5,20 +5,29 @@
 //! through the EntryPoint. The account contract enforces every permission on-chain.
 //!
 //! # Module map
-//! - [`api`]: the gRPC API: generated code, proto <-> domain conversion, the one error ->
-//!   status mapping, thin service handlers, and the operator's admin service behind its
-//!   token.
-//! - [`app`]: the application layer: each request as one function over store, chain and
-//!   relay, the daemon's status, and the relay's pause.
+//! - [`api`]: the gRPC API: generated code; the table of every method with its server and
+//!   scope; the edge, a tower layer that admits (key, scope, rate, failed-authentication
+//!   budget), counts and audits each call from its headers before the body is read; proto
+//!   <-> domain conversion; the one error -> status mapping; handlers that convert, call
+//!   and convert; watch streams and their per-tenant slots; and the admin service.
+//! - [`app`]: the use cases, one file per resource (accounts, sessions, intents, policies,
+//!   API keys, status), over a small context: store, chain, settings, metrics and the
+//!   relay's handle. One helper ([`store::retry_lost_races`]) re-reads and decides again
+//!   when a write loses an optimistic-concurrency race.
 //! - [`auth`]: who may call: API keys with their tenant and scopes, the gate every call
 //!   passes, and the per-key request rate.
 //! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, deployment, and
 //!   the local dev chain.
+//! - [`clock`]: the wall clock, read in one place.
 //! - [`cli`]: operator subcommands: `bench`, the load generator; `contracts deploy` and
 //!   `config check`; and the clients of a running daemon: `status`, `session`, `intent` and
 //!   `relayer` on the admin service, `policy` and `paymaster` on the application API.
 //! - [`config`]: layered configuration (defaults < TOML < env < flags), validated at start.
-//! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path.
+//! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path, and
+//!   the HTTP/2 limits both servers set.
+//! - [`events`]: intent changes told to watchers, the relay and the log. The store writes
+//!   each change into its outbox in the change's own transaction and tells it here once
+//!   durable, so no writer publishes by hand.
 //! - [`intent`]: transaction intents: the record, its pure state machine, and turning an
 //!   interaction's function signature and text arguments (or raw calldata) into calldata.
 //! - [`keys`]: held session keys: generation and signing; they never leave the daemon.
@@ -27,12 +36,15 @@
 //! - [`policy`]: gas sponsorship policies: their rules, rate limits and budgets, and what
 //!   an operation is charged against them.
 //! - [`relay`]: the relay engine, sole owner of the relayer keys: bundles, sends, replaces,
-//!   follows through reorgs, settles.
+//!   follows through reorgs, settles. It works on the store and the chain alone; the rest of
+//!   the daemon holds its [`relay::RelayHandle`] (relayers, progress, wake-up).
 //! - [`session`]: session keys on accounts: the record, permissions, the pure state
 //!   machine of registration, expiry and revocation, and the off-chain mirror of the
 //!   account's session-key rules, checked before any gas is spent.
-//! - [`store`]: sled persistence: one atomic, revision-checked write per state change, and
-//!   the indexes that lists and restart recovery read.
+//! - [`store`]: sled persistence: its tables declared once (`store/layout.rs`), one atomic,
+//!   revision-checked write per state change with its outbox entry, the indexes that lists
+//!   and restart recovery read, and sponsorship admission: a policy's limits are checked
+//!   against its stored usage inside the write that charges it.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -41,8 +53,10 @@ pub mod app;
 pub mod auth;
 pub mod chain;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod events;
 mod ids;
 pub mod intent;
 pub mod keys;

@@ -2,7 +2,6 @@
 //! ADMIN keys and the admin token. It shares its session and intent handlers with the
 //! application services, so both read and validate alike; it sees every tenant.
 
-use alloy::primitives::Address;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -14,23 +13,17 @@ use super::{
 };
 use crate::app::App;
 
-/// Serves `AdminService` for the daemon's `relayers`.
+/// Serves `AdminService`.
 #[derive(Clone)]
 pub struct Admin {
     app: App,
-    relayers: Vec<Address>,
     watches: Watches,
 }
 
 impl Admin {
-    /// The service over `app`, whose relay sends from `relayers`, with its watch streams'
-    /// slots and shutdown.
-    pub fn new(app: App, relayers: Vec<Address>, watches: Watches) -> Self {
-        Self {
-            app,
-            relayers,
-            watches,
-        }
+    /// The service over `app`, with its watch streams' slots and shutdown.
+    pub fn new(app: App, watches: Watches) -> Self {
+        Self { app, watches }
     }
 }
 
@@ -83,7 +76,7 @@ impl AdminService for Admin {
         request: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::DaemonStatus>, Status> {
         admitted(request)?;
-        let view = self.app.status(&self.relayers).await?;
+        let view = self.app.status().await?;
         Ok(Response::new(convert::status_message(&view)))
     }
 
@@ -147,7 +140,7 @@ impl AdminService for Admin {
         let pause = self.app.pause_relay(request.reason).await?;
         Ok(Response::new(convert::relay_state_message(
             Some(&pause),
-            self.app.relay_progress(),
+            self.app.relay().progress(),
         )))
     }
 
@@ -159,7 +152,7 @@ impl AdminService for Admin {
         self.app.resume_relay().await?;
         Ok(Response::new(convert::relay_state_message(
             None,
-            self.app.relay_progress(),
+            self.app.relay().progress(),
         )))
     }
 }

@@ -11,8 +11,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tracing::error;
 
 use crate::{
-    app::{AppError, now_ms, reasons},
+    app::{AppError, reasons},
     auth::AuthError,
+    clock::now_ms,
     policy::Refusal,
     session::rules::RuleError,
     store::StoreError,

@@ -2,9 +2,10 @@
 
 use tracing::info;
 
-use super::{App, AppError, now_ms};
+use super::{App, AppError};
 use crate::{
     auth::{ApiKey, ApiKeyId, IssuedKey, Scope, Scopes, TenantId},
+    clock::now_ms,
     store::{RecordId, StoreError},
 };
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use alloy::{primitives::Address, providers::Provider};
 
-use super::{App, now_ms};
-use crate::{chain::ChainError, intent::IntentStatus, metrics::wei_to_eth};
+use super::App;
+use crate::{chain::ChainError, clock::now_ms, intent::IntentStatus, metrics::wei_to_eth};
 
 /// How long a scrape waits for the chain before it reports it down.
 const CHAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -14,8 +14,9 @@ const CHAIN_TIMEOUT: Duration = Duration::from_secs(5);
 impl App {
     /// Every metric in the Prometheus text format, with the levels read now: intents by
     /// status from the store and, when the chain answers in time, its head, the balances
-    /// of `relayers` and the paymaster's deposit.
-    pub async fn metrics_text(&self, relayers: &[Address]) -> String {
+    /// of the relayers and the paymaster's deposit.
+    pub async fn metrics_text(&self) -> String {
+        let relayers = self.relay().addresses();
         let metrics = self.metrics();
         for status in IntentStatus::ALL {
             match self.store().count_intents_in_status(status) {

@@ -3,12 +3,13 @@
 use alloy::primitives::Address;
 use tracing::info;
 
-use super::{App, AppError, CONFLICT_RETRIES, now_ms};
+use super::{App, AppError};
 use crate::{
     auth::{TenantId, Visibility},
     chain::client::PaymasterFunds,
+    clock::now_ms,
     policy::{Policy, PolicyId, PolicyUsage, Rule, SponsorStrategy, WindowKey},
-    store::{Page, PageRequest, StoreError},
+    store::{Page, PageRequest, retry_lost_races},
 };
 
 /// What a client asks for when it creates a policy.
@@ -134,7 +135,7 @@ impl App {
         id: &PolicyId,
         visibility: &Visibility,
     ) -> Result<PolicyView, AppError> {
-        for _ in 0..CONFLICT_RETRIES {
+        retry_lost_races(|| async move {
             let mut policy = self
                 .store()
                 .policy(id)?
@@ -145,17 +146,12 @@ impl App {
             }
             policy.enabled = false;
             policy.updated_at_ms = now_ms();
-            match self.store().save_policy(&mut policy) {
-                Ok(()) => {
-                    self.store().flush().await?;
-                    info!(target: "policy", policy = %id, "disabled");
-                    return self.policy_view(policy);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(AppError::Busy)
+            self.store().save_policy(&mut policy)?;
+            self.store().flush().await?;
+            info!(target: "policy", policy = %id, "disabled");
+            self.policy_view(policy)
+        })
+        .await
     }
 
     /// The paymaster, its signer and its funds at the EntryPoint.

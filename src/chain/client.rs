@@ -151,7 +151,10 @@ impl ChainClient {
 
     /// The time an operation sent now is judged by: see [`inclusion_time`].
     pub async fn inclusion_time(&self) -> Result<u64, ChainError> {
-        Ok(inclusion_time(self.block_time().await?, wall_clock_secs()))
+        Ok(inclusion_time(
+            self.block_time().await?,
+            crate::clock::wall_clock_secs(),
+        ))
     }
 
     /// Fees for an operation signed now: the chain's estimate, capped by configuration. The
@@ -206,13 +209,6 @@ impl ChainClient {
 /// block minutes old, while its next block takes the wall clock's time.
 pub fn inclusion_time(block_time: u64, wall_clock: u64) -> u64 {
     block_time.max(wall_clock)
-}
-
-/// The wall clock, unix seconds.
-pub fn wall_clock_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// What a transaction carrying `call_data` pays before it executes: 21,000 and the calldata

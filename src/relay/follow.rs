@@ -29,11 +29,7 @@ impl Relay {
     /// transactions share.
     pub(super) async fn follow_submitted(&self, head: u64) -> Result<(), RelayError> {
         let mut bundles: BTreeMap<(Address, u64), Vec<Intent>> = BTreeMap::new();
-        for intent in self
-            .app
-            .store()
-            .intents_in_status(IntentStatus::Submitted)?
-        {
+        for intent in self.store.intents_in_status(IntentStatus::Submitted)? {
             match &intent.submission {
                 Some(submission) => bundles
                     .entry((submission.relayer, submission.relayer_nonce))
@@ -173,7 +169,7 @@ impl Relay {
     /// removed it and they go back to SUBMITTED, to be found again in whatever block holds
     /// their transaction now, or sent again.
     pub(super) async fn confirm_included(&self, head: u64) -> Result<(), RelayError> {
-        let included = self.app.store().intents_in_status(IntentStatus::Included)?;
+        let included = self.store.intents_in_status(IntentStatus::Included)?;
         if included.is_empty() {
             return Ok(());
         }
@@ -222,15 +218,14 @@ impl Relay {
         self.commit(changes).await?;
         // Counted once written: a write that lost a race is decided again next pass.
         if reorged > 0 {
-            self.app.metrics().reorged(reorged);
+            self.metrics.reorged(reorged);
         }
         Ok(())
     }
 
     /// Whether the EntryPoint has consumed `intent`'s nonce, i.e. its operation executed.
     pub(super) async fn executed(&self, intent: &Intent) -> Result<bool, RelayError> {
-        let entry_point =
-            EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
+        let entry_point = EntryPoint::new(self.chain.deployment().entry_point, &self.provider);
         let key = nonce_key(intent.user_op.nonce);
         let next = entry_point
             .getNonce(intent.account, key)
@@ -263,7 +258,7 @@ impl Relay {
             return Ok(lost_nonce(intent));
         };
         let filter = Filter::new()
-            .address(self.app.chain().deployment().entry_point)
+            .address(self.chain.deployment().entry_point)
             .event_signature(EntryPoint::UserOperationEvent::SIGNATURE_HASH)
             .topic1(intent.user_op_hash)
             .from_block(from_block);

@@ -35,20 +35,22 @@ use alloy::{
     providers::{DynProvider, Provider},
     signers::local::PrivateKeySigner,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::relayer::Relayer;
 use crate::{
-    app::{App, RelayProgress, now_ms},
     chain::{
         ChainError,
-        client::{inclusion_time, wall_clock_secs},
+        client::{ChainClient, inclusion_time},
     },
+    clock::{now_ms, wall_clock_secs},
+    events::Events,
     intent::{Intent, IntentEvent, IntentKind, IntentStatus, InvalidIntentTransition},
+    metrics::Metrics,
     session::{InvalidSessionTransition, Session, SessionEvent, SessionId, SessionStatus},
-    store::{RecordId, StoreError},
+    store::{LostRace, RecordId, Store, StoreError, retry_lost_races},
 };
 
 /// The name under which the gRPC health service reports the relay: SERVING while it reaches
@@ -80,6 +82,24 @@ pub enum RelayError {
     /// An intent's session is missing from the store.
     #[error("session {0} of a relayed intent is missing from the store")]
     MissingSession(SessionId),
+}
+
+/// A session that changed under the relay (an API call's write) is re-read and the
+/// settlement redone; an intent that changed is not retried (see `Relay::commit`).
+impl LostRace for RelayError {
+    fn lost_race(&self) -> bool {
+        matches!(
+            self,
+            Self::Store(StoreError::Conflict {
+                record: RecordId::Session(_),
+                ..
+            })
+        )
+    }
+
+    fn gave_up() -> Self {
+        Self::Conflict
+    }
 }
 
 impl From<alloy::transports::TransportError> for RelayError {
@@ -133,33 +153,87 @@ pub enum RelayHealth {
     NotServing,
 }
 
+/// What the relay's last successful pass saw; the relay reports it after every pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayProgress {
+    /// The latest block the pass worked against; `None` before the first pass.
+    pub head: Option<u64>,
+    /// When the pass ran, in Unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// What the rest of the daemon holds of the relay: its relayers, how far its passes got,
+/// and a way to wake it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RelayHandle {
+    addresses: Arc<[Address]>,
+    progress: watch::Receiver<RelayProgress>,
+    events: Events,
+}
+
+impl RelayHandle {
+    /// The relayers' addresses, in the configured order.
+    pub fn addresses(&self) -> &[Address] {
+        &self.addresses
+    }
+
+    /// What the relay's last successful pass saw.
+    pub fn progress(&self) -> RelayProgress {
+        *self.progress.borrow()
+    }
+
+    /// Has the relay look for work now rather than at its next poll.
+    pub fn wake(&self) {
+        self.events.wake_relay();
+    }
+}
+
 /// The relay engine. Build it, then [`Relay::run`] it on a task.
 pub struct Relay {
-    app: App,
+    store: Store,
+    chain: ChainClient,
+    metrics: Arc<Metrics>,
     relayers: Vec<Relayer>,
     provider: DynProvider,
     config: RelayConfig,
-    wakeup: Arc<Notify>,
+    progress: watch::Sender<RelayProgress>,
     /// Which relayer the next pass offers its first bundle to, so the work spreads.
     turn: usize,
 }
 
 impl Relay {
-    /// An engine relaying `app`'s intents with `signers` (at least one), woken by `wakeup`.
+    /// An engine relaying the intents of `store` on `chain` with `signers` (at least one),
+    /// counting into `metrics`. It wakes whenever the store tells of a queued operation.
     pub fn new(
-        app: App,
+        store: Store,
+        chain: ChainClient,
+        metrics: Arc<Metrics>,
         signers: Vec<PrivateKeySigner>,
         config: RelayConfig,
-        wakeup: Arc<Notify>,
     ) -> Self {
-        let provider = app.chain().provider().clone();
+        let provider = chain.provider().clone();
         Self {
-            app,
+            store,
+            chain,
+            metrics,
             relayers: signers.into_iter().map(Relayer::new).collect(),
             provider,
             config,
-            wakeup,
+            progress: watch::Sender::new(RelayProgress::default()),
             turn: 0,
+        }
+    }
+
+    /// The handle the rest of the daemon keeps once the engine runs.
+    pub fn handle(&self) -> RelayHandle {
+        RelayHandle {
+            addresses: self
+                .relayers
+                .iter()
+                .map(|relayer| relayer.address)
+                .collect(),
+            progress: self.progress.subscribe(),
+            events: self.store.events().clone(),
         }
     }
 
@@ -203,7 +277,7 @@ impl Relay {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 // While backing off, new intents do not cut the wait short.
-                () = self.wakeup.notified(), if failures == 0 => {}
+                () = self.store.events().queued(), if failures == 0 => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -217,7 +291,7 @@ impl Relay {
     async fn drain(&mut self) {
         let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
         loop {
-            let in_flight = match self.app.store().intents_in_status(IntentStatus::Submitted) {
+            let in_flight = match self.store.intents_in_status(IntentStatus::Submitted) {
                 Ok(intents) => intents.len(),
                 Err(error) => {
                     warn!(target: "relay", %error, "cannot read what is in flight; stopping");
@@ -265,7 +339,7 @@ impl Relay {
         let now = inclusion_time(latest.header.timestamp, wall_clock_secs());
         // The operator's pause stops new bundles like a shutdown does; everything already
         // sent is still followed, so nothing in flight is left behind.
-        let sending = match self.app.store().relay_pause()? {
+        let sending = match self.store.relay_pause()? {
             Some(_) => Sending::Stopped,
             None => sending,
         };
@@ -281,7 +355,7 @@ impl Relay {
         if sending == Sending::On {
             self.send_queued(head, now).await?;
         }
-        self.app.report_relay_progress(RelayProgress {
+        self.progress.send_replace(RelayProgress {
             head: Some(head),
             at_ms: now_ms(),
         });
@@ -297,8 +371,7 @@ impl Relay {
         let mut sessions: BTreeMap<SessionId, Option<SessionStatus>> = BTreeMap::new();
         let mut ended = Vec::new();
         for mut intent in self
-            .app
-            .store()
+            .store
             .intents_in_status(IntentStatus::PendingSignature)?
         {
             if intent
@@ -315,8 +388,7 @@ impl Relay {
             }
             if !sessions.contains_key(&intent.session) {
                 let status = self
-                    .app
-                    .store()
+                    .store
                     .session(&intent.session)?
                     .map(|session| session.status);
                 sessions.insert(intent.session.clone(), status);
@@ -338,10 +410,10 @@ impl Relay {
     /// Expires ACTIVE sessions whose window closed before `now`, the time an operation sent
     /// now would be judged at.
     fn expire_sessions(&self, now: u64) -> Result<(), RelayError> {
-        for mut session in self.app.store().sessions_in_status(SessionStatus::Active)? {
+        for mut session in self.store.sessions_in_status(SessionStatus::Active)? {
             if session.valid_until < now {
                 session.apply(&SessionEvent::WindowClosed, now_ms())?;
-                match self.app.store().save(&mut [&mut session], &mut []) {
+                match self.store.save(&mut [&mut session], &mut []) {
                     Ok(()) => info!(target: "relay", session = %session.id, "session expired"),
                     // Changed meanwhile (a revocation began, say): the next pass looks again.
                     Err(StoreError::Conflict { .. }) => {}
@@ -359,8 +431,7 @@ impl Relay {
         let now = now_ms();
         let timeout = u64::try_from(self.config.queue_timeout.as_millis()).unwrap_or(u64::MAX);
         let overdue: Vec<_> = self
-            .app
-            .store()
+            .store
             .intents_in_status(IntentStatus::Queued)?
             .into_iter()
             .filter(|intent| queued_since(intent).saturating_add(timeout) <= now)
@@ -395,14 +466,13 @@ impl Relay {
             intent.apply(&event, now)?;
             intents.push(intent);
         }
-        const ATTEMPTS: usize = 5;
-        for attempt in 1..=ATTEMPTS {
+        let written = retry_lost_races(|| async {
+            let mut intents = intents.clone();
             let mut sessions: BTreeMap<SessionId, (Session, bool)> = BTreeMap::new();
             for intent in intents.iter().filter(|intent| intent.status.is_final()) {
                 if !sessions.contains_key(&intent.session) {
                     let session = self
-                        .app
-                        .store()
+                        .store
                         .session(&intent.session)?
                         .ok_or_else(|| RelayError::MissingSession(intent.session.clone()))?;
                     sessions.insert(intent.session.clone(), (session, false));
@@ -418,22 +488,21 @@ impl Relay {
                 .map(|(session, _)| session)
                 .collect();
             let mut intent_refs: Vec<&mut Intent> = intents.iter_mut().collect();
-            match self.app.store().save(&mut session_refs, &mut intent_refs) {
-                Ok(()) => break,
-                // An intent moved (say an API call signed one this pass meant to expire):
-                // the decision was made on an old copy, so it is dropped, and the next
-                // pass decides again on what is stored.
-                Err(StoreError::Conflict {
-                    record: RecordId::Intent(_),
-                    ..
-                }) => return Err(RelayError::Conflict),
-                Err(StoreError::Conflict { .. }) if attempt < ATTEMPTS => continue,
-                Err(StoreError::Conflict { .. }) => return Err(RelayError::Conflict),
-                Err(error) => return Err(error.into()),
+            self.store.save(&mut session_refs, &mut intent_refs)?;
+            Ok(())
+        })
+        .await;
+        match written {
+            // An intent moved (say an API call signed one this pass meant to expire): the
+            // decision was made on an old copy, so it is dropped, and the next pass decides
+            // again on what is stored.
+            Err(RelayError::Store(StoreError::Conflict { .. })) => {
+                return Err(RelayError::Conflict);
             }
+            other => other?,
         }
-        self.app.store().flush().await?;
-        self.app.publish(&intents.iter().collect::<Vec<_>>());
+        // Durable, and told on the store's events.
+        self.store.flush().await?;
         Ok(())
     }
 }

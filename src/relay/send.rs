@@ -37,15 +37,14 @@ impl Relay {
     /// relayer up to its in-flight limit. `now` is the time a bundle sent now is judged at:
     /// operations whose window closes before it has passed the margin are dropped unsent.
     pub(super) async fn send_queued(&mut self, head: u64, now: u64) -> Result<(), RelayError> {
-        let queued = self.app.store().intents_in_status(IntentStatus::Queued)?;
+        let queued = self.store.intents_in_status(IntentStatus::Queued)?;
         let mut queued: VecDeque<Intent> = self.drop_closing(queued, now).await?.into();
         if queued.is_empty() {
             return Ok(());
         }
         let mut in_flight: BTreeMap<Address, BTreeSet<u64>> = BTreeMap::new();
         for submission in self
-            .app
-            .store()
+            .store
             .intents_in_status(IntentStatus::Submitted)?
             .iter()
             .filter_map(|intent| intent.submission.as_ref())
@@ -111,7 +110,7 @@ impl Relay {
             let session_closes = match intent.kind {
                 IntentKind::Call => {
                     if !sessions.contains_key(&intent.session) {
-                        let session = self.app.store().session(&intent.session)?;
+                        let session = self.store.session(&intent.session)?;
                         sessions.insert(intent.session.clone(), session.map(|s| s.valid_until));
                     }
                     sessions.get(&intent.session).copied().flatten()
@@ -185,7 +184,7 @@ impl Relay {
         // Enough for a modest bundle at the fee cap: a relayer that can pay for nothing
         // would only be taken out again.
         let needed = U256::from(1_000_000u64)
-            .saturating_mul(U256::from(self.app.chain().fees().await?.max_fee_per_gas));
+            .saturating_mul(U256::from(self.chain.fees().await?.max_fee_per_gas));
         if balance >= needed {
             info!(target: "relay", relayer = %relayer.address, %balance, "relayer funded again; back in rotation");
             relayer.funded = true;
@@ -236,7 +235,7 @@ impl Relay {
                 None => return Ok(Sent::Nothing),
             };
         }
-        let fees = self.app.chain().fees().await?;
+        let fees = self.chain.fees().await?;
         let fees = TxFees {
             max_fee_per_gas: fees.max_fee_per_gas,
             max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
@@ -314,7 +313,7 @@ impl Relay {
         match self.provider.send_raw_transaction(&raw).await {
             Ok(_) => {
                 let sent = started.elapsed();
-                self.app.metrics().bundle_sent(ops, gas_limit);
+                self.metrics.bundle_sent(ops, gas_limit);
                 info!(
                     target: "relay",
                     relayer = %address, tx = %tx_hash, ops, nonce, gas = simulated.gas,
@@ -359,7 +358,7 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let mut changes = Vec::new();
         for id in ids {
-            let Some(intent) = self.app.store().intent(id)? else {
+            let Some(intent) = self.store.intent(id)? else {
                 continue;
             };
             let sent_here = intent
@@ -383,8 +382,7 @@ impl Relay {
         mut bundle: Vec<Intent>,
         now: u64,
     ) -> Result<Option<Simulated>, RelayError> {
-        let entry_point =
-            EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
+        let entry_point = EntryPoint::new(self.chain.deployment().entry_point, &self.provider);
         loop {
             if bundle.is_empty() {
                 return Ok(None);
@@ -498,10 +496,10 @@ impl Relay {
         let relayer: &Relayer = &self.relayers[index];
         let request = TransactionRequest::default()
             .with_from(relayer.address)
-            .with_to(self.app.chain().deployment().entry_point)
+            .with_to(self.chain.deployment().entry_point)
             .with_input(calldata.clone())
             .with_nonce(nonce)
-            .with_chain_id(self.app.chain().chain_id())
+            .with_chain_id(self.chain.chain_id())
             .with_gas_limit(gas_limit)
             .with_max_fee_per_gas(fees.max_fee_per_gas)
             .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
@@ -527,7 +525,7 @@ impl Relay {
             // Sent by a relayer no longer configured: only the chain can settle it now.
             return Ok(());
         };
-        let market = self.app.chain().fees().await?;
+        let market = self.chain.fees().await?;
         let old = TxFees {
             max_fee_per_gas: submission.max_fee_per_gas,
             max_priority_fee_per_gas: submission.max_priority_fee_per_gas,
@@ -539,13 +537,12 @@ impl Relay {
                 max_priority_fee_per_gas: market.max_priority_fee_per_gas,
             },
             self.config.fee_bump_percent,
-            self.app.chain().max_fee_per_gas_cap(),
+            self.chain.max_fee_per_gas_cap(),
         ) else {
             warn!(target: "relay", tx = %submission.tx_hash, "bundle stuck at the fee cap; it waits for fees to fall");
             return Ok(());
         };
-        let entry_point =
-            EntryPoint::new(self.app.chain().deployment().entry_point, &self.provider);
+        let entry_point = EntryPoint::new(self.chain.deployment().entry_point, &self.provider);
         let ops = intents.iter().map(|intent| intent.user_op.pack()).collect();
         let calldata = entry_point
             .handleOps(ops, submission.relayer)
@@ -572,7 +569,7 @@ impl Relay {
         self.commit(changes).await?;
         match self.provider.send_raw_transaction(&raw).await {
             Ok(_) => {
-                self.app.metrics().fee_bumped();
+                self.metrics.fee_bumped();
                 info!(target: "relay", tx = %tx_hash, replaced = %submission.tx_hash, nonce = submission.relayer_nonce, ops, max_fee_per_gas = fees.max_fee_per_gas, "stuck bundle replaced with higher fees");
             }
             // Recorded all the same: the next replacement bumps from these fees, and the

@@ -15,6 +15,8 @@
 //! | `policies`           | policy id                             | JSON [`Policy`]  |
 //! | `policy_usage`       | policy id ++ `0x00` ++ usage key      | JSON [`PolicyUsage`] |
 //! | `api_keys`           | API key id                            | JSON [`ApiKey`] (a hash of the secret, never the secret) |
+//! | `outbox`             | `next`                                | u64, big-endian: the next change's number |
+//! | `outbox`             | `e` ++ change number (u64, big-endian) | JSON [`Intent`] as a write left it, until it is told |
 //! | `meta`               | `schema_version`                      | u32, big-endian  |
 //! | `meta`               | `relay_pause`                         | JSON [`RelayPause`], while paused |
 //!
@@ -41,18 +43,77 @@ use crate::{
     session::SessionId,
 };
 
-pub(super) const SESSIONS: &str = "sessions";
-pub(super) const INTENTS: &str = "intents";
-pub(super) const SESSION_BY_ACCOUNT: &str = "session_by_account";
-pub(super) const SESSION_BY_STATUS: &str = "session_by_status";
-pub(super) const INTENT_BY_SESSION: &str = "intent_by_session";
-pub(super) const INTENT_BY_ACCOUNT: &str = "intent_by_account";
-pub(super) const INTENT_BY_STATUS: &str = "intent_by_status";
-pub(super) const IDEMPOTENCY: &str = "idempotency";
-pub(super) const HELD_KEYS: &str = "held_keys";
-pub(super) const POLICIES: &str = "policies";
-pub(super) const POLICY_USAGE: &str = "policy_usage";
-pub(super) const API_KEYS: &str = "api_keys";
+/// Every tree of the store but `meta`, declared once: opening the store, its transactions
+/// (every write runs over all of them), the content digest and the check that an unversioned
+/// directory is empty all go by this list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Table {
+    Sessions,
+    Intents,
+    SessionByAccount,
+    SessionByStatus,
+    IntentBySession,
+    IntentByAccount,
+    IntentByStatus,
+    Idempotency,
+    HeldKeys,
+    Policies,
+    PolicyUsage,
+    ApiKeys,
+    Outbox,
+}
+
+impl Table {
+    /// Every table, in the order the store holds them.
+    pub(super) const ALL: [Self; 13] = [
+        Self::Sessions,
+        Self::Intents,
+        Self::SessionByAccount,
+        Self::SessionByStatus,
+        Self::IntentBySession,
+        Self::IntentByAccount,
+        Self::IntentByStatus,
+        Self::Idempotency,
+        Self::HeldKeys,
+        Self::Policies,
+        Self::PolicyUsage,
+        Self::ApiKeys,
+        Self::Outbox,
+    ];
+
+    /// The tree's name on disk.
+    pub(super) const fn name(self) -> &'static str {
+        match self {
+            Self::Sessions => "sessions",
+            Self::Intents => "intents",
+            Self::SessionByAccount => "session_by_account",
+            Self::SessionByStatus => "session_by_status",
+            Self::IntentBySession => "intent_by_session",
+            Self::IntentByAccount => "intent_by_account",
+            Self::IntentByStatus => "intent_by_status",
+            Self::Idempotency => "idempotency",
+            Self::HeldKeys => "held_keys",
+            Self::Policies => "policies",
+            Self::PolicyUsage => "policy_usage",
+            Self::ApiKeys => "api_keys",
+            Self::Outbox => "outbox",
+        }
+    }
+
+    /// Whether it holds the store's data, which the content digest covers. The outbox holds
+    /// only changes on their way to being told, and empties as they are.
+    pub(super) const fn holds_data(self) -> bool {
+        !matches!(self, Self::Outbox)
+    }
+
+    /// Its place in [`Table::ALL`], and in the trees of a transaction.
+    pub(super) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The tree of the schema version and the relay's pause: written on its own, never inside
+/// a transaction.
 pub(super) const META: &str = "meta";
 
 /// The `meta` key of the schema version.
@@ -60,6 +121,20 @@ pub(super) const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 
 /// The `meta` key of the operator's pause of the relay; absent while the relay runs.
 pub(super) const RELAY_PAUSE_KEY: &[u8] = b"relay_pause";
+
+/// The `outbox` key of the next change's sequence number.
+pub(super) const OUTBOX_NEXT_KEY: &[u8] = b"next";
+
+/// The prefix of every change in the `outbox`: each is `e` ++ its sequence number (u64,
+/// big-endian), so they sort in the order they were written.
+pub(super) const OUTBOX_CHANGE_PREFIX: &[u8] = b"e";
+
+/// The `outbox` key of change number `sequence`.
+pub(super) fn outbox_key(sequence: u64) -> Vec<u8> {
+    let mut key = OUTBOX_CHANGE_PREFIX.to_vec();
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
 
 /// The value of an index entry: the key says everything.
 pub(super) const EMPTY: &[u8] = &[];
@@ -113,7 +188,7 @@ pub(super) fn policy_window_key(policy: &PolicyId, window: WindowKey) -> Vec<u8>
 
 /// The intent id an index entry (or an `idempotency` value) holds after `offset` bytes.
 pub(super) fn intent_id_at(
-    tree: &'static str,
+    tree: Table,
     bytes: &[u8],
     offset: usize,
 ) -> Result<IntentId, StoreError> {
@@ -125,7 +200,7 @@ pub(super) fn intent_id_at(
 
 /// The session id an index entry holds after `offset` bytes.
 pub(super) fn session_id_at(
-    tree: &'static str,
+    tree: Table,
     bytes: &[u8],
     offset: usize,
 ) -> Result<SessionId, StoreError> {
@@ -142,17 +217,32 @@ pub(super) fn encode<T: Serialize>(record: RecordId, value: &T) -> Result<Vec<u8
 
 /// A record read back; undecodable bytes are [`StoreError::Corrupt`], never a panic.
 pub(super) fn decode<T: DeserializeOwned>(
-    tree: &'static str,
+    tree: impl Into<TreeName>,
     key: &[u8],
     bytes: &[u8],
 ) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|error| corrupt(tree, key, error))
 }
 
+/// A tree's name: a [`Table`]'s, or `meta`.
+pub(super) struct TreeName(&'static str);
+
+impl From<Table> for TreeName {
+    fn from(table: Table) -> Self {
+        Self(table.name())
+    }
+}
+
+impl From<&'static str> for TreeName {
+    fn from(name: &'static str) -> Self {
+        Self(name)
+    }
+}
+
 /// A [`StoreError::Corrupt`] for the entry at `key`.
-pub(super) fn corrupt(tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
+pub(super) fn corrupt(tree: impl Into<TreeName>, key: &[u8], reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
-        tree,
+        tree: tree.into().0,
         key: printable(key),
         reason: reason.to_string(),
     }
@@ -183,7 +273,7 @@ mod tests {
         );
         assert_eq!(
             intent_id_at(
-                INTENT_BY_SESSION,
+                Table::IntentBySession,
                 &by_session,
                 session_prefix(&session).len()
             )
@@ -192,7 +282,7 @@ mod tests {
         );
         let by_account = index_key(account_prefix(Address::repeat_byte(7)), session.as_str());
         assert_eq!(
-            session_id_at(SESSION_BY_ACCOUNT, &by_account, 20).unwrap(),
+            session_id_at(Table::SessionByAccount, &by_account, 20).unwrap(),
             session
         );
     }
@@ -221,12 +311,28 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt_not_a_panic() {
-        let error = intent_id_at(INTENT_BY_STATUS, &[2, 0xff, 0xfe], 1).unwrap_err();
+        let error = intent_id_at(Table::IntentByStatus, &[2, 0xff, 0xfe], 1).unwrap_err();
         assert!(
             matches!(&error, StoreError::Corrupt { key, .. } if key == "0x02fffe"),
             "{error:?}"
         );
-        assert!(intent_id_at(INTENT_BY_STATUS, &[2], 5).is_err());
-        assert!(decode::<u64>(SESSIONS, b"ses_x", b"{not json").is_err());
+        assert!(intent_id_at(Table::IntentByStatus, &[2], 5).is_err());
+        assert!(decode::<u64>(Table::Sessions, b"ses_x", b"{not json").is_err());
+    }
+
+    #[test]
+    fn every_table_is_in_the_list_once_at_its_index_and_in_the_layout_table() {
+        let docs = include_str!("layout.rs");
+        let mut names = std::collections::BTreeSet::new();
+        for (index, table) in Table::ALL.iter().enumerate() {
+            assert_eq!(table.index(), index, "{table:?}");
+            assert!(names.insert(table.name()), "{} twice", table.name());
+            assert!(
+                docs.contains(&format!("//! | `{}`", table.name())),
+                "the layout table misses {}",
+                table.name()
+            );
+        }
+        assert!(!names.contains(META));
     }
 }

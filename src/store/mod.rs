@@ -44,9 +44,13 @@ use alloy::primitives::Address;
 use sled::Tree;
 
 pub use self::error::{RecordId, StoreError};
-use self::tx::{Staged, Trees};
+use self::{
+    layout::Table,
+    tx::{Staged, Trees},
+};
 use crate::{
     auth::{ApiKey, ApiKeyId, TenantId},
+    events::Events,
     intent::{Intent, IntentId, IntentKind, IntentStatus},
     policy::{Policy, PolicyId, PolicyUsage, WindowKey},
     session::{KeyCustody, Session, SessionId, SessionStatus},
@@ -75,6 +79,39 @@ pub const SCHEMA_VERSION: u32 = 4;
 /// without a tenant belong to `default`).
 const UPGRADABLE_VERSIONS: &[u32] = &[1, 2, 3];
 
+/// How many times a read-decide-write that lost an optimistic-concurrency race is made in
+/// all before [`retry_lost_races`] gives up.
+pub const CONFLICT_ATTEMPTS: usize = 8;
+
+/// An error that may say its write lost a race: another writer changed a record between the
+/// read and the write ([`StoreError::Conflict`]), so nothing was written and deciding again on
+/// fresh copies may succeed.
+pub trait LostRace {
+    /// Whether this error is such a lost race.
+    fn lost_race(&self) -> bool;
+    /// The error when every attempt lost.
+    fn gave_up() -> Self;
+}
+
+/// Runs `attempt` (read, decide, write) until it does not lose a race, at most
+/// [`CONFLICT_ATTEMPTS`] times; then gives up with [`LostRace::gave_up`], having written
+/// nothing. Every writer that decides on records it read goes through here, so none can
+/// forget to re-read.
+///
+/// `attempt` is a closure making a new future each time (`|| async move { … }` over
+/// references), rather than an async closure, so the future stays `Send` for tonic.
+pub async fn retry_lost_races<T, E: LostRace, F: Future<Output = Result<T, E>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, E> {
+    for _ in 0..CONFLICT_ATTEMPTS {
+        match attempt().await {
+            Err(error) if error.lost_race() => continue,
+            done => return done,
+        }
+    }
+    Err(E::gave_up())
+}
+
 /// The largest page a list returns, whatever the request asks, so that one request cannot
 /// make the daemon read the whole database into memory.
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -91,8 +128,10 @@ struct Inner {
     trees: Trees,
     /// The `meta` tree, held open: the relay reads the pause from it on every pass.
     meta: Tree,
-    /// The `api_keys` tree, read on every call.
-    api_keys: Tree,
+    /// Turns the outbox into events once its changes are durable; held while doing so,
+    /// so each change is told once and in order.
+    outbox: std::sync::Mutex<()>,
+    events: Events,
     path: PathBuf,
 }
 
@@ -214,22 +253,9 @@ impl Store {
     /// store holds exactly the same data: tests use it to show that a refused request wrote
     /// nothing, and an operator can compare it across a maintenance window.
     pub fn content_digest(&self) -> Result<alloy::primitives::B256, StoreError> {
-        let trees = &self.inner.trees;
         let mut hasher = alloy::primitives::Keccak256::new();
-        for tree in [
-            &trees.sessions,
-            &trees.intents,
-            &trees.session_by_account,
-            &trees.session_by_status,
-            &trees.intent_by_session,
-            &trees.intent_by_account,
-            &trees.intent_by_status,
-            &trees.idempotency,
-            &trees.held_keys,
-            &trees.policies,
-            &trees.policy_usage,
-            &self.inner.api_keys,
-        ] {
+        for table in Table::ALL.into_iter().filter(|table| table.holds_data()) {
+            let tree = self.inner.trees.tree(table);
             hasher.update(tree.name());
             for entry in tree.iter() {
                 let (key, value) = entry?;
@@ -287,13 +313,13 @@ impl Store {
             }
         }
         let trees = Trees::open(&db)?;
-        let api_keys = db.open_tree(layout::API_KEYS)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 trees,
                 meta,
-                api_keys,
+                outbox: std::sync::Mutex::new(()),
+                events: Events::default(),
                 path: path.to_owned(),
             }),
         })
@@ -463,9 +489,9 @@ impl Store {
         let key = id.as_str().as_bytes();
         self.inner
             .trees
-            .policies
+            .tree(Table::Policies)
             .get(key)?
-            .map(|bytes| layout::decode(layout::POLICIES, key, &bytes))
+            .map(|bytes| layout::decode(Table::Policies, key, &bytes))
             .transpose()
     }
 
@@ -479,12 +505,12 @@ impl Store {
         let before = parse_token(page, PolicyId::parse, &scope)?;
         let before = before.as_ref().map(PolicyId::as_str);
         let items = walk_newest_first(
-            &self.inner.trees.policies,
+            self.inner.trees.tree(Table::Policies),
             &[],
             before,
             page.size,
             |key, value| {
-                let policy: Policy = layout::decode(layout::POLICIES, key, value)?;
+                let policy: Policy = layout::decode(Table::Policies, key, value)?;
                 Ok(tenant
                     .is_none_or(|tenant| &policy.tenant == tenant)
                     .then_some(policy))
@@ -511,8 +537,8 @@ impl Store {
     }
 
     fn usage_at(&self, key: &[u8]) -> Result<PolicyUsage, StoreError> {
-        match self.inner.trees.policy_usage.get(key)? {
-            Some(bytes) => layout::decode(layout::POLICY_USAGE, key, &bytes),
+        match self.inner.trees.tree(Table::PolicyUsage).get(key)? {
+            Some(bytes) => layout::decode(Table::PolicyUsage, key, &bytes),
             None => Ok(PolicyUsage::default()),
         }
     }
@@ -523,7 +549,7 @@ impl Store {
         let key = id.as_str().as_bytes();
         self.inner
             .trees
-            .sessions
+            .tree(Table::Sessions)
             .get(key)?
             .map(|bytes| read_session(key, &bytes))
             .transpose()
@@ -535,7 +561,7 @@ impl Store {
         let key = id.as_str().as_bytes();
         self.inner
             .trees
-            .intents
+            .tree(Table::Intents)
             .get(key)?
             .map(|bytes| read_intent(key, &bytes))
             .transpose()
@@ -549,12 +575,12 @@ impl Store {
         client_key: &str,
     ) -> Result<Option<Intent>, StoreError> {
         let key = layout::idempotency_key(session, client_key);
-        let Some(id) = self.inner.trees.idempotency.get(&key)? else {
+        let Some(id) = self.inner.trees.tree(Table::Idempotency).get(&key)? else {
             return Ok(None);
         };
-        let id = layout::intent_id_at(layout::IDEMPOTENCY, &id, 0)?;
+        let id = layout::intent_id_at(Table::Idempotency, &id, 0)?;
         self.intent(&id)?
-            .ok_or_else(|| layout::corrupt(layout::IDEMPOTENCY, &key, dangling(&id)))
+            .ok_or_else(|| layout::corrupt(Table::Idempotency, &key, dangling(&id)))
             .map(Some)
     }
 
@@ -563,12 +589,12 @@ impl Store {
     pub fn held_keys(&self) -> Result<Vec<(Address, Vec<u8>)>, StoreError> {
         self.inner
             .trees
-            .held_keys
+            .tree(Table::HeldKeys)
             .iter()
             .map(|entry| {
                 let (key, value) = entry?;
                 let address = Address::try_from(key.as_ref()).map_err(|_| {
-                    layout::corrupt(layout::HELD_KEYS, &key, "the key is not a 20-byte address")
+                    layout::corrupt(Table::HeldKeys, &key, "the key is not a 20-byte address")
                 })?;
                 Ok((address, value.to_vec()))
             })
@@ -583,7 +609,7 @@ impl Store {
         changes: &[(Address, Vec<u8>, Vec<u8>)],
     ) -> Result<(), StoreError> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let result = self.inner.trees.held_keys.transaction(|tree| {
+        let result = self.inner.trees.tree(Table::HeldKeys).transaction(|tree| {
             for (address, expected, new) in changes {
                 match tree.get(address.as_slice())? {
                     Some(current) if current.as_ref() == expected.as_slice() => {
@@ -609,7 +635,7 @@ impl Store {
         Ok(self
             .inner
             .trees
-            .held_keys
+            .tree(Table::HeldKeys)
             .get(address.as_slice())?
             .map(|secret| secret.to_vec()))
     }
@@ -627,20 +653,20 @@ impl Store {
         let trees = &self.inner.trees;
         let (tree, name, prefix) = match (filter.account, filter.status) {
             (Some(account), _) => (
-                &trees.session_by_account,
-                layout::SESSION_BY_ACCOUNT,
+                &trees.tree(Table::SessionByAccount),
+                Table::SessionByAccount,
                 layout::account_prefix(account),
             ),
             (None, Some(status)) => (
-                &trees.session_by_status,
-                layout::SESSION_BY_STATUS,
+                &trees.tree(Table::SessionByStatus),
+                Table::SessionByStatus,
                 layout::status_prefix(status.code()),
             ),
-            (None, None) => (&trees.sessions, layout::SESSIONS, Vec::new()),
+            (None, None) => (&trees.tree(Table::Sessions), Table::Sessions, Vec::new()),
         };
         let before = before.as_ref().map(SessionId::as_str);
         let items = walk_newest_first(tree, &prefix, before, page.size, |key, value| {
-            let session = if name == layout::SESSIONS {
+            let session = if name == Table::Sessions {
                 read_session(key, value)?
             } else {
                 let id = layout::session_id_at(name, key, prefix.len())?;
@@ -667,28 +693,28 @@ impl Store {
         let trees = &self.inner.trees;
         let (tree, name, prefix) = if let Some(session) = &filter.session {
             (
-                &trees.intent_by_session,
-                layout::INTENT_BY_SESSION,
+                &trees.tree(Table::IntentBySession),
+                Table::IntentBySession,
                 layout::session_prefix(session),
             )
         } else if let Some(account) = filter.account {
             (
-                &trees.intent_by_account,
-                layout::INTENT_BY_ACCOUNT,
+                &trees.tree(Table::IntentByAccount),
+                Table::IntentByAccount,
                 layout::account_prefix(account),
             )
         } else if let Some(status) = filter.status {
             (
-                &trees.intent_by_status,
-                layout::INTENT_BY_STATUS,
+                &trees.tree(Table::IntentByStatus),
+                Table::IntentByStatus,
                 layout::status_prefix(status.code()),
             )
         } else {
-            (&trees.intents, layout::INTENTS, Vec::new())
+            (&trees.tree(Table::Intents), Table::Intents, Vec::new())
         };
         let before = before.as_ref().map(IntentId::as_str);
         let items = walk_newest_first(tree, &prefix, before, page.size, |key, value| {
-            let intent = if name == layout::INTENTS {
+            let intent = if name == Table::Intents {
                 read_intent(key, value)?
             } else {
                 self.indexed_intent(name, key, prefix.len())?
@@ -705,9 +731,14 @@ impl Store {
     pub fn intents_in_status(&self, status: IntentStatus) -> Result<Vec<Intent>, StoreError> {
         let prefix = layout::status_prefix(status.code());
         let mut intents = Vec::new();
-        for entry in self.inner.trees.intent_by_status.scan_prefix(&prefix) {
+        for entry in self
+            .inner
+            .trees
+            .tree(Table::IntentByStatus)
+            .scan_prefix(&prefix)
+        {
             let (key, _) = entry?;
-            let intent = self.indexed_intent(layout::INTENT_BY_STATUS, &key, prefix.len())?;
+            let intent = self.indexed_intent(Table::IntentByStatus, &key, prefix.len())?;
             // The record is the truth: it may have moved on since the index was read.
             if intent.status == status {
                 intents.push(intent);
@@ -724,7 +755,7 @@ impl Store {
         for entry in self
             .inner
             .trees
-            .intent_by_status
+            .tree(Table::IntentByStatus)
             .scan_prefix(&prefix)
             .keys()
         {
@@ -739,12 +770,17 @@ impl Store {
     pub fn sessions_in_status(&self, status: SessionStatus) -> Result<Vec<Session>, StoreError> {
         let prefix = layout::status_prefix(status.code());
         let mut sessions = Vec::new();
-        for entry in self.inner.trees.session_by_status.scan_prefix(&prefix) {
+        for entry in self
+            .inner
+            .trees
+            .tree(Table::SessionByStatus)
+            .scan_prefix(&prefix)
+        {
             let (key, _) = entry?;
-            let id = layout::session_id_at(layout::SESSION_BY_STATUS, &key, prefix.len())?;
+            let id = layout::session_id_at(Table::SessionByStatus, &key, prefix.len())?;
             let session = self
                 .session(&id)?
-                .ok_or_else(|| layout::corrupt(layout::SESSION_BY_STATUS, &key, dangling(&id)))?;
+                .ok_or_else(|| layout::corrupt(Table::SessionByStatus, &key, dangling(&id)))?;
             if session.status == status {
                 sessions.push(session);
             }
@@ -789,7 +825,8 @@ impl Store {
         let record = RecordId::ApiKey(key.id.clone());
         let bytes = layout::encode(record.clone(), key)?;
         self.inner
-            .api_keys
+            .trees
+            .tree(Table::ApiKeys)
             .compare_and_swap(key.id.as_str().as_bytes(), None::<&[u8]>, Some(bytes))?
             .map_err(|_| StoreError::AlreadyExists { record })?;
         self.flush().await
@@ -799,20 +836,22 @@ impl Store {
     pub fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
         let key = id.as_str().as_bytes();
         self.inner
-            .api_keys
+            .trees
+            .tree(Table::ApiKeys)
             .get(key)?
-            .map(|bytes| layout::decode(layout::API_KEYS, key, &bytes))
+            .map(|bytes| layout::decode(Table::ApiKeys, key, &bytes))
             .transpose()
     }
 
     /// Every API key, revoked ones included, oldest first.
     pub fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
         self.inner
-            .api_keys
+            .trees
+            .tree(Table::ApiKeys)
             .iter()
             .map(|entry| {
                 let (key, bytes) = entry?;
-                layout::decode(layout::API_KEYS, &key, &bytes)
+                layout::decode(Table::ApiKeys, &key, &bytes)
             })
             .collect()
     }
@@ -827,12 +866,13 @@ impl Store {
         loop {
             let stored = self
                 .inner
-                .api_keys
+                .trees
+                .tree(Table::ApiKeys)
                 .get(name)?
                 .ok_or_else(|| StoreError::NotFound {
                     record: record.clone(),
                 })?;
-            let mut key: ApiKey = layout::decode(layout::API_KEYS, name, &stored)?;
+            let mut key: ApiKey = layout::decode(Table::ApiKeys, name, &stored)?;
             if key.revoked_at_ms.is_some() {
                 return Ok(key);
             }
@@ -840,7 +880,8 @@ impl Store {
             let bytes = layout::encode(record.clone(), &key)?;
             if self
                 .inner
-                .api_keys
+                .trees
+                .tree(Table::ApiKeys)
                 .compare_and_swap(name, Some(stored), Some(bytes))?
                 .is_ok()
             {
@@ -854,21 +895,44 @@ impl Store {
     /// never woken (sled issues #1241 and #1308, fixed only after the last release), which
     /// froze every API call and the relay behind one lost wakeup. The blocking flush has
     /// no such bug, and concurrent calls simply share the fsync.
+    ///
+    /// Once the fsync is done, every change in the outbox is durable, and is told on
+    /// [`Store::events`], oldest first, then taken out of the outbox. So a change is told
+    /// only once no crash can undo it; a crash between the two may tell one again after the
+    /// restart (at least once, never never).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let db = self.inner.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|error| StoreError::Flush(error.to_string()))??;
+        self.tell_outbox()
+    }
+
+    /// The bus every durable intent change is told on.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// Tells and removes every change in the outbox, in the order they were written.
+    fn tell_outbox(&self) -> Result<(), StoreError> {
+        // A panic elsewhere while it was held leaves nothing half done: take it back.
+        let _telling = self
+            .inner
+            .outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outbox = self.inner.trees.tree(Table::Outbox);
+        for entry in outbox.scan_prefix(layout::OUTBOX_CHANGE_PREFIX) {
+            let (key, bytes) = entry?;
+            let intent: Intent = layout::decode(Table::Outbox, &key, &bytes)?;
+            self.inner.events.publish(&intent);
+            outbox.remove(key)?;
+        }
         Ok(())
     }
 
     /// The intent an index entry `key` points at, its id starting at `offset`.
-    fn indexed_intent(
-        &self,
-        tree: &'static str,
-        key: &[u8],
-        offset: usize,
-    ) -> Result<Intent, StoreError> {
+    fn indexed_intent(&self, tree: Table, key: &[u8], offset: usize) -> Result<Intent, StoreError> {
         let id = layout::intent_id_at(tree, key, offset)?;
         self.intent(&id)?
             .ok_or_else(|| layout::corrupt(tree, key, dangling(&id)))
@@ -877,10 +941,10 @@ impl Store {
 
 /// Decodes a stored session, checking it is the one its key names.
 fn read_session(key: &[u8], bytes: &[u8]) -> Result<Session, StoreError> {
-    let session: Session = layout::decode(layout::SESSIONS, key, bytes)?;
+    let session: Session = layout::decode(Table::Sessions, key, bytes)?;
     if session.id.as_str().as_bytes() != key {
         return Err(layout::corrupt(
-            layout::SESSIONS,
+            Table::Sessions,
             key,
             format!("holds {}", session.id),
         ));
@@ -890,10 +954,10 @@ fn read_session(key: &[u8], bytes: &[u8]) -> Result<Session, StoreError> {
 
 /// Decodes a stored intent, checking it is the one its key names.
 fn read_intent(key: &[u8], bytes: &[u8]) -> Result<Intent, StoreError> {
-    let intent: Intent = layout::decode(layout::INTENTS, key, bytes)?;
+    let intent: Intent = layout::decode(Table::Intents, key, bytes)?;
     if intent.id.as_str().as_bytes() != key {
         return Err(layout::corrupt(
-            layout::INTENTS,
+            Table::Intents,
             key,
             format!("holds {}", intent.id),
         ));

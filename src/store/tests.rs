@@ -995,7 +995,7 @@ fn data_without_a_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = when_unlocked(|| sled::open(dir.path())).unwrap();
-        db.open_tree(layout::SESSIONS)
+        db.open_tree(layout::Table::Sessions.name())
             .unwrap()
             .insert(b"ses_x", b"{}")
             .unwrap();
@@ -1019,11 +1019,11 @@ fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
     let call = stored_call(&store, &mut session, None);
     let trees = &store.inner.trees;
     trees
-        .intents
+        .tree(layout::Table::Intents)
         .insert(call.id.as_str(), b"{\"id\":".as_slice())
         .unwrap();
     trees
-        .sessions
+        .tree(layout::Table::Sessions)
         .insert(session.id.as_str(), b"[]".as_slice())
         .unwrap();
 
@@ -1059,7 +1059,7 @@ fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
     // An index entry that points nowhere.
     let orphan = IntentId::generate();
     trees
-        .intent_by_status
+        .tree(layout::Table::IntentByStatus)
         .insert(
             layout::index_key(
                 layout::status_prefix(IntentStatus::Queued.code()),
@@ -1785,4 +1785,72 @@ fn a_sponsored_registration_is_admitted_with_its_session_or_refused_with_it() {
         "a refused write wrote"
     );
     assert_eq!(store.session(&session.id).unwrap(), None);
+}
+
+#[tokio::test]
+async fn every_intent_write_is_told_once_in_order_after_it_is_durable_and_a_refused_one_never() {
+    let (_dir, store) = open();
+    let mut told = store.events().subscribe();
+    let (mut session, registration) = stored_session(&store, ALICE);
+    let call = stored_call(&store, &mut session, None);
+    let mut signed = call.clone();
+    signed.apply(&IntentEvent::Signed, 2).expect("signed");
+    store.save(&mut [], &mut [&mut signed]).expect("save");
+    // A write that loses its race is refused whole, and tells nothing.
+    let mut stale = call.clone();
+    stale.apply(&IntentEvent::Signed, 3).expect("signed");
+    assert!(matches!(
+        store.save(&mut [], &mut [&mut stale]),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        told.try_recv().is_err(),
+        "nothing is told before the writes are durable"
+    );
+    let digest = store.content_digest().expect("digest");
+
+    store.flush().await.expect("flush");
+    let mut heard = Vec::new();
+    while let Ok(intent) = told.try_recv() {
+        heard.push((intent.id, intent.revision, intent.status));
+    }
+    assert_eq!(
+        heard,
+        vec![
+            (registration.id, 1, IntentStatus::PendingSignature),
+            (call.id.clone(), 1, IntentStatus::PendingSignature),
+            (call.id, 2, IntentStatus::Queued),
+        ]
+    );
+    // Told once: the outbox is empty, and emptying it changed none of the data.
+    store.flush().await.expect("flush");
+    assert!(told.try_recv().is_err());
+    assert_eq!(store.content_digest().expect("digest"), digest);
+    assert_eq!(
+        store
+            .inner
+            .trees
+            .tree(layout::Table::Outbox)
+            .scan_prefix(layout::OUTBOX_CHANGE_PREFIX)
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn changes_written_before_a_crash_are_told_after_the_restart() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let registration = {
+        let store = Store::open(dir.path()).expect("open");
+        let (_, registration) = stored_session(&store, ALICE);
+        // Durable in sled's log, but the process ends before anyone flushed through the
+        // store, so nobody was told.
+        store.inner.db.flush().expect("sled flush");
+        registration
+    };
+    let store = Store::open(dir.path()).expect("reopen");
+    let mut told = store.events().subscribe();
+    store.flush().await.expect("flush");
+    let intent = told.try_recv().expect("told after the restart");
+    assert_eq!(intent.id, registration.id);
 }

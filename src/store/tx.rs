@@ -1,4 +1,4 @@
-//! Writes: one sled transaction over every data tree, and the record-level steps a write is
+//! Writes: one sled transaction over every table, and the record-level steps a write is
 //! made of (create a record with its index entries, update one under the revision check).
 //!
 //! sled 0.34 runs transactions under a process-wide write lock and commits all their trees
@@ -16,7 +16,7 @@ use sled::{
 
 use super::{
     RecordId, StoreError,
-    layout::{self, EMPTY},
+    layout::{self, EMPTY, Table},
 };
 use crate::{
     intent::{Intent, IntentId},
@@ -32,88 +32,34 @@ pub(super) fn fail<T>(error: StoreError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(error))
 }
 
-/// The data trees (every tree but `meta`).
-pub(super) struct Trees {
-    pub(super) sessions: Tree,
-    pub(super) intents: Tree,
-    pub(super) session_by_account: Tree,
-    pub(super) session_by_status: Tree,
-    pub(super) intent_by_session: Tree,
-    pub(super) intent_by_account: Tree,
-    pub(super) intent_by_status: Tree,
-    pub(super) idempotency: Tree,
-    pub(super) held_keys: Tree,
-    pub(super) policies: Tree,
-    pub(super) policy_usage: Tree,
-}
+/// The trees of every [`Table`], open, in [`Table::ALL`] order.
+pub(super) struct Trees(Vec<Tree>);
 
 impl Trees {
-    /// Opens (creating when missing) every data tree of `db`.
+    /// Opens (creating when missing) every table of `db`.
     pub(super) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
-        Ok(Self {
-            sessions: db.open_tree(layout::SESSIONS)?,
-            intents: db.open_tree(layout::INTENTS)?,
-            session_by_account: db.open_tree(layout::SESSION_BY_ACCOUNT)?,
-            session_by_status: db.open_tree(layout::SESSION_BY_STATUS)?,
-            intent_by_session: db.open_tree(layout::INTENT_BY_SESSION)?,
-            intent_by_account: db.open_tree(layout::INTENT_BY_ACCOUNT)?,
-            intent_by_status: db.open_tree(layout::INTENT_BY_STATUS)?,
-            idempotency: db.open_tree(layout::IDEMPOTENCY)?,
-            held_keys: db.open_tree(layout::HELD_KEYS)?,
-            policies: db.open_tree(layout::POLICIES)?,
-            policy_usage: db.open_tree(layout::POLICY_USAGE)?,
-        })
+        Table::ALL
+            .iter()
+            .map(|table| db.open_tree(table.name()))
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 
-    /// Runs `body` as one transaction over every data tree. Whatever `body` aborts with is
+    /// The tree of `table`.
+    pub(super) fn tree(&self, table: Table) -> &Tree {
+        &self.0[table.index()]
+    }
+
+    /// Runs `body` as one transaction over every table. Whatever `body` aborts with is
     /// returned as is, and nothing it wrote is kept. `body` may run more than once (sled
     /// retries on internal conflicts), so it must only read and write through the [`Tx`].
     pub(super) fn transact<A>(
         &self,
         body: impl Fn(&Tx<'_>) -> TxResult<A>,
     ) -> Result<A, StoreError> {
-        (
-            &self.sessions,
-            &self.intents,
-            &self.session_by_account,
-            &self.session_by_status,
-            &self.intent_by_session,
-            &self.intent_by_account,
-            &self.intent_by_status,
-            &self.idempotency,
-            &self.held_keys,
-            &self.policies,
-            &self.policy_usage,
-        )
-            .transaction(
-                |(
-                    sessions,
-                    intents,
-                    session_by_account,
-                    session_by_status,
-                    intent_by_session,
-                    intent_by_account,
-                    intent_by_status,
-                    idempotency,
-                    held_keys,
-                    policies,
-                    policy_usage,
-                )| {
-                    body(&Tx {
-                        sessions,
-                        intents,
-                        session_by_account,
-                        session_by_status,
-                        intent_by_session,
-                        intent_by_account,
-                        intent_by_status,
-                        idempotency,
-                        held_keys,
-                        policies,
-                        policy_usage,
-                    })
-                },
-            )
+        self.0
+            .as_slice()
+            .transaction(|views| body(&Tx(views)))
             .map_err(|error| match error {
                 TransactionError::Abort(error) => error,
                 TransactionError::Storage(error) => StoreError::Db(error),
@@ -164,38 +110,51 @@ impl<'a> Staged<'a, Policy> {
     }
 }
 
-/// The trees as seen inside one transaction.
-pub(super) struct Tx<'a> {
-    pub(super) sessions: &'a TransactionalTree,
-    pub(super) intents: &'a TransactionalTree,
-    pub(super) session_by_account: &'a TransactionalTree,
-    pub(super) session_by_status: &'a TransactionalTree,
-    pub(super) intent_by_session: &'a TransactionalTree,
-    pub(super) intent_by_account: &'a TransactionalTree,
-    pub(super) intent_by_status: &'a TransactionalTree,
-    pub(super) idempotency: &'a TransactionalTree,
-    pub(super) held_keys: &'a TransactionalTree,
-    pub(super) policies: &'a TransactionalTree,
-    pub(super) policy_usage: &'a TransactionalTree,
-}
+/// The tables as seen inside one transaction, in [`Table::ALL`] order.
+pub(super) struct Tx<'a>(&'a [TransactionalTree]);
 
 impl Tx<'_> {
+    /// The tree of `table`.
+    fn at(&self, table: Table) -> &TransactionalTree {
+        &self.0[table.index()]
+    }
+
+    /// Writes `intent`, whose stored bytes are `bytes`, to the outbox as the next change,
+    /// so it is told once the write is durable (see [`super::Store::flush`]).
+    fn record_change(&self, bytes: &[u8]) -> TxResult<()> {
+        let outbox = self.at(Table::Outbox);
+        let next = match outbox.get(layout::OUTBOX_NEXT_KEY)? {
+            Some(stored) => abort_on_err(
+                <[u8; 8]>::try_from(stored.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| {
+                        layout::corrupt(Table::Outbox, layout::OUTBOX_NEXT_KEY, "not 8 bytes")
+                    }),
+            )?,
+            None => 0,
+        };
+        outbox.insert(layout::outbox_key(next), bytes)?;
+        outbox.insert(layout::OUTBOX_NEXT_KEY, &next.wrapping_add(1).to_be_bytes())?;
+        Ok(())
+    }
+
     /// Stores a new session and its index entries; `AlreadyExists` if the id is taken.
     pub(super) fn insert_session(&self, staged: &Staged<'_, Session>) -> TxResult<()> {
         let session = staged.record;
         let key = session.id.as_str().as_bytes();
-        if self.sessions.get(key)?.is_some() {
+        if self.at(Table::Sessions).get(key)?.is_some() {
             return fail(StoreError::AlreadyExists {
                 record: RecordId::Session(session.id.clone()),
             });
         }
-        self.sessions.insert(key, staged.bytes.as_slice())?;
+        self.at(Table::Sessions)
+            .insert(key, staged.bytes.as_slice())?;
         let id = session.id.as_str();
-        self.session_by_account.insert(
+        self.at(Table::SessionByAccount).insert(
             layout::index_key(layout::account_prefix(session.account), id),
             EMPTY,
         )?;
-        self.session_by_status.insert(
+        self.at(Table::SessionByStatus).insert(
             layout::index_key(layout::status_prefix(session.status.code()), id),
             EMPTY,
         )?;
@@ -208,10 +167,10 @@ impl Tx<'_> {
         let session = staged.record;
         let key = session.id.as_str().as_bytes();
         let record = || RecordId::Session(session.id.clone());
-        let Some(bytes) = self.sessions.get(key)? else {
+        let Some(bytes) = self.at(Table::Sessions).get(key)? else {
             return fail(StoreError::NotFound { record: record() });
         };
-        let stored: Session = abort_on_err(layout::decode(layout::SESSIONS, key, &bytes))?;
+        let stored: Session = abort_on_err(layout::decode(Table::Sessions, key, &bytes))?;
         if stored.revision != session.revision {
             return fail(StoreError::Conflict {
                 record: record(),
@@ -226,16 +185,17 @@ impl Tx<'_> {
         }
         if stored.status != session.status {
             let id = session.id.as_str();
-            self.session_by_status.remove(layout::index_key(
+            self.at(Table::SessionByStatus).remove(layout::index_key(
                 layout::status_prefix(stored.status.code()),
                 id,
             ))?;
-            self.session_by_status.insert(
+            self.at(Table::SessionByStatus).insert(
                 layout::index_key(layout::status_prefix(session.status.code()), id),
                 EMPTY,
             )?;
         }
-        self.sessions.insert(key, staged.bytes.as_slice())?;
+        self.at(Table::Sessions)
+            .insert(key, staged.bytes.as_slice())?;
         Ok(())
     }
 
@@ -244,7 +204,7 @@ impl Tx<'_> {
     pub(super) fn insert_intent(&self, staged: &Staged<'_, Intent>) -> TxResult<()> {
         let intent = staged.record;
         let key = intent.id.as_str().as_bytes();
-        if self.intents.get(key)?.is_some() {
+        if self.at(Table::Intents).get(key)?.is_some() {
             return fail(StoreError::AlreadyExists {
                 record: RecordId::Intent(intent.id.clone()),
             });
@@ -253,22 +213,24 @@ impl Tx<'_> {
             self.admit(charge)?;
             self.move_policy_usage(charge, PolicyUsage::default(), intent.policy_usage())?;
         }
-        self.intents.insert(key, staged.bytes.as_slice())?;
+        self.at(Table::Intents)
+            .insert(key, staged.bytes.as_slice())?;
+        self.record_change(&staged.bytes)?;
         let id = intent.id.as_str();
-        self.intent_by_session.insert(
+        self.at(Table::IntentBySession).insert(
             layout::index_key(layout::session_prefix(&intent.session), id),
             EMPTY,
         )?;
-        self.intent_by_account.insert(
+        self.at(Table::IntentByAccount).insert(
             layout::index_key(layout::account_prefix(intent.account), id),
             EMPTY,
         )?;
-        self.intent_by_status.insert(
+        self.at(Table::IntentByStatus).insert(
             layout::index_key(layout::status_prefix(intent.status.code()), id),
             EMPTY,
         )?;
         if let Some(client_key) = &intent.idempotency_key {
-            self.idempotency.insert(
+            self.at(Table::Idempotency).insert(
                 layout::idempotency_key(&intent.session, client_key),
                 id.as_bytes(),
             )?;
@@ -282,10 +244,10 @@ impl Tx<'_> {
         let intent = staged.record;
         let key = intent.id.as_str().as_bytes();
         let record = || RecordId::Intent(intent.id.clone());
-        let Some(bytes) = self.intents.get(key)? else {
+        let Some(bytes) = self.at(Table::Intents).get(key)? else {
             return fail(StoreError::NotFound { record: record() });
         };
-        let stored: Intent = abort_on_err(layout::decode(layout::INTENTS, key, &bytes))?;
+        let stored: Intent = abort_on_err(layout::decode(Table::Intents, key, &bytes))?;
         if stored.revision != intent.revision {
             return fail(StoreError::Conflict {
                 record: record(),
@@ -314,17 +276,18 @@ impl Tx<'_> {
         }
         if stored.status != intent.status {
             let id = intent.id.as_str();
-            self.intent_by_status.remove(layout::index_key(
+            self.at(Table::IntentByStatus).remove(layout::index_key(
                 layout::status_prefix(stored.status.code()),
                 id,
             ))?;
-            self.intent_by_status.insert(
+            self.at(Table::IntentByStatus).insert(
                 layout::index_key(layout::status_prefix(intent.status.code()), id),
                 EMPTY,
             )?;
         }
-        self.intents.insert(key, staged.bytes.as_slice())?;
-        Ok(())
+        self.at(Table::Intents)
+            .insert(key, staged.bytes.as_slice())?;
+        self.record_change(&staged.bytes)
     }
 
     /// The intent a client's idempotency key of a session already maps to.
@@ -334,32 +297,33 @@ impl Tx<'_> {
         client_key: &str,
     ) -> TxResult<Option<Intent>> {
         let Some(id) = self
-            .idempotency
+            .at(Table::Idempotency)
             .get(layout::idempotency_key(session, client_key))?
         else {
             return Ok(None);
         };
-        let id: IntentId = abort_on_err(layout::intent_id_at(layout::IDEMPOTENCY, &id, 0))?;
+        let id: IntentId = abort_on_err(layout::intent_id_at(Table::Idempotency, &id, 0))?;
         let key = id.as_str().as_bytes();
-        let Some(bytes) = self.intents.get(key)? else {
+        let Some(bytes) = self.at(Table::Intents).get(key)? else {
             return fail(layout::corrupt(
-                layout::IDEMPOTENCY,
+                Table::Idempotency,
                 &layout::idempotency_key(session, client_key),
                 format!("maps to {id}, which does not exist"),
             ));
         };
-        abort_on_err(layout::decode(layout::INTENTS, key, &bytes)).map(Some)
+        abort_on_err(layout::decode(Table::Intents, key, &bytes)).map(Some)
     }
 
     /// Stores a held key's secret under its address; `AlreadyExists` if the address is taken,
     /// so key material is never silently replaced.
     pub(super) fn insert_held_key(&self, address: Address, secret: &[u8]) -> TxResult<()> {
-        if self.held_keys.get(address.as_slice())?.is_some() {
+        if self.at(Table::HeldKeys).get(address.as_slice())?.is_some() {
             return fail(StoreError::AlreadyExists {
                 record: RecordId::HeldKey(address),
             });
         }
-        self.held_keys.insert(address.as_slice(), secret)?;
+        self.at(Table::HeldKeys)
+            .insert(address.as_slice(), secret)?;
         Ok(())
     }
 }
@@ -368,12 +332,13 @@ impl Tx<'_> {
     /// Stores a new policy; `AlreadyExists` if the id is taken.
     pub(super) fn insert_policy(&self, staged: &Staged<'_, Policy>) -> TxResult<()> {
         let key = staged.record.id.as_str().as_bytes();
-        if self.policies.get(key)?.is_some() {
+        if self.at(Table::Policies).get(key)?.is_some() {
             return fail(StoreError::AlreadyExists {
                 record: RecordId::Policy(staged.record.id.clone()),
             });
         }
-        self.policies.insert(key, staged.bytes.as_slice())?;
+        self.at(Table::Policies)
+            .insert(key, staged.bytes.as_slice())?;
         Ok(())
     }
 
@@ -396,7 +361,7 @@ impl Tx<'_> {
                 reason: format!("{} would change its rules or creation time", record()),
             });
         }
-        self.policies
+        self.at(Table::Policies)
             .insert(policy.id.as_str().as_bytes(), staged.bytes.as_slice())?;
         Ok(())
     }
@@ -404,12 +369,12 @@ impl Tx<'_> {
     /// The stored policy; `NotFound` if there is none.
     fn policy(&self, id: &crate::policy::PolicyId) -> TxResult<Policy> {
         let key = id.as_str().as_bytes();
-        let Some(bytes) = self.policies.get(key)? else {
+        let Some(bytes) = self.at(Table::Policies).get(key)? else {
             return fail(StoreError::NotFound {
                 record: RecordId::Policy(id.clone()),
             });
         };
-        abort_on_err(layout::decode(layout::POLICIES, key, &bytes))
+        abort_on_err(layout::decode(Table::Policies, key, &bytes))
     }
 
     /// Lets a new operation's `charge` in only if its policy, as stored now, is enabled
@@ -465,14 +430,14 @@ impl Tx<'_> {
                 RecordId::Policy(charge.policy.clone()),
                 &usage,
             ))?;
-            self.policy_usage.insert(key, bytes)?;
+            self.at(Table::PolicyUsage).insert(key, bytes)?;
         }
         Ok(())
     }
 
     fn usage_at(&self, key: &[u8]) -> TxResult<PolicyUsage> {
-        match self.policy_usage.get(key)? {
-            Some(bytes) => abort_on_err(layout::decode(layout::POLICY_USAGE, key, &bytes)),
+        match self.at(Table::PolicyUsage).get(key)? {
+            Some(bytes) => abort_on_err(layout::decode(Table::PolicyUsage, key, &bytes)),
             None => Ok(PolicyUsage::default()),
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use alloy::{providers::Provider, signers::local::PrivateKeySigner};
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as Status},
-    chain::client::wall_clock_secs,
+    clock::wall_clock_secs,
     config::Config,
 };
 use tonic::Code;

@@ -623,7 +623,7 @@ pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
 /// The relay's standing: the operator's pause, if any, and its last successful pass.
 pub fn relay_state_message(
     pause: Option<&crate::store::RelayPause>,
-    progress: crate::app::RelayProgress,
+    progress: crate::relay::RelayProgress,
 ) -> proto::RelayState {
     proto::RelayState {
         paused: pause.is_some(),
@@ -636,7 +636,7 @@ pub fn relay_state_message(
 
 /// The daemon's status as the admin service returns it.
 pub fn status_message(view: &crate::app::StatusView) -> proto::DaemonStatus {
-    let now = crate::app::now_ms();
+    let now = crate::clock::now_ms();
     let (chain, chain_error) = match &view.chain {
         Ok(head) => (
             Some(proto::ChainHead {

@@ -9,8 +9,10 @@ use alloy::{
 };
 use tracing::info;
 
-use super::{App, AppError, now_ms};
-use crate::{chain::ChainError, intent::IntentStatus, store::RelayPause};
+use super::{App, AppError};
+use crate::{
+    chain::ChainError, clock::now_ms, intent::IntentStatus, relay::RelayProgress, store::RelayPause,
+};
 
 /// How long a status waits for the chain before it reports it unreachable, so a stalled
 /// node cannot hold the operator's `latchkey status` forever.
@@ -18,15 +20,6 @@ const CHAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest reason a pause may carry: it is shown in one line of the status.
 pub const MAX_PAUSE_REASON_CHARS: usize = 200;
-
-/// What the relay's last successful pass saw; the relay reports it after every pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RelayProgress {
-    /// The latest block the pass worked against; `None` before the first pass.
-    pub head: Option<u64>,
-    /// When the pass ran, in Unix milliseconds.
-    pub at_ms: u64,
-}
 
 /// The daemon's status at one moment.
 #[derive(Debug, Clone)]
@@ -87,8 +80,9 @@ pub struct RelayerView {
 
 impl App {
     /// The daemon's status: counts from the store, and the chain's head and the balances
-    /// and nonces of `relayers` when the chain answers within a few seconds.
-    pub async fn status(&self, relayers: &[Address]) -> Result<StatusView, AppError> {
+    /// and nonces of the relayers when the chain answers within a few seconds.
+    pub async fn status(&self) -> Result<StatusView, AppError> {
+        let relayers = self.relay().addresses();
         let mut intents = Vec::with_capacity(IntentStatus::ALL.len());
         for status in IntentStatus::ALL {
             intents.push((status, self.store().count_intents_in_status(status)?));
@@ -139,7 +133,7 @@ impl App {
             chain_id: self.chain().chain_id(),
             chain,
             pause: self.store().relay_pause()?,
-            progress: self.relay_progress(),
+            progress: self.relay().progress(),
             relayers,
             intents,
         })
@@ -210,7 +204,7 @@ impl App {
             self.store().set_relay_pause(None).await?;
             info!(target: "relay", "relaying resumed by the operator");
         }
-        self.wake_relay();
+        self.relay().wake();
         Ok(())
     }
 }

@@ -1,0 +1,440 @@
+//! Sessions: created with the registration the owner signs, signed, read, listed, and
+//! revoked with the revocation the owner signs.
+
+use alloy::primitives::{Address, Bytes, U256};
+use tracing::info;
+
+use super::{
+    App, AppError,
+    intents::{canonical, check_deadline},
+    reasons,
+};
+use crate::{
+    auth::{TenantId, Visibility},
+    chain::{
+        ops,
+        user_operation::{UserOperation, is_signed_by},
+    },
+    clock::now_ms,
+    intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus},
+    keys,
+    policy::{Operation, PolicyId},
+    session::{KeyCustody, Permissions, Session, SessionEvent, SessionId, SessionStatus, Usage},
+    store::{Page, PageRequest, SessionFilter, retry_lost_races},
+};
+
+/// What a client asks for when it creates a session.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The tenant the session belongs to: the caller's.
+    pub tenant: TenantId,
+    /// The account owner.
+    pub owner: Address,
+    /// The account's salt.
+    pub salt: U256,
+    /// Who holds the key; for [`KeyCustody::External`], the key's address.
+    pub custody: KeyCustody,
+    /// The key's address, for external custody.
+    pub external_key: Option<Address>,
+    /// Start of the window (exclusive), unix seconds; 0 for no start.
+    pub valid_after: u64,
+    /// End of the window, unix seconds.
+    pub valid_until: u64,
+    /// What the key may do.
+    pub permissions: Permissions,
+    /// The policy that sponsors the session's operations, if any.
+    pub policy: Option<PolicyId>,
+}
+
+/// A session with the intent that waits for the owner's signature, if any.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// The session.
+    pub session: Session,
+    /// Its registration intent.
+    pub registration: Intent,
+    /// Its revocation intent, once requested.
+    pub revocation: Option<Intent>,
+}
+
+impl SessionView {
+    /// The intent whose userOpHash the owner must sign next, if the session waits for a
+    /// signature: its registration or its revocation.
+    pub fn pending_signature(&self) -> Option<&Intent> {
+        [Some(&self.registration), self.revocation.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|intent| intent.status == IntentStatus::PendingSignature)
+    }
+}
+
+impl App {
+    /// Creates a session in `PendingSignature`, with the registration operation the owner
+    /// must sign. Nothing is written unless every check passes.
+    pub async fn create_session(&self, request: NewSession) -> Result<SessionView, AppError> {
+        let chain = self.chain();
+        let now = chain.inclusion_time().await?;
+        if request.valid_until <= now.saturating_add(self.config().window_margin_secs) {
+            return Err(AppError::invalid(
+                "valid_until",
+                format!(
+                    "must be more than {} s after now ({now}, the later of the latest block's \
+                     time and the wall clock)",
+                    self.config().window_margin_secs
+                ),
+            ));
+        }
+        if request.valid_after >= request.valid_until {
+            return Err(AppError::invalid(
+                "valid_after",
+                "must be before valid_until",
+            ));
+        }
+        let account = chain.account_address(request.owner, request.salt).await?;
+        let deployed = chain.is_deployed(account).await?;
+        if deployed {
+            let owner = chain.owner_of(account).await?;
+            if owner != request.owner {
+                return Err(AppError::precondition(
+                    reasons::OWNER_MISMATCH,
+                    "owner",
+                    format!(
+                        "account {account} is now owned by {owner}, not {}",
+                        request.owner
+                    ),
+                ));
+            }
+        }
+        let policy = self.named_policy(request.policy.as_ref(), &request.tenant)?;
+        if let Some(policy) = &policy {
+            policy.check(
+                Operation::Registration {
+                    deploys_account: !deployed,
+                },
+                chain.chain_id(),
+            )?;
+        }
+        if let Some(policy) = &policy
+            && let Err(refusal) = policy.check(Operation::Revocation, chain.chain_id())
+        {
+            // Its player holds no ETH: if the policy would not pay to revoke the key,
+            // nobody could.
+            return Err(AppError::precondition(
+                refusal.reason(),
+                refusal.rule(),
+                format!("{refusal}; a session a policy sponsors must be revocable under it"),
+            ));
+        }
+        let deployment = chain.deployment();
+        for permission in &request.permissions.calls {
+            if [account, deployment.entry_point, Address::ZERO].contains(&permission.target) {
+                return Err(AppError::invalid(
+                    "permissions.calls.target",
+                    format!("{} is the account or the EntryPoint", permission.target),
+                ));
+            }
+        }
+
+        let held = match request.custody {
+            KeyCustody::Held => Some(keys::generate()),
+            KeyCustody::External => None,
+        };
+        let key = match (&held, request.external_key) {
+            (Some(generated), _) => generated.address,
+            (None, Some(address)) => address,
+            (None, None) => return Err(AppError::invalid("key_address", "required for EXTERNAL")),
+        };
+        if key == request.owner || key == account || key == Address::ZERO {
+            return Err(AppError::invalid(
+                "key_address",
+                "must differ from the owner, the account and the zero address",
+            ));
+        }
+
+        let now_ms = now_ms();
+        let intent_id = IntentId::generate();
+        let fees = chain.fees().await?;
+        let permission_count = request.permissions.calls.len() as u128;
+        let mut op = UserOperation {
+            sender: account,
+            nonce: ops::owner_nonce(intent_id.as_str().as_bytes()),
+            call_data: ops::registration_call_data(
+                account,
+                key,
+                request.valid_after,
+                request.valid_until,
+                request.permissions.to_contract(),
+            ),
+            call_gas_limit: ops::REGISTRATION_CALL_GAS
+                + ops::REGISTRATION_CALL_GAS_PER_PERMISSION * permission_count,
+            verification_gas_limit: ops::OWNER_VERIFICATION_GAS
+                + if deployed { 0 } else { ops::DEPLOYMENT_GAS },
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+            ..Default::default()
+        };
+        if !deployed {
+            op.factory = Some(deployment.factory);
+            op.factory_data = ops::factory_data(request.owner, request.salt);
+        }
+        let charge = self.finish_op(
+            policy.as_ref(),
+            Operation::Registration {
+                deploys_account: !deployed,
+            },
+            &mut op,
+            now,
+            now_ms,
+        )?;
+        let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
+
+        let mut session = Session {
+            tenant: request.tenant,
+            id: SessionId::generate(),
+            account,
+            owner: request.owner,
+            salt: request.salt,
+            chain_id: chain.chain_id(),
+            key,
+            custody: request.custody,
+            valid_after: request.valid_after,
+            valid_until: request.valid_until,
+            permissions: request.permissions,
+            policy: request.policy,
+            status: SessionStatus::PendingSignature,
+            registration_intent: intent_id.clone(),
+            revocation_intent: None,
+            failure_reason: None,
+            usage: Usage::default(),
+            next_intent_lane: 0,
+            revision: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        };
+        // A key registered again (an EXTERNAL key can be) must not reuse its old lanes.
+        session.next_intent_lane = ops::first_intent_lane(session.id.as_str().as_bytes());
+        let mut registration = Intent::new(
+            intent_id,
+            IntentKind::Registration,
+            &session,
+            (op, user_op_hash),
+            IntentStatus::PendingSignature,
+            now_ms,
+        );
+        registration.signature_deadline_ms =
+            Some(now_ms.saturating_add(self.signature_timeout_ms()));
+        registration.charge = charge;
+        let sealed = held
+            .as_ref()
+            .map(|generated| {
+                keys::seal(
+                    &self.config().master_key,
+                    generated.address,
+                    &generated.secret,
+                )
+                .map(|sealed| (generated.address, sealed))
+            })
+            .transpose()
+            .map_err(|_| AppError::Internal("sealing the new session key failed"))?;
+        let held_key = sealed
+            .as_ref()
+            .map(|(address, sealed)| (*address, sealed.as_slice()));
+        self.store()
+            .create_session(&mut session, &mut registration, held_key)?;
+        // Acknowledged means durable: the client may act on the answer at once.
+        self.store().flush().await?;
+        info!(target: "session", session = %session.id, tenant = %session.tenant, %account, key = %key, "created");
+        self.session(&session.id, &Visibility::All)
+    }
+
+    /// A session `visibility` covers; any other is not found, exactly like one that never
+    /// existed, so a tenant learns nothing of another's ids.
+    pub(super) fn visible_session(
+        &self,
+        id: &SessionId,
+        visibility: &Visibility,
+    ) -> Result<Session, AppError> {
+        self.store()
+            .session(id)?
+            .filter(|session| visibility.sees(&session.tenant))
+            .ok_or_else(|| AppError::not_found("name", id.resource_name()))
+    }
+
+    /// A session with its registration and revocation intents.
+    pub fn session(
+        &self,
+        id: &SessionId,
+        visibility: &Visibility,
+    ) -> Result<SessionView, AppError> {
+        let session = self.visible_session(id, visibility)?;
+        let registration = self
+            .store()
+            .intent(&session.registration_intent)?
+            .ok_or(AppError::Internal("a session's registration is missing"))?;
+        let revocation = match &session.revocation_intent {
+            Some(id) => Some(
+                self.store()
+                    .intent(id)?
+                    .ok_or(AppError::Internal("a session's revocation is missing"))?,
+            ),
+            None => None,
+        };
+        Ok(SessionView {
+            session,
+            registration,
+            revocation,
+        })
+    }
+
+    /// Sessions, newest first.
+    pub fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SessionView>, AppError> {
+        let sessions = self.store().list_sessions(filter, page)?;
+        let items = sessions
+            .items
+            .iter()
+            .map(|session| self.session(&session.id, &Visibility::All))
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next_token: sessions.next_token,
+        })
+    }
+
+    /// Attaches the owner's signature to the session's pending registration or revocation,
+    /// and queues it for relay. A signature from anyone but the owner is refused here,
+    /// before any gas is spent.
+    pub async fn submit_session_signature(
+        &self,
+        id: &SessionId,
+        visibility: &Visibility,
+        signature: Bytes,
+    ) -> Result<SessionView, AppError> {
+        let signature = &canonical(&signature)?;
+        retry_lost_races(|| async move {
+            let view = self.session(id, visibility)?;
+            let mut session = view.session;
+            let nothing_pending = || {
+                AppError::precondition(
+                    reasons::NO_SIGNATURE_PENDING,
+                    "status",
+                    format!(
+                        "the session is {}: no signature is pending",
+                        session.status.api_name()
+                    ),
+                )
+            };
+            if session.status.is_final() {
+                return Err(nothing_pending());
+            }
+            let mut intent = [Some(view.registration), view.revocation]
+                .into_iter()
+                .flatten()
+                .find(|intent| intent.status == IntentStatus::PendingSignature)
+                .ok_or_else(nothing_pending)?;
+            check_deadline(&intent)?;
+            if intent.kind == IntentKind::Registration
+                && self.chain().inclusion_time().await? >= session.valid_until
+            {
+                return Err(AppError::precondition(
+                    reasons::SESSION_WINDOW_CLOSED,
+                    "valid_until",
+                    "the session's window has closed; create a new session",
+                ));
+            }
+            if !is_signed_by(intent.user_op_hash, signature, session.owner) {
+                return Err(AppError::invalid(
+                    "signature",
+                    format!(
+                        "not a signature of {} by the account owner {}",
+                        intent.user_op_hash, session.owner
+                    ),
+                ));
+            }
+            let now_ms = now_ms();
+            intent.user_op.signature = signature.clone();
+            intent.apply(&IntentEvent::Signed, now_ms)?;
+            session.settle(&intent, now_ms)?;
+            self.store().save(&mut [&mut session], &mut [&mut intent])?;
+                self.store().flush().await?;
+                info!(target: "session", session = %id, user_op_hash = %intent.user_op_hash, "owner signed");
+            self.session(id, &Visibility::All)
+        })
+        .await
+    }
+
+    /// Starts revoking an active session: a revocation operation for the owner to sign.
+    pub async fn revoke_session(
+        &self,
+        id: &SessionId,
+        visibility: &Visibility,
+    ) -> Result<SessionView, AppError> {
+        // Not found before anything is asked of the chain, whoever's session it is.
+        self.visible_session(id, visibility)?;
+        let chain = self.chain();
+        let inclusion_time = chain.inclusion_time().await?;
+        let fees = &chain.fees().await?;
+        retry_lost_races(|| async move {
+            let mut session = self
+                .store()
+                .session(id)?
+                .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
+            if session.status != SessionStatus::Active {
+                return Err(AppError::precondition(
+                    reasons::SESSION_NOT_REVOCABLE,
+                    "status",
+                    format!(
+                        "only a SESSION_STATUS_ACTIVE session can be revoked; this one is {}",
+                        session.status.api_name()
+                    ),
+                ));
+            }
+            let now_ms = now_ms();
+            let intent_id = IntentId::generate();
+            let mut op = UserOperation {
+                sender: session.account,
+                nonce: ops::owner_nonce(intent_id.as_str().as_bytes()),
+                call_data: ops::revocation_call_data(session.account, session.key),
+                call_gas_limit: ops::REVOCATION_CALL_GAS,
+                verification_gas_limit: ops::OWNER_VERIFICATION_GAS,
+                max_fee_per_gas: fees.max_fee_per_gas,
+                max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+                ..Default::default()
+            };
+            // A session sponsored from its registration is sponsored to its revocation: its
+            // policy covered revocation when the session was created, and admits a
+            // revocation even when disabled or at its limits.
+            let policy = self.named_policy(session.policy.as_ref(), &session.tenant)?;
+            let charge = self.finish_op(
+                policy.as_ref(),
+                Operation::Revocation,
+                &mut op,
+                inclusion_time,
+                now_ms,
+            )?;
+            let user_op_hash = op.hash_v08(chain.deployment().entry_point, chain.chain_id())?;
+            let mut revocation = Intent::new(
+                intent_id.clone(),
+                IntentKind::Revocation,
+                &session,
+                (op, user_op_hash),
+                IntentStatus::PendingSignature,
+                now_ms,
+            );
+            revocation.signature_deadline_ms =
+                Some(now_ms.saturating_add(self.signature_timeout_ms()));
+            revocation.charge = charge;
+            session.apply(&SessionEvent::RevocationRequested, now_ms)?;
+            session.revocation_intent = Some(intent_id);
+            session.failure_reason = None;
+            self.store().create_intent(&mut session, &mut revocation)?;
+                self.store().flush().await?;
+                info!(target: "session", session = %id, user_op_hash = %user_op_hash, "revocation requested");
+            self.session(id, &Visibility::All)
+        })
+        .await
+    }
+}
