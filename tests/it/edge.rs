@@ -6,19 +6,15 @@ use std::{net::IpAddr, time::Duration};
 
 use alloy::signers::local::PrivateKeySigner;
 use latchkey::{api::proto, store::RelayPause};
-use prost::{Message, bytes::Buf};
+use prost::Message;
 use serde_json::Value;
-use tonic::{
-    Code, Status,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-    metadata::MetadataValue,
-    transport::Channel,
-};
+use tonic::{Code, Status, metadata::MetadataValue, transport::Channel};
 use tonic_types::StatusExt;
 
 use crate::{
     daemon::{Clients, DaemonProcess, TestDaemon, admin_client, create_api_key, free_port},
     harness::TestChain,
+    malformed::RawCodec,
 };
 
 /// A key of the right shape whose secret no key has.
@@ -144,43 +140,6 @@ async fn a_flood_of_bad_keys_is_refused_before_any_lookup_and_logged_once() {
         })
         .sum();
     assert!(told <= 1001, "{told}");
-}
-
-/// Sends its bytes as they are, as the body of one gRPC message.
-#[derive(Default)]
-struct RawCodec;
-
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        prost::bytes::BufMut::put_slice(buf, &item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
-    }
 }
 
 /// Calls CreateSession with `body` as the message's bytes and `credential`, if any.

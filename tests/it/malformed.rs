@@ -18,10 +18,10 @@ use crate::{daemon::TestDaemon, harness::TestChain};
 
 /// Sends its bytes as they are, as the body of one gRPC message.
 #[derive(Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
-struct RawEncoder;
-struct RawDecoder;
+pub(crate) struct RawEncoder;
+pub(crate) struct RawDecoder;
 
 impl Codec for RawCodec {
     type Encode = Vec<u8>;
