@@ -21,6 +21,7 @@ use crate::{
         FILE_DESCRIPTOR_SET,
         admin::Admin,
         edge::EdgeLayer,
+        gate::{Gate, Surface},
         proto::{
             account_service_server::AccountServiceServer, admin_service_server::AdminServiceServer,
             policy_service_server::PolicyServiceServer,
@@ -31,7 +32,7 @@ use crate::{
         watch::{WatchLimits, WatchSlots, Watches},
     },
     app::{App, AppConfig, Sponsor},
-    auth::{Gate, RateLimit, Surface},
+    auth::RateLimit,
     chain::{ChainError, client::ChainClient, deploy::Deployment},
     config::{Config, ConfigError, TlsIdentity},
     metrics::Metrics,
@@ -79,7 +80,7 @@ pub enum DaemonError {
     },
     /// The held keys do not open under the configured master key.
     #[error("held session keys: {0}")]
-    Keys(#[from] crate::keys::SealingError),
+    Keys(#[from] crate::store::SealingError),
     /// The listen address could not be bound, or the server failed.
     #[error("gRPC server: {0}")]
     Server(String),
@@ -151,6 +152,9 @@ pub async fn connect_chain(config: &Config) -> Result<(ChainClient, Option<Spons
 
 /// A daemon bound to its address, ready to [`Daemon::run`].
 pub struct Daemon {
+    /// Who may call, and how often: one gate for both servers, so a peer's failed
+    /// authentications count on both.
+    gate: Arc<Gate>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     /// The admin service's listener, when anyone can use it.
@@ -176,7 +180,7 @@ impl Daemon {
         let store = Store::open(&config.data_dir)?;
         // Every held key must open under the configured master key before anything is
         // served; keys an older version stored bare are sealed now.
-        let sealed = crate::keys::seal_legacy_keys(&store, &master_key).await?;
+        let sealed = crate::store::seal_legacy_keys(&store, &master_key).await?;
         if sealed > 0 {
             info!(target: "daemon", sealed, "held keys stored bare by an older version are now sealed");
         }
@@ -209,17 +213,7 @@ impl Daemon {
                 signature_timeout: config.signature_timeout(),
                 sponsor,
                 master_key,
-                gate: Arc::new(Gate::new(
-                    config.admin.token.as_deref(),
-                    RateLimit {
-                        per_second: config.api.rate_limit_per_second,
-                        burst: config.api.rate_limit_burst,
-                    },
-                    RateLimit {
-                        per_second: config.api.auth_failures_per_second,
-                        burst: config.api.auth_failure_burst,
-                    },
-                )),
+                admin_token: config.admin.token.is_some(),
             },
             metrics,
             relay.handle(),
@@ -257,7 +251,19 @@ impl Daemon {
             info!(target: "daemon", "admin service off: set admin.token (LATCHKEY_ADMIN_TOKEN) to serve it and create the first keys");
             None
         };
+        let gate = Arc::new(Gate::new(
+            config.admin.token.as_deref(),
+            RateLimit {
+                per_second: config.api.rate_limit_per_second,
+                burst: config.api.rate_limit_burst,
+            },
+            RateLimit {
+                per_second: config.api.auth_failures_per_second,
+                burst: config.api.auth_failure_burst,
+            },
+        ));
         Ok(Self {
+            gate,
             listener,
             metrics_listener,
             admin,
@@ -363,7 +369,11 @@ impl Daemon {
                 info!(target: "daemon", addr = ?admin_addr, tls = self.tls.is_some(), "serving the admin service");
                 Some(tokio::spawn(
                     server_builder(self.tls.as_ref())?
-                        .layer(EdgeLayer::new(self.app.clone(), Surface::Admin))
+                        .layer(EdgeLayer::new(
+                            self.app.clone(),
+                            self.gate.clone(),
+                            Surface::Admin,
+                        ))
                         .add_service(reflection)
                         .add_service(reflection_v1alpha)
                         .add_service(service)
@@ -418,7 +428,11 @@ impl Daemon {
 
         info!(target: "daemon", %addr, tls = self.tls.is_some(), "serving gRPC");
         let served = server_builder(self.tls.as_ref())?
-            .layer(EdgeLayer::new(self.app.clone(), Surface::Api))
+            .layer(EdgeLayer::new(
+                self.app.clone(),
+                self.gate.clone(),
+                Surface::Api,
+            ))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

@@ -1,7 +1,9 @@
-//! Resource ids that sort by creation time, even within one millisecond.
+//! The ids every layer shares: resource ids that sort by creation time, even within one
+//! millisecond, and the tenant that owns a resource.
 
-use std::sync::Mutex;
+use std::{fmt, sync::Mutex};
 
+use serde::{Deserialize, Serialize};
 use ulid::{Generator, Ulid};
 
 static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
@@ -61,4 +63,88 @@ macro_rules! prefixed_id {
     };
 }
 
-pub(crate) use prefixed_id;
+prefixed_id!(
+    /// An API key's id: `key_` followed by a ULID. It names the key in lists, revocations
+    /// and the audit log; it is not a secret.
+    ApiKeyId,
+    "key_",
+    "apiKeys"
+);
+
+prefixed_id!(
+    /// A session's id: `ses_` followed by a ULID, so ids sort by creation time.
+    SessionId,
+    "ses_",
+    "sessions"
+);
+
+prefixed_id!(
+    /// A policy's id: `pol_` followed by a ULID, so ids sort by creation time.
+    PolicyId,
+    "pol_",
+    "policies"
+);
+
+prefixed_id!(
+    /// An intent's id: `int_` followed by a ULID, so ids sort by creation time.
+    IntentId,
+    "int_",
+    "transactionIntents"
+);
+
+/// A tenant: a studio or project whose keys share one view of sessions, intents and
+/// policies. 1 to 63 characters: lowercase ASCII letters, digits and `-`, starting with a
+/// letter or digit.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Longest tenant name.
+    pub const MAX_LEN: usize = 63;
+
+    /// The tenant of records made before the daemon had tenants (store schema 3 and
+    /// older): a key of this tenant sees them.
+    pub const DEFAULT: &'static str = "default";
+
+    /// Parses a tenant name, saying what is wrong with a bad one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if text.is_empty() || text.len() > Self::MAX_LEN {
+            return Err(format!(
+                "must be 1 to {} characters, got {}",
+                Self::MAX_LEN,
+                text.chars().count()
+            ));
+        }
+        if !text.chars().all(valid_char) || text.starts_with('-') {
+            return Err(
+                "only lowercase letters, digits and `-`, starting with a letter or digit"
+                    .to_owned(),
+            );
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The tenant of records that predate tenants.
+    pub fn default_tenant() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        Self::default_tenant()
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -5,59 +5,74 @@
 //! through the EntryPoint. The account contract enforces every permission on-chain.
 //!
 //! # Module map
-//! - [`api`]: the gRPC API: generated code; the table of every method with its server and
-//!   scope; the edge, a tower layer that admits (key, scope, rate, failed-authentication
-//!   budget), counts and audits each call from its headers before the body is read; proto
-//!   <-> domain conversion; the one error -> status mapping; handlers that convert, call
-//!   and convert; watch streams and their per-tenant slots; and the admin service.
-//! - [`app`]: the use cases, one file per resource (accounts, sessions, intents, policies,
-//!   API keys, status), over a small context: store, chain, settings, metrics and the
-//!   relay's handle. One helper ([`store::retry_lost_races`]) re-reads and decides again
-//!   when a write loses an optimistic-concurrency race.
-//! - [`auth`]: who may call: API keys with their tenant and scopes, the gate every call
-//!   passes, and the per-key request rate.
-//! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, deployment, and
-//!   the local dev chain.
+//!
+//! The modules form layers, listed here from the bottom up: each imports only from those
+//! above it in this list (`tests/it/layering.rs` holds the crate to that, and to having no
+//! import circle).
+//! - [`ids`]: the ids every layer shares: resource ids that sort by creation time, and the
+//!   tenant.
 //! - [`clock`]: the wall clock, read in one place.
-//! - [`cli`]: operator subcommands: `bench`, the load generator; `contracts deploy` and
-//!   `config check`; and the clients of a running daemon: `status`, `session`, `intent` and
-//!   `relayer` on the admin service, `policy` and `paymaster` on the application API.
-//! - [`config`]: layered configuration (defaults < TOML < env < flags), validated at start.
-//! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path, and
-//!   the HTTP/2 limits both servers set.
-//! - [`events`]: intent changes told to watchers, the relay and the log. The store writes
-//!   each change into its outbox in the change's own transaction and tells it here once
-//!   durable, so no writer publishes by hand.
-//! - [`intent`]: transaction intents: the record, its pure state machine, and turning an
-//!   interaction's function signature and text arguments (or raw calldata) into calldata.
-//! - [`keys`]: held session keys: generation and signing; they never leave the daemon.
-//! - [`metrics`]: the Prometheus metrics: events counted where they happen, levels read
-//!   from the store and the chain at each scrape.
-//! - [`policy`]: gas sponsorship policies: their rules, rate limits and budgets, and what
-//!   an operation is charged against them.
-//! - [`relay`]: the relay engine, sole owner of the relayer keys: bundles, sends, replaces,
-//!   follows through reorgs, settles. It works on the store and the chain alone; the rest of
-//!   the daemon holds its [`relay::RelayHandle`] (relayers, progress, wake-up).
+//! - [`call`]: a contract call, and which calls a selector rule covers: what intents carry,
+//!   sessions allow, policies sponsor and the chain encodes.
+//! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, the gas
+//!   constants of an operation (`chain::ops`), deployment, the paymaster's signature, and
+//!   the local dev chain.
+//! - [`auth`]: who may call: API keys with their tenant and scopes, the per-key request rate
+//!   and the per-peer budget of failed authentications.
 //! - [`session`]: session keys on accounts: the record, permissions, the pure state
 //!   machine of registration, expiry and revocation, and the off-chain mirror of the
 //!   account's session-key rules, checked before any gas is spent.
+//! - [`policy`]: gas sponsorship policies: their rules, rate limits and budgets, and the
+//!   amounts an operation is charged against them.
+//! - [`intent`]: transaction intents: the record, its pure state machine, how its outcome
+//!   settles its session and its policy charge, and turning an interaction's function
+//!   signature and text arguments (or raw calldata) into calldata.
+//! - [`keys`]: held session keys: generation, sealing under the master key, and signing;
+//!   they never leave the daemon.
+//! - [`events`]: intent changes told to watchers, the relay and the log. The store writes
+//!   each change into its outbox in the change's own transaction and tells it here once
+//!   durable, so no writer publishes by hand.
 //! - [`store`]: sled persistence: its tables declared once (`store/layout.rs`), one atomic,
 //!   revision-checked write per state change with its outbox entry, the indexes that lists
-//!   and restart recovery read, and sponsorship admission: a policy's limits are checked
-//!   against its stored usage inside the write that charges it.
+//!   and restart recovery read, held keys kept sealed (and moved to a new master key), and
+//!   sponsorship admission: a policy's limits are checked against its stored usage inside
+//!   the write that charges it (`store/tx.rs`, `admit`).
+//! - [`metrics`]: the Prometheus metrics: events counted where they happen, levels read
+//!   from the store and the chain at each scrape.
+//! - [`relay`]: the relay engine, sole owner of the relayer keys: bundles, sends, replaces,
+//!   follows through reorgs, settles. It works on the store and the chain alone; the rest of
+//!   the daemon holds its [`relay::RelayHandle`] (relayers, progress, wake-up).
+//! - [`app`]: the use cases, one file per resource (accounts, sessions, intents, policies,
+//!   API keys, status, and the sponsorship decision in `app/sponsor.rs`), over a small
+//!   context: store, chain, settings, metrics and the relay's handle. One helper
+//!   ([`store::retry_lost_races`]) re-reads and decides again when a write loses an
+//!   optimistic-concurrency race.
+//! - [`api`]: the gRPC API: generated code; the table of every method with its server and
+//!   scope; the gate (credentials, rate, failed-authentication budget) and the edge, a tower
+//!   layer that admits, counts and audits each call from its headers before the body is
+//!   read; proto <-> domain conversion; the one error -> status mapping; handlers that
+//!   convert, call and convert; watch streams and their per-tenant slots; and the admin
+//!   service.
+//! - [`config`]: layered configuration (defaults < TOML < env < flags), validated at start.
+//! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path, and
+//!   the HTTP/2 limits both servers set.
+//! - [`cli`]: operator subcommands: `bench`, the load generator; `contracts deploy` and
+//!   `config check`; and the clients of a running daemon: `status`, `session`, `intent` and
+//!   `relayer` on the admin service, `policy` and `paymaster` on the application API.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod call;
 pub mod chain;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod events;
-mod ids;
+pub mod ids;
 pub mod intent;
 pub mod keys;
 pub mod metrics;

@@ -12,6 +12,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -27,8 +28,9 @@ use super::{
     methods::{self, MethodRule, Route},
 };
 use crate::{
+    api::gate::{AuthError, Gate, Surface},
     app::{App, AppError},
-    auth::{AuthError, Caller, Peer, Refused, Scope, Surface, TenantId, Visibility},
+    auth::{Caller, Peer, Refused, Scope, TenantId, Visibility},
 };
 
 /// The metrics label of calls to a path under latchkey's package that names no method.
@@ -67,14 +69,15 @@ pub(super) fn own_tenant(view: &Visibility) -> Result<TenantId, Status> {
 #[derive(Clone)]
 pub struct EdgeLayer {
     app: App,
+    gate: Arc<Gate>,
     surface: Surface,
 }
 
 impl EdgeLayer {
-    /// The edge of the server of `surface`, admitting by `app`'s gate and counting into its
+    /// The edge of the server of `surface`, admitting by `gate` and counting into `app`'s
     /// metrics.
-    pub fn new(app: App, surface: Surface) -> Self {
-        Self { app, surface }
+    pub fn new(app: App, gate: Arc<Gate>, surface: Surface) -> Self {
+        Self { app, gate, surface }
     }
 
     /// Lets the call to `method` in, or says why not.
@@ -89,7 +92,7 @@ impl EdgeLayer {
             .map(|value| value.to_str())
             .transpose()
             .map_err(|_| AuthError::Malformed("not ASCII text"));
-        let caller = self.app.config().gate.authenticate(
+        let caller = self.gate.authenticate(
             self.app.store(),
             authorization,
             self.surface,
@@ -122,13 +125,7 @@ impl EdgeLayer {
         let key = error.known_caller().map(str::to_owned);
         let status = Status::from(error);
         let subject = key.clone().map_or(Refused::Peer(peer), Refused::Key);
-        let Some(untold) = self
-            .app
-            .config()
-            .gate
-            .refusals()
-            .to_log(subject, Instant::now())
-        else {
+        let Some(untold) = self.gate.refusals().to_log(subject, Instant::now()) else {
             return status;
         };
         warn!(

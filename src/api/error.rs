@@ -11,8 +11,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tracing::error;
 
 use crate::{
+    api::gate::AuthError,
     app::{AppError, reasons},
-    auth::AuthError,
     clock::now_ms,
     policy::Refusal,
     session::rules::RuleError,

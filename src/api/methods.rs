@@ -3,7 +3,7 @@
 //! calling, and a method missing from it (a test compares it with the protos) is a build
 //! that does not pass.
 
-use crate::auth::{Scope, Surface};
+use crate::{api::gate::Surface, auth::Scope};
 
 /// One method's place and scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -74,7 +74,7 @@ impl App {
     /// Whether anyone can use the admin service: an admin token is configured, or an
     /// unrevoked key has the ADMIN scope.
     pub fn admin_reachable(&self) -> Result<bool, StoreError> {
-        Ok(self.config().gate.has_admin_token()
+        Ok(self.config().admin_token
             || self
                 .store()
                 .api_keys()?

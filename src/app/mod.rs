@@ -37,7 +37,6 @@ pub use self::{
     status::{ChainHeadView, MAX_PAUSE_REASON_CHARS, RelayerView, StatusView},
 };
 use crate::{
-    auth::Gate,
     chain::client::ChainClient,
     clock::now_ms,
     intent::Intent,
@@ -58,8 +57,8 @@ pub struct AppConfig {
     pub sponsor: Option<Sponsor>,
     /// The key held session keys are sealed under in the store.
     pub master_key: keys::MasterKey,
-    /// Who may call, and how often.
-    pub gate: Arc<Gate>,
+    /// Whether an admin token lets callers into the admin service (besides ADMIN keys).
+    pub admin_token: bool,
 }
 
 /// The application: the context every use case runs in (store, chain, settings, metrics and

@@ -357,7 +357,7 @@ impl App {
             let now_ms = now_ms();
             intent.user_op.signature = signature.clone();
             intent.apply(&IntentEvent::Signed, now_ms)?;
-            session.settle(&intent, now_ms)?;
+            intent.settle_session(&mut session, now_ms)?;
             self.store().save(&mut [&mut session], &mut [&mut intent])?;
                 self.store().flush().await?;
                 info!(target: "session", session = %id, user_op_hash = %intent.user_op_hash, "owner signed");

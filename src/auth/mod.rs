@@ -15,7 +15,6 @@
 //! revokes, and [`Scope::Admin`] the operator's admin service, which sees every tenant.
 
 mod failures;
-mod gate;
 mod rate;
 
 use std::{collections::BTreeSet, fmt};
@@ -27,74 +26,9 @@ use zeroize::Zeroizing;
 
 pub use self::{
     failures::{FAILURE_LOG_INTERVAL, FailedAuthentications, Peer, RefusalLog, Refused},
-    gate::{AuthError, Gate, Surface},
     rate::{RateLimit, RateLimiter},
 };
-
-crate::ids::prefixed_id!(
-    /// An API key's id: `key_` followed by a ULID. It names the key in lists, revocations
-    /// and the audit log; it is not a secret.
-    ApiKeyId,
-    "key_",
-    "apiKeys"
-);
-
-/// A tenant: a studio or project whose keys share one view of sessions, intents and
-/// policies. 1 to 63 characters: lowercase ASCII letters, digits and `-`, starting with a
-/// letter or digit.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// Longest tenant name.
-    pub const MAX_LEN: usize = 63;
-
-    /// The tenant of records made before the daemon had tenants (store schema 3 and
-    /// older): a key of this tenant sees them.
-    pub const DEFAULT: &'static str = "default";
-
-    /// Parses a tenant name, saying what is wrong with a bad one.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-        if text.is_empty() || text.len() > Self::MAX_LEN {
-            return Err(format!(
-                "must be 1 to {} characters, got {}",
-                Self::MAX_LEN,
-                text.chars().count()
-            ));
-        }
-        if !text.chars().all(valid_char) || text.starts_with('-') {
-            return Err(
-                "only lowercase letters, digits and `-`, starting with a letter or digit"
-                    .to_owned(),
-            );
-        }
-        Ok(Self(text.to_owned()))
-    }
-
-    /// The tenant of records that predate tenants.
-    pub fn default_tenant() -> Self {
-        Self(Self::DEFAULT.to_owned())
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for TenantId {
-    fn default() -> Self {
-        Self::default_tenant()
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::{ApiKeyId, TenantId};
 
 /// What a key may call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -174,7 +108,7 @@ pub struct ApiKey {
     pub scopes: Scopes,
     /// The operator's label for it (who holds it, what for).
     pub display_name: String,
-    /// keccak256 of the secret, bound to the id (see [`secret_hash`]).
+    /// keccak256 of the secret, bound to the id (see `secret_hash`).
     pub secret_hash: B256,
     /// Creation time, unix ms.
     pub created_at_ms: u64,

@@ -13,7 +13,7 @@ use super::{
     deploy::Deployment,
     revert::RevertReason,
 };
-use crate::intent::Interaction;
+use crate::call::Interaction;
 
 /// EIP-1559 fees for a new operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use super::{
     contracts::{BaseAccount, SessionKeyAccount, SessionKeyAccountFactory},
     user_operation::{UserOperation, session_nonce_key},
 };
-use crate::intent::Interaction;
+use crate::call::Interaction;
 
 /// Gas for `validateUserOp` of an owner operation (two ecrecovers at worst).
 pub const OWNER_VERIFICATION_GAS: u128 = 120_000;

@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::paymaster::SecretKey;
 use crate::{
     config::KeysConfig,
-    keys::{MasterKey, rotate_master_key},
-    store::Store,
+    keys::MasterKey,
+    store::{Store, rotate_master_key},
 };
 
 /// What `latchkey keys` does.

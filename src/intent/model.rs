@@ -1,21 +1,15 @@
 //! The transaction intent: its record, and the pure state machine of its way to the chain.
 
-use alloy::primitives::{Address, B256, Bytes, TxHash, U256};
+use alloy::primitives::{Address, B256, TxHash, U256};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::TenantId,
     chain::user_operation::UserOperation,
-    policy::{Charge, PolicyUsage},
-    session::{Session, SessionId, Usage},
+    policy::{Amount, Charge, PolicyUsage},
+    session::{InvalidSessionTransition, Session, SessionEvent, SessionId, Usage},
 };
-
-crate::ids::prefixed_id!(
-    /// An intent's id: `int_` followed by a ULID, so ids sort by creation time.
-    IntentId,
-    "int_",
-    "transactionIntents"
-);
+pub use crate::{call::Interaction, ids::IntentId};
 
 /// What an intent's operation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,19 +164,6 @@ pub fn transition(
         }
     };
     Ok(to)
-}
-
-/// One contract call of an intent, with its calldata already encoded and validated.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interaction {
-    /// The contract called.
-    pub to: Address,
-    /// Native value sent, wei.
-    pub value: U256,
-    /// The calldata.
-    pub data: Bytes,
-    /// The function signature and arguments it came from, kept to echo back to clients.
-    pub function: Option<(String, Vec<String>)>,
 }
 
 /// The `handleOps` transaction an intent was sent in: one relayer nonce, and every
@@ -360,6 +341,57 @@ impl Intent {
             .unwrap_or_default()
     }
 
+    /// Carries the outcome of this intent, just settled in its status, over to its
+    /// `session`: registration and revocation move its status, and a call intent
+    /// that never executed gives back the limits it had reserved. Returns whether the session
+    /// changed, so the caller writes both records in one store transaction.
+    pub fn settle_session(
+        &self,
+        session: &mut Session,
+        now_ms: u64,
+    ) -> Result<bool, InvalidSessionTransition> {
+        let reason = || {
+            self.failure_reason
+                .clone()
+                .unwrap_or_else(|| "reverted".to_owned())
+        };
+        let event = match (self.kind, self.status) {
+            (IntentKind::Call, status) if status.is_final() && !status.spent_limits() => {
+                session.usage = session.usage.saturating_sub(self.reserved);
+                session.updated_at_ms = now_ms;
+                return Ok(true);
+            }
+            (IntentKind::Registration, IntentStatus::Queued) => SessionEvent::RegistrationSigned,
+            (IntentKind::Registration, IntentStatus::Confirmed) => {
+                SessionEvent::RegistrationConfirmed
+            }
+            (IntentKind::Registration, IntentStatus::Expired) => {
+                session.failure_reason = Some(
+                    "the owner did not sign the registration before its signature_deadline"
+                        .to_owned(),
+                );
+                SessionEvent::RegistrationExpired
+            }
+            (IntentKind::Registration, status) if status.is_final() => {
+                session.failure_reason = Some(format!("registration {status:?}: {}", reason()));
+                SessionEvent::RegistrationFailed
+            }
+            (IntentKind::Revocation, IntentStatus::Confirmed) => SessionEvent::RevocationConfirmed,
+            (IntentKind::Revocation, status) if status.is_final() => {
+                session.failure_reason = Some(format!("revocation {status:?}: {}", reason()));
+                SessionEvent::RevocationFailed
+            }
+            _ => return Ok(false),
+        };
+        // A session that already lapsed keeps its final status; the intent's own record still
+        // tells what happened to it.
+        if session.status.is_final() {
+            return Ok(false);
+        }
+        session.apply(&event, now_ms)?;
+        Ok(true)
+    }
+
     /// Applies `event`: the new status, recorded in the history with `now_ms`.
     pub fn apply(
         &mut self,
@@ -373,6 +405,31 @@ impl Intent {
         self.status = to;
         self.updated_at_ms = now_ms;
         Ok(())
+    }
+}
+
+// What a charge counts follows its intent's status, so it is told here, beside the status;
+// the policy module then needs nothing of intents.
+impl Charge {
+    /// What the operation counts against its policy in `status`: its worst case while it
+    /// is on its way, the receipt's actual gas and cost once it executed (whether or not
+    /// its calls reverted: the paymaster paid either way), and nothing if it never executed.
+    pub fn usage(&self, status: IntentStatus, result: Option<&IntentResult>) -> PolicyUsage {
+        match (status, result) {
+            (IntentStatus::Confirmed | IntentStatus::Reverted, Some(result)) => PolicyUsage {
+                pending: Amount::default(),
+                settled: Amount {
+                    operations: 1,
+                    gas: u128::try_from(result.gas_used).unwrap_or(u128::MAX),
+                    wei: u128::try_from(result.actual_cost).unwrap_or(u128::MAX),
+                },
+            },
+            (status, _) if status.is_final() => PolicyUsage::default(),
+            _ => PolicyUsage {
+                pending: self.reserved,
+                settled: Amount::default(),
+            },
+        }
     }
 }
 

@@ -12,8 +12,6 @@
 //! corruption, and a rotation can tell what it has already done. Secrets are wiped from
 //! memory when dropped.
 
-mod rotate;
-
 use alloy::{
     primitives::{Address, keccak256},
     signers::local::PrivateKeySigner,
@@ -23,8 +21,6 @@ use chacha20poly1305::{
     aead::{Aead, AeadCore, KeyInit, OsRng, Payload},
 };
 use zeroize::Zeroizing;
-
-pub use self::rotate::{RotationReport, SealingError, rotate_master_key, seal_legacy_keys};
 
 /// The format of a sealed key: bumped if the layout ever changes.
 const SEALED_VERSION: u8 = 1;
@@ -119,6 +115,12 @@ impl MasterKey {
     /// The key as 64 hex digits, to hand to the operator once (`latchkey keys generate`).
     pub fn to_hex(&self) -> Zeroizing<String> {
         Zeroizing::new(alloy::hex::encode(self.key.as_slice()))
+    }
+
+    /// The key's id: a hash that identifies it without revealing it, and names which
+    /// master key a sealed record is under.
+    pub fn id(&self) -> [u8; ID_LEN] {
+        self.id
     }
 
     /// The key's id, as hex: safe to print, it identifies the key without revealing it.

@@ -19,14 +19,8 @@ use alloy::primitives::{Address, FixedBytes};
 use serde::{Deserialize, Serialize};
 
 pub use self::usage::{Amount, Charge, PolicyUsage, WindowKey};
-use crate::{intent::Interaction, session::SelectorRule};
-
-crate::ids::prefixed_id!(
-    /// A policy's id: `pol_` followed by a ULID, so ids sort by creation time.
-    PolicyId,
-    "pol_",
-    "policies"
-);
+use crate::call::{Interaction, SelectorRule};
+pub use crate::ids::PolicyId;
 
 /// Who pays for a sponsored operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,11 +64,7 @@ pub struct ContractFunction {
 
 impl ContractFunction {
     fn covers(&self, target: Address, selector: FixedBytes<4>) -> bool {
-        self.contract.is_none_or(|contract| contract == target)
-            && match self.selector {
-                SelectorRule::Any => true,
-                SelectorRule::Exact(allowed) => allowed == selector,
-            }
+        self.contract.is_none_or(|contract| contract == target) && self.selector.covers(selector)
     }
 }
 
@@ -386,7 +376,7 @@ impl Policy {
         match operation {
             Operation::Calls(interactions) => {
                 for (index, interaction) in interactions.iter().enumerate() {
-                    let selector = selector_of(interaction);
+                    let selector = interaction.selector().unwrap_or_default();
                     let covered = self.rules.iter().any(|rule| match rule {
                         Rule::ContractFunctions(entries) => entries
                             .iter()
@@ -513,15 +503,6 @@ impl Policy {
             })
         }
     }
-}
-
-/// The selector an interaction calls; `0x00000000` for a plain transfer.
-fn selector_of(interaction: &Interaction) -> FixedBytes<4> {
-    interaction
-        .data
-        .get(..4)
-        .map(FixedBytes::from_slice)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::PolicyId;
-use crate::intent::{IntentResult, IntentStatus};
 
 /// Operations, gas and wei: one quantity of sponsorship.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,27 +94,4 @@ pub struct Charge {
     /// admitted even by a disabled policy or past a limit; it is still recorded.
     #[serde(default)]
     pub revocation: bool,
-}
-
-impl Charge {
-    /// What the operation counts against its policy in `status`: its worst case while it
-    /// is on its way, the receipt's actual gas and cost once it executed (whether or not
-    /// its calls reverted: the paymaster paid either way), and nothing if it never executed.
-    pub fn usage(&self, status: IntentStatus, result: Option<&IntentResult>) -> PolicyUsage {
-        match (status, result) {
-            (IntentStatus::Confirmed | IntentStatus::Reverted, Some(result)) => PolicyUsage {
-                pending: Amount::default(),
-                settled: Amount {
-                    operations: 1,
-                    gas: u128::try_from(result.gas_used).unwrap_or(u128::MAX),
-                    wei: u128::try_from(result.actual_cost).unwrap_or(u128::MAX),
-                },
-            },
-            (status, _) if status.is_final() => PolicyUsage::default(),
-            _ => PolicyUsage {
-                pending: self.reserved,
-                settled: Amount::default(),
-            },
-        }
-    }
 }

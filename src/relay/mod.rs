@@ -480,7 +480,7 @@ impl Relay {
                 let Some((session, changed)) = sessions.get_mut(&intent.session) else {
                     continue;
                 };
-                *changed |= session.settle(intent, now)?;
+                *changed |= intent.settle_session(session, now)?;
             }
             let mut session_refs: Vec<&mut Session> = sessions
                 .values_mut()

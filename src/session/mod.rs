@@ -9,18 +9,11 @@ use alloy::primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
 
 pub use self::permissions::{CallPermission, Permissions, SelectorRule, Usage};
+pub use crate::ids::SessionId;
 use crate::{
     auth::TenantId,
-    intent::{Intent, IntentId, IntentKind, IntentStatus},
-    policy::PolicyId,
+    ids::{IntentId, PolicyId},
 };
-
-crate::ids::prefixed_id!(
-    /// A session's id: `ses_` followed by a ULID, so ids sort by creation time.
-    SessionId,
-    "ses_",
-    "sessions"
-);
 
 /// Who holds a session key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,58 +208,6 @@ impl Session {
         self.status = transition(self.status, event)?;
         self.updated_at_ms = now_ms;
         Ok(())
-    }
-
-    /// Carries the outcome of one of the session's intents, just settled in `intent.status`,
-    /// over to the session: registration and revocation move its status, and a call intent
-    /// that never executed gives back the limits it had reserved. Returns whether the session
-    /// changed, so the caller writes both records in one store transaction.
-    pub fn settle(
-        &mut self,
-        intent: &Intent,
-        now_ms: u64,
-    ) -> Result<bool, InvalidSessionTransition> {
-        let reason = || {
-            intent
-                .failure_reason
-                .clone()
-                .unwrap_or_else(|| "reverted".to_owned())
-        };
-        let event = match (intent.kind, intent.status) {
-            (IntentKind::Call, status) if status.is_final() && !status.spent_limits() => {
-                self.usage = self.usage.saturating_sub(intent.reserved);
-                self.updated_at_ms = now_ms;
-                return Ok(true);
-            }
-            (IntentKind::Registration, IntentStatus::Queued) => SessionEvent::RegistrationSigned,
-            (IntentKind::Registration, IntentStatus::Confirmed) => {
-                SessionEvent::RegistrationConfirmed
-            }
-            (IntentKind::Registration, IntentStatus::Expired) => {
-                self.failure_reason = Some(
-                    "the owner did not sign the registration before its signature_deadline"
-                        .to_owned(),
-                );
-                SessionEvent::RegistrationExpired
-            }
-            (IntentKind::Registration, status) if status.is_final() => {
-                self.failure_reason = Some(format!("registration {status:?}: {}", reason()));
-                SessionEvent::RegistrationFailed
-            }
-            (IntentKind::Revocation, IntentStatus::Confirmed) => SessionEvent::RevocationConfirmed,
-            (IntentKind::Revocation, status) if status.is_final() => {
-                self.failure_reason = Some(format!("revocation {status:?}: {}", reason()));
-                SessionEvent::RevocationFailed
-            }
-            _ => return Ok(false),
-        };
-        // A session that already lapsed keeps its final status; the intent's own record still
-        // tells what happened to it.
-        if self.status.is_final() {
-            return Ok(false);
-        }
-        self.apply(&event, now_ms)?;
-        Ok(true)
     }
 }
 

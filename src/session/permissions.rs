@@ -3,16 +3,8 @@
 use alloy::primitives::{Address, FixedBytes};
 use serde::{Deserialize, Serialize};
 
+pub use crate::call::SelectorRule;
 use crate::chain::contracts::SessionKeyAccount;
-
-/// Which functions of a target an allowlist entry covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SelectorRule {
-    /// One function, by selector; `0x00000000` is a plain value transfer.
-    Exact(FixedBytes<4>),
-    /// Every function of the target.
-    Any,
-}
 
 /// One allowlist entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,13 +37,9 @@ pub struct Permissions {
 impl Permissions {
     /// Whether the allowlist lets the key call `selector` on `target`.
     pub fn allows(&self, target: Address, selector: FixedBytes<4>) -> bool {
-        self.calls.iter().any(|permission| {
-            permission.target == target
-                && match permission.selector {
-                    SelectorRule::Any => true,
-                    SelectorRule::Exact(allowed) => allowed == selector,
-                }
-        })
+        self.calls
+            .iter()
+            .any(|permission| permission.target == target && permission.selector.covers(selector))
     }
 
     /// The struct `registerSessionKey` takes.

@@ -6,7 +6,7 @@
 use alloy::primitives::{Address, FixedBytes, U256};
 
 use crate::{
-    intent::Interaction,
+    call::Interaction,
     session::{Session, Usage},
 };
 
@@ -186,15 +186,11 @@ pub fn check_intent(
         if ctx.forbidden.contains(&target) || target == Address::ZERO {
             return Err(RuleError::ForbiddenTarget { index, target });
         }
-        let selector = match interaction.data.len() {
-            0 => FixedBytes::ZERO,
-            1..=3 => {
-                return Err(RuleError::MalformedCalldata {
-                    index,
-                    len: interaction.data.len(),
-                });
-            }
-            _ => FixedBytes::from_slice(&interaction.data[..4]),
+        let Some(selector) = interaction.selector() else {
+            return Err(RuleError::MalformedCalldata {
+                index,
+                len: interaction.data.len(),
+            });
         };
         if !rules.allows(target, selector) {
             return Err(RuleError::CallNotAllowed {

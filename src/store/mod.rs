@@ -29,6 +29,7 @@
 
 mod error;
 mod layout;
+mod sealing;
 mod tx;
 
 #[cfg(test)]
@@ -43,7 +44,10 @@ use std::{
 use alloy::primitives::Address;
 use sled::Tree;
 
-pub use self::error::{RecordId, StoreError};
+pub use self::{
+    error::{RecordId, StoreError},
+    sealing::{RotationReport, SealingError, rotate_master_key, seal_legacy_keys},
+};
 use self::{
     layout::Table,
     tx::{Staged, Trees},

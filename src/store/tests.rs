@@ -849,7 +849,10 @@ async fn a_relay_pause_is_stored_until_lifted_and_outlasts_a_reopen() {
 
 #[tokio::test]
 async fn bare_keys_of_an_older_store_are_sealed_at_start_and_rotate_all_or_nothing() {
-    use crate::keys::{self, MasterKey, SEALED_LEN, SealingError};
+    use crate::{
+        keys::{self, MasterKey, SEALED_LEN},
+        store::{SealingError, rotate_master_key, seal_legacy_keys},
+    };
 
     let (_dir, store) = open();
     // A held session as a version 2 store kept it: the bare secret under its address.
@@ -870,7 +873,7 @@ async fn bare_keys_of_an_older_store_are_sealed_at_start_and_rotate_all_or_nothi
         .unwrap();
 
     let master = MasterKey::generate();
-    assert_eq!(keys::seal_legacy_keys(&store, &master).await.unwrap(), 1);
+    assert_eq!(seal_legacy_keys(&store, &master).await.unwrap(), 1);
     let sealed = store.held_key(key.address).unwrap().unwrap();
     assert_eq!(sealed.len(), SEALED_LEN);
     assert_eq!(
@@ -880,28 +883,26 @@ async fn bare_keys_of_an_older_store_are_sealed_at_start_and_rotate_all_or_nothi
         key.address
     );
     assert_eq!(
-        keys::seal_legacy_keys(&store, &master).await.unwrap(),
+        seal_legacy_keys(&store, &master).await.unwrap(),
         0,
         "once only"
     );
 
     // Another master key is named, and the key stays as it was.
     let other = MasterKey::generate();
-    let error = keys::seal_legacy_keys(&store, &other).await.unwrap_err();
+    let error = seal_legacy_keys(&store, &other).await.unwrap_err();
     assert!(matches!(
         error,
         SealingError::Key(keys::KeyError::WrongMasterKey { .. })
     ));
-    let error = keys::rotate_master_key(&store, &other, &MasterKey::generate())
+    let error = rotate_master_key(&store, &other, &MasterKey::generate())
         .await
         .unwrap_err();
     assert!(error.to_string().contains(&master.id_hex()), "{error}");
     assert_eq!(store.held_key(key.address).unwrap().unwrap(), sealed);
 
     // A rotation moves it, and a second one has nothing left to do.
-    let report = keys::rotate_master_key(&store, &master, &other)
-        .await
-        .unwrap();
+    let report = rotate_master_key(&store, &master, &other).await.unwrap();
     assert_eq!((report.resealed, report.already), (1, 0));
     let resealed = store.held_key(key.address).unwrap().unwrap();
     assert_eq!(
@@ -910,9 +911,7 @@ async fn bare_keys_of_an_older_store_are_sealed_at_start_and_rotate_all_or_nothi
             .as_slice(),
         key.secret.as_slice()
     );
-    let report = keys::rotate_master_key(&store, &master, &other)
-        .await
-        .unwrap();
+    let report = rotate_master_key(&store, &master, &other).await.unwrap();
     assert_eq!((report.resealed, report.already), (0, 1));
 
     // A replacement based on stale bytes writes nothing.

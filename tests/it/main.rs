@@ -24,6 +24,7 @@ mod held_flow;
 mod hostile;
 mod inspect_cli;
 mod intent_kinds;
+mod layering;
 mod limits;
 mod logs;
 mod malformed;

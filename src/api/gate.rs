@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{B256, keccak256};
 
-use super::{
-    ADMIN_TOKEN_CALLER, ApiKeyId, Caller, RateLimit, RateLimiter, Scope, Scopes, TOKEN_PREFIX,
-    failures::{FailedAuthentications, Peer, RefusalLog},
-    parse_token,
+use crate::{
+    auth::{
+        ADMIN_TOKEN_CALLER, ApiKeyId, Caller, FailedAuthentications, Peer, RateLimit, RateLimiter,
+        RefusalLog, Scope, Scopes, TOKEN_PREFIX, parse_token,
+    },
+    store::{Store, StoreError},
 };
-use crate::store::{Store, StoreError};
 
 /// Which server a call came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

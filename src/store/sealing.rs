@@ -3,8 +3,8 @@
 
 use alloy::primitives::Address;
 
-use super::{KeyError, MasterKey, seal, sealed_under, unseal};
-use crate::store::{Store, StoreError};
+use super::{Store, StoreError};
+use crate::keys::{KeyError, MasterKey, seal, sealed_under, unseal};
 
 /// Why the held keys could not be checked or moved.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub async fn seal_legacy_keys(store: &Store, master: &MasterKey) -> Result<usize
     let mut changes = Vec::new();
     for (address, stored) in store.held_keys()? {
         match sealed_under(&stored) {
-            Some(id) if id == master.id => {}
+            Some(id) if id == master.id() => {}
             Some(id) => return Err(wrong_master(address, &id, master).into()),
             None => changes.push(reseal(address, stored, None, master)?),
         }
@@ -56,8 +56,8 @@ pub async fn rotate_master_key(
     let mut already = 0;
     for (address, stored) in store.held_keys()? {
         match sealed_under(&stored) {
-            Some(id) if id == new.id => already += 1,
-            Some(id) if id == old.id => changes.push(reseal(address, stored, Some(old), new)?),
+            Some(id) if id == new.id() => already += 1,
+            Some(id) if id == old.id() => changes.push(reseal(address, stored, Some(old), new)?),
             Some(id) => return Err(wrong_master(address, &id, old).into()),
             None => changes.push(reseal(address, stored, None, new)?),
         }
