@@ -103,18 +103,16 @@ impl AdminArgs {
             "no admin token: set LATCHKEY_ADMIN_TOKEN (or pass --admin-token) to the daemon's \
              admin.token or an API key with the ADMIN scope",
         )?;
-        let bearer = token.bearer()?;
-        let channel = super::connect_endpoint(&self.admin_endpoint, self.ca_cert.as_deref())
-            .await
-            .with_context(|| {
+        let channel =
+            super::connect_with(&self.admin_endpoint, self.ca_cert.as_deref(), token, || {
                 format!(
-                    "cannot reach the admin service at {} (is the daemon running with \
-                     admin.token set? set --admin-endpoint or LATCHKEY_ADMIN_ENDPOINT; an \
-                     https:// endpoint needs LATCHKEY_CA_CERT when its certificate is not \
-                     publicly trusted)",
+                    "cannot reach the admin service at {} (is the daemon running with admin.token \
+                 set? set --admin-endpoint or LATCHKEY_ADMIN_ENDPOINT; an https:// endpoint \
+                 needs LATCHKEY_CA_CERT when its certificate is not publicly trusted)",
                     self.admin_endpoint
                 )
-            })?;
-        Ok(AdminServiceClient::with_interceptor(channel, bearer))
+            })
+            .await?;
+        Ok(AdminServiceClient::new(channel))
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{
     admin::{AdminArgs, AdminClient},
-    rpc_error,
+    enum_name, from_arg, rpc_error,
     status::rfc3339,
     table,
 };
@@ -57,11 +57,7 @@ pub enum ScopeArg {
 
 impl From<ScopeArg> for proto::ApiKeyScope {
     fn from(scope: ScopeArg) -> Self {
-        match scope {
-            ScopeArg::Read => Self::Read,
-            ScopeArg::Write => Self::Write,
-            ScopeArg::Admin => Self::Admin,
-        }
+        from_arg(&scope)
     }
 }
 
@@ -93,22 +89,13 @@ impl From<&proto::ApiKey> for ApiKeyJson {
             scopes: key
                 .scopes
                 .iter()
-                .map(|&scope| scope_name(scope).to_owned())
+                .map(|&scope| enum_name::<proto::ApiKeyScope>(scope).to_ascii_uppercase())
                 .collect(),
             display_name: key.display_name.clone(),
             created_at: key.create_time.as_ref().map(rfc3339),
             revoked_at: key.revoke_time.as_ref().map(rfc3339),
             secret: None,
         }
-    }
-}
-
-fn scope_name(scope: i32) -> &'static str {
-    match proto::ApiKeyScope::try_from(scope) {
-        Ok(proto::ApiKeyScope::Read) => "READ",
-        Ok(proto::ApiKeyScope::Write) => "WRITE",
-        Ok(proto::ApiKeyScope::Admin) => "ADMIN",
-        _ => "UNKNOWN",
     }
 }
 

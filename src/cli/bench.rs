@@ -38,22 +38,41 @@ use crate::{
 };
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Player accounts, each with one HELD session.
+    /// Player accounts, each with one HELD session key.
+    #[arg(long, default_value_t = 20)]
     pub accounts: usize,
     /// Intents in all.
+    #[arg(long, default_value_t = 1_000)]
     pub intents: usize,
-    /// Intents created at most this many at a time.
+    /// Intents in creation at once.
+    #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Intents per second to aim for; `None` for as fast as possible.
+    /// Intents per second to aim for; as fast as possible when absent.
+    #[arg(long)]
     pub rate: Option<f64>,
-    /// anvil's block time in seconds; `None` for automine.
+    /// anvil's block time in seconds; automine when absent.
+    #[arg(long)]
     pub block_time: Option<u64>,
     /// Relayer keys the daemon gets.
+    #[arg(long, default_value_t = 1)]
     pub relayers: usize,
-    /// Whether the dev paymaster pays, under a policy, instead of the accounts.
+    /// Sessions and intents name a policy and the dev paymaster pays, instead of the
+    /// accounts.
+    #[arg(long)]
     pub sponsored: bool,
+}
+
+/// Runs `latchkey bench` and prints its report, as JSON when `json`.
+pub async fn main(options: BenchOptions, json: bool) -> anyhow::Result<()> {
+    let report = run(options).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
 }
 
 /// What a run measured.

@@ -2,7 +2,7 @@
 //! every field, then (unless offline) checks what the daemon relies on in the chain, and
 //! reports each check, without opening the store or binding a port.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use alloy::providers::Provider;
 use serde::Serialize;
@@ -63,6 +63,41 @@ impl Report {
                 format!("{mark}  {:width$}  {}\n", check.name, check.detail)
             })
             .collect()
+    }
+}
+
+/// What `latchkey config check` checks, and how it prints.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// TOML configuration file (see deploy/latchkey.example.toml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Check the configuration only, not the chain.
+    #[arg(long)]
+    pub offline: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `latchkey config check`, prints the report and exits with its documented code.
+pub async fn main(args: CheckArgs) -> anyhow::Result<()> {
+    match run(args.config.as_deref(), args.offline).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            if !report.ok {
+                std::process::exit(EXIT_CHECK_FAILED);
+            }
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(EXIT_INVALID_CONFIG);
+        }
     }
 }
 

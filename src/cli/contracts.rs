@@ -5,11 +5,10 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
     future::Future,
-    io::{IsTerminal, Write},
+    io::IsTerminal,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use alloy::{
@@ -21,7 +20,9 @@ use alloy::{
 use anyhow::{Context, bail, ensure};
 use serde::Serialize;
 
-use super::{format_eth, interrupted, parse_wei, paymaster::SecretKey, table, wei_with_eth};
+use super::{
+    format_eth, interrupted, parse_wei, paymaster::SecretKey, spinner, table, wei_with_eth,
+};
 use crate::chain::{
     contracts::{CREATE2_DEPLOYER, ENTRY_POINT_V08, EntryPoint, SponsorPaymaster},
     deploy::{Create2Contract, Placed, Placement, TopUp, ensure_deployed, top_up_deposit},
@@ -763,29 +764,10 @@ fn config_fragment(
 /// Replaces `path` with `text` so that a reader sees the old file or the new one, never a
 /// part: it writes a temporary file beside it, syncs it and renames it over.
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
+    path.file_name()
         .with_context(|| format!("--config-out {} does not name a file", path.display()))?;
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        // Best effort: the temporary file may not exist.
-        let _ = fs::remove_file(&temp);
-    }
-    written.with_context(|| format!("cannot write the config to {}", path.display()))
+    super::replace_file(path, text, 0o644)
+        .with_context(|| format!("cannot write the config to {}", path.display()))
 }
 
 /// Progress on stderr: a line for each step, `[2/4] SessionKeyAccountFactory ... deployed
@@ -798,8 +780,6 @@ struct Progress {
 }
 
 impl Progress {
-    const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-
     fn new(live: bool) -> Self {
         Self {
             step: 0,
@@ -823,29 +803,9 @@ impl Progress {
     ) -> Result<T, E> {
         self.step += 1;
         let prefix = format!("[{}/{}] {label} ...", self.step, self.total.max(self.step));
-        let result = if self.live {
-            let started = Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            let mut frames = Self::FRAMES.iter().cycle();
-            tokio::pin!(work);
-            let result = loop {
-                tokio::select! {
-                    result = &mut work => break result,
-                    _ = tick.tick() => {
-                        let frame = frames.next().copied().unwrap_or(' ');
-                        eprint!(
-                            "\r\x1b[2K{prefix} {frame} {:.1}s",
-                            started.elapsed().as_secs_f64()
-                        );
-                        let _ = std::io::stderr().flush();
-                    }
-                }
-            };
-            eprint!("\r\x1b[2K");
-            result
-        } else {
-            work.await
-        };
+        let spinner = spinner(self.live, format!("{prefix} "));
+        let result = work.await;
+        spinner.finish_and_clear();
         match &result {
             Ok(value) => eprintln!("{prefix} {}", describe(value)),
             Err(_) => eprintln!("{prefix} failed"),
@@ -856,6 +816,8 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use alloy::primitives::{TxHash, address};
 
     use super::*;

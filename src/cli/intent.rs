@@ -1,10 +1,7 @@
 //! `latchkey intent`: the transaction intents a running daemon knows, through its admin
 //! service: list them, show one, and watch one to its end.
 
-use std::{
-    io::{IsTerminal, Write},
-    time::{Duration, Instant},
-};
+use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -12,13 +9,12 @@ use serde::Serialize;
 use super::{
     BadValue,
     admin::{AdminArgs, AdminClient},
-    rpc_error,
+    collect_pages, enum_name, from_arg, rpc_error,
     session::{
-        SponsorshipJson, collect_pages, field, non_empty, or_zero, parse_account_name,
-        parse_session_name, resource_name, seconds_text, short_hash, short_name, sponsorship_json,
-        sponsorship_text, time_text,
+        field, non_empty, or_zero, parse_account_name, parse_session_name, resource_name,
+        seconds_text, short_hash, short_name, sponsorship_text, time_text,
     },
-    table, wei_with_eth,
+    spinner, table, wei_with_eth,
 };
 use crate::api::proto::{self, TransactionIntentStatus as Status};
 
@@ -88,11 +84,7 @@ pub enum IntentKindArg {
 
 impl From<IntentKindArg> for proto::TransactionIntentKind {
     fn from(kind: IntentKindArg) -> Self {
-        match kind {
-            IntentKindArg::Call => Self::Call,
-            IntentKindArg::Registration => Self::Registration,
-            IntentKindArg::Revocation => Self::Revocation,
-        }
+        from_arg(&kind)
     }
 }
 
@@ -121,16 +113,7 @@ pub enum IntentStatusArg {
 
 impl From<IntentStatusArg> for Status {
     fn from(status: IntentStatusArg) -> Self {
-        match status {
-            IntentStatusArg::PendingSignature => Self::PendingSignature,
-            IntentStatusArg::Queued => Self::Queued,
-            IntentStatusArg::Submitted => Self::Submitted,
-            IntentStatusArg::Included => Self::Included,
-            IntentStatusArg::Confirmed => Self::Confirmed,
-            IntentStatusArg::Reverted => Self::Reverted,
-            IntentStatusArg::Dropped => Self::Dropped,
-            IntentStatusArg::Expired => Self::Expired,
-        }
+        from_arg(&status)
     }
 }
 
@@ -219,36 +202,39 @@ async fn watch(client: &mut AdminClient, name: String, json: bool) -> anyhow::Re
         .await
         .map_err(rpc_error)?
         .into_inner();
-    let mut spinner =
-        Spinner::new(std::io::stdout().is_terminal() && std::io::stderr().is_terminal());
-    let mut ticks = tokio::time::interval(Duration::from_millis(250));
+    let live = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let spinner = spinner(live, String::new());
+    spinner.set_message("waiting");
     let mut previous: Option<proto::TransactionIntent> = None;
     loop {
-        let received = tokio::select! {
-            received = stream.message() => received,
-            _ = ticks.tick(), if spinner.enabled => {
-                spinner.draw(previous.as_ref().map_or("waiting", |intent| status_name(intent.status)));
-                continue;
-            }
-        };
-        spinner.clear();
+        let received = stream.message().await;
         let intent = match received {
             Ok(Some(intent)) => intent,
-            Ok(None) => bail!(
-                "the daemon ended the watch of {name} before the intent reached a final status"
-            ),
+            Ok(None) => {
+                spinner.finish_and_clear();
+                bail!(
+                    "the daemon ended the watch of {name} before the intent reached a final \
+                     status"
+                )
+            }
             Err(status) => {
+                spinner.finish_and_clear();
                 return Err(rpc_error(status))
                     .with_context(|| format!("the watch of {name} broke"));
             }
         };
-        if json {
-            println!("{}", serde_json::to_string(&intent_json(&intent))?);
+        let line = if json {
+            serde_json::to_string(&intent_json(&intent))?
         } else {
-            println!("{}", render_update(previous.as_ref(), &intent));
-        }
-        std::io::stdout().flush()?;
+            render_update(previous.as_ref(), &intent)
+        };
+        spinner.suspend(|| {
+            println!("{line}");
+            std::io::stdout().flush()
+        })?;
+        spinner.set_message(status_name(intent.status));
         if let Some(code) = final_exit_code(intent.status) {
+            spinner.finish_and_clear();
             if code != 0 && json {
                 eprintln!(
                     "{} ended {}: {}",
@@ -273,66 +259,13 @@ pub fn final_exit_code(status: i32) -> Option<i32> {
     }
 }
 
-/// An elapsed-seconds line on stderr while the watch waits, when a person is looking.
-struct Spinner {
-    enabled: bool,
-    started: Instant,
-    frame: usize,
-    drawn: bool,
-}
-
-impl Spinner {
-    fn new(enabled: bool) -> Self {
-        Self {
-            enabled,
-            started: Instant::now(),
-            frame: 0,
-            drawn: false,
-        }
-    }
-
-    fn draw(&mut self, status: &str) {
-        const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
-        self.frame = (self.frame + 1) % FRAMES.len();
-        let mut stderr = std::io::stderr();
-        let _ = write!(
-            stderr,
-            "\r\x1b[2K{} {status}, {}s",
-            FRAMES[self.frame],
-            self.started.elapsed().as_secs()
-        );
-        let _ = stderr.flush();
-        self.drawn = true;
-    }
-
-    fn clear(&mut self) {
-        if self.drawn {
-            let mut stderr = std::io::stderr();
-            let _ = write!(stderr, "\r\x1b[2K");
-            let _ = stderr.flush();
-            self.drawn = false;
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Intents as JSON and for people.
 // ---------------------------------------------------------------------------------------
 
 /// An intent status as JSON and tables show it: `confirmed`, `pending_signature`.
-pub fn status_name(status: i32) -> &'static str {
-    match Status::try_from(status) {
-        Ok(Status::Unspecified) => "unspecified",
-        Ok(Status::PendingSignature) => "pending_signature",
-        Ok(Status::Queued) => "queued",
-        Ok(Status::Submitted) => "submitted",
-        Ok(Status::Included) => "included",
-        Ok(Status::Confirmed) => "confirmed",
-        Ok(Status::Reverted) => "reverted",
-        Ok(Status::Dropped) => "dropped",
-        Ok(Status::Expired) => "expired",
-        Err(_) => "unknown",
-    }
+pub fn status_name(status: i32) -> String {
+    enum_name::<Status>(status)
 }
 
 /// An intent as JSON: the API's fields under the API's names, statuses as names, times in
@@ -351,7 +284,7 @@ pub struct IntentJson {
     pub chain_id: u64,
     /// `pending_signature`, `queued`, `submitted`, `included`, `confirmed`, `reverted`,
     /// `dropped` or `expired`.
-    pub status: &'static str,
+    pub status: String,
     /// userOpHash of the intent's operation.
     pub user_op_hash: String,
     /// The calls, in order.
@@ -361,17 +294,17 @@ pub struct IntentJson {
     /// RFC 3339: when a PENDING_SIGNATURE intent expires.
     pub signature_deadline: Option<String>,
     /// The transaction it was last sent in.
-    pub submission: Option<SubmissionJson>,
+    pub submission: Option<proto::TransactionIntentSubmission>,
     /// How it ended, once included.
-    pub result: Option<ResultJson>,
+    pub result: Option<proto::TransactionIntentResult>,
     /// Why it was DROPPED or EXPIRED.
     pub failure_reason: Option<String>,
     /// Why the EntryPoint refused it, when it did.
-    pub refusal: Option<RevertJson>,
+    pub refusal: Option<proto::RevertDetails>,
     /// Who pays its gas, when a policy does.
-    pub sponsorship: Option<SponsorshipJson>,
+    pub sponsorship: Option<proto::Sponsorship>,
     /// Every status it entered, in order.
-    pub history: Vec<TransitionJson>,
+    pub history: Vec<proto::StatusTransition>,
     /// The idempotency key it was created with.
     pub idempotency_key: Option<String>,
     /// RFC 3339.
@@ -393,73 +326,6 @@ pub struct InteractionJson {
     pub args: Option<Vec<String>>,
     /// The raw calldata, when the call was given as such.
     pub calldata: Option<String>,
-}
-
-/// How the intent's operation was sent.
-#[derive(Debug, Serialize)]
-pub struct SubmissionJson {
-    /// The latest transaction.
-    pub transaction_hash: String,
-    /// The relayer that sent it.
-    pub relayer: String,
-    /// The relayer's nonce.
-    pub relayer_nonce: u64,
-    /// Earlier transactions at that nonce the latest replaced, oldest first.
-    pub replaced_transaction_hashes: Vec<String>,
-    /// Fee cap, wei per gas.
-    pub max_fee_per_gas: String,
-    /// Priority fee, wei per gas.
-    pub max_priority_fee_per_gas: String,
-}
-
-/// How an included intent ended.
-#[derive(Debug, Serialize)]
-pub struct ResultJson {
-    /// The transaction that included it.
-    pub transaction_hash: String,
-    /// Its block.
-    pub block_number: u64,
-    /// That block's hash.
-    pub block_hash: String,
-    /// Gas the EntryPoint charged, decimal.
-    pub gas_used: String,
-    /// Wei the EntryPoint charged, decimal.
-    pub actual_cost_wei: String,
-    /// Whether its execution succeeded.
-    pub success: bool,
-    /// Why it failed.
-    pub revert: Option<RevertJson>,
-}
-
-/// A decoded failure.
-#[derive(Debug, Serialize)]
-pub struct RevertJson {
-    /// The EntryPoint's AA code, when the EntryPoint refused.
-    pub aa_code: Option<String>,
-    /// What went wrong.
-    pub cause: String,
-    /// What to do about it.
-    pub remedy: String,
-    /// The decoded inner revert.
-    pub reason: String,
-}
-
-/// When the intent entered a status.
-#[derive(Debug, Serialize)]
-pub struct TransitionJson {
-    /// The status entered.
-    pub status: &'static str,
-    /// RFC 3339.
-    pub time: Option<String>,
-}
-
-fn revert_json(revert: &proto::RevertDetails) -> RevertJson {
-    RevertJson {
-        aa_code: non_empty(&revert.aa_code),
-        cause: revert.cause.clone(),
-        remedy: revert.remedy.clone(),
-        reason: revert.reason.clone(),
-    }
 }
 
 /// The JSON shape of an intent.
@@ -499,34 +365,12 @@ pub fn intent_json(intent: &proto::TransactionIntent) -> IntentJson {
             .as_ref()
             .and_then(|action| non_empty(&action.signable_hash)),
         signature_deadline: time_text(intent.signature_deadline),
-        submission: intent.submission.as_ref().map(|submission| SubmissionJson {
-            transaction_hash: submission.transaction_hash.clone(),
-            relayer: submission.relayer.clone(),
-            relayer_nonce: submission.relayer_nonce,
-            replaced_transaction_hashes: submission.replaced_transaction_hashes.clone(),
-            max_fee_per_gas: or_zero(&submission.max_fee_per_gas),
-            max_priority_fee_per_gas: or_zero(&submission.max_priority_fee_per_gas),
-        }),
-        result: intent.result.as_ref().map(|result| ResultJson {
-            transaction_hash: result.transaction_hash.clone(),
-            block_number: result.block_number,
-            block_hash: result.block_hash.clone(),
-            gas_used: or_zero(&result.gas_used),
-            actual_cost_wei: or_zero(&result.actual_cost),
-            success: result.success,
-            revert: result.revert.as_ref().map(revert_json),
-        }),
+        submission: intent.submission.clone(),
+        result: intent.result.clone(),
         failure_reason: non_empty(&intent.failure_reason),
-        refusal: intent.refusal.as_ref().map(revert_json),
-        sponsorship: sponsorship_json(intent.sponsorship.as_ref()),
-        history: intent
-            .history
-            .iter()
-            .map(|transition| TransitionJson {
-                status: status_name(transition.status),
-                time: time_text(transition.time),
-            })
-            .collect(),
+        refusal: intent.refusal.clone(),
+        sponsorship: intent.sponsorship.clone(),
+        history: intent.history.clone(),
         idempotency_key: non_empty(&intent.idempotency_key),
         create_time: time_text(intent.create_time),
         update_time: time_text(intent.update_time),
@@ -535,12 +379,9 @@ pub fn intent_json(intent: &proto::TransactionIntent) -> IntentJson {
 
 /// A failure in one line: the AA code, the cause, the inner reason and the remedy, those
 /// that are there.
-fn revert_text(revert: &RevertJson) -> String {
+fn revert_text(revert: &proto::RevertDetails) -> String {
     let mut parts: Vec<String> = Vec::new();
-    if let Some(code) = &revert.aa_code {
-        parts.push(code.clone());
-    }
-    for part in [&revert.cause, &revert.reason] {
+    for part in [&revert.aa_code, &revert.cause, &revert.reason] {
         if !part.is_empty() {
             parts.push(part.clone());
         }
@@ -627,7 +468,7 @@ pub fn render_intent(intent: &proto::TransactionIntent) -> String {
     let json = intent_json(intent);
     let dash = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".to_owned());
     let mut out = format!("{}\n", json.name);
-    out.push_str(&field("status", json.status));
+    out.push_str(&field("status", &json.status));
     out.push_str(&field("session", &json.session));
     out.push_str(&field(
         "account",
@@ -673,10 +514,13 @@ pub fn render_intent(intent: &proto::TransactionIntent) -> String {
             let label = if index == 0 { "replaced" } else { "" };
             out.push_str(&field(label, replaced));
         }
-        out.push_str(&field("max fee", &fee_text(&submission.max_fee_per_gas)));
+        out.push_str(&field(
+            "max fee",
+            &fee_text(&or_zero(&submission.max_fee_per_gas)),
+        ));
         out.push_str(&field(
             "priority fee",
-            &fee_text(&submission.max_priority_fee_per_gas),
+            &fee_text(&or_zero(&submission.max_priority_fee_per_gas)),
         ));
     }
     if let Some(result) = &json.result {
@@ -694,8 +538,8 @@ pub fn render_intent(intent: &proto::TransactionIntent) -> String {
             "block",
             &format!("{} ({})", result.block_number, result.block_hash),
         ));
-        out.push_str(&field("gas used", &result.gas_used));
-        out.push_str(&field("cost", &wei_with_eth(&result.actual_cost_wei)));
+        out.push_str(&field("gas used", &or_zero(&result.gas_used)));
+        out.push_str(&field("cost", &wei_with_eth(&or_zero(&result.actual_cost))));
         if let Some(revert) = &result.revert {
             out.push_str(&field("revert", &revert_text(revert)));
         }
@@ -704,8 +548,8 @@ pub fn render_intent(intent: &proto::TransactionIntent) -> String {
     for transition in &json.history {
         out.push_str(&format!(
             "  {:<26}{}\n",
-            transition.time.as_deref().unwrap_or("-"),
-            transition.status
+            time_text(transition.time).as_deref().unwrap_or("-"),
+            status_name(transition.status)
         ));
     }
     out
@@ -762,8 +606,8 @@ pub fn render_update(
                 "block {} tx {}, gas used {}, cost {}",
                 result.block_number,
                 result.transaction_hash,
-                result.gas_used,
-                wei_with_eth(&result.actual_cost_wei)
+                or_zero(&result.gas_used),
+                wei_with_eth(&or_zero(&result.actual_cost))
             ),
             None => "confirmed".to_owned(),
         },
@@ -804,7 +648,7 @@ pub fn render_list(intents: &[proto::TransactionIntent]) -> String {
             vec![
                 intent.id.clone(),
                 short_name(&intent.session).to_owned(),
-                status_name(intent.status).to_owned(),
+                status_name(intent.status),
                 short_hash(&intent.user_op_hash),
                 tx.map_or_else(|| "-".to_owned(), short_hash),
                 intent

@@ -15,13 +15,20 @@
 //! - [`policy`]: `latchkey policy`: create, list, show and disable sponsorship policies.
 //! - [`paymaster`]: `latchkey paymaster`: the paymaster's deposit, and topping it up.
 //! - [`api_key`]: `latchkey api-key`: create, list and revoke API keys.
+//! - [`dev`]: `latchkey dev`: the local stack.
+//! - [`json`]: how the generated API types read in `--json` output.
 //!
 //! This module holds what the clients share: how they reach the daemon, how a gRPC failure
-//! reads, and amounts in wei and ETH.
+//! reads, enum values by name, lists page by page, amounts in wei and ETH, tables, spinners
+//! and files replaced whole.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use anyhow::Context;
+use alloy::primitives::utils::{ParseUnits, Unit};
+use anyhow::{Context, bail};
 use tonic::{
     Status,
     service::interceptor::InterceptedService,
@@ -36,7 +43,9 @@ pub mod api_key;
 pub mod bench;
 pub mod config_check;
 pub mod contracts;
+pub mod dev;
 pub mod intent;
+pub mod json;
 pub mod keys;
 pub mod paymaster;
 pub mod policy;
@@ -82,30 +91,42 @@ impl ClientArgs {
     /// A channel to the daemon, connected now so that a wrong endpoint or a missing key
     /// fails with a message that names it rather than on the first call.
     pub async fn connect(&self) -> anyhow::Result<ApiChannel> {
-        let bearer = self
-            .api_key
-            .as_ref()
-            .context("no API key: set LATCHKEY_API_KEY (or pass --api-key)")?
-            .bearer()?;
-        let channel = connect_endpoint(&self.endpoint, self.ca_cert.as_deref())
-            .await
-            .with_context(|| {
+        connect_with(
+            &self.endpoint,
+            self.ca_cert.as_deref(),
+            self.api_key
+                .as_ref()
+                .context("no API key: set LATCHKEY_API_KEY (or pass --api-key)")?,
+            || {
                 format!(
                     "cannot reach the daemon at {} (is it running? set --endpoint or \
                      LATCHKEY_ENDPOINT)",
                     self.endpoint
                 )
-            })?;
-        Ok(InterceptedService::new(channel, bearer))
+            },
+        )
+        .await
     }
+}
+
+/// A channel to `url` that sends `credential` with every call, connected now; `unreachable`
+/// says what to check when it cannot be reached.
+pub async fn connect_with(
+    url: &str,
+    ca_cert: Option<&Path>,
+    credential: &Token,
+    unreachable: impl FnOnce() -> String,
+) -> anyhow::Result<ApiChannel> {
+    let bearer = credential.bearer()?;
+    let channel = connect_endpoint(url, ca_cert)
+        .await
+        .with_context(unreachable)?;
+    Ok(InterceptedService::new(channel, bearer))
 }
 
 /// A channel to `url`, connected now. An `https://` URL speaks TLS, trusting `ca_cert` when
 /// given and the public web roots otherwise.
-pub async fn connect_endpoint(
-    url: &str,
-    ca_cert: Option<&std::path::Path>,
-) -> anyhow::Result<Channel> {
+pub async fn connect_endpoint(url: &str, ca_cert: Option<&Path>) -> anyhow::Result<Channel> {
     let mut endpoint = Channel::from_shared(url.to_owned())
         .with_context(|| format!("`{url}` is not a URL such as http://127.0.0.1:50051"))?
         .connect_timeout(Duration::from_secs(5));
@@ -130,6 +151,72 @@ pub fn rpc_error(status: Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
 }
 
+/// A proto enum whose values the CLI names after their protobuf names.
+pub trait ProtoName: Sized + TryFrom<i32> + Default {
+    /// What every value's protobuf name starts with: `SESSION_STATUS_`.
+    const PREFIX: &'static str;
+    /// The value's protobuf name: `SESSION_STATUS_PENDING_SIGNATURE`.
+    fn proto_name(&self) -> &'static str;
+    /// The value of a protobuf name.
+    fn from_proto_name(name: &str) -> Option<Self>;
+}
+
+/// The CLI's name of an enum value, in JSON and tables: its protobuf name less the enum's
+/// prefix, in lowercase (`pending_signature`); `unknown` for a value this CLI does not know.
+pub fn enum_name<E: ProtoName>(value: i32) -> String {
+    E::try_from(value).map_or_else(
+        |_| "unknown".to_owned(),
+        |value| {
+            let name = value.proto_name();
+            name.strip_prefix(E::PREFIX)
+                .unwrap_or(name)
+                .to_ascii_lowercase()
+        },
+    )
+}
+
+/// The enum value a command-line choice names: `--status pending-signature` is
+/// `SESSION_STATUS_PENDING_SIGNATURE`.
+pub fn from_arg<E: ProtoName, A: clap::ValueEnum>(arg: &A) -> E {
+    arg.to_possible_value()
+        .and_then(|value| {
+            let name = value.get_name().replace('-', "_").to_ascii_uppercase();
+            E::from_proto_name(&format!("{}{name}", E::PREFIX))
+        })
+        .unwrap_or_default()
+}
+
+/// The first `limit` items of a list, asking `fetch` for page after page (with a page size
+/// and the previous page's token) until the limit or the last page.
+pub async fn collect_pages<T, Fetch, Page>(limit: u32, mut fetch: Fetch) -> anyhow::Result<Vec<T>>
+where
+    Fetch: FnMut(i32, String) -> Page,
+    Page: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>>,
+{
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    while all.len() < limit {
+        let (items, next_page_token) =
+            fetch(page_size(limit - all.len()), page_token.clone()).await?;
+        all.extend(items);
+        if next_page_token.is_empty() {
+            break;
+        }
+        if next_page_token == page_token {
+            bail!("the daemon returned the same page token twice: {page_token}");
+        }
+        page_token = next_page_token;
+    }
+    all.truncate(limit);
+    Ok(all)
+}
+
+/// The page size to ask for when `wanted` more items are wanted: at most the API's 100.
+pub fn page_size(wanted: usize) -> i32 {
+    i32::try_from(wanted.clamp(1, 100)).unwrap_or(100)
+}
+
 /// A command-line value that does not parse: the offending text and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{text}`: expected {expected}")]
@@ -149,8 +236,9 @@ impl BadValue {
     }
 }
 
-const WEI_PER_GWEI: u128 = 1_000_000_000;
 const WEI_PER_ETHER: u128 = 1_000_000_000_000_000_000;
+#[cfg(test)]
+const WEI_PER_GWEI: u128 = 1_000_000_000;
 
 /// What [`parse_wei`] accepts, for error messages and `--help`.
 pub const WEI_SYNTAX: &str = "an amount of wei such as `1000000`, or a decimal with an `ether` or \
@@ -160,55 +248,50 @@ pub const WEI_SYNTAX: &str = "an amount of wei such as `1000000`, or a decimal w
 /// suffix, converted exactly. A fraction of a wei is refused, never rounded.
 pub fn parse_wei(text: &str) -> Result<u128, BadValue> {
     let bad = |expected: &str| BadValue::new(text, expected);
-    let (number, unit, decimals) = if let Some(number) = text.strip_suffix("ether") {
-        (number, WEI_PER_ETHER, 18)
+    let (number, unit) = if let Some(number) = text.strip_suffix("ether") {
+        (number, Unit::ETHER)
     } else if let Some(number) = text.strip_suffix("gwei") {
-        (number, WEI_PER_GWEI, 9)
+        (number, Unit::GWEI)
     } else {
-        (text, 1, 0)
+        (text, Unit::WEI)
     };
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let is_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
     if !is_digits(whole) || (number.contains('.') && !is_digits(fraction)) {
         return Err(bad(WEI_SYNTAX));
     }
-    let fraction = fraction.trim_end_matches('0');
-    if fraction.len() > decimals {
+    // parse_units drops the digits past the unit's decimals; they are a fraction of a wei.
+    if fraction.trim_end_matches('0').len() > usize::from(unit.get()) {
         return Err(bad(
             "a whole number of wei: the amount has a fraction of a wei (ether has 18 decimals, \
              gwei 9)",
         ));
     }
     let too_large = || bad("an amount that fits in 128 bits of wei");
-    let whole: u128 = whole.parse().map_err(|_| too_large())?;
-    let fraction_wei = if fraction.is_empty() {
-        0
-    } else {
-        let scale = 10u128.pow(u32::try_from(decimals - fraction.len()).unwrap_or(0));
-        fraction.parse::<u128>().map_err(|_| too_large())? * scale
-    };
-    whole
-        .checked_mul(unit)
-        .and_then(|wei| wei.checked_add(fraction_wei))
-        .ok_or_else(too_large)
+    let wei = ParseUnits::parse_units(number, unit).map_err(|_| too_large())?;
+    u128::try_from(wei.get_absolute()).map_err(|_| too_large())
+}
+
+/// `wei` in `unit`, exact, with trailing zeros dropped: `1.5`, `20`.
+pub fn in_unit(wei: u128, unit: Unit) -> String {
+    let text = ParseUnits::from(wei).format_units(unit);
+    match text.split_once('.') {
+        Some((whole, fraction)) => match fraction.trim_end_matches('0') {
+            "" => whole.to_owned(),
+            fraction => format!("{whole}.{fraction}"),
+        },
+        None => text,
+    }
 }
 
 /// Wei in ETH with at most 6 decimals, truncated, trailing zeros dropped: `1.5`, `0.000021`.
 /// An amount too small to show is `<0.000001`.
 pub fn format_eth(wei: u128) -> String {
     const MICRO_ETHER: u128 = WEI_PER_ETHER / 1_000_000;
-    let whole = wei / WEI_PER_ETHER;
-    let micros = (wei % WEI_PER_ETHER) / MICRO_ETHER;
-    if wei > 0 && whole == 0 && micros == 0 {
+    if wei > 0 && wei < MICRO_ETHER {
         return "<0.000001".to_owned();
     }
-    let fraction = format!("{micros:06}");
-    let fraction = fraction.trim_end_matches('0');
-    if fraction.is_empty() {
-        whole.to_string()
-    } else {
-        format!("{whole}.{fraction}")
-    }
+    in_unit(wei - wei % MICRO_ETHER, Unit::ETHER)
 }
 
 /// A decimal wei string from the daemon, with its value in ETH: `1500000000000000000 wei (1.5
@@ -222,33 +305,54 @@ pub fn wei_with_eth(wei: &str) -> String {
 
 /// Rows as left-aligned columns two spaces apart, the header first.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
-    for row in rows {
-        for (column, cell) in row.iter().enumerate() {
-            if let Some(width) = widths.get_mut(column) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.iter().copied())
+        .add_rows(rows.iter().map(|row| row.iter().map(String::as_str)));
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
     }
-    let line = |cells: Vec<&str>| {
-        let mut line = String::new();
-        for (column, cell) in cells.iter().enumerate() {
-            if column + 1 == cells.len() {
-                line.push_str(cell);
-            } else {
-                let width = widths.get(column).copied().unwrap_or(0);
-                line.push_str(&format!("{cell:<width$}  "));
-            }
-        }
-        line.truncate(line.trim_end().len());
-        line.push('\n');
-        line
-    };
-    let mut out = line(header.to_vec());
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    let mut out = String::new();
+    for line in table.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
+}
+
+/// A spinner on stderr with `prefix` and the time elapsed, drawn while a person is looking
+/// (`live`) and hidden otherwise; it draws itself until finished.
+pub fn spinner(live: bool, prefix: String) -> indicatif::ProgressBar {
+    if !live {
+        return indicatif::ProgressBar::hidden();
+    }
+    let spinner = indicatif::ProgressBar::new_spinner().with_prefix(prefix);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix}{spinner} {msg} {elapsed}")
+    {
+        spinner.set_style(style);
+    }
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    spinner
+}
+
+/// Replaces `path` with `text`, with permissions `mode`, so that a reader sees the old file
+/// or the new one, never a part: a temporary file beside it, synced and persisted over it.
+pub fn replace_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::PermissionsExt};
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(".latchkey")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(path)?;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

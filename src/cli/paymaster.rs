@@ -138,39 +138,6 @@ pub fn parse_amount(text: &str) -> Result<u128, super::BadValue> {
     }
 }
 
-/// The paymaster as JSON; wei as decimal strings.
-#[derive(Debug, Serialize)]
-pub struct PaymasterJson {
-    /// The SponsorPaymaster contract.
-    pub address: String,
-    /// The EntryPoint it pays through.
-    pub entry_point: String,
-    /// The chain.
-    pub chain_id: u64,
-    /// The key latchkey approves operations with.
-    pub signer: String,
-    /// Its deposit at the EntryPoint, wei.
-    pub deposit_wei: String,
-    /// Its stake at the EntryPoint, wei.
-    pub stake_wei: String,
-    /// Whether the stake is locked.
-    pub staked: bool,
-}
-
-impl From<&proto::Paymaster> for PaymasterJson {
-    fn from(paymaster: &proto::Paymaster) -> Self {
-        Self {
-            address: paymaster.address.clone(),
-            entry_point: paymaster.entry_point.clone(),
-            chain_id: paymaster.chain_id,
-            signer: paymaster.signer.clone(),
-            deposit_wei: paymaster.deposit_wei.clone(),
-            stake_wei: paymaster.stake_wei.clone(),
-            staked: paymaster.staked,
-        }
-    }
-}
-
 /// What a deposit did, as JSON.
 #[derive(Debug, Serialize)]
 pub struct DepositJson {
@@ -181,7 +148,7 @@ pub struct DepositJson {
     /// What it deposited, wei.
     pub amount_wei: String,
     /// The paymaster after it.
-    pub paymaster: PaymasterJson,
+    pub paymaster: proto::Paymaster,
 }
 
 /// Runs a `latchkey paymaster` command and prints its result.
@@ -191,8 +158,7 @@ pub async fn run(client: ClientArgs, command: PaymasterCommand) -> anyhow::Resul
         PaymasterCommand::Balance => {
             let paymaster = get_paymaster(&mut service).await?;
             if client.json {
-                let json = PaymasterJson::from(&paymaster);
-                println!("{}", serde_json::to_string_pretty(&json)?);
+                println!("{}", serde_json::to_string_pretty(&paymaster)?);
             } else {
                 print!("{}", render_paymaster(&paymaster));
             }
@@ -242,7 +208,7 @@ pub async fn run(client: ClientArgs, command: PaymasterCommand) -> anyhow::Resul
                     transaction_hash: hash.to_string(),
                     block_number: receipt.block_number,
                     amount_wei: amount.to_string(),
-                    paymaster: PaymasterJson::from(&after),
+                    paymaster: after,
                 };
                 println!("{}", serde_json::to_string_pretty(&json)?);
             } else {

@@ -13,10 +13,13 @@
 //!   limits on operations, gas and wei per interval, and on the gas of one operation.
 //! - INTERVAL is `<n>s`, `<n>m`, `<n>h`, `<n>d` or plain seconds.
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, utils::Unit};
 use serde::Serialize;
 
-use super::{BadValue, ClientArgs, WEI_SYNTAX, format_eth, parse_wei, rpc_error, table};
+use super::{
+    BadValue, ClientArgs, WEI_SYNTAX, collect_pages, enum_name, format_eth, in_unit, parse_wei,
+    rpc_error, session::or_zero, table,
+};
 use crate::{
     api::proto::{
         self, policy_rule::Rule as ProtoRule, policy_service_client::PolicyServiceClient,
@@ -113,26 +116,21 @@ pub async fn run(client: ClientArgs, command: PolicyCommand) -> anyhow::Result<(
 async fn list_all(
     policies: &mut PolicyServiceClient<super::ApiChannel>,
 ) -> anyhow::Result<Vec<proto::Policy>> {
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = policies
-            .list_policies(proto::ListPoliciesRequest {
-                page_size: 100,
-                page_token: page_token.clone(),
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        all.extend(page.policies);
-        if page.next_page_token.is_empty() {
-            return Ok(all);
+    collect_pages(u32::MAX, |page_size, page_token| {
+        let mut policies = policies.clone();
+        async move {
+            let page = policies
+                .list_policies(proto::ListPoliciesRequest {
+                    page_size,
+                    page_token,
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            Ok((page.policies, page.next_page_token))
         }
-        if page.next_page_token == page_token {
-            anyhow::bail!("the daemon returned the same page token twice: {page_token}");
-        }
-        page_token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 fn print_policy(policy: &proto::Policy, json: bool) -> anyhow::Result<()> {
@@ -349,24 +347,15 @@ pub fn render_interval(seconds: u64) -> String {
 /// A wei limit as [`parse_wei`] reads it back, in the unit that shows it exactly and
 /// shortest: `10ether`, `0.5ether`, `20gwei`, `12345`.
 pub fn render_wei(wei: &str) -> String {
+    const GWEI: u128 = 1_000_000_000;
+    const ETHER: u128 = 1_000_000_000_000_000_000;
     let Ok(value) = wei.parse::<u128>() else {
         return wei.to_owned();
     };
-    let in_unit = |unit: u128, decimals: usize, suffix: &str| {
-        let fraction = format!("{:0decimals$}", value % unit);
-        let fraction = fraction.trim_end_matches('0');
-        if fraction.is_empty() {
-            format!("{}{suffix}", value / unit)
-        } else {
-            format!("{}.{fraction}{suffix}", value / unit)
-        }
-    };
-    const GWEI: u128 = 1_000_000_000;
-    const ETHER: u128 = 1_000_000_000_000_000_000;
     if value >= ETHER / 1_000 && value % (ETHER / 1_000_000) == 0 {
-        in_unit(ETHER, 18, "ether")
+        format!("{}ether", in_unit(value, Unit::ETHER))
     } else if value >= GWEI && value % GWEI == 0 {
-        in_unit(GWEI, 9, "gwei")
+        format!("{}gwei", in_unit(value, Unit::GWEI))
     } else {
         value.to_string()
     }
@@ -469,39 +458,19 @@ pub struct PolicyJson {
     /// The chain it sponsors on.
     pub chain_id: u64,
     /// `pay_for_user`.
-    pub strategy: &'static str,
+    pub strategy: String,
     /// Whether it sponsors new operations.
     pub enabled: bool,
     /// The rules as `--rule` specs; a contract-functions rule gives one spec per entry.
     pub rules: Vec<String>,
     /// What its operations have used in all.
-    pub usage: UsageJson,
+    pub usage: proto::PolicyUsage,
     /// The current interval of each limit over time.
     pub windows: Vec<WindowJson>,
     /// RFC 3339.
     pub create_time: Option<String>,
     /// RFC 3339.
     pub update_time: Option<String>,
-}
-
-/// Settled and pending usage.
-#[derive(Debug, Serialize)]
-pub struct UsageJson {
-    /// Executed operations.
-    pub settled: AmountJson,
-    /// Operations on their way, at their worst case.
-    pub pending: AmountJson,
-}
-
-/// Operations, gas and wei.
-#[derive(Debug, Serialize)]
-pub struct AmountJson {
-    /// Operations.
-    pub operations: u64,
-    /// Gas, decimal.
-    pub gas: String,
-    /// Wei, decimal.
-    pub wei: String,
 }
 
 /// The current interval of one limit.
@@ -517,30 +486,7 @@ pub struct WindowJson {
     /// RFC 3339.
     pub end: Option<String>,
     /// What the interval has used.
-    pub usage: UsageJson,
-}
-
-fn amount_json(amount: Option<&proto::PolicyAmount>) -> AmountJson {
-    let amount = amount.cloned().unwrap_or_default();
-    let zero = |text: String| {
-        if text.is_empty() {
-            "0".to_owned()
-        } else {
-            text
-        }
-    };
-    AmountJson {
-        operations: amount.operations,
-        gas: zero(amount.gas),
-        wei: zero(amount.wei),
-    }
-}
-
-fn usage_json(usage: Option<&proto::PolicyUsage>) -> UsageJson {
-    UsageJson {
-        settled: amount_json(usage.and_then(|usage| usage.settled.as_ref())),
-        pending: amount_json(usage.and_then(|usage| usage.pending.as_ref())),
-    }
+    pub usage: proto::PolicyUsage,
 }
 
 fn window_rule(policy: &proto::Policy, index: u32) -> String {
@@ -560,10 +506,10 @@ pub fn policy_json(policy: &proto::Policy) -> PolicyJson {
         id: policy.id.clone(),
         display_name: policy.display_name.clone(),
         chain_id: policy.chain_id,
-        strategy: strategy_name(policy.strategy),
+        strategy: enum_name::<proto::SponsorStrategy>(policy.strategy),
         enabled: policy.enabled,
         rules: policy.rules.iter().flat_map(rule_specs).collect(),
-        usage: usage_json(policy.usage.as_ref()),
+        usage: policy.usage.clone().unwrap_or_default(),
         windows: policy
             .windows
             .iter()
@@ -572,19 +518,11 @@ pub fn policy_json(policy: &proto::Policy) -> PolicyJson {
                 rule: window_rule(policy, window.rule_index),
                 start: window.start_time.map(|time| time.to_string()),
                 end: window.end_time.map(|time| time.to_string()),
-                usage: usage_json(window.usage.as_ref()),
+                usage: window.usage.clone().unwrap_or_default(),
             })
             .collect(),
         create_time: policy.create_time.map(|time| time.to_string()),
         update_time: policy.update_time.map(|time| time.to_string()),
-    }
-}
-
-fn strategy_name(strategy: i32) -> &'static str {
-    match proto::SponsorStrategy::try_from(strategy) {
-        Ok(proto::SponsorStrategy::PayForUser) => "pay_for_user",
-        Ok(proto::SponsorStrategy::Unspecified) => "unspecified",
-        Err(_) => "unknown",
     }
 }
 
@@ -593,22 +531,23 @@ fn yes_no(on: bool) -> &'static str {
 }
 
 /// The settled and pending lines of a usage, each after `indent`.
-fn usage_lines(indent: &str, usage: &UsageJson) -> String {
+fn usage_lines(indent: &str, usage: &proto::PolicyUsage) -> String {
     format!(
         "{indent}{}{indent}{}",
-        amount_line("settled", &usage.settled),
-        amount_line("pending", &usage.pending)
+        amount_line("settled", usage.settled.as_ref()),
+        amount_line("pending", usage.pending.as_ref())
     )
 }
 
-fn amount_line(label: &str, amount: &AmountJson) -> String {
-    let eth = amount
-        .wei
+fn amount_line(label: &str, amount: Option<&proto::PolicyAmount>) -> String {
+    let amount = amount.cloned().unwrap_or_default();
+    let (gas, wei) = (or_zero(&amount.gas), or_zero(&amount.wei));
+    let eth = wei
         .parse::<u128>()
         .map_or_else(|_| "?".to_owned(), format_eth);
     format!(
-        "{label:<9}{} ops, {} gas, {} wei ({eth} ETH)\n",
-        amount.operations, amount.gas, amount.wei
+        "{label:<9}{} ops, {gas} gas, {wei} wei ({eth} ETH)\n",
+        amount.operations
     )
 }
 
@@ -619,7 +558,7 @@ pub fn render_policy(policy: &proto::Policy) -> String {
     let field = |name: &str, value: &str| format!("  {name:<14}{value}\n");
     out.push_str(&field("display name", &json.display_name));
     out.push_str(&field("chain id", &json.chain_id.to_string()));
-    out.push_str(&field("strategy", json.strategy));
+    out.push_str(&field("strategy", &json.strategy));
     out.push_str(&field("enabled", yes_no(json.enabled)));
     out.push_str(&field(
         "created",
@@ -664,10 +603,15 @@ pub fn render_list(policies: &[proto::Policy]) -> String {
     let rows: Vec<Vec<String>> = policies
         .iter()
         .map(|policy| {
-            let settled = usage_json(policy.usage.as_ref()).settled;
-            let spent = match settled.wei.parse::<u128>() {
-                Ok(wei) => format!("{} ({} ETH)", settled.wei, format_eth(wei)),
-                Err(_) => settled.wei,
+            let settled = policy
+                .usage
+                .as_ref()
+                .and_then(|usage| usage.settled.clone())
+                .unwrap_or_default();
+            let wei = or_zero(&settled.wei);
+            let spent = match wei.parse::<u128>() {
+                Ok(value) => format!("{wei} ({} ETH)", format_eth(value)),
+                Err(_) => wei,
             };
             vec![
                 policy.name.clone(),

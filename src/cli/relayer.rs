@@ -15,7 +15,7 @@ use super::{
     format_eth,
     paymaster::{FunderArgs, parse_amount},
     rpc_error,
-    status::{RelayJson, RelayerJson, render_relayers},
+    status::{RelayJson, render_relayers},
     table,
 };
 use crate::api::proto;
@@ -73,12 +73,10 @@ pub async fn run(admin: AdminArgs, command: RelayerCommand) -> anyhow::Result<i3
     match command {
         RelayerCommand::List => {
             let status = get_status(&mut client).await?;
-            let relayers: Vec<RelayerJson> =
-                status.relayers.iter().map(RelayerJson::from).collect();
             if admin.json {
-                println!("{}", serde_json::to_string_pretty(&relayers)?);
+                println!("{}", serde_json::to_string_pretty(&status.relayers)?);
             } else {
-                print!("{}", render_relayers(&relayers));
+                print!("{}", render_relayers(&status.relayers));
                 if !status.chain_error.is_empty() {
                     println!("(balances and nonces unknown: {})", status.chain_error);
                 }

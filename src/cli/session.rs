@@ -7,13 +7,12 @@
 //! It also holds what `latchkey intent` shares with it: resource names, times and hashes as
 //! text, and sponsorship as JSON.
 
-use anyhow::bail;
 use serde::Serialize;
 
 use super::{
     BadValue,
     admin::{AdminArgs, AdminClient},
-    rpc_error, table, wei_with_eth,
+    collect_pages, enum_name, from_arg, rpc_error, table, wei_with_eth,
 };
 use crate::api::proto;
 
@@ -79,15 +78,7 @@ pub enum SessionStatusArg {
 
 impl From<SessionStatusArg> for proto::SessionStatus {
     fn from(status: SessionStatusArg) -> Self {
-        match status {
-            SessionStatusArg::PendingSignature => Self::PendingSignature,
-            SessionStatusArg::Registering => Self::Registering,
-            SessionStatusArg::Active => Self::Active,
-            SessionStatusArg::Expired => Self::Expired,
-            SessionStatusArg::Revoking => Self::Revoking,
-            SessionStatusArg::Revoked => Self::Revoked,
-            SessionStatusArg::Failed => Self::Failed,
-        }
+        from_arg(&status)
     }
 }
 
@@ -166,37 +157,6 @@ async fn list(
         }
     })
     .await
-}
-
-/// The first `limit` items of a list, asking `fetch` for page after page (with a page size
-/// and the previous page's token) until the limit or the last page.
-pub async fn collect_pages<T, Fetch, Page>(limit: u32, mut fetch: Fetch) -> anyhow::Result<Vec<T>>
-where
-    Fetch: FnMut(i32, String) -> Page,
-    Page: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>>,
-{
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    while all.len() < limit {
-        let (items, next_page_token) =
-            fetch(page_size(limit - all.len()), page_token.clone()).await?;
-        all.extend(items);
-        if next_page_token.is_empty() {
-            break;
-        }
-        if next_page_token == page_token {
-            bail!("the daemon returned the same page token twice: {page_token}");
-        }
-        page_token = next_page_token;
-    }
-    all.truncate(limit);
-    Ok(all)
-}
-
-/// The page size to ask for when `wanted` more items are wanted: at most the API's 100.
-pub fn page_size(wanted: usize) -> i32 {
-    i32::try_from(wanted.clamp(1, 100)).unwrap_or(100)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -291,34 +251,14 @@ pub fn short_hash(hash: &str) -> String {
     format!("{}…{}", &hash[..8], &hash[hash.len() - 4..])
 }
 
-/// Who pays an operation's gas, when a policy sponsors it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SponsorshipJson {
-    /// `policies/pol_...`.
-    pub policy: String,
-    /// The paymaster that pays.
-    pub paymaster: String,
-    /// RFC 3339: the paymaster's approval is good until then.
-    pub valid_until: Option<String>,
-}
-
-/// A sponsorship as JSON, `None` when the account pays.
-pub fn sponsorship_json(sponsorship: Option<&proto::Sponsorship>) -> Option<SponsorshipJson> {
-    sponsorship.map(|sponsorship| SponsorshipJson {
-        policy: sponsorship.policy.clone(),
-        paymaster: sponsorship.paymaster.clone(),
-        valid_until: time_text(sponsorship.valid_until),
-    })
-}
-
 /// A sponsorship in one line.
-pub fn sponsorship_text(sponsorship: Option<&SponsorshipJson>) -> String {
+pub fn sponsorship_text(sponsorship: Option<&proto::Sponsorship>) -> String {
     match sponsorship {
         Some(sponsorship) => format!(
             "{} through paymaster {} (approved until {})",
             sponsorship.policy,
             sponsorship.paymaster,
-            sponsorship.valid_until.as_deref().unwrap_or("-")
+            time_text(sponsorship.valid_until).as_deref().unwrap_or("-")
         ),
         None => "no: the account pays".to_owned(),
     }
@@ -334,28 +274,13 @@ pub fn field(name: &str, value: &str) -> String {
 // ---------------------------------------------------------------------------------------
 
 /// A session status as JSON and tables show it: `active`, `pending_signature`.
-pub fn status_name(status: i32) -> &'static str {
-    match proto::SessionStatus::try_from(status) {
-        Ok(proto::SessionStatus::Unspecified) => "unspecified",
-        Ok(proto::SessionStatus::PendingSignature) => "pending_signature",
-        Ok(proto::SessionStatus::Registering) => "registering",
-        Ok(proto::SessionStatus::Active) => "active",
-        Ok(proto::SessionStatus::Expired) => "expired",
-        Ok(proto::SessionStatus::Revoking) => "revoking",
-        Ok(proto::SessionStatus::Revoked) => "revoked",
-        Ok(proto::SessionStatus::Failed) => "failed",
-        Err(_) => "unknown",
-    }
+pub fn status_name(status: i32) -> String {
+    enum_name::<proto::SessionStatus>(status)
 }
 
 /// Who holds a session key: `held` (latchkey) or `external` (the client).
-pub fn custody_name(custody: i32) -> &'static str {
-    match proto::KeyCustody::try_from(custody) {
-        Ok(proto::KeyCustody::Held) => "held",
-        Ok(proto::KeyCustody::External) => "external",
-        Ok(proto::KeyCustody::Unspecified) => "unspecified",
-        Err(_) => "unknown",
-    }
+pub fn custody_name(custody: i32) -> String {
+    enum_name::<proto::KeyCustody>(custody)
 }
 
 /// A session as JSON: the API's fields under the API's names, statuses and custody as
@@ -377,16 +302,16 @@ pub struct SessionJson {
     /// The session key's address.
     pub key_address: String,
     /// `held` or `external`.
-    pub custody: &'static str,
+    pub custody: String,
     /// `pending_signature`, `registering`, `active`, `expired`, `revoking`, `revoked` or
     /// `failed`.
-    pub status: &'static str,
+    pub status: String,
     /// RFC 3339: operations are valid after it; `null` when the window has no start.
     pub valid_after: Option<String>,
     /// RFC 3339: the last second the key is valid.
     pub valid_until: String,
     /// What the key may do.
-    pub permissions: PermissionsJson,
+    pub permissions: proto::SessionPermissions,
     /// The hash the account owner must sign next (the registration's or the revocation's
     /// userOpHash), while the session waits for a signature.
     pub next_action_hash: Option<String>,
@@ -395,13 +320,13 @@ pub struct SessionJson {
     /// The transaction that carried the registration.
     pub registration_transaction_hash: Option<String>,
     /// Who pays the registration's gas, when a policy does.
-    pub registration_sponsorship: Option<SponsorshipJson>,
+    pub registration_sponsorship: Option<proto::Sponsorship>,
     /// userOpHash of the revocation, once requested.
     pub revocation_user_op_hash: Option<String>,
     /// The transaction that carried the revocation.
     pub revocation_transaction_hash: Option<String>,
     /// Who pays the revocation's gas, when a policy does.
-    pub revocation_sponsorship: Option<SponsorshipJson>,
+    pub revocation_sponsorship: Option<proto::Sponsorship>,
     /// Why the session failed.
     pub failure_reason: Option<String>,
     /// `policies/pol_...` that sponsors the session's operations; `null` when the account
@@ -413,33 +338,8 @@ pub struct SessionJson {
     pub update_time: Option<String>,
 }
 
-/// What a session key may do.
-#[derive(Debug, Serialize)]
-pub struct PermissionsJson {
-    /// Calls over the key's life.
-    pub call_limit: u32,
-    /// Largest value one call may carry, wei.
-    pub value_per_call_limit_wei: String,
-    /// Value all calls may carry, wei.
-    pub value_budget_wei: String,
-    /// Worst-case gas fees the key's operations may cost the account, wei.
-    pub gas_budget_wei: String,
-    /// The contract functions the key may call.
-    pub calls: Vec<CallJson>,
-}
-
-/// One allowlist entry.
-#[derive(Debug, Serialize)]
-pub struct CallJson {
-    /// The contract.
-    pub target: String,
-    /// A 4-byte selector, or `*` for every function.
-    pub function: String,
-}
-
 /// The JSON shape of a session.
 pub fn session_json(session: &proto::Session) -> SessionJson {
-    let permissions = session.permissions.clone().unwrap_or_default();
     SessionJson {
         name: session.name.clone(),
         id: session.id.clone(),
@@ -452,30 +352,17 @@ pub fn session_json(session: &proto::Session) -> SessionJson {
         status: status_name(session.status),
         valid_after: (session.valid_after > 0).then(|| unix_text(session.valid_after)),
         valid_until: unix_text(session.valid_until),
-        permissions: PermissionsJson {
-            call_limit: permissions.call_limit,
-            value_per_call_limit_wei: or_zero(&permissions.value_per_call_limit),
-            value_budget_wei: or_zero(&permissions.value_budget),
-            gas_budget_wei: or_zero(&permissions.gas_budget),
-            calls: permissions
-                .calls
-                .iter()
-                .map(|call| CallJson {
-                    target: call.target.clone(),
-                    function: call.function.clone(),
-                })
-                .collect(),
-        },
+        permissions: session.permissions.clone().unwrap_or_default(),
         next_action_hash: session
             .next_action
             .as_ref()
             .and_then(|action| non_empty(&action.signable_hash)),
         registration_user_op_hash: non_empty(&session.registration_user_op_hash),
         registration_transaction_hash: non_empty(&session.registration_transaction_hash),
-        registration_sponsorship: sponsorship_json(session.registration_sponsorship.as_ref()),
+        registration_sponsorship: session.registration_sponsorship.clone(),
         revocation_user_op_hash: non_empty(&session.revocation_user_op_hash),
         revocation_transaction_hash: non_empty(&session.revocation_transaction_hash),
-        revocation_sponsorship: sponsorship_json(session.revocation_sponsorship.as_ref()),
+        revocation_sponsorship: session.revocation_sponsorship.clone(),
         failure_reason: non_empty(&session.failure_reason),
         policy: non_empty(&session.policy),
         create_time: time_text(session.create_time),
@@ -493,12 +380,12 @@ pub fn render_session(session: &proto::Session) -> String {
     let json = session_json(session);
     let dash = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".to_owned());
     let mut out = format!("{}\n", json.name);
-    out.push_str(&field("status", json.status));
+    out.push_str(&field("status", &json.status));
     out.push_str(&field("account", account_address(&json.account)));
     out.push_str(&field("owner", &json.owner));
     out.push_str(&field("salt", &json.salt));
     out.push_str(&field("chain id", &json.chain_id.to_string()));
-    let holder = match json.custody {
+    let holder = match json.custody.as_str() {
         "held" => "held: latchkey signs with it".to_owned(),
         "external" => "external: the client signs with it".to_owned(),
         other => other.to_owned(),
@@ -533,15 +420,15 @@ pub fn render_session(session: &proto::Session) -> String {
     ));
     out.push_str(&field(
         "value per call",
-        &wei_with_eth(&permissions.value_per_call_limit_wei),
+        &wei_with_eth(&or_zero(&permissions.value_per_call_limit)),
     ));
     out.push_str(&field(
         "value budget",
-        &wei_with_eth(&permissions.value_budget_wei),
+        &wei_with_eth(&or_zero(&permissions.value_budget)),
     ));
     out.push_str(&field(
         "gas budget",
-        &wei_with_eth(&permissions.gas_budget_wei),
+        &wei_with_eth(&or_zero(&permissions.gas_budget)),
     ));
     for (index, call) in permissions.calls.iter().enumerate() {
         let label = if index == 0 { "may call" } else { "" };
@@ -611,8 +498,8 @@ pub fn render_list(sessions: &[proto::Session]) -> String {
                 session.id.clone(),
                 account_address(&session.account).to_owned(),
                 short_hash(&session.key_address),
-                custody_name(session.custody).to_owned(),
-                status_name(session.status).to_owned(),
+                custody_name(session.custody),
+                status_name(session.status),
                 seconds_text(Some(prost_types::Timestamp {
                     seconds: session.valid_until,
                     nanos: 0,
@@ -644,6 +531,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::cli::page_size;
 
     const ID: &str = "ses_01J9Z8Q4X5N6M7P8R9S0T1V2W3";
     const ACCOUNT: &str = "0x52908400098527886E0F7030069857D2E4169EE7";

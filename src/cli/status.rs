@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{admin::AdminArgs, rpc_error, table, wei_with_eth};
+use super::{admin::AdminArgs, enum_name, rpc_error, table, wei_with_eth};
 use crate::api::proto::{self, TransactionIntentStatus};
 
 /// Prints the daemon's status.
@@ -37,30 +37,17 @@ pub struct StatusJson {
     /// The configured chain.
     pub chain_id: u64,
     /// The chain's head; absent when it did not answer.
-    pub chain: Option<ChainJson>,
+    pub chain: Option<proto::ChainHead>,
     /// Why `chain` is absent.
     pub chain_error: Option<String>,
     /// The relay.
     pub relay: RelayJson,
     /// Each relayer.
-    pub relayers: Vec<RelayerJson>,
+    pub relayers: Vec<proto::RelayerStatus>,
     /// Intents QUEUED.
     pub queue_depth: u64,
     /// Intents in each status, by status name.
     pub intents: std::collections::BTreeMap<String, u64>,
-}
-
-/// The chain's head.
-#[derive(Debug, Serialize)]
-pub struct ChainJson {
-    /// The latest block.
-    pub block: u64,
-    /// Its time, RFC 3339.
-    pub block_time: Option<String>,
-    /// Seconds since that time.
-    pub block_age_seconds: f64,
-    /// Blocks the relay is behind the head; absent before its first pass.
-    pub relay_lag_blocks: Option<u64>,
 }
 
 /// The relay's standing.
@@ -78,21 +65,6 @@ pub struct RelayJson {
     pub last_pass_at: Option<String>,
 }
 
-/// One relayer.
-#[derive(Debug, Serialize)]
-pub struct RelayerJson {
-    /// Its address.
-    pub address: String,
-    /// Its balance in wei, decimal; absent when the chain did not answer.
-    pub balance_wei: Option<String>,
-    /// Its next nonce, counting pending transactions.
-    pub nonce: Option<u64>,
-    /// Its transactions not yet final.
-    pub in_flight_bundles: u64,
-    /// The operations in them.
-    pub in_flight_operations: u64,
-}
-
 impl From<&proto::RelayState> for RelayJson {
     fn from(relay: &proto::RelayState) -> Self {
         Self {
@@ -105,18 +77,6 @@ impl From<&proto::RelayState> for RelayJson {
     }
 }
 
-impl From<&proto::RelayerStatus> for RelayerJson {
-    fn from(relayer: &proto::RelayerStatus) -> Self {
-        Self {
-            address: relayer.address.clone(),
-            balance_wei: non_empty(&relayer.balance_wei),
-            nonce: relayer.nonce,
-            in_flight_bundles: relayer.in_flight_bundles,
-            in_flight_operations: relayer.in_flight_operations,
-        }
-    }
-}
-
 impl From<&proto::DaemonStatus> for StatusJson {
     fn from(status: &proto::DaemonStatus) -> Self {
         Self {
@@ -124,24 +84,24 @@ impl From<&proto::DaemonStatus> for StatusJson {
             started_at: status.started_at.as_ref().map(rfc3339),
             uptime_seconds: status.uptime_seconds,
             chain_id: status.chain_id,
-            chain: status.chain.as_ref().map(|chain| ChainJson {
-                block: chain.block,
-                block_time: chain.block_time.as_ref().map(rfc3339),
-                block_age_seconds: chain.block_age_seconds,
-                relay_lag_blocks: chain.relay_lag_blocks,
-            }),
+            chain: status.chain,
             chain_error: non_empty(&status.chain_error),
             relay: status
                 .relay
                 .as_ref()
                 .map(RelayJson::from)
                 .unwrap_or_else(|| RelayJson::from(&proto::RelayState::default())),
-            relayers: status.relayers.iter().map(RelayerJson::from).collect(),
+            relayers: status.relayers.clone(),
             queue_depth: status.queue_depth,
             intents: status
                 .intents
                 .iter()
-                .map(|count| (intent_status_name(count.status).to_owned(), count.count))
+                .map(|count| {
+                    (
+                        enum_name::<TransactionIntentStatus>(count.status),
+                        count.count,
+                    )
+                })
                 .collect(),
         }
     }
@@ -204,16 +164,17 @@ pub fn render_status(status: &proto::DaemonStatus) -> String {
 }
 
 /// The relayers as a table.
-pub fn render_relayers(relayers: &[RelayerJson]) -> String {
+pub fn render_relayers(relayers: &[proto::RelayerStatus]) -> String {
     let rows: Vec<Vec<String>> = relayers
         .iter()
         .map(|relayer| {
             vec![
                 relayer.address.clone(),
-                relayer
-                    .balance_wei
-                    .as_deref()
-                    .map_or_else(|| "?".to_owned(), wei_with_eth),
+                if relayer.balance_wei.is_empty() {
+                    "?".to_owned()
+                } else {
+                    wei_with_eth(&relayer.balance_wei)
+                },
                 relayer
                     .nonce
                     .map_or_else(|| "?".to_owned(), |nonce| nonce.to_string()),
@@ -243,30 +204,14 @@ pub fn rfc3339(timestamp: &prost_types::Timestamp) -> String {
     .to_string()
 }
 
-/// A status as the CLI names it: `confirmed`, `pending_signature`.
-pub fn intent_status_name(status: i32) -> &'static str {
-    match TransactionIntentStatus::try_from(status) {
-        Ok(TransactionIntentStatus::PendingSignature) => "pending_signature",
-        Ok(TransactionIntentStatus::Queued) => "queued",
-        Ok(TransactionIntentStatus::Submitted) => "submitted",
-        Ok(TransactionIntentStatus::Included) => "included",
-        Ok(TransactionIntentStatus::Confirmed) => "confirmed",
-        Ok(TransactionIntentStatus::Reverted) => "reverted",
-        Ok(TransactionIntentStatus::Dropped) => "dropped",
-        Ok(TransactionIntentStatus::Expired) => "expired",
-        Ok(TransactionIntentStatus::Unspecified) | Err(_) => "unspecified",
-    }
-}
-
-/// Seconds as the two largest units: `3d 4h`, `2h 5m`, `42s`.
+/// Seconds in their two largest units: `3days 4h`, `2h 5m`, `42s`.
 pub fn duration(seconds: u64) -> String {
-    let (days, hours, minutes) = (seconds / 86_400, seconds / 3_600 % 24, seconds / 60 % 60);
-    match (days, hours, minutes) {
-        (0, 0, 0) => format!("{seconds}s"),
-        (0, 0, _) => format!("{minutes}m {}s", seconds % 60),
-        (0, _, _) => format!("{hours}h {minutes}m"),
-        _ => format!("{days}d {hours}h"),
-    }
+    humantime::format_duration(std::time::Duration::from_secs(seconds))
+        .to_string()
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -283,7 +228,7 @@ mod tests {
         assert_eq!(duration(59), "59s");
         assert_eq!(duration(61), "1m 1s");
         assert_eq!(duration(3_600 * 2 + 300), "2h 5m");
-        assert_eq!(duration(86_400 * 3 + 3_600 * 4 + 59), "3d 4h");
+        assert_eq!(duration(86_400 * 3 + 3_600 * 4 + 59), "3days 4h");
     }
 
     #[test]

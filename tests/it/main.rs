@@ -10,6 +10,7 @@ mod admin;
 mod at_rest;
 mod bench;
 mod bundling;
+mod cli_json;
 mod config_check;
 mod contracts_cli;
 mod crash;

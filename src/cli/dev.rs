@@ -1,0 +1,266 @@
+//! `latchkey dev`: the whole local stack in one command. The project's anvil with the
+//! contracts deployed, a funded relayer and paymaster, and the daemon on a fresh store, with
+//! an API key, a sponsorship policy and the admin token written where a shell can source
+//! them.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::replace_file;
+use crate::{
+    app::NewPolicy,
+    auth::{Scope, TenantId},
+    chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH},
+    config::{AdminConfig, Config, KeysConfig},
+    daemon::Daemon,
+    keys::MasterKey,
+    policy::{AccountFunction, ContractFunction, Policy, Rule, SponsorStrategy},
+    session::SelectorRule,
+};
+
+/// Where the local stack serves, and how its chain runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Port for anvil's JSON-RPC.
+    #[arg(long, default_value_t = 8545)]
+    pub anvil_port: u16,
+    /// Seconds between blocks; without it anvil mines a block per transaction.
+    #[arg(long)]
+    pub block_time: Option<u64>,
+    /// Directory of the sled store; wiped at start, since the chain is new.
+    #[arg(long, default_value = "target/latchkey-dev")]
+    pub data_dir: PathBuf,
+    /// Address to serve Prometheus metrics on.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+    /// Address to serve the admin service on.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    pub admin_listen: SocketAddr,
+    /// The admin token; a random one is made (and printed) when absent.
+    #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Where to write the shell exports that reach the stack (endpoints, the dev API
+    /// key, the admin token): `. target/latchkey-dev.env` in another shell.
+    #[arg(long, default_value = "target/latchkey-dev.env")]
+    pub env_file: PathBuf,
+}
+
+/// The tenant of the dev stack's API key and policy.
+const DEV_TENANT: &str = "dev";
+
+/// Runs the local stack until `shutdown`.
+pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // 32 bytes from the OS random source, as hex.
+    let token = args.admin_token.unwrap_or_else(|| {
+        alloy::hex::encode(alloy::signers::local::PrivateKeySigner::random().to_bytes())
+    });
+    let mut config = Config {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        metrics_listen: Some(args.metrics_listen),
+        admin: AdminConfig {
+            listen: args.admin_listen,
+            token: Some(token),
+        },
+        // The dev store is wiped at every start, so a new master key each time loses
+        // nothing.
+        keys: KeysConfig {
+            master_key: Some(MasterKey::generate().to_hex().to_string()),
+            master_key_file: None,
+        },
+        ..Config::default()
+    };
+    let chain = DevChain::start(DevChainOptions {
+        block_time: args.block_time,
+        port: Some(args.anvil_port),
+        args: Vec::new(),
+    })
+    .await
+    .context("starting anvil and deploying the contracts")?;
+    if config.data_dir.exists() {
+        std::fs::remove_dir_all(&config.data_dir)
+            .with_context(|| format!("wiping the dev store {}", config.data_dir.display()))?;
+    }
+    config.chain.rpc_url = chain.rpc_url().to_string();
+    config.chain.entry_point = chain.deployment.entry_point;
+    config.chain.factory = Some(chain.deployment.factory);
+    config.relayer.private_key = Some(format!(
+        "0x{}",
+        alloy::hex::encode(chain.relayer.to_bytes())
+    ));
+    config.sponsor.paymaster = Some(chain.paymaster);
+    config.sponsor.signer_private_key = Some(format!(
+        "0x{}",
+        alloy::hex::encode(chain.sponsor_signer.to_bytes())
+    ));
+    let daemon = Daemon::start(&config).await?;
+    let tenant = TenantId::parse(DEV_TENANT).map_err(anyhow::Error::msg)?;
+    let policy = daemon
+        .app()
+        .create_policy(dev_policy(tenant.clone()))
+        .await
+        .context("creating the default sponsorship policy")?;
+    let api_key = daemon
+        .app()
+        .create_api_key(
+            tenant,
+            [Scope::Read, Scope::Write].into_iter().collect(),
+            "latchkey dev".to_owned(),
+        )
+        .await
+        .context("creating the dev API key")?;
+    let addr = daemon.local_addr()?;
+    let exports = DevExports {
+        endpoint: format!("http://{addr}"),
+        api_key: api_key.token.as_str(),
+        policy: policy.policy.id.resource_name(),
+        admin: daemon
+            .admin_addr()
+            .map(|admin| format!("http://{admin}"))
+            .zip(config.admin.token.as_deref()),
+    };
+    write_dev_env(&args.env_file, &exports)?;
+    print_dev_banner(
+        &chain,
+        addr,
+        daemon.metrics_addr(),
+        &exports,
+        &args.env_file,
+        &policy.policy,
+    );
+    daemon.run(shutdown).await?;
+    Ok(())
+}
+
+/// The dev stack's sponsorship policy: the paymaster pays for every operation of every
+/// session that names it, up to 3M gas each and 10 ETH a day, so players need no ETH.
+fn dev_policy(tenant: TenantId) -> NewPolicy {
+    NewPolicy {
+        tenant,
+        name: "dev default".to_owned(),
+        chain_id: None,
+        strategy: SponsorStrategy::PayForUser,
+        rules: vec![
+            Rule::AccountFunctions(vec![
+                AccountFunction::RegisterSession,
+                AccountFunction::RevokeSession,
+                AccountFunction::DeployAccount,
+            ]),
+            Rule::ContractFunctions(vec![ContractFunction {
+                contract: None,
+                selector: SelectorRule::Any,
+                function: "*".to_owned(),
+            }]),
+            Rule::GasPerOperation { max_gas: 3_000_000 },
+            Rule::SpendPerInterval {
+                max_wei: 10 * 10u128.pow(18),
+                interval_secs: 24 * 3600,
+            },
+        ],
+    }
+}
+
+/// What a shell needs to reach the dev stack.
+struct DevExports<'a> {
+    endpoint: String,
+    api_key: &'a str,
+    /// The dev sponsorship policy's resource name.
+    policy: String,
+    /// The admin endpoint and token, when the admin service is served.
+    admin: Option<(String, &'a str)>,
+}
+
+impl DevExports<'_> {
+    fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("export LATCHKEY_ENDPOINT={}", self.endpoint),
+            format!("export LATCHKEY_API_KEY={}", self.api_key),
+            format!("export LATCHKEY_DEV_POLICY={}", self.policy),
+        ];
+        if let Some((endpoint, token)) = &self.admin {
+            lines.push(format!("export LATCHKEY_ADMIN_ENDPOINT={endpoint}"));
+            lines.push(format!("export LATCHKEY_ADMIN_TOKEN={token}"));
+        }
+        lines
+    }
+}
+
+/// Writes the exports to `path`, readable by the user alone: it holds credentials (of a
+/// throwaway dev stack, but a habit worth keeping).
+fn write_dev_env(path: &Path, exports: &DevExports<'_>) -> anyhow::Result<()> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut text = format!(
+        "# latchkey dev: `. {}` to reach the running dev stack.\n",
+        path.display()
+    );
+    for line in exports.lines() {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    replace_file(path, &text, 0o600).with_context(|| format!("writing {}", path.display()))
+}
+
+fn print_dev_banner(
+    chain: &DevChain,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    exports: &DevExports<'_>,
+    env_file: &Path,
+    policy: &Policy,
+) {
+    let deployment = chain.deployment;
+    let owner = chain.dev_accounts().get(1).copied().unwrap_or_default();
+    println!("latchkey dev stack is up (Ctrl-C stops it)");
+    println!(
+        "  chain       {} (chain id {})",
+        chain.rpc_url(),
+        chain.chain_id()
+    );
+    println!("  EntryPoint  {}", deployment.entry_point);
+    println!("  factory     {}", deployment.factory);
+    println!("  GameItems   {}", deployment.game_items);
+    println!("  relayer     {} (funded)", chain.relayer.address());
+    println!(
+        "  paymaster   {} ({} ETH deposited)",
+        chain.paymaster, PAYMASTER_DEPOSIT_ETH
+    );
+    println!(
+        "  policy      policies/{} ({:?}: sponsors every operation)",
+        policy.id, policy.name
+    );
+    println!("  tenant      {DEV_TENANT} (its API key reads and writes)");
+    if let Some(metrics) = metrics {
+        println!("  metrics     http://{metrics}/metrics");
+    }
+    println!("  gRPC        {addr} (health and reflection on; every call needs the API key)");
+    if let Some((admin_endpoint, _)) = &exports.admin {
+        println!("  admin       {admin_endpoint}");
+    }
+    println!();
+    println!(
+        "The endpoints, the API key and the admin token, for the CLI and the calls below \
+         (`. {}` in another shell):",
+        env_file.display()
+    );
+    for line in exports.lines() {
+        println!("  {line}");
+    }
+    println!();
+    println!("First call: the account of anvil's dev account #1, salt 0:");
+    println!(
+        "  contracts/node_modules/@bufbuild/buf-linux-x64/bin/buf curl --protocol grpc --http2-prior-knowledge \\\n    -H \"Authorization: Bearer $LATCHKEY_API_KEY\" \\\n    --data '{{\"owner\":\"{owner}\",\"salt\":\"0\"}}' \\\n    http://{addr}/latchkey.v1.AccountService/ComputeAccountAddress"
+    );
+}
