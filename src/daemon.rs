@@ -37,7 +37,7 @@ use crate::{
     config::{Config, ConfigError, TlsIdentity},
     metrics::Metrics,
     relay::{HEALTH_SERVICE, Relay, RelayConfig, RelayHealth},
-    store::{Store, StoreError},
+    store::{SharedStore, SledStore, StoreError},
 };
 
 /// Why the daemon could not start or stopped abnormally.
@@ -177,10 +177,10 @@ impl Daemon {
         let signers = config.relayer_signers()?;
         let master_key = config.master_key()?;
         let tls = config.tls.identity()?;
-        let store = Store::open(&config.data_dir)?;
+        let store: SharedStore = Arc::new(SledStore::open(&config.data_dir)?);
         // Every held key must open under the configured master key before anything is
         // served; keys an older version stored bare are sealed now.
-        let sealed = crate::store::seal_legacy_keys(&store, &master_key).await?;
+        let sealed = crate::store::seal_legacy_keys(store.as_ref(), &master_key).await?;
         if sealed > 0 {
             info!(target: "daemon", sealed, "held keys stored bare by an older version are now sealed");
         }
@@ -229,7 +229,7 @@ impl Daemon {
         };
         // Served when someone can get in: with the admin token, or an ADMIN key made
         // while a token was configured.
-        let admin = if app.admin_reachable()? {
+        let admin = if app.admin_reachable().await? {
             let listener = TcpListener::bind(config.admin.listen)
                 .await
                 .map_err(|error| {

@@ -32,11 +32,14 @@
 //! - [`events`]: intent changes told to watchers, the relay and the log. The store writes
 //!   each change into its outbox in the change's own transaction and tells it here once
 //!   durable, so no writer publishes by hand.
-//! - [`store`]: sled persistence: its tables declared once (`store/layout.rs`), one atomic,
-//!   revision-checked write per state change with its outbox entry, the indexes that lists
-//!   and restart recovery read, held keys kept sealed (and moved to a new master key), and
-//!   sponsorship admission: a policy's limits are checked against its stored usage inside
-//!   the write that charges it (`store/tx.rs`, `admit`).
+//! - [`store`]: persistence. The [`store::Store`] trait is what the use cases and the relay
+//!   need of a database: one atomic [`store::Batch`] of revision-checked records per state
+//!   change, with its outbox entry; the lookups and lists by index that the API and restart
+//!   recovery read; held keys kept sealed (and moved to a new master key). The embedded
+//!   backend on sled ([`store::embedded`]) declares its tables once
+//!   (`store/embedded/layout.rs`) and does sponsorship admission: a policy's limits are
+//!   checked against its stored usage inside the write that charges it
+//!   (`store/embedded/tx.rs`, `admit`).
 //! - [`metrics`]: the Prometheus metrics: events counted where they happen, levels read
 //!   from the store and the chain at each scrape.
 //! - [`relay`]: the relay engine, sole owner of the relayer keys: bundles, sends, replaces,

@@ -13,7 +13,7 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 use tonic::Code;
 
@@ -81,98 +81,93 @@ fn latency_histogram() -> Histogram {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("latchkey");
-        let grpc_requests = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "grpc_requests",
-            "gRPC calls answered, by method and status code",
-            grpc_requests.clone(),
-        );
-        let grpc_seconds = Family::<MethodLabels, Histogram, HistogramMaker>::new_with_constructor(
-            latency_histogram as HistogramMaker,
-        );
-        registry.register(
-            "grpc_request_duration_seconds",
-            "Time to answer a gRPC call (to its first message, for a stream), by method",
-            grpc_seconds.clone(),
-        );
-        // 1 to 512 operations.
-        let bundle_operations = Histogram::new(exponential_buckets(1.0, 2.0, 10));
-        registry.register(
-            "bundle_operations",
-            "User operations in each handleOps bundle sent",
-            bundle_operations.clone(),
-        );
-        // 100k to about 26M gas.
-        let bundle_gas = Histogram::new(exponential_buckets(100_000.0, 2.0, 9));
-        registry.register(
-            "bundle_gas",
-            "Gas limit of each handleOps transaction sent",
-            bundle_gas.clone(),
-        );
-        let fee_bumps = Counter::default();
-        registry.register(
-            "fee_bumps",
-            "Bundles replaced at the same nonce with higher fees",
-            fee_bumps.clone(),
-        );
-        let reorgs = Counter::default();
-        registry.register(
-            "reorgs",
-            "Included operations whose block left the canonical chain",
-            reorgs.clone(),
-        );
-        let intents = Family::<StatusLabels, Gauge>::default();
-        registry.register(
-            "intents",
-            "Intents (calls, registrations and revocations) in the store, by status",
-            intents.clone(),
-        );
-        let chain_head = Gauge::default();
-        registry.register(
-            "chain_head_block",
-            "The chain's latest block number",
-            chain_head.clone(),
-        );
-        let chain_head_age_seconds = FloatGauge::default();
-        registry.register(
-            "chain_head_age_seconds",
-            "Seconds since the latest block's timestamp: how far the chain lags the clock",
-            chain_head_age_seconds.clone(),
-        );
-        let chain_up = Gauge::default();
-        registry.register(
-            "chain_up",
-            "1 when the chain's RPC endpoint answered the last scrape, else 0",
-            chain_up.clone(),
-        );
-        let relayer_balance_eth = Family::<RelayerLabels, FloatGauge>::default();
-        registry.register(
-            "relayer_balance_eth",
-            "Each relayer's balance, ETH",
-            relayer_balance_eth.clone(),
-        );
-        let paymaster_deposit_eth = FloatGauge::default();
-        registry.register(
-            "paymaster_deposit_eth",
-            "The sponsoring paymaster's deposit at the EntryPoint, ETH",
-            paymaster_deposit_eth.clone(),
-        );
         Self {
+            grpc_requests: registered(
+                &mut registry,
+                "grpc_requests",
+                "gRPC calls answered, by method and status code",
+                Family::<CallLabels, Counter>::default(),
+            ),
+            grpc_seconds: registered(
+                &mut registry,
+                "grpc_request_duration_seconds",
+                "Time to answer a gRPC call (to its first message, for a stream), by method",
+                Family::<MethodLabels, Histogram, HistogramMaker>::new_with_constructor(
+                    latency_histogram as HistogramMaker,
+                ),
+            ),
+            // 1 to 512 operations.
+            bundle_operations: registered(
+                &mut registry,
+                "bundle_operations",
+                "User operations in each handleOps bundle sent",
+                Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            ),
+            // 100k to about 26M gas.
+            bundle_gas: registered(
+                &mut registry,
+                "bundle_gas",
+                "Gas limit of each handleOps transaction sent",
+                Histogram::new(exponential_buckets(100_000.0, 2.0, 9)),
+            ),
+            fee_bumps: registered(
+                &mut registry,
+                "fee_bumps",
+                "Bundles replaced at the same nonce with higher fees",
+                Counter::default(),
+            ),
+            reorgs: registered(
+                &mut registry,
+                "reorgs",
+                "Included operations whose block left the canonical chain",
+                Counter::default(),
+            ),
+            intents: registered(
+                &mut registry,
+                "intents",
+                "Intents (calls, registrations and revocations) in the store, by status",
+                Family::<StatusLabels, Gauge>::default(),
+            ),
+            chain_head: registered(
+                &mut registry,
+                "chain_head_block",
+                "The chain's latest block number",
+                Gauge::default(),
+            ),
+            chain_head_age_seconds: registered(
+                &mut registry,
+                "chain_head_age_seconds",
+                "Seconds since the latest block's timestamp: how far the chain lags the clock",
+                FloatGauge::default(),
+            ),
+            chain_up: registered(
+                &mut registry,
+                "chain_up",
+                "1 when the chain's RPC endpoint answered the last scrape, else 0",
+                Gauge::default(),
+            ),
+            relayer_balance_eth: registered(
+                &mut registry,
+                "relayer_balance_eth",
+                "Each relayer's balance, ETH",
+                Family::<RelayerLabels, FloatGauge>::default(),
+            ),
+            paymaster_deposit_eth: registered(
+                &mut registry,
+                "paymaster_deposit_eth",
+                "The sponsoring paymaster's deposit at the EntryPoint, ETH",
+                FloatGauge::default(),
+            ),
             registry,
-            grpc_requests,
-            grpc_seconds,
-            bundle_operations,
-            bundle_gas,
-            fee_bumps,
-            reorgs,
-            intents,
-            chain_head,
-            chain_head_age_seconds,
-            chain_up,
-            relayer_balance_eth,
-            paymaster_deposit_eth,
         }
     }
+}
+
+/// Registers `metric` as `name` and hands it back: the registry keeps a clone, which shares
+/// the metric's value, to encode at each scrape.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {

@@ -55,7 +55,7 @@ impl AdminService for Admin {
             "" => None,
             text => Some(convert::tenant("tenant", text)?),
         };
-        let keys = self.app.api_keys(tenant.as_ref())?;
+        let keys = self.app.api_keys(tenant.as_ref()).await?;
         Ok(Response::new(proto::ListApiKeysResponse {
             api_keys: keys.iter().map(convert::api_key_message).collect(),
         }))
@@ -85,7 +85,9 @@ impl AdminService for Admin {
         request: Request<proto::GetSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
         let (view, request) = admitted(request)?;
-        get_session(&self.app, &view, request).map(Response::new)
+        get_session(&self.app, &view, request)
+            .await
+            .map(Response::new)
     }
 
     async fn list_sessions(
@@ -93,7 +95,9 @@ impl AdminService for Admin {
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
         let (view, request) = admitted(request)?;
-        list_sessions(&self.app, &view, request).map(Response::new)
+        list_sessions(&self.app, &view, request)
+            .await
+            .map(Response::new)
     }
 
     async fn revoke_session(
@@ -111,7 +115,9 @@ impl AdminService for Admin {
         request: Request<proto::GetTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
         let (view, request) = admitted(request)?;
-        get_intent(&self.app, &view, request).map(Response::new)
+        get_intent(&self.app, &view, request)
+            .await
+            .map(Response::new)
     }
 
     async fn list_transaction_intents(
@@ -119,7 +125,9 @@ impl AdminService for Admin {
         request: Request<proto::ListTransactionIntentsRequest>,
     ) -> Result<Response<proto::ListTransactionIntentsResponse>, Status> {
         let (view, request) = admitted(request)?;
-        list_intents(&self.app, &view, request).map(Response::new)
+        list_intents(&self.app, &view, request)
+            .await
+            .map(Response::new)
     }
 
     type WatchTransactionIntentStream = IntentStream;
@@ -129,7 +137,9 @@ impl AdminService for Admin {
         request: Request<proto::WatchTransactionIntentRequest>,
     ) -> Result<Response<Self::WatchTransactionIntentStream>, Status> {
         let (view, request) = admitted(request)?;
-        watch_intent(&self.app, &view, &self.watches, request).map(Response::new)
+        watch_intent(&self.app, &view, &self.watches, request)
+            .await
+            .map(Response::new)
     }
 
     async fn pause_relay(

@@ -80,25 +80,24 @@ impl EdgeLayer {
         Self { app, gate, surface }
     }
 
-    /// Lets the call to `method` in, or says why not.
-    fn admit<B>(
+    /// Lets the call to `method` from `peer` in, or says why not, by the `authorization`
+    /// header it carries.
+    async fn admit(
         &self,
         method: &'static MethodRule,
-        request: &http::Request<B>,
+        authorization: Result<Option<&str>, AuthError>,
+        peer: Peer,
     ) -> Result<Admitted, AuthError> {
-        let authorization = request
-            .headers()
-            .get("authorization")
-            .map(|value| value.to_str())
-            .transpose()
-            .map_err(|_| AuthError::Malformed("not ASCII text"));
-        let caller = self.gate.authenticate(
-            self.app.store(),
-            authorization,
-            self.surface,
-            peer(request),
-            Instant::now(),
-        )?;
+        let caller = self
+            .gate
+            .authenticate(
+                self.app.store().as_ref(),
+                authorization,
+                self.surface,
+                peer,
+                Instant::now(),
+            )
+            .await?;
         if !caller.scopes.contains(method.scope) {
             return Err(AuthError::ScopeMissing {
                 method: method.name,
@@ -176,8 +175,9 @@ pub struct Edge<S> {
 
 impl<S, B, R> tower::Service<http::Request<B>> for Edge<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: Send + 'static,
     S::Error: Send + 'static,
     R: Default + Send + 'static,
 {
@@ -191,31 +191,50 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
-        let app = self.layer.app.clone();
-        let (label, audited) = match methods::route(request.uri().path()) {
-            Route::Other => (None, None),
-            Route::Unknown => (Some(UNKNOWN_METHOD), None),
-            // Served on the other port: tonic answers UNIMPLEMENTED.
-            Route::Method(method) if method.surface != self.layer.surface => {
-                (Some(method.name), None)
-            }
-            Route::Method(method) => match self.layer.admit(method, &request) {
-                Ok(admitted) => {
-                    let audited = (method.scope != Scope::Read).then(|| admitted.caller.clone());
-                    request.extensions_mut().insert(admitted);
-                    (Some(method.name), audited)
-                }
-                Err(error) => {
-                    let status = self.layer.log_refusal(method.name, error, peer(&request));
-                    app.metrics()
-                        .grpc_call(method.name, status.code(), started.elapsed());
-                    return Box::pin(std::future::ready(Ok(status.into_http())));
-                }
-            },
-        };
-        let answer = self.inner.call(request);
+        let layer = self.layer.clone();
+        // `poll_ready` readied this service; the clone stands in for the next call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
         Box::pin(async move {
-            let response = answer.await?;
+            let (label, audited) = match methods::route(request.uri().path()) {
+                Route::Other => (None, None),
+                Route::Unknown => (Some(UNKNOWN_METHOD), None),
+                // Served on the other port: tonic answers UNIMPLEMENTED.
+                Route::Method(method) if method.surface != layer.surface => {
+                    (Some(method.name), None)
+                }
+                Route::Method(method) => {
+                    let peer = peer(&request);
+                    // Owned, so the future does not borrow the request across the lookup.
+                    let header = request
+                        .headers()
+                        .get("authorization")
+                        .map(|value| value.to_str().map(str::to_owned));
+                    let authorization = match &header {
+                        None => Ok(None),
+                        Some(Ok(value)) => Ok(Some(value.as_str())),
+                        Some(Err(_)) => Err(AuthError::Malformed("not ASCII text")),
+                    };
+                    match layer.admit(method, authorization, peer).await {
+                        Ok(admitted) => {
+                            let audited =
+                                (method.scope != Scope::Read).then(|| admitted.caller.clone());
+                            request.extensions_mut().insert(admitted);
+                            (Some(method.name), audited)
+                        }
+                        Err(error) => {
+                            let status = layer.log_refusal(method.name, error, peer);
+                            layer.app.metrics().grpc_call(
+                                method.name,
+                                status.code(),
+                                started.elapsed(),
+                            );
+                            return Ok(status.into_http());
+                        }
+                    }
+                }
+            };
+            let response = inner.call(request).await?;
             // A status in the headers is a call that ended at once (a refusal, a message that
             // did not decode); without one, the call is under way and ends well or in its
             // stream's trailers, which are the stream's to report.
@@ -226,7 +245,10 @@ where
                 .and_then(|value| value.parse::<i32>().ok())
                 .map_or(Code::Ok, Code::from_i32);
             if let Some(method) = label {
-                app.metrics().grpc_call(method, code, started.elapsed());
+                layer
+                    .app
+                    .metrics()
+                    .grpc_call(method, code, started.elapsed());
             }
             if let (Some(method), Some(caller)) = (label, audited) {
                 info!(

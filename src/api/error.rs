@@ -55,6 +55,25 @@ fn refusal_with(
     Status::with_error_details(code, message, details)
 }
 
+/// RESOURCE_EXHAUSTED for a caller over the limit that `setting` configures, with when to
+/// retry both in the metadata and as gRPC's own retry information (never zero, so a client
+/// that sleeps for it does not spin).
+fn throttled(message: String, reason: &str, setting: &str, retry_after: Duration) -> Status {
+    let retry_after = retry_after.max(Duration::from_millis(1));
+    refusal_with(
+        Code::ResourceExhausted,
+        message,
+        reason,
+        [
+            ("limit", setting.to_owned()),
+            ("retry_after_ms", retry_after.as_millis().to_string()),
+        ],
+        |details| {
+            details.set_retry_info(Some(retry_after));
+        },
+    )
+}
+
 impl From<AuthError> for Status {
     fn from(error: AuthError) -> Self {
         let message = error.to_string();
@@ -78,29 +97,17 @@ impl From<AuthError> for Status {
                 "API_KEY_REVOKED",
                 [("api_key", id.resource_name())],
             ),
-            AuthError::RateLimited { retry_after, .. } => refusal_with(
-                Code::ResourceExhausted,
+            AuthError::RateLimited { retry_after, .. } => throttled(
                 message,
                 "RATE_LIMITED",
-                [
-                    ("limit", "api.rate_limit_per_second".into()),
-                    ("retry_after_ms", retry_after.as_millis().max(1).to_string()),
-                ],
-                |details| {
-                    details.set_retry_info(Some(retry_after.max(Duration::from_millis(1))));
-                },
+                "api.rate_limit_per_second",
+                retry_after,
             ),
-            AuthError::TooManyFailures { retry_after, .. } => refusal_with(
-                Code::ResourceExhausted,
+            AuthError::TooManyFailures { retry_after, .. } => throttled(
                 message,
                 "AUTHENTICATION_FAILURES_LIMITED",
-                [
-                    ("limit", "api.auth_failures_per_second".into()),
-                    ("retry_after_ms", retry_after.as_millis().max(1).to_string()),
-                ],
-                |details| {
-                    details.set_retry_info(Some(retry_after.max(Duration::from_millis(1))));
-                },
+                "api.auth_failures_per_second",
+                retry_after,
             ),
             AuthError::ScopeMissing { method, scope, .. } => refusal(
                 Code::PermissionDenied,

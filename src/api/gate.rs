@@ -145,9 +145,9 @@ impl Gate {
     /// Who `peer` is, by `authorization` (the header's value, if any) on `surface`,
     /// charged one request at `now`. A peer over its budget of failures is refused before
     /// its credential is looked at; a failure is charged to its budget.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
-        store: &Store,
+        store: &dyn Store,
         authorization: Result<Option<&str>, AuthError>,
         surface: Surface,
         peer: Peer,
@@ -159,7 +159,7 @@ impl Gate {
                 limit: self.failures.limit(),
                 retry_after,
             })?;
-        let caller = self.identify(store, authorization, surface);
+        let caller = self.identify(store, authorization, surface).await;
         if let Err(error) = &caller
             && error.is_failed_authentication()
         {
@@ -177,9 +177,9 @@ impl Gate {
     }
 
     /// Who `authorization` names, if anyone.
-    fn identify(
+    async fn identify(
         &self,
-        store: &Store,
+        store: &dyn Store,
         authorization: Result<Option<&str>, AuthError>,
         surface: Surface,
     ) -> Result<Caller, AuthError> {
@@ -208,7 +208,8 @@ impl Gate {
                     "not an API key: expected `lk_` followed by the key's id and secret",
                 ))?;
                 let key = store
-                    .api_key(&id)?
+                    .api_key(&id)
+                    .await?
                     .filter(|key| key.secret_hash == presented_hash)
                     .ok_or(AuthError::UnknownKey)?;
                 if key.revoked_at_ms.is_some() {

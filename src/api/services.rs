@@ -125,7 +125,9 @@ impl SessionService for Sessions {
         request: Request<proto::GetSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
         let (view, request) = admitted(request)?;
-        get_session(&self.0, &view, request).map(Response::new)
+        get_session(&self.0, &view, request)
+            .await
+            .map(Response::new)
     }
 
     async fn list_sessions(
@@ -133,7 +135,9 @@ impl SessionService for Sessions {
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
         let (view, request) = admitted(request)?;
-        list_sessions(&self.0, &view, request).map(Response::new)
+        list_sessions(&self.0, &view, request)
+            .await
+            .map(Response::new)
     }
 
     async fn revoke_session(
@@ -184,7 +188,9 @@ impl TransactionIntentService for Intents {
         request: Request<proto::GetTransactionIntentRequest>,
     ) -> Result<Response<proto::TransactionIntent>, Status> {
         let (view, request) = admitted(request)?;
-        get_intent(&self.app, &view, request).map(Response::new)
+        get_intent(&self.app, &view, request)
+            .await
+            .map(Response::new)
     }
 
     async fn list_transaction_intents(
@@ -192,7 +198,9 @@ impl TransactionIntentService for Intents {
         request: Request<proto::ListTransactionIntentsRequest>,
     ) -> Result<Response<proto::ListTransactionIntentsResponse>, Status> {
         let (view, request) = admitted(request)?;
-        list_intents(&self.app, &view, request).map(Response::new)
+        list_intents(&self.app, &view, request)
+            .await
+            .map(Response::new)
     }
 
     type WatchTransactionIntentStream = IntentStream;
@@ -202,7 +210,9 @@ impl TransactionIntentService for Intents {
         request: Request<proto::WatchTransactionIntentRequest>,
     ) -> Result<Response<Self::WatchTransactionIntentStream>, Status> {
         let (view, request) = admitted(request)?;
-        watch_intent(&self.app, &view, &self.watches, request).map(Response::new)
+        watch_intent(&self.app, &view, &self.watches, request)
+            .await
+            .map(Response::new)
     }
 }
 
@@ -225,7 +235,7 @@ impl PolicyService for Policies {
         let (view, request) = admitted(request)?;
         let id = convert::policy_name("name", &request.name)?;
         Ok(Response::new(convert::policy_message(
-            &self.0.policy(&id, &view)?,
+            &self.0.policy(&id, &view).await?,
         )))
     }
 
@@ -238,7 +248,7 @@ impl PolicyService for Policies {
             size: convert::page_size("page_size", request.page_size)?,
             token: convert::page_token(&request.page_token),
         };
-        let policies = self.0.list_policies(&view, &page)?;
+        let policies = self.0.list_policies(&view, &page).await?;
         Ok(Response::new(proto::ListPoliciesResponse {
             policies: policies.items.iter().map(convert::policy_message).collect(),
             next_page_token: policies.next_token.unwrap_or_default(),
@@ -271,16 +281,16 @@ impl PolicyService for Policies {
 // Handlers the application services share with the admin service
 // ---------------------------------------------------------------------------------------
 
-pub(super) fn get_session(
+pub(super) async fn get_session(
     app: &App,
     view: &Visibility,
     request: proto::GetSessionRequest,
 ) -> Result<proto::Session, Status> {
     let id = convert::session_name("name", &request.name)?;
-    Ok(convert::session_message(&app.session(&id, view)?))
+    Ok(convert::session_message(&app.session(&id, view).await?))
 }
 
-pub(super) fn list_sessions(
+pub(super) async fn list_sessions(
     app: &App,
     view: &Visibility,
     request: proto::ListSessionsRequest,
@@ -297,7 +307,7 @@ pub(super) fn list_sessions(
         size: convert::page_size("page_size", request.page_size)?,
         token: convert::page_token(&request.page_token),
     };
-    let sessions = app.list_sessions(&filter, &page)?;
+    let sessions = app.list_sessions(&filter, &page).await?;
     Ok(proto::ListSessionsResponse {
         sessions: sessions
             .items
@@ -319,16 +329,16 @@ pub(super) async fn revoke_session(
     ))
 }
 
-pub(super) fn get_intent(
+pub(super) async fn get_intent(
     app: &App,
     view: &Visibility,
     request: proto::GetTransactionIntentRequest,
 ) -> Result<proto::TransactionIntent, Status> {
     let id = convert::intent_name("name", &request.name)?;
-    Ok(convert::intent_message(&app.intent(&id, view)?))
+    Ok(convert::intent_message(&app.intent(&id, view).await?))
 }
 
-pub(super) fn list_intents(
+pub(super) async fn list_intents(
     app: &App,
     view: &Visibility,
     request: proto::ListTransactionIntentsRequest,
@@ -350,7 +360,7 @@ pub(super) fn list_intents(
         size: convert::page_size("page_size", request.page_size)?,
         token: convert::page_token(&request.page_token),
     };
-    let intents = app.list_intents(&filter, &page)?;
+    let intents = app.list_intents(&filter, &page).await?;
     Ok(proto::ListTransactionIntentsResponse {
         transaction_intents: intents.items.iter().map(convert::intent_message).collect(),
         next_page_token: intents.next_token.unwrap_or_default(),

@@ -162,7 +162,7 @@ pub(super) type IntentStream =
 
 /// The intent now, then at every change until a final status; the stream ends when the
 /// daemon shuts down.
-pub(super) fn watch_intent(
+pub(super) async fn watch_intent(
     app: &App,
     view: &Visibility,
     watches: &Watches,
@@ -170,11 +170,11 @@ pub(super) fn watch_intent(
 ) -> Result<IntentStream, Status> {
     let id = convert::intent_name("name", &request.name)?;
     // Not found before a slot is spent on it.
-    app.intent(&id, view)?;
+    app.intent(&id, view).await?;
     let slot = watches.slots.open(view)?;
     // Subscribe before reading, so no change between the read and the stream is lost.
     let mut updates = app.subscribe();
-    let current = app.intent(&id, view)?;
+    let current = app.intent(&id, view).await?;
     let (sender, receiver) = mpsc::channel(16);
     let app = app.clone();
     let shutdown = watches.shutdown.clone();
@@ -209,7 +209,7 @@ pub(super) fn watch_intent(
                 Ok(_) => continue,
                 // Fell behind the broadcast: the store has the latest state.
                 // The intent was visible when the stream opened, and its tenant never changes.
-                Err(RecvError::Lagged(_)) => match app.intent(&id, &Visibility::All) {
+                Err(RecvError::Lagged(_)) => match app.intent(&id, &Visibility::All).await {
                     Ok(intent) => intent,
                     Err(error) => {
                         let _ = sender.send(Err(error.into())).await;

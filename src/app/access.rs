@@ -48,8 +48,8 @@ impl App {
     }
 
     /// Every key (of `tenant`, when given), oldest first; revoked ones too, marked.
-    pub fn api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKey>, AppError> {
-        let mut keys = self.store().api_keys()?;
+    pub async fn api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKey>, AppError> {
+        let mut keys = self.store().api_keys().await?;
         keys.retain(|key| tenant.is_none_or(|tenant| &key.tenant == tenant));
         Ok(keys)
     }
@@ -73,11 +73,12 @@ impl App {
 
     /// Whether anyone can use the admin service: an admin token is configured, or an
     /// unrevoked key has the ADMIN scope.
-    pub fn admin_reachable(&self) -> Result<bool, StoreError> {
+    pub async fn admin_reachable(&self) -> Result<bool, StoreError> {
         Ok(self.config().admin_token
             || self
                 .store()
-                .api_keys()?
+                .api_keys()
+                .await?
                 .iter()
                 .any(|key| key.revoked_at_ms.is_none() && key.scopes.contains(Scope::Admin)))
     }

@@ -49,7 +49,8 @@ impl App {
                     size: 1,
                     token: None,
                 },
-            )?
+            )
+            .await?
             .items
             .into_iter()
             .next();

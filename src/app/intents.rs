@@ -55,9 +55,12 @@ impl App {
         policy: Option<PolicyId>,
     ) -> Result<Intent, AppError> {
         // Whose session it is decides first: another tenant's idempotency keys say nothing.
-        let session = self.visible_session(session_id, visibility)?;
+        let session = self.visible_session(session_id, visibility).await?;
         if let Some(key) = &idempotency_key
-            && let Some(existing) = self.store().intent_by_idempotency_key(session_id, key)?
+            && let Some(existing) = self
+                .store()
+                .intent_by_idempotency_key(session_id, key)
+                .await?
         {
             return same_request(existing, &interactions, policy.as_ref());
         }
@@ -76,8 +79,9 @@ impl App {
         rules::check_intent(&session, &interactions, 0, &ctx)?;
         // The intent's own policy, else its session's: named means sponsored or refused.
         let named = policy;
-        let policy =
-            self.named_policy(named.as_ref().or(session.policy.as_ref()), &session.tenant)?;
+        let policy = self
+            .named_policy(named.as_ref().or(session.policy.as_ref()), &session.tenant)
+            .await?;
         if let Some(policy) = &policy {
             policy.check(Operation::Calls(&interactions), chain.chain_id())?;
         }
@@ -100,11 +104,11 @@ impl App {
         retry_lost_races(|| async move {
             let mut session = self
                 .store()
-                .session(session_id)?
+                .session(session_id).await?
                 .ok_or_else(|| AppError::not_found("session", session_id.resource_name()))?;
             check_active(&session)?;
             if session.custody == KeyCustody::External {
-                self.check_unsigned_room(&session)?;
+                self.check_unsigned_room(&session).await?;
             }
             let calls = interactions.len() as u128;
             let mut op = UserOperation {
@@ -136,7 +140,7 @@ impl App {
                 KeyCustody::Held => {
                     let sealed = self
                         .store()
-                        .held_key(session.key)?
+                        .held_key(session.key).await?
                         .ok_or(AppError::Internal("held key missing from the store"))?;
                     let signer = keys::signer(&self.config().master_key, session.key, &sealed)
                         .map_err(|error| {
@@ -177,7 +181,7 @@ impl App {
                     )
                 })?;
             session.updated_at_ms = now_ms;
-            match self.store().create_intent(&mut session, &mut intent)? {
+            match self.store().create_intent(&mut session, &mut intent).await? {
                 CreateIntent::Created => {
                     self.store().flush().await?;
                     Ok(intent)
@@ -199,7 +203,7 @@ impl App {
     ) -> Result<Intent, AppError> {
         let signature = &canonical(&signature)?;
         retry_lost_races(|| async move {
-            let mut intent = self.intent(id, visibility)?;
+            let mut intent = self.intent(id, visibility).await?;
             if intent.kind != IntentKind::Call {
                 return Err(AppError::precondition(
                     reasons::WRONG_SIGNATURE_METHOD,
@@ -219,7 +223,8 @@ impl App {
             }
             let session = self
                 .store()
-                .session(&intent.session)?
+                .session(&intent.session)
+                .await?
                 .ok_or(AppError::Internal("an intent's session is missing"))?;
             check_deadline(&intent)?;
             check_active(&session)?;
@@ -234,35 +239,36 @@ impl App {
             }
             intent.user_op.signature = signature.clone();
             intent.apply(&IntentEvent::Signed, now_ms())?;
-            self.store().save(&mut [], &mut [&mut intent])?;
+            self.store().save(&mut [], &mut [&mut intent]).await?;
             self.store().flush().await?;
-            self.intent(id, &Visibility::All)
+            self.intent(id, &Visibility::All).await
         })
         .await
     }
 
     /// An intent of any kind (a session's registration and revocation are intents too)
     /// that `visibility` covers; any other is not found.
-    pub fn intent(&self, id: &IntentId, visibility: &Visibility) -> Result<Intent, AppError> {
+    pub async fn intent(&self, id: &IntentId, visibility: &Visibility) -> Result<Intent, AppError> {
         self.store()
-            .intent(id)?
+            .intent(id)
+            .await?
             .filter(|intent| visibility.sees(&intent.tenant))
             .ok_or_else(|| AppError::not_found("name", id.resource_name()))
     }
 
     /// Intents of every kind `filter` admits, newest first.
-    pub fn list_intents(
+    pub async fn list_intents(
         &self,
         filter: &IntentFilter,
         page: &PageRequest,
     ) -> Result<Page<Intent>, AppError> {
-        Ok(self.store().list_intents(filter, page)?)
+        Ok(self.store().list_intents(filter, page).await?)
     }
 
     /// Refuses one more unsigned intent on `session` when it has
     /// [`MAX_UNSIGNED_INTENTS_PER_SESSION`] already. Read inside the write's retry loop: every
     /// new intent writes its session, so two racing requests cannot both take the last slot.
-    fn check_unsigned_room(&self, session: &Session) -> Result<(), AppError> {
+    async fn check_unsigned_room(&self, session: &Session) -> Result<(), AppError> {
         let filter = IntentFilter {
             session: Some(session.id.clone()),
             status: Some(IntentStatus::PendingSignature),
@@ -273,7 +279,7 @@ impl App {
             size: MAX_UNSIGNED_INTENTS_PER_SESSION,
             token: None,
         };
-        let waiting = self.store().list_intents(&filter, &page)?.items.len();
+        let waiting = self.store().list_intents(&filter, &page).await?.items.len();
         if waiting >= MAX_UNSIGNED_INTENTS_PER_SESSION {
             return Err(AppError::Exhausted {
                 reason: reasons::UNSIGNED_LIMIT_REACHED,

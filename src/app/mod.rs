@@ -43,7 +43,7 @@ use crate::{
     keys,
     metrics::Metrics,
     relay::RelayHandle,
-    store::{LostRace, Store, StoreError},
+    store::{LostRace, SharedStore, StoreError},
 };
 
 /// Settings of the application layer.
@@ -69,7 +69,7 @@ pub struct App {
 }
 
 struct Inner {
-    store: Store,
+    store: SharedStore,
     chain: ChainClient,
     config: AppConfig,
     metrics: Arc<Metrics>,
@@ -80,7 +80,7 @@ struct Inner {
 impl App {
     /// Builds the application over its parts.
     pub fn new(
-        store: Store,
+        store: SharedStore,
         chain: ChainClient,
         config: AppConfig,
         metrics: Arc<Metrics>,
@@ -99,7 +99,7 @@ impl App {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &SharedStore {
         &self.inner.store
     }
 

@@ -19,7 +19,7 @@ impl App {
         let relayers = self.relay().addresses();
         let metrics = self.metrics();
         for status in IntentStatus::ALL {
-            match self.store().count_intents_in_status(status) {
+            match self.store().count_intents_in_status(status).await {
                 Ok(count) => metrics.set_intents(status_name(status), count),
                 Err(error) => {
                     tracing::warn!(target: "metrics", %error, "cannot count intents");

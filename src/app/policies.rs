@@ -94,34 +94,41 @@ impl App {
         policy
             .validate()
             .map_err(|error| AppError::invalid(error.field, error.reason))?;
-        self.store().create_policy(&mut policy)?;
+        self.store().create_policy(&mut policy).await?;
         self.store().flush().await?;
         info!(target: "policy", policy = %policy.id, name = %policy.name, rules = policy.rules.len(), "created");
-        self.policy(&policy.id, &Visibility::All)
+        self.policy(&policy.id, &Visibility::All).await
     }
 
     /// A policy `visibility` covers, with its usage; any other is not found.
-    pub fn policy(&self, id: &PolicyId, visibility: &Visibility) -> Result<PolicyView, AppError> {
+    pub async fn policy(
+        &self,
+        id: &PolicyId,
+        visibility: &Visibility,
+    ) -> Result<PolicyView, AppError> {
         let policy = self
             .store()
-            .policy(id)?
+            .policy(id)
+            .await?
             .filter(|policy| visibility.sees(&policy.tenant))
             .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
-        self.policy_view(policy)
+        self.policy_view(policy).await
     }
 
     /// The policies `visibility` covers, newest first.
-    pub fn list_policies(
+    pub async fn list_policies(
         &self,
         visibility: &Visibility,
         page: &PageRequest,
     ) -> Result<Page<PolicyView>, AppError> {
-        let policies = self.store().list_policies(visibility.tenant(), page)?;
-        let items = policies
-            .items
-            .into_iter()
-            .map(|policy| self.policy_view(policy))
-            .collect::<Result<_, _>>()?;
+        let policies = self
+            .store()
+            .list_policies(visibility.tenant(), page)
+            .await?;
+        let mut items = Vec::with_capacity(policies.items.len());
+        for policy in policies.items {
+            items.push(self.policy_view(policy).await?);
+        }
         Ok(Page {
             items,
             next_token: policies.next_token,
@@ -138,18 +145,19 @@ impl App {
         retry_lost_races(|| async move {
             let mut policy = self
                 .store()
-                .policy(id)?
+                .policy(id)
+                .await?
                 .filter(|policy| visibility.sees(&policy.tenant))
                 .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
             if !policy.enabled {
-                return self.policy_view(policy);
+                return self.policy_view(policy).await;
             }
             policy.enabled = false;
             policy.updated_at_ms = now_ms();
-            self.store().save_policy(&mut policy)?;
+            self.store().save_policy(&mut policy).await?;
             self.store().flush().await?;
             info!(target: "policy", policy = %id, "disabled");
-            self.policy_view(policy)
+            self.policy_view(policy).await
         })
         .await
     }
@@ -167,30 +175,27 @@ impl App {
         })
     }
 
-    fn policy_view(&self, policy: Policy) -> Result<PolicyView, AppError> {
+    async fn policy_view(&self, policy: Policy) -> Result<PolicyView, AppError> {
         let now = now_ms();
-        let usage = self.store().policy_usage(&policy.id)?;
-        let windows = policy
-            .windows_at(now)
-            .into_iter()
-            .map(|key| {
-                let interval_ms = policy
-                    .rules
-                    .get(usize::from(key.rule))
-                    .and_then(Rule::interval_secs)
-                    .unwrap_or_default()
-                    .saturating_mul(1000);
-                let start_ms = policy
-                    .created_at_ms
-                    .saturating_add(key.index.saturating_mul(interval_ms));
-                Ok(WindowView {
-                    key,
-                    start_ms,
-                    end_ms: start_ms.saturating_add(interval_ms),
-                    usage: self.store().policy_window_usage(&policy.id, key)?,
-                })
-            })
-            .collect::<Result<_, AppError>>()?;
+        let usage = self.store().policy_usage(&policy.id).await?;
+        let mut windows = Vec::new();
+        for key in policy.windows_at(now) {
+            let interval_ms = policy
+                .rules
+                .get(usize::from(key.rule))
+                .and_then(Rule::interval_secs)
+                .unwrap_or_default()
+                .saturating_mul(1000);
+            let start_ms = policy
+                .created_at_ms
+                .saturating_add(key.index.saturating_mul(interval_ms));
+            windows.push(WindowView {
+                key,
+                start_ms,
+                end_ms: start_ms.saturating_add(interval_ms),
+                usage: self.store().policy_window_usage(&policy.id, key).await?,
+            });
+        }
         Ok(PolicyView {
             policy,
             usage,

@@ -105,7 +105,9 @@ impl App {
                 ));
             }
         }
-        let policy = self.named_policy(request.policy.as_ref(), &request.tenant)?;
+        let policy = self
+            .named_policy(request.policy.as_ref(), &request.tenant)
+            .await?;
         if let Some(policy) = &policy {
             policy.check(
                 Operation::Registration {
@@ -240,41 +242,45 @@ impl App {
             .as_ref()
             .map(|(address, sealed)| (*address, sealed.as_slice()));
         self.store()
-            .create_session(&mut session, &mut registration, held_key)?;
+            .create_session(&mut session, &mut registration, held_key)
+            .await?;
         // Acknowledged means durable: the client may act on the answer at once.
         self.store().flush().await?;
         info!(target: "session", session = %session.id, tenant = %session.tenant, %account, key = %key, "created");
-        self.session(&session.id, &Visibility::All)
+        self.session(&session.id, &Visibility::All).await
     }
 
     /// A session `visibility` covers; any other is not found, exactly like one that never
     /// existed, so a tenant learns nothing of another's ids.
-    pub(super) fn visible_session(
+    pub(super) async fn visible_session(
         &self,
         id: &SessionId,
         visibility: &Visibility,
     ) -> Result<Session, AppError> {
         self.store()
-            .session(id)?
+            .session(id)
+            .await?
             .filter(|session| visibility.sees(&session.tenant))
             .ok_or_else(|| AppError::not_found("name", id.resource_name()))
     }
 
     /// A session with its registration and revocation intents.
-    pub fn session(
+    pub async fn session(
         &self,
         id: &SessionId,
         visibility: &Visibility,
     ) -> Result<SessionView, AppError> {
-        let session = self.visible_session(id, visibility)?;
+        let session = self.visible_session(id, visibility).await?;
         let registration = self
             .store()
-            .intent(&session.registration_intent)?
+            .intent(&session.registration_intent)
+            .await?
             .ok_or(AppError::Internal("a session's registration is missing"))?;
         let revocation = match &session.revocation_intent {
             Some(id) => Some(
                 self.store()
-                    .intent(id)?
+                    .intent(id)
+                    .await?
                     .ok_or(AppError::Internal("a session's revocation is missing"))?,
             ),
             None => None,
@@ -287,17 +293,16 @@ impl App {
     }
 
     /// Sessions, newest first.
-    pub fn list_sessions(
+    pub async fn list_sessions(
         &self,
         filter: &SessionFilter,
         page: &PageRequest,
     ) -> Result<Page<SessionView>, AppError> {
-        let sessions = self.store().list_sessions(filter, page)?;
-        let items = sessions
-            .items
-            .iter()
-            .map(|session| self.session(&session.id, &Visibility::All))
-            .collect::<Result<_, _>>()?;
+        let sessions = self.store().list_sessions(filter, page).await?;
+        let mut items = Vec::with_capacity(sessions.items.len());
+        for session in &sessions.items {
+            items.push(self.session(&session.id, &Visibility::All).await?);
+        }
         Ok(Page {
             items,
             next_token: sessions.next_token,
@@ -315,7 +320,7 @@ impl App {
     ) -> Result<SessionView, AppError> {
         let signature = &canonical(&signature)?;
         retry_lost_races(|| async move {
-            let view = self.session(id, visibility)?;
+            let view = self.session(id, visibility).await?;
             let mut session = view.session;
             let nothing_pending = || {
                 AppError::precondition(
@@ -358,10 +363,10 @@ impl App {
             intent.user_op.signature = signature.clone();
             intent.apply(&IntentEvent::Signed, now_ms)?;
             intent.settle_session(&mut session, now_ms)?;
-            self.store().save(&mut [&mut session], &mut [&mut intent])?;
+            self.store().save(&mut [&mut session], &mut [&mut intent]).await?;
                 self.store().flush().await?;
                 info!(target: "session", session = %id, user_op_hash = %intent.user_op_hash, "owner signed");
-            self.session(id, &Visibility::All)
+            self.session(id, &Visibility::All).await
         })
         .await
     }
@@ -373,14 +378,14 @@ impl App {
         visibility: &Visibility,
     ) -> Result<SessionView, AppError> {
         // Not found before anything is asked of the chain, whoever's session it is.
-        self.visible_session(id, visibility)?;
+        self.visible_session(id, visibility).await?;
         let chain = self.chain();
         let inclusion_time = chain.inclusion_time().await?;
         let fees = &chain.fees().await?;
         retry_lost_races(|| async move {
             let mut session = self
                 .store()
-                .session(id)?
+                .session(id).await?
                 .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
             if session.status != SessionStatus::Active {
                 return Err(AppError::precondition(
@@ -407,7 +412,7 @@ impl App {
             // A session sponsored from its registration is sponsored to its revocation: its
             // policy covered revocation when the session was created, and admits a
             // revocation even when disabled or at its limits.
-            let policy = self.named_policy(session.policy.as_ref(), &session.tenant)?;
+            let policy = self.named_policy(session.policy.as_ref(), &session.tenant).await?;
             let charge = self.finish_op(
                 policy.as_ref(),
                 Operation::Revocation,
@@ -430,10 +435,10 @@ impl App {
             session.apply(&SessionEvent::RevocationRequested, now_ms)?;
             session.revocation_intent = Some(intent_id);
             session.failure_reason = None;
-            self.store().create_intent(&mut session, &mut revocation)?;
+            self.store().create_intent(&mut session, &mut revocation).await?;
                 self.store().flush().await?;
                 info!(target: "session", session = %id, user_op_hash = %user_op_hash, "revocation requested");
-            self.session(id, &Visibility::All)
+            self.session(id, &Visibility::All).await
         })
         .await
     }

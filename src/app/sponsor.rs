@@ -42,7 +42,7 @@ impl std::fmt::Debug for Sponsor {
 
 impl App {
     /// The policy `id` names, or `None` without one; NOT_FOUND when it does not exist.
-    pub(super) fn named_policy(
+    pub(super) async fn named_policy(
         &self,
         id: Option<&PolicyId>,
         tenant: &TenantId,
@@ -53,7 +53,8 @@ impl App {
         // Another tenant's policy is not found: a key never spends another studio's budget,
         // nor learns that it exists.
         self.store()
-            .policy(id)?
+            .policy(id)
+            .await?
             .filter(|policy| &policy.tenant == tenant)
             .map(Some)
             .ok_or_else(|| AppError::not_found("policy", id.resource_name()))

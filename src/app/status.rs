@@ -85,12 +85,12 @@ impl App {
         let relayers = self.relay().addresses();
         let mut intents = Vec::with_capacity(IntentStatus::ALL.len());
         for status in IntentStatus::ALL {
-            intents.push((status, self.store().count_intents_in_status(status)?));
+            intents.push((status, self.store().count_intents_in_status(status).await?));
         }
         // Bundles and operations in flight, by the relayer that sent them.
         let mut in_flight: BTreeMap<Address, (Vec<TxHash>, usize)> = BTreeMap::new();
         for status in [IntentStatus::Submitted, IntentStatus::Included] {
-            for intent in self.store().intents_in_status(status)? {
+            for intent in self.store().intents_in_status(status).await? {
                 if let Some(submission) = intent.submission {
                     let (bundles, operations) = in_flight.entry(submission.relayer).or_default();
                     if !bundles.contains(&submission.tx_hash) {
@@ -132,7 +132,7 @@ impl App {
             started_at_ms: self.started_at_ms(),
             chain_id: self.chain().chain_id(),
             chain,
-            pause: self.store().relay_pause()?,
+            pause: self.store().relay_pause().await?,
             progress: self.relay().progress(),
             relayers,
             intents,
@@ -188,7 +188,7 @@ impl App {
                 "contains a control character; give one line of text",
             ));
         }
-        let since_ms = match self.store().relay_pause()? {
+        let since_ms = match self.store().relay_pause().await? {
             Some(pause) => pause.since_ms,
             None => now_ms(),
         };
@@ -200,7 +200,7 @@ impl App {
 
     /// Resumes relaying, durably, and wakes the relay so queued operations go at once.
     pub async fn resume_relay(&self) -> Result<(), AppError> {
-        if self.store().relay_pause()?.is_some() {
+        if self.store().relay_pause().await?.is_some() {
             self.store().set_relay_pause(None).await?;
             info!(target: "relay", "relaying resumed by the operator");
         }

@@ -10,7 +10,7 @@ use super::paymaster::SecretKey;
 use crate::{
     config::KeysConfig,
     keys::MasterKey,
-    store::{Store, rotate_master_key},
+    store::{SledStore, rotate_master_key},
 };
 
 /// What `latchkey keys` does.
@@ -113,7 +113,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
                 "the new master key is the current one; generate a new one with `latchkey \
                  keys generate`"
             );
-            let store = Store::open(&data_dir).with_context(|| {
+            let store = SledStore::open(&data_dir).with_context(|| {
                 format!(
                     "opening the store in {} (stop the daemon first: it holds the store's lock)",
                     data_dir.display()

@@ -29,7 +29,11 @@ impl Relay {
     /// transactions share.
     pub(super) async fn follow_submitted(&self, head: u64) -> Result<(), RelayError> {
         let mut bundles: BTreeMap<(Address, u64), Vec<Intent>> = BTreeMap::new();
-        for intent in self.store.intents_in_status(IntentStatus::Submitted)? {
+        for intent in self
+            .store
+            .intents_in_status(IntentStatus::Submitted)
+            .await?
+        {
             match &intent.submission {
                 Some(submission) => bundles
                     .entry((submission.relayer, submission.relayer_nonce))
@@ -169,7 +173,7 @@ impl Relay {
     /// removed it and they go back to SUBMITTED, to be found again in whatever block holds
     /// their transaction now, or sent again.
     pub(super) async fn confirm_included(&self, head: u64) -> Result<(), RelayError> {
-        let included = self.store.intents_in_status(IntentStatus::Included)?;
+        let included = self.store.intents_in_status(IntentStatus::Included).await?;
         if included.is_empty() {
             return Ok(());
         }

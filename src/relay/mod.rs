@@ -50,7 +50,7 @@ use crate::{
     intent::{Intent, IntentEvent, IntentKind, IntentStatus, InvalidIntentTransition},
     metrics::Metrics,
     session::{InvalidSessionTransition, Session, SessionEvent, SessionId, SessionStatus},
-    store::{LostRace, RecordId, Store, StoreError, retry_lost_races},
+    store::{LostRace, RecordId, SharedStore, StoreError, retry_lost_races},
 };
 
 /// The name under which the gRPC health service reports the relay: SERVING while it reaches
@@ -190,7 +190,7 @@ impl RelayHandle {
 
 /// The relay engine. Build it, then [`Relay::run`] it on a task.
 pub struct Relay {
-    store: Store,
+    store: SharedStore,
     chain: ChainClient,
     metrics: Arc<Metrics>,
     relayers: Vec<Relayer>,
@@ -205,7 +205,7 @@ impl Relay {
     /// An engine relaying the intents of `store` on `chain` with `signers` (at least one),
     /// counting into `metrics`. It wakes whenever the store tells of a queued operation.
     pub fn new(
-        store: Store,
+        store: SharedStore,
         chain: ChainClient,
         metrics: Arc<Metrics>,
         signers: Vec<PrivateKeySigner>,
@@ -291,7 +291,7 @@ impl Relay {
     async fn drain(&mut self) {
         let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
         loop {
-            let in_flight = match self.store.intents_in_status(IntentStatus::Submitted) {
+            let in_flight = match self.store.intents_in_status(IntentStatus::Submitted).await {
                 Ok(intents) => intents.len(),
                 Err(error) => {
                     warn!(target: "relay", %error, "cannot read what is in flight; stopping");
@@ -339,7 +339,7 @@ impl Relay {
         let now = inclusion_time(latest.header.timestamp, wall_clock_secs());
         // The operator's pause stops new bundles like a shutdown does; everything already
         // sent is still followed, so nothing in flight is left behind.
-        let sending = match self.store.relay_pause()? {
+        let sending = match self.store.relay_pause().await? {
             Some(_) => Sending::Stopped,
             None => sending,
         };
@@ -348,7 +348,7 @@ impl Relay {
             Ok(()) | Err(RelayError::Conflict) => {}
             Err(error) => return Err(error),
         }
-        self.expire_sessions(now)?;
+        self.expire_sessions(now).await?;
         self.follow_submitted(head).await?;
         self.confirm_included(head).await?;
         self.drop_overdue().await?;
@@ -372,7 +372,8 @@ impl Relay {
         let mut ended = Vec::new();
         for mut intent in self
             .store
-            .intents_in_status(IntentStatus::PendingSignature)?
+            .intents_in_status(IntentStatus::PendingSignature)
+            .await?
         {
             if intent
                 .signature_deadline_ms
@@ -389,7 +390,8 @@ impl Relay {
             if !sessions.contains_key(&intent.session) {
                 let status = self
                     .store
-                    .session(&intent.session)?
+                    .session(&intent.session)
+                    .await?
                     .map(|session| session.status);
                 sessions.insert(intent.session.clone(), status);
             }
@@ -409,11 +411,11 @@ impl Relay {
 
     /// Expires ACTIVE sessions whose window closed before `now`, the time an operation sent
     /// now would be judged at.
-    fn expire_sessions(&self, now: u64) -> Result<(), RelayError> {
-        for mut session in self.store.sessions_in_status(SessionStatus::Active)? {
+    async fn expire_sessions(&self, now: u64) -> Result<(), RelayError> {
+        for mut session in self.store.sessions_in_status(SessionStatus::Active).await? {
             if session.valid_until < now {
                 session.apply(&SessionEvent::WindowClosed, now_ms())?;
-                match self.store.save(&mut [&mut session], &mut []) {
+                match self.store.save(&mut [&mut session], &mut []).await {
                     Ok(()) => info!(target: "relay", session = %session.id, "session expired"),
                     // Changed meanwhile (a revocation began, say): the next pass looks again.
                     Err(StoreError::Conflict { .. }) => {}
@@ -432,7 +434,8 @@ impl Relay {
         let timeout = u64::try_from(self.config.queue_timeout.as_millis()).unwrap_or(u64::MAX);
         let overdue: Vec<_> = self
             .store
-            .intents_in_status(IntentStatus::Queued)?
+            .intents_in_status(IntentStatus::Queued)
+            .await?
             .into_iter()
             .filter(|intent| queued_since(intent).saturating_add(timeout) <= now)
             .map(|mut intent| {
@@ -473,7 +476,8 @@ impl Relay {
                 if !sessions.contains_key(&intent.session) {
                     let session = self
                         .store
-                        .session(&intent.session)?
+                        .session(&intent.session)
+                        .await?
                         .ok_or_else(|| RelayError::MissingSession(intent.session.clone()))?;
                     sessions.insert(intent.session.clone(), (session, false));
                 }
@@ -488,7 +492,7 @@ impl Relay {
                 .map(|(session, _)| session)
                 .collect();
             let mut intent_refs: Vec<&mut Intent> = intents.iter_mut().collect();
-            self.store.save(&mut session_refs, &mut intent_refs)?;
+            self.store.save(&mut session_refs, &mut intent_refs).await?;
             Ok(())
         })
         .await;

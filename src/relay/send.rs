@@ -37,7 +37,7 @@ impl Relay {
     /// relayer up to its in-flight limit. `now` is the time a bundle sent now is judged at:
     /// operations whose window closes before it has passed the margin are dropped unsent.
     pub(super) async fn send_queued(&mut self, head: u64, now: u64) -> Result<(), RelayError> {
-        let queued = self.store.intents_in_status(IntentStatus::Queued)?;
+        let queued = self.store.intents_in_status(IntentStatus::Queued).await?;
         let mut queued: VecDeque<Intent> = self.drop_closing(queued, now).await?.into();
         if queued.is_empty() {
             return Ok(());
@@ -45,7 +45,8 @@ impl Relay {
         let mut in_flight: BTreeMap<Address, BTreeSet<u64>> = BTreeMap::new();
         for submission in self
             .store
-            .intents_in_status(IntentStatus::Submitted)?
+            .intents_in_status(IntentStatus::Submitted)
+            .await?
             .iter()
             .filter_map(|intent| intent.submission.as_ref())
         {
@@ -110,7 +111,7 @@ impl Relay {
             let session_closes = match intent.kind {
                 IntentKind::Call => {
                     if !sessions.contains_key(&intent.session) {
-                        let session = self.store.session(&intent.session)?;
+                        let session = self.store.session(&intent.session).await?;
                         sessions.insert(intent.session.clone(), session.map(|s| s.valid_until));
                     }
                     sessions.get(&intent.session).copied().flatten()
@@ -358,7 +359,7 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let mut changes = Vec::new();
         for id in ids {
-            let Some(intent) = self.store.intent(id)? else {
+            let Some(intent) = self.store.intent(id).await? else {
                 continue;
             };
             let sent_here = intent

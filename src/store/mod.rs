@@ -1,56 +1,57 @@
-//! Persistence: sessions, intents and held keys in sled, with the indexes the API lists by
-//! and the restart path resumes from.
+//! Persistence: sessions, intents, policies, held keys and API keys, with the indexes the
+//! API lists by and the restart path resumes from.
 //!
-//! The domain modules decide; the store only records. Every state change of a session or
-//! intent is one call here, and one call is one sled transaction: the records, every index
-//! entry that follows from them, and any key material are written together or not at all.
-//! The caller acts on chain only after that write returned (and, when the action must
-//! survive a crash, after [`Store::flush`]), so on restart [`Store::intents_in_status`] and
-//! [`Store::sessions_in_status`] say what was in flight.
+//! The domain modules decide; the store only records. [`Store`] is what every use case and
+//! the relay need of a database, and nothing of how one works: a backend implements it, and
+//! [`embedded`] is the one on sled that `make dev` and a single instance run on.
+//!
+//! # Atomic writes
+//!
+//! Every state change of sessions, intents and policies is one [`Batch`], and one batch is
+//! one transaction: the records, every index entry that follows from them, the usage they
+//! count against their policies, any key material and the outbox entry of every intent
+//! change are written together or not at all. The caller acts on chain only after that
+//! write returned (and, when the action must survive a crash, after [`Store::flush`]), so
+//! on restart [`Store::intents_in_status`] and [`Store::sessions_in_status`] say what was
+//! in flight.
 //!
 //! # Concurrency
 //!
-//! Sessions and intents carry a `revision`. A write names the revision it was based on and
-//! is refused with [`StoreError::Conflict`] when the stored record has moved on, so two
-//! writers (say the relay engine and an API handler) can never overwrite each other's
-//! change; the loser re-reads and decides again. On success the store keeps the record at
-//! `revision + 1` (a new record at 1) and sets the caller's copy to the same, so the copy
-//! can be written again without a re-read and a caller cannot forget to follow along.
-//! A refused write leaves the copies as they were.
+//! Sessions, intents and policies carry a `revision` ([`Record`]). A write names the
+//! revision it was based on and is refused with [`StoreError::Conflict`] when the stored
+//! record has moved on, so two writers (say the relay engine and an API handler) can never
+//! overwrite each other's change; the loser re-reads and decides again, through
+//! [`retry_lost_races`]. On success the record is stored at `revision + 1` (a new one at
+//! revision 1) and the caller's copy is set to the same, so the copy can be written again
+//! without a re-read and a caller cannot forget to follow along. A refused write leaves the
+//! copies as they were.
 //!
 //! Reads are not transactions: a list or lookup sees every write either wholly or not at
-//! all, entry by entry, but a list that spans several entries may see a write that committed
-//! while it ran. Lists re-check every filter on the record itself, so they never return a
-//! record that does not match.
+//! all, record by record, but a list that spans several records may see a write that
+//! committed while it ran. Lists re-check every filter on the record itself, so they never
+//! return a record that does not match.
 //!
-//! The store's methods block on sled. They are short (sled serves from memory and writes to
-//! its log in the background), except [`Store::flush`], which waits for an fsync on
-//! sled's own threads and is async.
+//! # Events
+//!
+//! An intent change is told on [`Store::events`] once it is durable: the write puts it in
+//! an outbox in the same transaction, and [`Store::flush`] tells the outbox after its sync,
+//! so no writer can forget to publish and no change is told that a crash could undo.
 
+pub mod embedded;
 mod error;
-mod layout;
+mod record;
 mod sealing;
-mod tx;
 
-#[cfg(test)]
-mod tests;
+use std::{fmt, sync::Arc};
 
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
-
-use alloy::primitives::Address;
-use sled::Tree;
+use alloy::primitives::{Address, B256};
+use async_trait::async_trait;
 
 pub use self::{
+    embedded::{SCHEMA_VERSION, SledStore},
     error::{RecordId, StoreError},
+    record::Record,
     sealing::{RotationReport, SealingError, rotate_master_key, seal_legacy_keys},
-};
-use self::{
-    layout::Table,
-    tx::{Staged, Trees},
 };
 use crate::{
     auth::{ApiKey, ApiKeyId, TenantId},
@@ -60,28 +61,364 @@ use crate::{
     session::{KeyCustody, Session, SessionId, SessionStatus},
 };
 
-/// The layout version this build reads and writes. Bumped whenever the bytes on disk change
-/// meaning, so an old binary never misreads a newer database (nor the reverse).
-///
-/// - 1: sessions, intents, their indexes and held keys.
-/// - 2: adds the `policies` and `policy_usage` trees, a session's `policy` and an intent's
-///   `charge`. Version 1 data is valid version 2 data (the new fields default to none), so
-///   a version 1 store is upgraded in place when opened; a version 1 binary then refuses it,
-///   since it would drop the charges and leave their reservations in the policies forever.
-/// - 3: held keys are sealed under the master key (see [`crate::keys`]) instead of stored
-///   bare. Version 2 data is upgraded in place: the store is restamped when opened, and the
-///   daemon seals the bare keys at start, before it signs anything. A version 2 binary
-///   refuses version 3, since it cannot open sealed keys.
-/// - 4: adds the `api_keys` tree, and a tenant on every session, intent and policy. Older
-///   records read as the tenant `default`, so an older store is upgraded in place; a
-///   version 3 binary refuses version 4, since it would drop the tenants and show every
-///   tenant's records to every key.
-pub const SCHEMA_VERSION: u32 = 4;
+/// A store handle to share: every task holds a clone, and every clone is the same database.
+pub type SharedStore = Arc<dyn Store>;
 
-/// Versions this build upgrades in place, because their data reads as the current version
-/// (bare held keys are recognised by their length until the daemon seals them; records
-/// without a tenant belong to `default`).
-const UPGRADABLE_VERSIONS: &[u32] = &[1, 2, 3];
+/// One record of a [`Batch`]: new, or a change of the stored one.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a, T> {
+    /// A new record, stored at revision 1 whatever its copy carries; `AlreadyExists` if its
+    /// id is taken.
+    Create(&'a T),
+    /// A changed record, stored at `revision + 1` if the stored one is still at the
+    /// `revision` its copy carries (`Conflict` if not, `NotFound` if there is none).
+    Update(&'a T),
+}
+
+impl<'a, T: Record> Change<'a, T> {
+    /// The record as the caller has it.
+    pub fn record(&self) -> &'a T {
+        match self {
+            Self::Create(record) | Self::Update(record) => record,
+        }
+    }
+
+    /// The revision the record is stored at when the write succeeds.
+    pub fn stored_revision(&self) -> Result<u64, StoreError> {
+        match self {
+            Self::Create(_) => Ok(1),
+            Self::Update(record) => record.revision().checked_add(1).ok_or_else(|| {
+                invalid(format!(
+                    "{} is at the last possible revision",
+                    record.record_id()
+                ))
+            }),
+        }
+    }
+}
+
+/// One atomic write: every change in it is made, or none.
+///
+/// Besides the revision checks of each [`Change`], a backend keeps these rules, so that no
+/// use case has to:
+/// - a session never changes its account; an intent never changes its session, account,
+///   idempotency key or sponsorship charge; a policy never changes its rules or creation
+///   time: they are indexed, or counted against (`InvalidWrite`);
+/// - a new intent with a sponsorship charge is admitted by its policy as stored in the same
+///   transaction (`Refused`), and the usage of every intent with a charge moves with its
+///   status;
+/// - a new intent whose idempotency key its session already used writes nothing: the
+///   intent that holds the key comes back as [`Written::Existing`];
+/// - every intent written goes to the outbox, to be told once durable.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// Sessions, written first.
+    pub sessions: Vec<Change<'a, Session>>,
+    /// Intents, written after the sessions they belong to.
+    pub intents: Vec<Change<'a, Intent>>,
+    /// Policies.
+    pub policies: Vec<Change<'a, Policy>>,
+    /// A held key's address and its secret as the keys module sealed it; `AlreadyExists` if
+    /// the address is taken, so key material is never silently replaced.
+    pub held_key: Option<(Address, &'a [u8])>,
+}
+
+/// What a [`Batch`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Everything in it is stored.
+    Stored,
+    /// A new intent's idempotency key is taken: nothing was written, and this is the intent
+    /// that holds it, as stored.
+    Existing(Box<Intent>),
+}
+
+/// What the daemon needs of a database. Writes are atomic [`Batch`]es under revision checks;
+/// reads serve the lookups, the lists and the restart path; [`Store::flush`] makes writes
+/// durable and tells their events.
+///
+/// The required methods are a backend's whole job. The provided ones are the writes the use
+/// cases make, built on [`Store::write`], with their checks and the copies' revisions kept
+/// in one place for every backend.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Makes every change of `batch` in one transaction, or none of them.
+    ///
+    /// The copies in the batch are not touched: the caller sets each to
+    /// [`Change::stored_revision`] once this returned [`Written::Stored`] (the provided
+    /// writes do).
+    async fn write(&self, batch: &Batch<'_>) -> Result<Written, StoreError>;
+
+    /// Makes every write that returned before this call durable, then tells the outbox's
+    /// changes on [`Store::events`], oldest first, and takes them out of it. A crash between
+    /// the two may tell a change again after the restart (at least once, never never).
+    /// Await it between a state change and a chain action that must not be repeated or lost
+    /// after a crash.
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// The bus every durable intent change is told on.
+    fn events(&self) -> &Events;
+
+    /// A session as stored: the copy to decide on and hand back to a write, whose revision
+    /// check then catches anyone who wrote in between.
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// An intent as stored, like [`Store::session`].
+    async fn intent(&self, id: &IntentId) -> Result<Option<Intent>, StoreError>;
+
+    /// A policy as stored, like [`Store::session`].
+    async fn policy(&self, id: &PolicyId) -> Result<Option<Policy>, StoreError>;
+
+    /// The intent a client created in `session` under idempotency key `client_key`, so the
+    /// API can answer a retried request before doing any work for it.
+    async fn intent_by_idempotency_key(
+        &self,
+        session: &SessionId,
+        client_key: &str,
+    ) -> Result<Option<Intent>, StoreError>;
+
+    /// A page of sessions, newest first, through the most selective index the filter allows.
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError>;
+
+    /// A page of intents, newest first, through the most selective index the filter allows.
+    async fn list_intents(
+        &self,
+        filter: &IntentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Intent>, StoreError>;
+
+    /// A page of policies, newest first: `tenant`'s, or every tenant's.
+    async fn list_policies(
+        &self,
+        tenant: Option<&TenantId>,
+        page: &PageRequest,
+    ) -> Result<Page<Policy>, StoreError>;
+
+    /// Every intent in `status`, oldest first: on restart, the `Queued` ones go back to the
+    /// relay in the order they were made and the `Submitted` ones are tracked again.
+    async fn intents_in_status(&self, status: IntentStatus) -> Result<Vec<Intent>, StoreError>;
+
+    /// How many intents are in `status`, exactly, from the status index.
+    async fn count_intents_in_status(&self, status: IntentStatus) -> Result<usize, StoreError>;
+
+    /// Every session in `status`, oldest first: on restart, registrations and revocations
+    /// under way are resumed, and active sessions get their expiry timers back.
+    async fn sessions_in_status(&self, status: SessionStatus) -> Result<Vec<Session>, StoreError>;
+
+    /// What a policy's operations have used in all: settled from receipts, and reserved by
+    /// those on their way.
+    async fn policy_usage(&self, id: &PolicyId) -> Result<PolicyUsage, StoreError>;
+
+    /// What a policy's operations have used in one interval of one limit.
+    async fn policy_window_usage(
+        &self,
+        id: &PolicyId,
+        window: WindowKey,
+    ) -> Result<PolicyUsage, StoreError>;
+
+    /// The stored bytes of a held session key, by its address, as the keys module sealed
+    /// them.
+    async fn held_key(&self, address: Address) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every held key: its address and its stored bytes, in address order.
+    async fn held_keys(&self) -> Result<Vec<(Address, Vec<u8>)>, StoreError>;
+
+    /// Replaces held keys' stored bytes, all in one transaction: each `(address, expected,
+    /// new)` is written only if the key still holds `expected`, and if any does not, nothing
+    /// is written ([`StoreError::HeldKeyChanged`]). Durable when this returns.
+    async fn replace_held_keys(
+        &self,
+        changes: &[(Address, Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StoreError>;
+
+    /// Stores a new API key, durably, so a key shown to its holder is never lost;
+    /// `AlreadyExists` if its id is taken.
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+
+    /// An API key as stored.
+    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Every API key, revoked ones included, oldest first.
+    async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Marks an API key revoked at `now_ms`, durably, so a revocation the operator saw
+    /// succeed holds after a crash. A key revoked already keeps its first revocation time.
+    async fn revoke_api_key(&self, id: &ApiKeyId, now_ms: u64) -> Result<ApiKey, StoreError>;
+
+    /// The operator's pause of the relay, if it is paused.
+    async fn relay_pause(&self) -> Result<Option<RelayPause>, StoreError>;
+
+    /// Pauses the relay (`Some`) or lets it run (`None`), durably, so a pause acknowledged
+    /// to the operator survives a crash.
+    async fn set_relay_pause(&self, pause: Option<&RelayPause>) -> Result<(), StoreError>;
+
+    /// A digest of every record and index entry, in order. Two equal digests mean the store
+    /// holds exactly the same data: tests use it to show that a refused request wrote
+    /// nothing, and an operator can compare it across a maintenance window.
+    async fn content_digest(&self) -> Result<B256, StoreError>;
+
+    /// Stores a new session with its registration intent, and the session key's secret when
+    /// latchkey holds it, in one write: a session never exists without the intent that
+    /// registers it, nor a held session without its key. Both copies are set to revision 1.
+    ///
+    /// `held_key` is the key's address and its sealed secret; it is required exactly when the
+    /// session's custody is `Held`.
+    async fn create_session(
+        &self,
+        session: &mut Session,
+        registration: &mut Intent,
+        held_key: Option<(Address, &[u8])>,
+    ) -> Result<(), StoreError> {
+        if session.registration_intent != registration.id
+            || registration.session != session.id
+            || registration.account != session.account
+        {
+            return Err(invalid(format!(
+                "intent {} is not the registration of session {}",
+                registration.id, session.id
+            )));
+        }
+        match (session.custody, held_key) {
+            (KeyCustody::Held, Some((address, _))) if address == session.key => {}
+            (KeyCustody::External, None) => {}
+            _ => {
+                return Err(invalid(format!(
+                    "session {} needs its held key exactly when latchkey holds it, under the \
+                     session key's address",
+                    session.id
+                )));
+            }
+        }
+        let batch = Batch {
+            sessions: vec![Change::Create(session)],
+            intents: vec![Change::Create(registration)],
+            held_key,
+            ..Batch::default()
+        };
+        if let Written::Existing(existing) = self.write(&batch).await? {
+            return Err(invalid(format!(
+                "registration {} reuses the idempotency key of {}",
+                registration.id, existing.id
+            )));
+        }
+        session.set_revision(1);
+        registration.set_revision(1);
+        Ok(())
+    }
+
+    /// Stores a new intent together with the session change it makes (its reserved usage,
+    /// its nonce lane), in one write, unless the client already used the intent's
+    /// idempotency key in this session: then nothing is written and the first intent comes
+    /// back. The key check and the write are one transaction, so two concurrent requests
+    /// with one key create one intent.
+    ///
+    /// The session write is checked against `session.revision`. On
+    /// [`CreateIntent::Created`] the intent is stored at revision 1 and the session at
+    /// `revision + 1`, and both copies are set to match; on [`CreateIntent::Existing`]
+    /// neither copy changes. The key is checked first, so a retried request gets its intent
+    /// back even when the session has moved on since.
+    async fn create_intent(
+        &self,
+        session: &mut Session,
+        intent: &mut Intent,
+    ) -> Result<CreateIntent, StoreError> {
+        if intent.session != session.id || intent.account != session.account {
+            return Err(invalid(format!(
+                "intent {} does not belong to session {}",
+                intent.id, session.id
+            )));
+        }
+        let session_change = Change::Update(&*session);
+        let revision = session_change.stored_revision()?;
+        let batch = Batch {
+            sessions: vec![session_change],
+            intents: vec![Change::Create(&*intent)],
+            ..Batch::default()
+        };
+        match self.write(&batch).await? {
+            Written::Existing(existing) => Ok(CreateIntent::Existing(existing)),
+            Written::Stored => {
+                session.set_revision(revision);
+                intent.set_revision(1);
+                Ok(CreateIntent::Created)
+            }
+        }
+    }
+
+    /// Writes changed sessions and the intents a change touched (for example intents
+    /// confirmed and the session usage they settle) in one write, so they never disagree.
+    /// Each is stored at `revision + 1` and each copy is set to match. A record must appear
+    /// once.
+    async fn save(
+        &self,
+        sessions: &mut [&mut Session],
+        intents: &mut [&mut Intent],
+    ) -> Result<(), StoreError> {
+        if sessions.is_empty() && intents.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch {
+            sessions: sessions
+                .iter()
+                .map(|session| Change::Update(&**session))
+                .collect(),
+            intents: intents
+                .iter()
+                .map(|intent| Change::Update(&**intent))
+                .collect(),
+            ..Batch::default()
+        };
+        let session_revisions = revisions(&batch.sessions)?;
+        let intent_revisions = revisions(&batch.intents)?;
+        self.write(&batch).await?;
+        for (session, revision) in sessions.iter_mut().zip(session_revisions) {
+            session.set_revision(revision);
+        }
+        for (intent, revision) in intents.iter_mut().zip(intent_revisions) {
+            intent.set_revision(revision);
+        }
+        Ok(())
+    }
+
+    /// Stores a new policy at revision 1 and sets the copy's revision to match.
+    async fn create_policy(&self, policy: &mut Policy) -> Result<(), StoreError> {
+        let batch = Batch {
+            policies: vec![Change::Create(&*policy)],
+            ..Batch::default()
+        };
+        self.write(&batch).await?;
+        policy.set_revision(1);
+        Ok(())
+    }
+
+    /// Writes a changed policy (its name or enabled flag; never its rules) under the
+    /// revision check, like [`Store::save`]. A policy disabled here refuses every operation
+    /// whose write comes after this one.
+    async fn save_policy(&self, policy: &mut Policy) -> Result<(), StoreError> {
+        let change = Change::Update(&*policy);
+        let revision = change.stored_revision()?;
+        let batch = Batch {
+            policies: vec![change],
+            ..Batch::default()
+        };
+        self.write(&batch).await?;
+        policy.set_revision(revision);
+        Ok(())
+    }
+}
+
+/// The revision each change is stored at, checked before anything is written.
+fn revisions<T: Record>(changes: &[Change<'_, T>]) -> Result<Vec<u64>, StoreError> {
+    changes.iter().map(Change::stored_revision).collect()
+}
+
+fn invalid(reason: String) -> StoreError {
+    StoreError::InvalidWrite { reason }
+}
 
 /// How many times a read-decide-write that lost an optimistic-concurrency race is made in
 /// all before [`retry_lost_races`] gives up.
@@ -119,34 +456,6 @@ pub async fn retry_lost_races<T, E: LostRace, F: Future<Output = Result<T, E>>>(
 /// The largest page a list returns, whatever the request asks, so that one request cannot
 /// make the daemon read the whole database into memory.
 pub const MAX_PAGE_SIZE: usize = 1000;
-
-/// The daemon's database. Cloning is cheap and every clone is the same database, so each
-/// task can hold its own handle.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    db: sled::Db,
-    trees: Trees,
-    /// The `meta` tree, held open: the relay reads the pause from it on every pass.
-    meta: Tree,
-    /// Turns the outbox into events once its changes are durable; held while doing so,
-    /// so each change is told once and in order.
-    outbox: std::sync::Mutex<()>,
-    events: Events,
-    path: PathBuf,
-}
-
-impl fmt::Debug for Store {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the contents: the store holds key material.
-        f.debug_struct("Store")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The operator's pause of the relay: while it is stored, the relay sends no new bundle.
 /// It lives in the store so that a paused daemon stays paused across a restart.
@@ -250,809 +559,4 @@ pub enum CreateIntent {
     /// The session already has an intent under this idempotency key: here it is, as stored.
     /// Nothing was written.
     Existing(Box<Intent>),
-}
-
-impl Store {
-    /// A digest of every data tree's keys and values, in order. Two equal digests mean the
-    /// store holds exactly the same data: tests use it to show that a refused request wrote
-    /// nothing, and an operator can compare it across a maintenance window.
-    pub fn content_digest(&self) -> Result<alloy::primitives::B256, StoreError> {
-        let mut hasher = alloy::primitives::Keccak256::new();
-        for table in Table::ALL.into_iter().filter(|table| table.holds_data()) {
-            let tree = self.inner.trees.tree(table);
-            hasher.update(tree.name());
-            for entry in tree.iter() {
-                let (key, value) = entry?;
-                hasher.update((key.len() as u64).to_be_bytes());
-                hasher.update(&key);
-                hasher.update((value.len() as u64).to_be_bytes());
-                hasher.update(&value);
-            }
-        }
-        Ok(hasher.finalize())
-    }
-
-    /// Opens the database in `path`, creating it when missing. A fresh database is stamped
-    /// with [`SCHEMA_VERSION`]; an older one whose data reads as this version is restamped;
-    /// any other version is refused before any of its data is read or written.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
-        let meta = db.open_tree(layout::META)?;
-        match meta.get(layout::SCHEMA_VERSION_KEY)? {
-            Some(bytes) => {
-                let found = <[u8; 4]>::try_from(bytes.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| {
-                        layout::corrupt(
-                            layout::META,
-                            layout::SCHEMA_VERSION_KEY,
-                            "the schema version is not 4 bytes",
-                        )
-                    })?;
-                if UPGRADABLE_VERSIONS.contains(&found) {
-                    meta.insert(layout::SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-                    db.flush()?;
-                    tracing::info!(target: "store", from = found, to = SCHEMA_VERSION, "schema upgraded");
-                } else if found != SCHEMA_VERSION {
-                    return Err(StoreError::SchemaMismatch {
-                        found,
-                        expected: SCHEMA_VERSION,
-                    });
-                }
-            }
-            None => {
-                // No version: a fresh directory, unless data is already there.
-                let unversioned = db.tree_names().iter().any(|name| {
-                    name.as_ref() != layout::META.as_bytes()
-                        && db.open_tree(name).is_ok_and(|tree| !tree.is_empty())
-                });
-                if unversioned {
-                    return Err(StoreError::SchemaMismatch {
-                        found: 0,
-                        expected: SCHEMA_VERSION,
-                    });
-                }
-                meta.insert(layout::SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-                db.flush()?;
-            }
-        }
-        let trees = Trees::open(&db)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                trees,
-                meta,
-                outbox: std::sync::Mutex::new(()),
-                events: Events::default(),
-                path: path.to_owned(),
-            }),
-        })
-    }
-
-    /// Stores a new session with its registration intent, and the session key's secret when
-    /// latchkey holds it, in one write: a session never exists without the intent that
-    /// registers it, nor a held session without its key.
-    ///
-    /// Both records must be new (`AlreadyExists` otherwise); they are stored at revision 1
-    /// whatever revision the copies carry (0 by convention), and both copies are set to 1.
-    /// `held_key` is the key's address and its secret as the keys module sealed it; it is
-    /// required exactly when the session's custody is `Held`.
-    pub fn create_session(
-        &self,
-        session: &mut Session,
-        registration: &mut Intent,
-        held_key: Option<(Address, &[u8])>,
-    ) -> Result<(), StoreError> {
-        if session.registration_intent != registration.id
-            || registration.session != session.id
-            || registration.account != session.account
-        {
-            return Err(invalid(format!(
-                "intent {} is not the registration of session {}",
-                registration.id, session.id
-            )));
-        }
-        match (session.custody, held_key) {
-            (KeyCustody::Held, Some((address, _))) if address == session.key => {}
-            (KeyCustody::External, None) => {}
-            _ => {
-                return Err(invalid(format!(
-                    "session {} needs its held key exactly when latchkey holds it, under the \
-                     session key's address",
-                    session.id
-                )));
-            }
-        }
-        let staged_session = Staged::session(session, 1)?;
-        let staged_intent = Staged::intent(registration, 1)?;
-        self.inner.trees.transact(|tx| {
-            tx.insert_session(&staged_session)?;
-            tx.insert_intent(&staged_intent)?;
-            if let Some((address, secret)) = held_key {
-                tx.insert_held_key(address, secret)?;
-            }
-            Ok(())
-        })?;
-        session.revision = 1;
-        registration.revision = 1;
-        Ok(())
-    }
-
-    /// Stores a new intent together with the session change it makes (its reserved usage,
-    /// its nonce lane), in one write, unless the client already used the intent's
-    /// idempotency key in this session: then nothing is written and the first intent comes
-    /// back. The key check and the write are one transaction, so two concurrent requests
-    /// with one key create one intent.
-    ///
-    /// The session write is checked against `session.revision` (`Conflict` when it moved
-    /// on). On [`CreateIntent::Created`] the intent is stored at revision 1 and the session
-    /// at `revision + 1`, and both copies are set to match; on [`CreateIntent::Existing`]
-    /// neither copy changes. The key is checked first, so a retried request gets its intent
-    /// back even when the session has moved on since.
-    pub fn create_intent(
-        &self,
-        session: &mut Session,
-        intent: &mut Intent,
-    ) -> Result<CreateIntent, StoreError> {
-        if intent.session != session.id || intent.account != session.account {
-            return Err(invalid(format!(
-                "intent {} does not belong to session {}",
-                intent.id, session.id
-            )));
-        }
-        let revision = next_revision(&session.id, session.revision)?;
-        let staged_session = Staged::session(session, revision)?;
-        let staged_intent = Staged::intent(intent, 1)?;
-        let outcome = self.inner.trees.transact(|tx| {
-            if let Some(client_key) = &staged_intent.record.idempotency_key
-                && let Some(existing) =
-                    tx.intent_for_idempotency_key(&staged_session.record.id, client_key)?
-            {
-                return Ok(CreateIntent::Existing(Box::new(existing)));
-            }
-            tx.update_session(&staged_session)?;
-            tx.insert_intent(&staged_intent)?;
-            Ok(CreateIntent::Created)
-        })?;
-        if outcome == CreateIntent::Created {
-            session.revision = revision;
-            intent.revision = 1;
-        }
-        Ok(outcome)
-    }
-
-    /// Writes changed records in one write: sessions and the intents a change touched
-    /// (for example intents confirmed and the session usage they settle), so they never
-    /// disagree on disk. Status indexes follow status changes.
-    ///
-    /// Every record must exist (`NotFound`) and still be at the revision its copy carries
-    /// (`Conflict`); if any is not, nothing is written. On success each is stored at
-    /// `revision + 1` and each copy is set to match. A record must appear once.
-    pub fn save(
-        &self,
-        sessions: &mut [&mut Session],
-        intents: &mut [&mut Intent],
-    ) -> Result<(), StoreError> {
-        if sessions.is_empty() && intents.is_empty() {
-            return Ok(());
-        }
-        let staged_sessions = sessions
-            .iter()
-            .map(|session| {
-                let revision = next_revision(&session.id, session.revision)?;
-                Staged::session(session, revision)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let staged_intents = intents
-            .iter()
-            .map(|intent| {
-                let revision = next_revision(&intent.id, intent.revision)?;
-                Staged::intent(intent, revision)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.inner.trees.transact(|tx| {
-            for staged in &staged_sessions {
-                tx.update_session(staged)?;
-            }
-            for staged in &staged_intents {
-                tx.update_intent(staged)?;
-            }
-            Ok(())
-        })?;
-        // Every revision was checked to have a successor before the write.
-        for session in sessions.iter_mut() {
-            session.revision += 1;
-        }
-        for intent in intents.iter_mut() {
-            intent.revision += 1;
-        }
-        Ok(())
-    }
-
-    /// Stores a new policy at revision 1 and sets the copy's revision to match.
-    pub fn create_policy(&self, policy: &mut Policy) -> Result<(), StoreError> {
-        let staged = Staged::policy(policy, 1)?;
-        self.inner.trees.transact(|tx| tx.insert_policy(&staged))?;
-        policy.revision = 1;
-        Ok(())
-    }
-
-    /// Writes a changed policy (its name or enabled flag; never its rules) under the
-    /// revision check, like [`Store::save`]. A policy disabled here refuses every operation
-    /// whose write comes after this one.
-    pub fn save_policy(&self, policy: &mut Policy) -> Result<(), StoreError> {
-        let revision = next_revision(&policy.id, policy.revision)?;
-        let staged = Staged::policy(policy, revision)?;
-        self.inner.trees.transact(|tx| tx.update_policy(&staged))?;
-        policy.revision = revision;
-        Ok(())
-    }
-
-    /// A policy as stored.
-    pub fn policy(&self, id: &PolicyId) -> Result<Option<Policy>, StoreError> {
-        let key = id.as_str().as_bytes();
-        self.inner
-            .trees
-            .tree(Table::Policies)
-            .get(key)?
-            .map(|bytes| layout::decode(Table::Policies, key, &bytes))
-            .transpose()
-    }
-
-    /// A page of policies, newest first: `tenant`'s, or every tenant's.
-    pub fn list_policies(
-        &self,
-        tenant: Option<&TenantId>,
-        page: &PageRequest,
-    ) -> Result<Page<Policy>, StoreError> {
-        let scope = list_scope(&("policies", tenant));
-        let before = parse_token(page, PolicyId::parse, &scope)?;
-        let before = before.as_ref().map(PolicyId::as_str);
-        let items = walk_newest_first(
-            self.inner.trees.tree(Table::Policies),
-            &[],
-            before,
-            page.size,
-            |key, value| {
-                let policy: Policy = layout::decode(Table::Policies, key, value)?;
-                Ok(tenant
-                    .is_none_or(|tenant| &policy.tenant == tenant)
-                    .then_some(policy))
-            },
-        )?;
-        Ok(into_page(items, page.size, &scope, |policy: &Policy| {
-            policy.id.to_string()
-        }))
-    }
-
-    /// What a policy's operations have used in all: settled from receipts, and reserved by
-    /// those on their way.
-    pub fn policy_usage(&self, id: &PolicyId) -> Result<PolicyUsage, StoreError> {
-        self.usage_at(&layout::policy_total_key(id))
-    }
-
-    /// What a policy's operations have used in one interval of one limit.
-    pub fn policy_window_usage(
-        &self,
-        id: &PolicyId,
-        window: WindowKey,
-    ) -> Result<PolicyUsage, StoreError> {
-        self.usage_at(&layout::policy_window_key(id, window))
-    }
-
-    fn usage_at(&self, key: &[u8]) -> Result<PolicyUsage, StoreError> {
-        match self.inner.trees.tree(Table::PolicyUsage).get(key)? {
-            Some(bytes) => layout::decode(Table::PolicyUsage, key, &bytes),
-            None => Ok(PolicyUsage::default()),
-        }
-    }
-
-    /// A session as stored: the copy to decide on and hand back to [`Store::save`], whose
-    /// revision check then catches anyone who wrote in between.
-    pub fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let key = id.as_str().as_bytes();
-        self.inner
-            .trees
-            .tree(Table::Sessions)
-            .get(key)?
-            .map(|bytes| read_session(key, &bytes))
-            .transpose()
-    }
-
-    /// An intent as stored: the copy to decide on and hand back to [`Store::save`], whose
-    /// revision check then catches anyone who wrote in between.
-    pub fn intent(&self, id: &IntentId) -> Result<Option<Intent>, StoreError> {
-        let key = id.as_str().as_bytes();
-        self.inner
-            .trees
-            .tree(Table::Intents)
-            .get(key)?
-            .map(|bytes| read_intent(key, &bytes))
-            .transpose()
-    }
-
-    /// The intent a client created in `session` under idempotency key `client_key`, so the
-    /// API can answer a retried request before doing any work for it.
-    pub fn intent_by_idempotency_key(
-        &self,
-        session: &SessionId,
-        client_key: &str,
-    ) -> Result<Option<Intent>, StoreError> {
-        let key = layout::idempotency_key(session, client_key);
-        let Some(id) = self.inner.trees.tree(Table::Idempotency).get(&key)? else {
-            return Ok(None);
-        };
-        let id = layout::intent_id_at(Table::Idempotency, &id, 0)?;
-        self.intent(&id)?
-            .ok_or_else(|| layout::corrupt(Table::Idempotency, &key, dangling(&id)))
-            .map(Some)
-    }
-
-    /// Every held key: its address and its stored bytes (sealed by the keys module), in
-    /// address order.
-    pub fn held_keys(&self) -> Result<Vec<(Address, Vec<u8>)>, StoreError> {
-        self.inner
-            .trees
-            .tree(Table::HeldKeys)
-            .iter()
-            .map(|entry| {
-                let (key, value) = entry?;
-                let address = Address::try_from(key.as_ref()).map_err(|_| {
-                    layout::corrupt(Table::HeldKeys, &key, "the key is not a 20-byte address")
-                })?;
-                Ok((address, value.to_vec()))
-            })
-            .collect()
-    }
-
-    /// Replaces held keys' stored bytes, all in one transaction: each `(address, expected,
-    /// new)` is written only if the key still holds `expected`, and if any does not, nothing
-    /// is written ([`StoreError::HeldKeyChanged`]). Durable when this returns.
-    pub async fn replace_held_keys(
-        &self,
-        changes: &[(Address, Vec<u8>, Vec<u8>)],
-    ) -> Result<(), StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let result = self.inner.trees.tree(Table::HeldKeys).transaction(|tree| {
-            for (address, expected, new) in changes {
-                match tree.get(address.as_slice())? {
-                    Some(current) if current.as_ref() == expected.as_slice() => {
-                        tree.insert(address.as_slice(), new.as_slice())?;
-                    }
-                    _ => return Err(ConflictableTransactionError::Abort(*address)),
-                }
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => self.flush().await,
-            Err(TransactionError::Abort(address)) => {
-                Err(StoreError::HeldKeyChanged(RecordId::HeldKey(address)))
-            }
-            Err(TransactionError::Storage(error)) => Err(error.into()),
-        }
-    }
-
-    /// The stored bytes of a held session key, by its address, as the keys module sealed
-    /// them.
-    pub fn held_key(&self, address: Address) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .inner
-            .trees
-            .tree(Table::HeldKeys)
-            .get(address.as_slice())?
-            .map(|secret| secret.to_vec()))
-    }
-
-    /// A page of sessions, newest first. Walks the account index when an account is given,
-    /// else the status index, else every session; the other conditions are checked on each
-    /// record.
-    pub fn list_sessions(
-        &self,
-        filter: &SessionFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Session>, StoreError> {
-        let scope = list_scope(filter);
-        let before = parse_token(page, SessionId::parse, &scope)?;
-        let trees = &self.inner.trees;
-        let (tree, name, prefix) = match (filter.account, filter.status) {
-            (Some(account), _) => (
-                &trees.tree(Table::SessionByAccount),
-                Table::SessionByAccount,
-                layout::account_prefix(account),
-            ),
-            (None, Some(status)) => (
-                &trees.tree(Table::SessionByStatus),
-                Table::SessionByStatus,
-                layout::status_prefix(status.code()),
-            ),
-            (None, None) => (&trees.tree(Table::Sessions), Table::Sessions, Vec::new()),
-        };
-        let before = before.as_ref().map(SessionId::as_str);
-        let items = walk_newest_first(tree, &prefix, before, page.size, |key, value| {
-            let session = if name == Table::Sessions {
-                read_session(key, value)?
-            } else {
-                let id = layout::session_id_at(name, key, prefix.len())?;
-                self.session(&id)?
-                    .ok_or_else(|| layout::corrupt(name, key, dangling(&id)))?
-            };
-            Ok(filter.matches(&session).then_some(session))
-        })?;
-        Ok(into_page(items, page.size, &scope, |session| {
-            session.id.to_string()
-        }))
-    }
-
-    /// A page of intents, newest first. Walks the most selective index the filter allows
-    /// (session, then account, then status, else every intent); the other conditions are
-    /// checked on each record.
-    pub fn list_intents(
-        &self,
-        filter: &IntentFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Intent>, StoreError> {
-        let scope = list_scope(filter);
-        let before = parse_token(page, IntentId::parse, &scope)?;
-        let trees = &self.inner.trees;
-        let (tree, name, prefix) = if let Some(session) = &filter.session {
-            (
-                &trees.tree(Table::IntentBySession),
-                Table::IntentBySession,
-                layout::session_prefix(session),
-            )
-        } else if let Some(account) = filter.account {
-            (
-                &trees.tree(Table::IntentByAccount),
-                Table::IntentByAccount,
-                layout::account_prefix(account),
-            )
-        } else if let Some(status) = filter.status {
-            (
-                &trees.tree(Table::IntentByStatus),
-                Table::IntentByStatus,
-                layout::status_prefix(status.code()),
-            )
-        } else {
-            (&trees.tree(Table::Intents), Table::Intents, Vec::new())
-        };
-        let before = before.as_ref().map(IntentId::as_str);
-        let items = walk_newest_first(tree, &prefix, before, page.size, |key, value| {
-            let intent = if name == Table::Intents {
-                read_intent(key, value)?
-            } else {
-                self.indexed_intent(name, key, prefix.len())?
-            };
-            Ok(filter.matches(&intent).then_some(intent))
-        })?;
-        Ok(into_page(items, page.size, &scope, |intent| {
-            intent.id.to_string()
-        }))
-    }
-
-    /// Every intent in `status`, oldest first: on restart, the `Queued` ones go back to the
-    /// relay in the order they were made and the `Submitted` ones are tracked again.
-    pub fn intents_in_status(&self, status: IntentStatus) -> Result<Vec<Intent>, StoreError> {
-        let prefix = layout::status_prefix(status.code());
-        let mut intents = Vec::new();
-        for entry in self
-            .inner
-            .trees
-            .tree(Table::IntentByStatus)
-            .scan_prefix(&prefix)
-        {
-            let (key, _) = entry?;
-            let intent = self.indexed_intent(Table::IntentByStatus, &key, prefix.len())?;
-            // The record is the truth: it may have moved on since the index was read.
-            if intent.status == status {
-                intents.push(intent);
-            }
-        }
-        Ok(intents)
-    }
-
-    /// How many intents are in `status`, from the status index alone (its entries are
-    /// written with their records, so the count is exact).
-    pub fn count_intents_in_status(&self, status: IntentStatus) -> Result<usize, StoreError> {
-        let prefix = layout::status_prefix(status.code());
-        let mut count = 0;
-        for entry in self
-            .inner
-            .trees
-            .tree(Table::IntentByStatus)
-            .scan_prefix(&prefix)
-            .keys()
-        {
-            entry?;
-            count += 1;
-        }
-        Ok(count)
-    }
-
-    /// Every session in `status`, oldest first: on restart, registrations and revocations
-    /// under way are resumed, and active sessions get their expiry timers back.
-    pub fn sessions_in_status(&self, status: SessionStatus) -> Result<Vec<Session>, StoreError> {
-        let prefix = layout::status_prefix(status.code());
-        let mut sessions = Vec::new();
-        for entry in self
-            .inner
-            .trees
-            .tree(Table::SessionByStatus)
-            .scan_prefix(&prefix)
-        {
-            let (key, _) = entry?;
-            let id = layout::session_id_at(Table::SessionByStatus, &key, prefix.len())?;
-            let session = self
-                .session(&id)?
-                .ok_or_else(|| layout::corrupt(Table::SessionByStatus, &key, dangling(&id)))?;
-            if session.status == status {
-                sessions.push(session);
-            }
-        }
-        Ok(sessions)
-    }
-
-    /// Makes every write that returned before this call durable (sled otherwise syncs its
-    /// log every half second). Await it between a state change and a chain action that
-    /// must not be repeated or lost after a crash. The fsync runs on tokio's blocking pool,
-    /// so the calling task's thread is not blocked.
-    ///
-    /// The operator's pause of the relay, if it is paused.
-    pub fn relay_pause(&self) -> Result<Option<RelayPause>, StoreError> {
-        self.inner
-            .meta
-            .get(layout::RELAY_PAUSE_KEY)?
-            .map(|bytes| layout::decode(layout::META, layout::RELAY_PAUSE_KEY, &bytes))
-            .transpose()
-    }
-
-    /// Pauses the relay (`Some`) or lets it run (`None`), durably: the change is flushed
-    /// before this returns, so a pause acknowledged to the operator survives a crash.
-    pub async fn set_relay_pause(&self, pause: Option<&RelayPause>) -> Result<(), StoreError> {
-        let meta = &self.inner.meta;
-        match pause {
-            Some(pause) => {
-                meta.insert(
-                    layout::RELAY_PAUSE_KEY,
-                    layout::encode(RecordId::RelayPause, pause)?,
-                )?;
-            }
-            None => {
-                meta.remove(layout::RELAY_PAUSE_KEY)?;
-            }
-        }
-        self.flush().await
-    }
-
-    /// Stores a new API key and flushes it, so a key shown to its holder is never lost.
-    pub async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let record = RecordId::ApiKey(key.id.clone());
-        let bytes = layout::encode(record.clone(), key)?;
-        self.inner
-            .trees
-            .tree(Table::ApiKeys)
-            .compare_and_swap(key.id.as_str().as_bytes(), None::<&[u8]>, Some(bytes))?
-            .map_err(|_| StoreError::AlreadyExists { record })?;
-        self.flush().await
-    }
-
-    /// An API key as stored.
-    pub fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        let key = id.as_str().as_bytes();
-        self.inner
-            .trees
-            .tree(Table::ApiKeys)
-            .get(key)?
-            .map(|bytes| layout::decode(Table::ApiKeys, key, &bytes))
-            .transpose()
-    }
-
-    /// Every API key, revoked ones included, oldest first.
-    pub fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        self.inner
-            .trees
-            .tree(Table::ApiKeys)
-            .iter()
-            .map(|entry| {
-                let (key, bytes) = entry?;
-                layout::decode(Table::ApiKeys, &key, &bytes)
-            })
-            .collect()
-    }
-
-    /// Marks an API key revoked at `now_ms` and flushes, so a revocation the operator saw
-    /// succeed holds after a crash. A key revoked already keeps its first revocation time.
-    /// The write is a compare-and-swap on the bytes read, retried if the key changed
-    /// in between.
-    pub async fn revoke_api_key(&self, id: &ApiKeyId, now_ms: u64) -> Result<ApiKey, StoreError> {
-        let record = RecordId::ApiKey(id.clone());
-        let name = id.as_str().as_bytes();
-        loop {
-            let stored = self
-                .inner
-                .trees
-                .tree(Table::ApiKeys)
-                .get(name)?
-                .ok_or_else(|| StoreError::NotFound {
-                    record: record.clone(),
-                })?;
-            let mut key: ApiKey = layout::decode(Table::ApiKeys, name, &stored)?;
-            if key.revoked_at_ms.is_some() {
-                return Ok(key);
-            }
-            key.revoked_at_ms = Some(now_ms);
-            let bytes = layout::encode(record.clone(), &key)?;
-            if self
-                .inner
-                .trees
-                .tree(Table::ApiKeys)
-                .compare_and_swap(name, Some(stored), Some(bytes))?
-                .is_ok()
-            {
-                self.flush().await?;
-                return Ok(key);
-            }
-        }
-    }
-
-    /// sled 0.34's own `flush_async` is not used: futures of concurrent calls can be left
-    /// never woken (sled issues #1241 and #1308, fixed only after the last release), which
-    /// froze every API call and the relay behind one lost wakeup. The blocking flush has
-    /// no such bug, and concurrent calls simply share the fsync.
-    ///
-    /// Once the fsync is done, every change in the outbox is durable, and is told on
-    /// [`Store::events`], oldest first, then taken out of the outbox. So a change is told
-    /// only once no crash can undo it; a crash between the two may tell one again after the
-    /// restart (at least once, never never).
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|error| StoreError::Flush(error.to_string()))??;
-        self.tell_outbox()
-    }
-
-    /// The bus every durable intent change is told on.
-    pub fn events(&self) -> &Events {
-        &self.inner.events
-    }
-
-    /// Tells and removes every change in the outbox, in the order they were written.
-    fn tell_outbox(&self) -> Result<(), StoreError> {
-        // A panic elsewhere while it was held leaves nothing half done: take it back.
-        let _telling = self
-            .inner
-            .outbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let outbox = self.inner.trees.tree(Table::Outbox);
-        for entry in outbox.scan_prefix(layout::OUTBOX_CHANGE_PREFIX) {
-            let (key, bytes) = entry?;
-            let intent: Intent = layout::decode(Table::Outbox, &key, &bytes)?;
-            self.inner.events.publish(&intent);
-            outbox.remove(key)?;
-        }
-        Ok(())
-    }
-
-    /// The intent an index entry `key` points at, its id starting at `offset`.
-    fn indexed_intent(&self, tree: Table, key: &[u8], offset: usize) -> Result<Intent, StoreError> {
-        let id = layout::intent_id_at(tree, key, offset)?;
-        self.intent(&id)?
-            .ok_or_else(|| layout::corrupt(tree, key, dangling(&id)))
-    }
-}
-
-/// Decodes a stored session, checking it is the one its key names.
-fn read_session(key: &[u8], bytes: &[u8]) -> Result<Session, StoreError> {
-    let session: Session = layout::decode(Table::Sessions, key, bytes)?;
-    if session.id.as_str().as_bytes() != key {
-        return Err(layout::corrupt(
-            Table::Sessions,
-            key,
-            format!("holds {}", session.id),
-        ));
-    }
-    Ok(session)
-}
-
-/// Decodes a stored intent, checking it is the one its key names.
-fn read_intent(key: &[u8], bytes: &[u8]) -> Result<Intent, StoreError> {
-    let intent: Intent = layout::decode(Table::Intents, key, bytes)?;
-    if intent.id.as_str().as_bytes() != key {
-        return Err(layout::corrupt(
-            Table::Intents,
-            key,
-            format!("holds {}", intent.id),
-        ));
-    }
-    Ok(intent)
-}
-
-/// The revision a record is stored at when written over `revision`.
-fn next_revision(id: &impl fmt::Display, revision: u64) -> Result<u64, StoreError> {
-    revision
-        .checked_add(1)
-        .ok_or_else(|| invalid(format!("{id} is at the last possible revision")))
-}
-
-fn invalid(reason: String) -> StoreError {
-    StoreError::InvalidWrite { reason }
-}
-
-fn dangling(id: &impl fmt::Display) -> String {
-    format!("points at {id}, which does not exist")
-}
-
-/// What a page token is bound to: a short digest of the list and its filter. A token
-/// carries it after the id it continues from, so a token of one list or filter cannot
-/// continue another (where it would silently skip or repeat records).
-fn list_scope(filter: &impl fmt::Debug) -> String {
-    let digest = alloy::primitives::keccak256(format!("{filter:?}"));
-    alloy::hex::encode(&digest[..6])
-}
-
-/// The id a page token names, when the token was made for `scope`; else `InvalidPageToken`.
-fn parse_token<T>(
-    page: &PageRequest,
-    parse: impl Fn(&str) -> Option<T>,
-    scope: &str,
-) -> Result<Option<T>, StoreError> {
-    page.token
-        .as_deref()
-        .map(|token| {
-            token
-                .split_once('.')
-                .filter(|(_, bound)| *bound == scope)
-                .and_then(|(id, _)| parse(id))
-                .ok_or(StoreError::InvalidPageToken)
-        })
-        .transpose()
-}
-
-/// Up to `size + 1` matching items from the entries of `tree` under `prefix`, newest first,
-/// starting below the id `before`; the extra item only says whether another page exists.
-///
-/// Keys under a prefix end in an id, and ids sort by creation, so the range below
-/// `prefix ++ before` is exactly what the previous pages have not reached yet.
-fn walk_newest_first<T>(
-    tree: &Tree,
-    prefix: &[u8],
-    before: Option<&str>,
-    size: usize,
-    mut visit: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let size = page_size(size);
-    let entries = match before {
-        None => tree.scan_prefix(prefix),
-        Some(id) => tree.range(prefix.to_vec()..layout::index_key(prefix.to_vec(), id)),
-    };
-    let mut items = Vec::new();
-    for entry in entries.rev() {
-        let (key, value) = entry?;
-        if let Some(item) = visit(&key, &value)? {
-            items.push(item);
-            if items.len() > size {
-                break;
-            }
-        }
-    }
-    Ok(items)
-}
-
-/// The page of `items` (as [`walk_newest_first`] found them), with a token when more exist.
-fn into_page<T>(mut items: Vec<T>, size: usize, scope: &str, id: impl Fn(&T) -> String) -> Page<T> {
-    let size = page_size(size);
-    let more = items.len() > size;
-    items.truncate(size);
-    let next_token = if more {
-        items.last().map(|last| format!("{}.{scope}", id(last)))
-    } else {
-        None
-    };
-    Page { items, next_token }
-}
-
-fn page_size(requested: usize) -> usize {
-    requested.clamp(1, MAX_PAGE_SIZE)
 }

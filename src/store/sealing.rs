@@ -30,9 +30,12 @@ pub struct RotationReport {
 /// Checks at start that every held key is sealed under `master`, and seals those an older
 /// version stored bare, in one atomic write. Returns how many it sealed. A key under
 /// another master key stops the daemon before it signs anything.
-pub async fn seal_legacy_keys(store: &Store, master: &MasterKey) -> Result<usize, SealingError> {
+pub async fn seal_legacy_keys(
+    store: &dyn Store,
+    master: &MasterKey,
+) -> Result<usize, SealingError> {
     let mut changes = Vec::new();
-    for (address, stored) in store.held_keys()? {
+    for (address, stored) in store.held_keys().await? {
         match sealed_under(&stored) {
             Some(id) if id == master.id() => {}
             Some(id) => return Err(wrong_master(address, &id, master).into()),
@@ -48,13 +51,13 @@ pub async fn seal_legacy_keys(store: &Store, master: &MasterKey) -> Result<usize
 /// an interruption finishes the job; keys stored bare by an older version are sealed under
 /// `new` too.
 pub async fn rotate_master_key(
-    store: &Store,
+    store: &dyn Store,
     old: &MasterKey,
     new: &MasterKey,
 ) -> Result<RotationReport, SealingError> {
     let mut changes = Vec::new();
     let mut already = 0;
-    for (address, stored) in store.held_keys()? {
+    for (address, stored) in store.held_keys().await? {
         match sealed_under(&stored) {
             Some(id) if id == new.id() => already += 1,
             Some(id) if id == old.id() => changes.push(reseal(address, stored, Some(old), new)?),

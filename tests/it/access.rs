@@ -722,14 +722,14 @@ async fn each_key_has_its_own_request_rate() {
         retry > Duration::ZERO && retry <= Duration::from_millis(200),
         "a token comes back every 200 ms at 5/s: {retry:?}"
     );
-    let before = daemon.store.content_digest().expect("digest");
+    let before = daemon.store.content_digest().await.expect("digest");
     let again = busy
         .sessions
         .list_sessions(list())
         .await
         .expect_err("still out");
     assert_eq!(again.code(), Code::ResourceExhausted);
-    assert_eq!(daemon.store.content_digest().expect("digest"), before);
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), before);
 
     // Another key of the same tenant is not charged for it.
     let mut quiet = daemon.clients_with(&quiet_key);

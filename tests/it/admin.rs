@@ -88,6 +88,7 @@ async fn operators_read_the_status_pause_and_resume_relaying_and_fund_relayers()
     let confirmed = daemon
         .store
         .count_intents_in_status(IntentStatus::Confirmed)
+        .await
         .expect("count");
     assert_eq!(confirmed, 2, "the registration and the mint");
     assert_eq!(status["intents"]["confirmed"], confirmed);
@@ -286,7 +287,7 @@ async fn the_admin_service_lets_in_only_its_token_and_only_on_its_own_address() 
         assert!(!refused.message().contains(ADMIN_TOKEN));
     }
     assert!(
-        daemon.store.relay_pause().expect("read").is_none(),
+        daemon.store.relay_pause().await.expect("read").is_none(),
         "a refused call changes nothing"
     );
 

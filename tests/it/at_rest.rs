@@ -8,7 +8,7 @@ use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use latchkey::{
     api::proto::TransactionIntentStatus as S,
     keys::{self, MasterKey},
-    store::Store,
+    store::{SledStore, Store},
 };
 use serde_json::Value;
 
@@ -68,9 +68,9 @@ async fn rotate(data_dir: &Path, old: &str, new: &str) -> (i32, String, String) 
 
 /// The held keys' secrets, opened with `master` as the daemon opens them, checked against
 /// the sessions' key addresses.
-fn secrets(data_dir: &Path, master: &MasterKey, expected: &[Address]) -> Vec<[u8; 32]> {
-    let store = Store::open(data_dir).expect("open the store");
-    let held = store.held_keys().expect("held keys");
+async fn secrets(data_dir: &Path, master: &MasterKey, expected: &[Address]) -> Vec<[u8; 32]> {
+    let store = SledStore::open(data_dir).expect("open the store");
+    let held = store.held_keys().await.expect("held keys");
     let mut addresses: Vec<Address> = held.iter().map(|(address, _)| *address).collect();
     let mut expected = expected.to_vec();
     addresses.sort();
@@ -123,7 +123,7 @@ async fn held_keys_are_never_on_disk_or_in_logs_and_rotate_to_a_new_master_key()
         .collect();
 
     let old = MasterKey::from_hex(MASTER_KEY).expect("master key");
-    let held = secrets(&data_dir, &old, &key_addresses);
+    let held = secrets(&data_dir, &old, &key_addresses).await;
 
     // Secrets that must never be written: each held key (bytes and hex), the master key,
     // the relayer's key, the API key the flow called with (its secret part, as text and
@@ -186,7 +186,7 @@ async fn held_keys_are_never_on_disk_or_in_logs_and_rotate_to_a_new_master_key()
         "names the key they are under: {stderr}"
     );
     assert_eq!(
-        secrets(&data_dir, &old, &key_addresses),
+        secrets(&data_dir, &old, &key_addresses).await,
         held,
         "nothing changed"
     );
@@ -206,7 +206,7 @@ async fn held_keys_are_never_on_disk_or_in_logs_and_rotate_to_a_new_master_key()
         (0.into(), 3.into())
     );
     assert_eq!(
-        secrets(&data_dir, &new, &key_addresses),
+        secrets(&data_dir, &new, &key_addresses).await,
         held,
         "the same keys"
     );
@@ -254,5 +254,5 @@ async fn held_keys_are_never_on_disk_or_in_logs_and_rotate_to_a_new_master_key()
     let (_, status) = daemon.terminate(Duration::from_secs(30)).await;
     assert!(status.success());
     // The same keys, under the new master key only.
-    assert_eq!(secrets(&data_dir, &new, &key_addresses), held);
+    assert_eq!(secrets(&data_dir, &new, &key_addresses).await, held);
 }

@@ -28,7 +28,7 @@ use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
     chain::contracts::EntryPoint,
     intent::{IntentKind, IntentStatus},
-    store::{IntentFilter, PageRequest, Store},
+    store::{IntentFilter, PageRequest, SledStore, Store},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::time::{Instant, sleep, sleep_until};
@@ -108,7 +108,7 @@ async fn five_sigkills_during_five_hundred_intents_lose_none_and_execute_each_ex
         sleep(Duration::from_millis(delay)).await;
         daemon.kill();
         let acked = acknowledged.load(Ordering::SeqCst);
-        let at_kill = stored_statuses(&data_dir);
+        let at_kill = stored_statuses(&data_dir).await;
         let stored: usize = at_kill.iter().map(|(_, count)| count).sum();
         let unfinished: usize = at_kill
             .iter()
@@ -370,8 +370,8 @@ fn describe(intent: &proto::TransactionIntent) -> String {
 }
 
 /// How many call intents the killed daemon's store holds in each status, most first.
-fn stored_statuses(data_dir: &Path) -> Vec<(IntentStatus, usize)> {
-    let store = Store::open(data_dir).expect("open the killed daemon's store");
+async fn stored_statuses(data_dir: &Path) -> Vec<(IntentStatus, usize)> {
+    let store = SledStore::open(data_dir).expect("open the killed daemon's store");
     let mut counts: HashMap<IntentStatus, usize> = HashMap::new();
     let mut token = None;
     loop {
@@ -383,6 +383,7 @@ fn stored_statuses(data_dir: &Path) -> Vec<(IntentStatus, usize)> {
                 },
                 &PageRequest { size: 1_000, token },
             )
+            .await
             .expect("list the stored intents");
         for intent in &page.items {
             *counts.entry(intent.status).or_default() += 1;

@@ -17,7 +17,7 @@ use latchkey::{
     chain::user_operation::sign_user_op_hash,
     config::Config,
     daemon::Daemon,
-    store::Store,
+    store::SharedStore,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -95,7 +95,7 @@ pub struct TestDaemon {
     pub metrics_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
-    pub store: Store,
+    pub store: SharedStore,
     pub api: Clients,
     /// The READ and WRITE key of [`TEST_TENANT`] that `api` calls with.
     pub api_key: String,
@@ -764,14 +764,14 @@ impl Drop for DaemonProcess {
 
 /// A port nobody listens on now.
 /// The intent as the daemon stored it, with what the API does not show (its submission,
-/// its operation).
+/// its operation). A plain call, for the tests' filters and closures: the embedded store
+/// answers a read without waiting on anything, so blocking on it returns at once.
 pub fn stored_intent(daemon: &TestDaemon, name: &str) -> latchkey::intent::Intent {
     let id = name
         .strip_prefix("transactionIntents/")
         .expect("intent name");
-    daemon
-        .store
-        .intent(&latchkey::intent::IntentId::parse(id).expect("intent id"))
+    let id = latchkey::intent::IntentId::parse(id).expect("intent id");
+    futures::executor::block_on(daemon.store.intent(&id))
         .expect("read")
         .expect("stored")
 }
@@ -792,7 +792,7 @@ pub async fn refused<T: std::fmt::Debug>(
     code: Code,
     needle: &str,
 ) {
-    let before = daemon.store.content_digest().expect("digest");
+    let before = daemon.store.content_digest().await.expect("digest");
     let status = request
         .await
         .expect_err(&format!("{what}: must be refused"));
@@ -802,6 +802,6 @@ pub async fn refused<T: std::fmt::Debug>(
         "{what}: message {:?} should mention {needle:?}",
         status.message()
     );
-    let after = daemon.store.content_digest().expect("digest");
+    let after = daemon.store.content_digest().await.expect("digest");
     assert_eq!(before, after, "{what}: the store changed");
 }

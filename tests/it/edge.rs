@@ -173,7 +173,7 @@ async fn create_session_raw(
 async fn a_body_sent_without_a_good_key_is_refused_before_it_is_read() {
     let chain = TestChain::start().await;
     let daemon = TestDaemon::start(&chain).await;
-    let before = daemon.store.content_digest().expect("digest");
+    let before = daemon.store.content_digest().await.expect("digest");
     let forged = forged_key(&daemon.api_key);
 
     // What would be OUT_OF_RANGE (over api.max_request_bytes) or INVALID_ARGUMENT (no
@@ -217,7 +217,7 @@ async fn a_body_sent_without_a_good_key_is_refused_before_it_is_read() {
     assert_eq!(count("UNAUTHENTICATED"), 4.0, "{metrics:?}");
     assert_eq!(count("OUT_OF_RANGE"), 1.0, "{metrics:?}");
     assert_eq!(count("INVALID_ARGUMENT"), 1.0, "{metrics:?}");
-    assert_eq!(daemon.store.content_digest().expect("digest"), before);
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), before);
 }
 
 #[tokio::test]
@@ -272,7 +272,7 @@ async fn one_tenant_at_its_watch_quota_leaves_room_for_another_and_for_the_opera
         watch(&daemon, &my_intents[0].name).await.expect("first"),
         watch(&daemon, &my_intents[1].name).await.expect("second"),
     ];
-    let digest = daemon.store.content_digest().expect("digest");
+    let digest = daemon.store.content_digest().await.expect("digest");
     let quota = watch(&daemon, &my_intents[2].name)
         .await
         .expect_err("a third is over this tenant's quota");
@@ -317,5 +317,5 @@ async fn one_tenant_at_its_watch_quota_leaves_room_for_another_and_for_the_opera
         full.get_details_error_info().expect("info").metadata["limit"],
         "api.max_admin_watch_streams"
     );
-    assert_eq!(daemon.store.content_digest().expect("digest"), digest);
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), digest);
 }

@@ -389,14 +389,14 @@ async fn health_is_served_and_a_graceful_restart_keeps_every_record() {
     let owner = PrivateKeySigner::random();
     let session = daemon.active_held_session(&chain, &owner, 3).await;
     let data_dir = daemon.data_dir.clone();
-    let digest = daemon.store.content_digest().expect("digest");
+    let digest = daemon.store.content_digest().await.expect("digest");
     let dir = daemon.keep_dir();
     let api_key = daemon.api_key.clone();
     daemon.stop().await;
 
     let mut again = TestDaemon::start_on(&chain, data_dir, &api_key).await;
     assert_eq!(
-        again.store.content_digest().expect("digest"),
+        again.store.content_digest().await.expect("digest"),
         digest,
         "nothing lost or changed"
     );

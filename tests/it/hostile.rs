@@ -1217,11 +1217,11 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
     let mut reasons: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let rows = t.0.len();
     for case in t.0 {
-        let before = store.content_digest().expect("digest");
-        let pause_before = store.relay_pause().expect("pause");
+        let before = store.content_digest().await.expect("digest");
+        let pause_before = store.relay_pause().await.expect("pause");
         let result = case.call.await;
-        let after = store.content_digest().expect("digest");
-        let pause_after = store.relay_pause().expect("pause");
+        let after = store.content_digest().await.expect("digest");
+        let pause_after = store.relay_pause().await.expect("pause");
         let (code, message) = match &result {
             Ok(()) => (Code::Ok, String::new()),
             Err(status) => (status.code(), status.message().to_owned()),

@@ -129,7 +129,7 @@ async fn registrations_and_revocations_are_intents_that_lists_show_and_counts_ag
         .expect("second page")
         .into_inner();
     assert_eq!(second.transaction_intents[0].name, all[1].name);
-    let before = daemon.store.content_digest().expect("digest");
+    let before = daemon.store.content_digest().await.expect("digest");
     let refused = daemon
         .intents
         .list_transaction_intents(list_request(&session.name, Kind::Call, 1, &token))
@@ -140,5 +140,5 @@ async fn registrations_and_revocations_are_intents_that_lists_show_and_counts_ag
     let info = refused.get_details_error_info().expect("ErrorInfo");
     assert_eq!(info.reason, "INVALID_FIELD");
     assert_eq!(info.metadata["field"], "page_token");
-    assert_eq!(daemon.store.content_digest().expect("digest"), before);
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), before);
 }

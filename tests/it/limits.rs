@@ -42,7 +42,7 @@ async fn watch_streams_and_request_size_are_capped_and_a_closed_stream_frees_its
 
     let first = watch(&intents[0].name).await.expect("first watch");
     let _second = watch(&intents[1].name).await.expect("second watch");
-    let digest = daemon.store.content_digest().expect("digest");
+    let digest = daemon.store.content_digest().await.expect("digest");
     let refused = watch(&intents[2].name)
         .await
         .expect_err("a third is one too many");
@@ -51,7 +51,7 @@ async fn watch_streams_and_request_size_are_capped_and_a_closed_stream_frees_its
         refused.message().contains("api.max_watch_streams"),
         "{refused:?}"
     );
-    assert_eq!(daemon.store.content_digest().expect("digest"), digest);
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), digest);
 
     // Closing a stream frees its slot.
     drop(first);
@@ -88,7 +88,7 @@ async fn watch_streams_and_request_size_are_capped_and_a_closed_stream_frees_its
         .await
         .expect_err("too large");
     assert_eq!(oversized.code(), Code::OutOfRange, "{oversized:?}");
-    assert_eq!(daemon.store.content_digest().expect("digest"), digest);
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), digest);
 
     // Resumed, everything goes through, and the open stream follows its intent to the end.
     daemon.store.set_relay_pause(None).await.expect("resume");

@@ -79,7 +79,7 @@ async fn get_session_with(daemon: &TestDaemon, body: Vec<u8>) -> Status {
 async fn bytes_that_are_no_message_get_invalid_argument_and_are_counted() {
     let chain = TestChain::start().await;
     let daemon = TestDaemon::start(&chain).await;
-    let before = daemon.store.content_digest().expect("digest");
+    let before = daemon.store.content_digest().await.expect("digest");
 
     let valid = proto::GetSessionRequest {
         name: "sessions/ses_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
@@ -127,5 +127,5 @@ async fn bytes_that_are_no_message_get_invalid_argument_and_are_counted() {
         1.0,
         "counted once, by the gate: {metrics:?}"
     );
-    assert_eq!(daemon.store.content_digest().expect("digest"), before);
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), before);
 }

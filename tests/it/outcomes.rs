@@ -176,6 +176,7 @@ async fn an_operation_the_entry_point_refuses_is_dropped_with_its_aa_code_cause_
                 token: None,
             },
         )
+        .await
         .expect("list")
         .items
         .into_iter()
@@ -286,7 +287,7 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
         .into_inner();
     daemon.wait_final(&first.name).await;
 
-    let before = daemon.store.content_digest().expect("digest");
+    let before = daemon.store.content_digest().await.expect("digest");
     let second = daemon
         .intents
         .create_transaction_intent(request)
@@ -295,7 +296,7 @@ async fn an_idempotency_key_returns_the_first_intent_and_writes_nothing() {
         .into_inner();
     assert_eq!(second.name, first.name, "the same intent");
     assert_eq!(
-        daemon.store.content_digest().expect("digest"),
+        daemon.store.content_digest().await.expect("digest"),
         before,
         "nothing written"
     );

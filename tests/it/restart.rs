@@ -15,7 +15,7 @@ use latchkey::{
     api::proto,
     chain::contracts::EntryPoint,
     intent::IntentStatus,
-    store::{IntentFilter, PageRequest, Store},
+    store::{IntentFilter, PageRequest, SledStore, Store},
 };
 
 use crate::{
@@ -65,7 +65,7 @@ async fn a_killed_daemon_resumes_and_executes_every_intent_exactly_once() {
     }
     daemon.kill();
 
-    let at_crash = statuses(&data_dir);
+    let at_crash = statuses(&data_dir).await;
     println!("statuses at the crash: {at_crash:?}");
     assert_eq!(
         at_crash.values().sum::<usize>(),
@@ -174,8 +174,8 @@ async fn wait_until_some_submitted(daemon: &mut DaemonProcess, names: &[String])
 }
 
 /// How many call intents the dead daemon's store holds in each status.
-fn statuses(data_dir: &std::path::Path) -> HashMap<IntentStatus, usize> {
-    let store = Store::open(data_dir).expect("open the dead daemon's store");
+async fn statuses(data_dir: &std::path::Path) -> HashMap<IntentStatus, usize> {
+    let store = SledStore::open(data_dir).expect("open the dead daemon's store");
     let page = store
         .list_intents(
             &IntentFilter::default(),
@@ -184,6 +184,7 @@ fn statuses(data_dir: &std::path::Path) -> HashMap<IntentStatus, usize> {
                 token: None,
             },
         )
+        .await
         .expect("list");
     let mut counts = HashMap::new();
     for intent in page

@@ -9,7 +9,7 @@ use alloy::{providers::ext::AnvilApi, signers::local::PrivateKeySigner};
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
     intent::IntentStatus,
-    store::Store,
+    store::{SledStore, Store},
 };
 
 use crate::{
@@ -69,10 +69,11 @@ async fn until_submitted(api: &mut Clients) {
 }
 
 /// How many of the store's intents are in `status`.
-fn count(data_dir: &std::path::Path, status: IntentStatus) -> usize {
-    Store::open(data_dir)
+async fn count(data_dir: &std::path::Path, status: IntentStatus) -> usize {
+    SledStore::open(data_dir)
         .expect("the store opens after the daemon exited")
         .intents_in_status(status)
+        .await
         .expect("read")
         .len()
 }
@@ -144,7 +145,7 @@ async fn sigterm_under_load_drains_the_bundles_in_flight_and_a_restart_loses_not
     );
     // Drained: no bundle was left in the pool with its fate unknown.
     let data_dir = dir.path().join("store");
-    assert_eq!(count(&data_dir, IntentStatus::Submitted), 0);
+    assert_eq!(count(&data_dir, IntentStatus::Submitted).await, 0);
     resume_and_check(&chain, &dir, port, &names).await;
 }
 
@@ -168,7 +169,7 @@ async fn a_drain_that_outlasts_the_grace_period_stops_on_time_and_resumes_at_res
     );
     let data_dir = dir.path().join("store");
     assert!(
-        count(&data_dir, IntentStatus::Submitted) > 0,
+        count(&data_dir, IntentStatus::Submitted).await > 0,
         "bundles were left in flight"
     );
     chain

@@ -34,13 +34,14 @@ async fn unsigned_intents_are_bounded_per_session_and_end_with_their_session() {
     let reserved = daemon
         .store
         .session(&session_id)
+        .await
         .expect("read")
         .expect("stored")
         .usage;
     assert_eq!(reserved.calls as usize, MAX_UNSIGNED_INTENTS_PER_SESSION);
 
     // One more is refused, and writes nothing.
-    let before = daemon.store.content_digest().expect("digest");
+    let before = daemon.store.content_digest().await.expect("digest");
     let account = crate::daemon::account_address(&session.account).to_string();
     let refused = daemon
         .intents
@@ -57,7 +58,7 @@ async fn unsigned_intents_are_bounded_per_session_and_end_with_their_session() {
         refused.get_details_error_info().expect("ErrorInfo").reason,
         "UNSIGNED_LIMIT_REACHED"
     );
-    assert_eq!(daemon.store.content_digest().expect("digest"), before);
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), before);
 
     // Revoked: every intent still waiting ends with the reason, and gives back what it held.
     daemon.revoke(&owner, &session).await;
@@ -74,6 +75,7 @@ async fn unsigned_intents_are_bounded_per_session_and_end_with_their_session() {
     let released = daemon
         .store
         .session(&session_id)
+        .await
         .expect("read")
         .expect("stored")
         .usage;

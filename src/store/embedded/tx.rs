@@ -1,9 +1,5 @@
-//! Writes: one sled transaction over every table, and the record-level steps a write is
+//! Writes: one sled transaction over every table, and the record-level steps a batch is
 //! made of (create a record with its index entries, update one under the revision check).
-//!
-//! sled 0.34 runs transactions under a process-wide write lock and commits all their trees
-//! in one atomically recovered log batch, so every write here is serializable against every
-//! other write, and after a crash it is either wholly there or wholly absent.
 
 use alloy::primitives::Address;
 use sled::{
@@ -14,14 +10,12 @@ use sled::{
     },
 };
 
-use super::{
-    RecordId, StoreError,
-    layout::{self, EMPTY, Table},
-};
+use super::layout::{self, EMPTY, Table};
 use crate::{
     intent::{Intent, IntentId},
     policy::{Charge, Policy, PolicyUsage, Refusal},
     session::{Session, SessionId},
+    store::{Change, Record, RecordId, StoreError},
 };
 
 /// The result of one step inside a transaction.
@@ -68,45 +62,30 @@ impl Trees {
 }
 
 /// A record about to be written: the record as the caller has it (its `revision` is the one
-/// the write is based on) and its encoding as it will be stored.
+/// an update is based on), whether it is new, and its encoding as it will be stored.
 pub(super) struct Staged<'a, T> {
     pub(super) record: &'a T,
+    pub(super) create: bool,
     pub(super) bytes: Vec<u8>,
 }
 
-impl<'a> Staged<'a, Session> {
-    /// A session stored with `revision`.
-    pub(super) fn session(record: &'a Session, revision: u64) -> Result<Self, StoreError> {
-        let stored = Session {
-            revision,
-            ..record.clone()
-        };
-        let bytes = layout::encode(RecordId::Session(record.id.clone()), &stored)?;
-        Ok(Self { record, bytes })
-    }
-}
-
-impl<'a> Staged<'a, Intent> {
-    /// An intent stored with `revision`.
-    pub(super) fn intent(record: &'a Intent, revision: u64) -> Result<Self, StoreError> {
-        let stored = Intent {
-            revision,
-            ..record.clone()
-        };
-        let bytes = layout::encode(RecordId::Intent(record.id.clone()), &stored)?;
-        Ok(Self { record, bytes })
-    }
-}
-
-impl<'a> Staged<'a, Policy> {
-    /// A policy stored with `revision`.
-    pub(super) fn policy(record: &'a Policy, revision: u64) -> Result<Self, StoreError> {
-        let stored = Policy {
-            revision,
-            ..record.clone()
-        };
-        let bytes = layout::encode(RecordId::Policy(record.id.clone()), &stored)?;
-        Ok(Self { record, bytes })
+impl<'a, T: Record> Staged<'a, T> {
+    /// Every change encoded at the revision it is stored at, before the transaction: the
+    /// transaction body may run more than once and should only touch the trees.
+    pub(super) fn all(changes: &[Change<'a, T>]) -> Result<Vec<Self>, StoreError> {
+        changes
+            .iter()
+            .map(|change| {
+                let record = change.record();
+                let mut stored = record.clone();
+                stored.set_revision(change.stored_revision()?);
+                Ok(Self {
+                    record,
+                    create: matches!(change, Change::Create(_)),
+                    bytes: layout::encode(record.record_id(), &stored)?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -114,6 +93,33 @@ impl<'a> Staged<'a, Policy> {
 pub(super) struct Tx<'a>(&'a [TransactionalTree]);
 
 impl Tx<'_> {
+    /// Stores a session: new, or over the revision it was read at.
+    pub(super) fn write_session(&self, staged: &Staged<'_, Session>) -> TxResult<()> {
+        if staged.create {
+            self.insert_session(staged)
+        } else {
+            self.update_session(staged)
+        }
+    }
+
+    /// Stores an intent: new, or over the revision it was read at.
+    pub(super) fn write_intent(&self, staged: &Staged<'_, Intent>) -> TxResult<()> {
+        if staged.create {
+            self.insert_intent(staged)
+        } else {
+            self.update_intent(staged)
+        }
+    }
+
+    /// Stores a policy: new, or over the revision it was read at.
+    pub(super) fn write_policy(&self, staged: &Staged<'_, Policy>) -> TxResult<()> {
+        if staged.create {
+            self.insert_policy(staged)
+        } else {
+            self.update_policy(staged)
+        }
+    }
+
     /// The tree of `table`.
     fn at(&self, table: Table) -> &TransactionalTree {
         &self.0[table.index()]
@@ -139,100 +145,74 @@ impl Tx<'_> {
     }
 
     /// Stores a new session and its index entries; `AlreadyExists` if the id is taken.
-    pub(super) fn insert_session(&self, staged: &Staged<'_, Session>) -> TxResult<()> {
+    fn insert_session(&self, staged: &Staged<'_, Session>) -> TxResult<()> {
         let session = staged.record;
-        let key = session.id.as_str().as_bytes();
-        if self.at(Table::Sessions).get(key)?.is_some() {
-            return fail(StoreError::AlreadyExists {
-                record: RecordId::Session(session.id.clone()),
-            });
-        }
-        self.at(Table::Sessions)
-            .insert(key, staged.bytes.as_slice())?;
-        let id = session.id.as_str();
-        self.at(Table::SessionByAccount).insert(
-            layout::index_key(layout::account_prefix(session.account), id),
-            EMPTY,
-        )?;
-        self.at(Table::SessionByStatus).insert(
-            layout::index_key(layout::status_prefix(session.status.code()), id),
-            EMPTY,
-        )?;
-        Ok(())
+        self.insert_new(Table::Sessions, staged)?;
+        self.index(
+            session,
+            [
+                (
+                    Table::SessionByAccount,
+                    layout::account_prefix(session.account),
+                ),
+                (
+                    Table::SessionByStatus,
+                    layout::status_prefix(session.status.code()),
+                ),
+            ],
+        )
     }
 
     /// Replaces a stored session if it is still at the revision the write is based on, and
     /// moves its status index entry when its status changed.
-    pub(super) fn update_session(&self, staged: &Staged<'_, Session>) -> TxResult<()> {
+    fn update_session(&self, staged: &Staged<'_, Session>) -> TxResult<()> {
         let session = staged.record;
-        let key = session.id.as_str().as_bytes();
-        let record = || RecordId::Session(session.id.clone());
-        let Some(bytes) = self.at(Table::Sessions).get(key)? else {
-            return fail(StoreError::NotFound { record: record() });
-        };
-        let stored: Session = abort_on_err(layout::decode(Table::Sessions, key, &bytes))?;
-        if stored.revision != session.revision {
-            return fail(StoreError::Conflict {
-                record: record(),
-                stored: stored.revision,
-                given: session.revision,
-            });
-        }
+        let stored = self.stored_at_revision(Table::Sessions, staged)?;
         if stored.account != session.account {
             return fail(StoreError::InvalidWrite {
-                reason: format!("{} would move to another account", record()),
+                reason: format!("{} would move to another account", session.record_id()),
             });
         }
-        if stored.status != session.status {
-            let id = session.id.as_str();
-            self.at(Table::SessionByStatus).remove(layout::index_key(
-                layout::status_prefix(stored.status.code()),
-                id,
-            ))?;
-            self.at(Table::SessionByStatus).insert(
-                layout::index_key(layout::status_prefix(session.status.code()), id),
-                EMPTY,
-            )?;
-        }
-        self.at(Table::Sessions)
-            .insert(key, staged.bytes.as_slice())?;
-        Ok(())
+        self.move_status(
+            Table::SessionByStatus,
+            session,
+            stored.status.code(),
+            session.status.code(),
+        )?;
+        self.replace(Table::Sessions, staged)
     }
 
     /// Stores a new intent, its index entries and its idempotency mapping; `AlreadyExists`
     /// if the id is taken. The caller has checked that the idempotency key is free.
-    pub(super) fn insert_intent(&self, staged: &Staged<'_, Intent>) -> TxResult<()> {
+    fn insert_intent(&self, staged: &Staged<'_, Intent>) -> TxResult<()> {
         let intent = staged.record;
-        let key = intent.id.as_str().as_bytes();
-        if self.at(Table::Intents).get(key)?.is_some() {
-            return fail(StoreError::AlreadyExists {
-                record: RecordId::Intent(intent.id.clone()),
-            });
-        }
+        self.insert_new(Table::Intents, staged)?;
         if let Some(charge) = &intent.charge {
             self.admit(charge)?;
             self.move_policy_usage(charge, PolicyUsage::default(), intent.policy_usage())?;
         }
-        self.at(Table::Intents)
-            .insert(key, staged.bytes.as_slice())?;
         self.record_change(&staged.bytes)?;
-        let id = intent.id.as_str();
-        self.at(Table::IntentBySession).insert(
-            layout::index_key(layout::session_prefix(&intent.session), id),
-            EMPTY,
-        )?;
-        self.at(Table::IntentByAccount).insert(
-            layout::index_key(layout::account_prefix(intent.account), id),
-            EMPTY,
-        )?;
-        self.at(Table::IntentByStatus).insert(
-            layout::index_key(layout::status_prefix(intent.status.code()), id),
-            EMPTY,
+        self.index(
+            intent,
+            [
+                (
+                    Table::IntentBySession,
+                    layout::session_prefix(&intent.session),
+                ),
+                (
+                    Table::IntentByAccount,
+                    layout::account_prefix(intent.account),
+                ),
+                (
+                    Table::IntentByStatus,
+                    layout::status_prefix(intent.status.code()),
+                ),
+            ],
         )?;
         if let Some(client_key) = &intent.idempotency_key {
             self.at(Table::Idempotency).insert(
                 layout::idempotency_key(&intent.session, client_key),
-                id.as_bytes(),
+                intent.key().as_bytes(),
             )?;
         }
         Ok(())
@@ -240,21 +220,9 @@ impl Tx<'_> {
 
     /// Replaces a stored intent if it is still at the revision the write is based on, and
     /// moves its status index entry when its status changed.
-    pub(super) fn update_intent(&self, staged: &Staged<'_, Intent>) -> TxResult<()> {
+    fn update_intent(&self, staged: &Staged<'_, Intent>) -> TxResult<()> {
         let intent = staged.record;
-        let key = intent.id.as_str().as_bytes();
-        let record = || RecordId::Intent(intent.id.clone());
-        let Some(bytes) = self.at(Table::Intents).get(key)? else {
-            return fail(StoreError::NotFound { record: record() });
-        };
-        let stored: Intent = abort_on_err(layout::decode(Table::Intents, key, &bytes))?;
-        if stored.revision != intent.revision {
-            return fail(StoreError::Conflict {
-                record: record(),
-                stored: stored.revision,
-                given: intent.revision,
-            });
-        }
+        let stored = self.stored_at_revision(Table::Intents, staged)?;
         let moved = if stored.session != intent.session {
             Some("session")
         } else if stored.account != intent.account {
@@ -268,26 +236,95 @@ impl Tx<'_> {
         };
         if let Some(field) = moved {
             return fail(StoreError::InvalidWrite {
-                reason: format!("{} would change its {field}, which is indexed", record()),
+                reason: format!(
+                    "{} would change its {field}, which is indexed",
+                    intent.record_id()
+                ),
             });
         }
         if let Some(charge) = &intent.charge {
             self.move_policy_usage(charge, stored.policy_usage(), intent.policy_usage())?;
         }
-        if stored.status != intent.status {
-            let id = intent.id.as_str();
-            self.at(Table::IntentByStatus).remove(layout::index_key(
-                layout::status_prefix(stored.status.code()),
-                id,
-            ))?;
-            self.at(Table::IntentByStatus).insert(
-                layout::index_key(layout::status_prefix(intent.status.code()), id),
-                EMPTY,
-            )?;
-        }
-        self.at(Table::Intents)
-            .insert(key, staged.bytes.as_slice())?;
+        self.move_status(
+            Table::IntentByStatus,
+            intent,
+            stored.status.code(),
+            intent.status.code(),
+        )?;
+        self.replace(Table::Intents, staged)?;
         self.record_change(&staged.bytes)
+    }
+
+    /// Stores a new record in `table`; `AlreadyExists` if its id is taken.
+    fn insert_new<T: Record>(&self, table: Table, staged: &Staged<'_, T>) -> TxResult<()> {
+        let key = staged.record.key().as_bytes();
+        if self.at(table).get(key)?.is_some() {
+            return fail(StoreError::AlreadyExists {
+                record: staged.record.record_id(),
+            });
+        }
+        self.replace(table, staged)
+    }
+
+    /// Writes a record's bytes over whatever `table` holds under its id.
+    fn replace<T: Record>(&self, table: Table, staged: &Staged<'_, T>) -> TxResult<()> {
+        self.at(table)
+            .insert(staged.record.key().as_bytes(), staged.bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// The record `table` holds under the staged record's id, if it is still at the
+    /// revision the write is based on: `NotFound` if there is none, `Conflict` if it moved
+    /// on.
+    fn stored_at_revision<T: Record>(&self, table: Table, staged: &Staged<'_, T>) -> TxResult<T> {
+        let record = staged.record;
+        let key = record.key().as_bytes();
+        let Some(bytes) = self.at(table).get(key)? else {
+            return fail(StoreError::NotFound {
+                record: record.record_id(),
+            });
+        };
+        let stored: T = abort_on_err(layout::decode(table, key, &bytes))?;
+        if stored.revision() != record.revision() {
+            return fail(StoreError::Conflict {
+                record: record.record_id(),
+                stored: stored.revision(),
+                given: record.revision(),
+            });
+        }
+        Ok(stored)
+    }
+
+    /// Adds `record` to each index `table` under its `prefix`.
+    fn index<const N: usize>(
+        &self,
+        record: &impl Record,
+        entries: [(Table, Vec<u8>); N],
+    ) -> TxResult<()> {
+        for (table, prefix) in entries {
+            self.at(table)
+                .insert(layout::index_key(prefix, record.key()), EMPTY)?;
+        }
+        Ok(())
+    }
+
+    /// Moves `record`'s entry in the status index `table` from status code `before` to
+    /// `after`, when they differ.
+    fn move_status(
+        &self,
+        table: Table,
+        record: &impl Record,
+        before: u8,
+        after: u8,
+    ) -> TxResult<()> {
+        if before != after {
+            self.at(table).remove(layout::index_key(
+                layout::status_prefix(before),
+                record.key(),
+            ))?;
+            self.index(record, [(table, layout::status_prefix(after))])?;
+        }
+        Ok(())
     }
 
     /// The intent a client's idempotency key of a session already maps to.
@@ -330,40 +367,25 @@ impl Tx<'_> {
 
 impl Tx<'_> {
     /// Stores a new policy; `AlreadyExists` if the id is taken.
-    pub(super) fn insert_policy(&self, staged: &Staged<'_, Policy>) -> TxResult<()> {
-        let key = staged.record.id.as_str().as_bytes();
-        if self.at(Table::Policies).get(key)?.is_some() {
-            return fail(StoreError::AlreadyExists {
-                record: RecordId::Policy(staged.record.id.clone()),
-            });
-        }
-        self.at(Table::Policies)
-            .insert(key, staged.bytes.as_slice())?;
-        Ok(())
+    fn insert_policy(&self, staged: &Staged<'_, Policy>) -> TxResult<()> {
+        self.insert_new(Table::Policies, staged)
     }
 
     /// Replaces a stored policy if it is still at the revision the write is based on. Its
     /// rules and creation time never change: the intervals of its limits are counted from
     /// that time, and the usage already recorded is keyed by rule index.
-    pub(super) fn update_policy(&self, staged: &Staged<'_, Policy>) -> TxResult<()> {
+    fn update_policy(&self, staged: &Staged<'_, Policy>) -> TxResult<()> {
         let policy = staged.record;
-        let record = || RecordId::Policy(policy.id.clone());
-        let stored = self.policy(&policy.id)?;
-        if stored.revision != policy.revision {
-            return fail(StoreError::Conflict {
-                record: record(),
-                stored: stored.revision,
-                given: policy.revision,
-            });
-        }
+        let stored = self.stored_at_revision(Table::Policies, staged)?;
         if stored.rules != policy.rules || stored.created_at_ms != policy.created_at_ms {
             return fail(StoreError::InvalidWrite {
-                reason: format!("{} would change its rules or creation time", record()),
+                reason: format!(
+                    "{} would change its rules or creation time",
+                    policy.record_id()
+                ),
             });
         }
-        self.at(Table::Policies)
-            .insert(policy.id.as_str().as_bytes(), staged.bytes.as_slice())?;
-        Ok(())
+        self.replace(Table::Policies, staged)
     }
 
     /// The stored policy; `NotFound` if there is none.

@@ -8,17 +8,18 @@ use tempfile::TempDir;
 use super::*;
 use crate::{
     chain::user_operation::UserOperation,
-    intent::{IntentEvent, IntentResult},
+    intent::{IntentEvent, IntentKind, IntentResult},
     policy::{Amount, Charge, ContractFunction, Refusal, Rule, SponsorStrategy},
-    session::{Permissions, SelectorRule, SessionEvent, Usage},
+    session::{KeyCustody, Permissions, SelectorRule, SessionEvent, Usage},
+    store::CreateIntent,
 };
 
 const ALICE: Address = Address::repeat_byte(0xa1);
 const BOB: Address = Address::repeat_byte(0xb0);
 
-fn open() -> (TempDir, Store) {
+fn open() -> (TempDir, SledStore) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = Store::open(dir.path()).expect("open a fresh store");
+    let store = SledStore::open(dir.path()).expect("open a fresh store");
     (dir, store)
 }
 
@@ -84,7 +85,7 @@ fn intent_of(session: &Session, kind: IntentKind) -> Intent {
 }
 
 /// A session and its registration intent, as stored.
-fn stored_session(store: &Store, account: Address) -> (Session, Intent) {
+async fn stored_session(store: &dyn Store, account: Address) -> (Session, Intent) {
     let mut session = session_on(account);
     let mut registration = Intent {
         id: session.registration_intent.clone(),
@@ -92,17 +93,23 @@ fn stored_session(store: &Store, account: Address) -> (Session, Intent) {
     };
     store
         .create_session(&mut session, &mut registration, None)
+        .await
         .expect("create the session");
     (session, registration)
 }
 
 /// A call intent of `session`, as stored; the session's copy follows.
-fn stored_call(store: &Store, session: &mut Session, idempotency_key: Option<&str>) -> Intent {
+async fn stored_call(
+    store: &dyn Store,
+    session: &mut Session,
+    idempotency_key: Option<&str>,
+) -> Intent {
     let mut intent = intent_of(session, IntentKind::Call);
     intent.idempotency_key = idempotency_key.map(str::to_owned);
     session.next_intent_lane += 1;
     let outcome = store
         .create_intent(session, &mut intent)
+        .await
         .expect("create the intent");
     assert_eq!(outcome, CreateIntent::Created);
     intent
@@ -116,32 +123,35 @@ fn page(size: usize, token: Option<String>) -> PageRequest {
     PageRequest { size, token }
 }
 
-#[test]
-fn sessions_and_intents_read_back_as_written_at_revision_one() {
+#[tokio::test]
+async fn sessions_and_intents_read_back_as_written_at_revision_one() {
     let (_dir, store) = open();
-    let (mut session, registration) = stored_session(&store, ALICE);
+    let (mut session, registration) = stored_session(&store, ALICE).await;
     assert_eq!(session.revision, 1);
     assert_eq!(registration.revision, 1);
-    assert_eq!(store.session(&session.id).unwrap(), Some(session.clone()));
     assert_eq!(
-        store.intent(&registration.id).unwrap(),
+        store.session(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        store.intent(&registration.id).await.unwrap(),
         Some(registration.clone())
     );
 
-    let call = stored_call(&store, &mut session, None);
+    let call = stored_call(&store, &mut session, None).await;
     assert_eq!(call.revision, 1);
     assert_eq!(session.revision, 2);
-    assert_eq!(store.intent(&call.id).unwrap(), Some(call));
-    assert_eq!(store.session(&session.id).unwrap(), Some(session));
+    assert_eq!(store.intent(&call.id).await.unwrap(), Some(call));
+    assert_eq!(store.session(&session.id).await.unwrap(), Some(session));
 
-    assert_eq!(store.session(&SessionId::generate()).unwrap(), None);
-    assert_eq!(store.intent(&IntentId::generate()).unwrap(), None);
+    assert_eq!(store.session(&SessionId::generate()).await.unwrap(), None);
+    assert_eq!(store.intent(&IntentId::generate()).await.unwrap(), None);
 }
 
-#[test]
-fn creating_a_record_twice_is_refused_and_writes_nothing() {
+#[tokio::test]
+async fn creating_a_record_twice_is_refused_and_writes_nothing() {
     let (_dir, store) = open();
-    let (session, registration) = stored_session(&store, ALICE);
+    let (session, registration) = stored_session(&store, ALICE).await;
 
     // The same session again, with a fresh registration: the session id is taken.
     let mut again = session.clone();
@@ -152,22 +162,24 @@ fn creating_a_record_twice_is_refused_and_writes_nothing() {
     again.registration_intent = fresh.id.clone();
     let error = store
         .create_session(&mut again, &mut fresh, None)
+        .await
         .unwrap_err();
     assert!(
         matches!(&error, StoreError::AlreadyExists { record: RecordId::Session(id) } if *id == session.id),
         "{error:?}"
     );
     assert_eq!(
-        store.intent(&fresh.id).unwrap(),
+        store.intent(&fresh.id).await.unwrap(),
         None,
         "the aborted write left its intent"
     );
 
     // An intent id that is taken.
-    let mut session = store.session(&session.id).unwrap().unwrap();
+    let mut session = store.session(&session.id).await.unwrap().unwrap();
     let mut duplicate = registration.clone();
     let error = store
         .create_intent(&mut session, &mut duplicate)
+        .await
         .unwrap_err();
     assert!(
         matches!(
@@ -178,15 +190,18 @@ fn creating_a_record_twice_is_refused_and_writes_nothing() {
         ),
         "{error:?}"
     );
-    assert_eq!(store.session(&session.id).unwrap().unwrap().revision, 1);
+    assert_eq!(
+        store.session(&session.id).await.unwrap().unwrap().revision,
+        1
+    );
 }
 
-#[test]
-fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
+#[tokio::test]
+async fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
     let (_dir, store) = open();
-    let (mut session, _) = stored_session(&store, ALICE);
-    let mut first = stored_call(&store, &mut session, None);
-    let mut second = stored_call(&store, &mut session, None);
+    let (mut session, _) = stored_session(&store, ALICE).await;
+    let mut first = stored_call(&store, &mut session, None).await;
+    let mut second = stored_call(&store, &mut session, None).await;
 
     // Two writers read the same revisions.
     let mut stale_session = session.clone();
@@ -194,7 +209,10 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
 
     session.usage.calls = 1;
     first.apply(&IntentEvent::Signed, 2).unwrap();
-    store.save(&mut [&mut session], &mut [&mut first]).unwrap();
+    store
+        .save(&mut [&mut session], &mut [&mut first])
+        .await
+        .unwrap();
     assert_eq!((session.revision, first.revision), (4, 2));
 
     // The second writer changes `second` (current) and `first` (stale) together.
@@ -203,13 +221,14 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
     stale_first.apply(&IntentEvent::Dropped, 3).unwrap();
     let error = store
         .save(&mut [], &mut [&mut second, &mut stale_first])
+        .await
         .unwrap_err();
     assert!(
         matches!(&error, StoreError::Conflict { record: RecordId::Intent(id), stored: 2, given: 1 } if *id == first.id),
         "{error:?}"
     );
     assert_eq!(
-        store.intent(&second.id).unwrap(),
+        store.intent(&second.id).await.unwrap(),
         Some(second_before),
         "half a write was kept"
     );
@@ -217,9 +236,12 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
         second.revision, 1,
         "a refused write bumped the caller's copy"
     );
-    assert_eq!(store.intent(&first.id).unwrap(), Some(first.clone()));
+    assert_eq!(store.intent(&first.id).await.unwrap(), Some(first.clone()));
     assert_eq!(
-        store.intents_in_status(IntentStatus::Dropped).unwrap(),
+        store
+            .intents_in_status(IntentStatus::Dropped)
+            .await
+            .unwrap(),
         Vec::new()
     );
 
@@ -227,6 +249,7 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
     stale_session.usage.calls = 7;
     let error = store
         .save(&mut [&mut stale_session], &mut [&mut second])
+        .await
         .unwrap_err();
     assert!(
         matches!(
@@ -238,36 +261,37 @@ fn a_write_from_a_stale_revision_is_refused_and_writes_nothing_of_itself() {
         ),
         "{error:?}"
     );
-    assert_eq!(store.session(&session.id).unwrap(), Some(session));
+    assert_eq!(store.session(&session.id).await.unwrap(), Some(session));
     assert_eq!(
-        store.intent(&second.id).unwrap().unwrap().status,
+        store.intent(&second.id).await.unwrap().unwrap().status,
         IntentStatus::PendingSignature
     );
 
     // Re-read, re-apply, and the write goes through.
-    let mut second = store.intent(&second.id).unwrap().unwrap();
+    let mut second = store.intent(&second.id).await.unwrap().unwrap();
     second.apply(&IntentEvent::Signed, 4).unwrap();
-    store.save(&mut [], &mut [&mut second]).unwrap();
-    assert_eq!(store.intent(&second.id).unwrap(), Some(second));
+    store.save(&mut [], &mut [&mut second]).await.unwrap();
+    assert_eq!(store.intent(&second.id).await.unwrap(), Some(second));
 }
 
-#[test]
-fn of_many_writers_racing_from_one_revision_exactly_one_wins() {
+#[tokio::test]
+async fn of_many_writers_racing_from_one_revision_exactly_one_wins() {
     let (_dir, store) = open();
-    let (session, _) = stored_session(&store, ALICE);
+    let (session, _) = stored_session(&store, ALICE).await;
     let writers = 8;
     let barrier = Barrier::new(writers);
     let outcomes: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..writers)
-            .map(|writer| {
-                let (store, barrier, mut session) = (store.clone(), &barrier, session.clone());
-                scope.spawn(move || {
-                    session.next_intent_lane = writer as u32;
-                    barrier.wait();
-                    store.save(&mut [&mut session], &mut [])
-                })
-            })
-            .collect();
+        let mut handles: Vec<_> = Vec::new();
+        for writer in 0..writers {
+            let (store, barrier, mut session) = (&store, &barrier, session.clone());
+            handles.push(scope.spawn(move || {
+                session.next_intent_lane = writer as u32;
+                barrier.wait();
+                // sled's writes do not wait on anything: each thread runs its own to the
+                // end, so the threads race in the store itself.
+                futures::executor::block_on(store.save(&mut [&mut session], &mut []))
+            }));
+        }
         handles
             .into_iter()
             .map(|handle| handle.join().expect("writer thread"))
@@ -281,14 +305,17 @@ fn of_many_writers_racing_from_one_revision_exactly_one_wins() {
             .filter_map(|outcome| outcome.as_ref().err())
             .all(|error| matches!(error, StoreError::Conflict { .. }))
     );
-    assert_eq!(store.session(&session.id).unwrap().unwrap().revision, 2);
+    assert_eq!(
+        store.session(&session.id).await.unwrap().unwrap().revision,
+        2
+    );
 }
 
-#[test]
-fn saving_a_record_that_was_never_created_is_not_found() {
+#[tokio::test]
+async fn saving_a_record_that_was_never_created_is_not_found() {
     let (_dir, store) = open();
     let mut session = session_on(ALICE);
-    let error = store.save(&mut [&mut session], &mut []).unwrap_err();
+    let error = store.save(&mut [&mut session], &mut []).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -299,7 +326,7 @@ fn saving_a_record_that_was_never_created_is_not_found() {
         "{error:?}"
     );
     let mut intent = intent_of(&session, IntentKind::Call);
-    let error = store.save(&mut [], &mut [&mut intent]).unwrap_err();
+    let error = store.save(&mut [], &mut [&mut intent]).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -311,39 +338,43 @@ fn saving_a_record_that_was_never_created_is_not_found() {
     );
     store
         .save(&mut [], &mut [])
+        .await
         .expect("an empty save is a no-op");
 }
 
-#[test]
-fn writes_that_would_break_the_indexes_are_refused() {
+#[tokio::test]
+async fn writes_that_would_break_the_indexes_are_refused() {
     let (_dir, store) = open();
-    let (mut session, _) = stored_session(&store, ALICE);
-    let (other, _) = stored_session(&store, BOB);
+    let (mut session, _) = stored_session(&store, ALICE).await;
+    let (other, _) = stored_session(&store, BOB).await;
 
     let mut stray = intent_of(&other, IntentKind::Call);
-    let error = store.create_intent(&mut session, &mut stray).unwrap_err();
+    let error = store
+        .create_intent(&mut session, &mut stray)
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
         "{error:?}"
     );
 
-    let mut call = stored_call(&store, &mut session, Some("k"));
+    let mut call = stored_call(&store, &mut session, Some("k")).await;
     call.account = BOB;
-    let error = store.save(&mut [], &mut [&mut call]).unwrap_err();
+    let error = store.save(&mut [], &mut [&mut call]).await.unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
         "{error:?}"
     );
     call.account = ALICE;
     call.idempotency_key = None;
-    let error = store.save(&mut [], &mut [&mut call]).unwrap_err();
+    let error = store.save(&mut [], &mut [&mut call]).await.unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
         "{error:?}"
     );
 
     session.account = BOB;
-    let error = store.save(&mut [&mut session], &mut []).unwrap_err();
+    let error = store.save(&mut [&mut session], &mut []).await.unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
         "{error:?}"
@@ -353,6 +384,7 @@ fn writes_that_would_break_the_indexes_are_refused() {
     let mut registration = intent_of(&unlinked, IntentKind::Registration);
     let error = store
         .create_session(&mut unlinked, &mut registration, None)
+        .await
         .unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
@@ -360,34 +392,36 @@ fn writes_that_would_break_the_indexes_are_refused() {
     );
 }
 
-#[test]
-fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
+#[tokio::test]
+async fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
     let (_dir, store) = open();
-    let (mut session, mut registration) = stored_session(&store, ALICE);
-    let mut calls: Vec<Intent> = (0..4)
-        .map(|_| stored_call(&store, &mut session, None))
-        .collect();
+    let (mut session, mut registration) = stored_session(&store, ALICE).await;
+    let mut calls: Vec<Intent> = Vec::new();
+    for _ in 0..4 {
+        calls.push(stored_call(&store, &mut session, None).await);
+    }
 
     // Sign them newest first: recovery order is creation order, not signing order.
     for call in calls.iter_mut().rev() {
         call.apply(&IntentEvent::Signed, 5).unwrap();
-        store.save(&mut [], &mut [call]).unwrap();
+        store.save(&mut [], &mut [call]).await.unwrap();
     }
     assert_eq!(
-        ids(&store.intents_in_status(IntentStatus::Queued).unwrap()),
+        ids(&store.intents_in_status(IntentStatus::Queued).await.unwrap()),
         ids(&calls)
     );
     assert_eq!(
         ids(&store
             .intents_in_status(IntentStatus::PendingSignature)
+            .await
             .unwrap()),
         vec![registration.id.clone()]
     );
 
     // One is submitted: it leaves the Queued index and enters the Submitted one.
     calls[1].apply(&IntentEvent::Submitted, 6).unwrap();
-    store.save(&mut [], &mut [&mut calls[1]]).unwrap();
-    let queued = store.intents_in_status(IntentStatus::Queued).unwrap();
+    store.save(&mut [], &mut [&mut calls[1]]).await.unwrap();
+    let queued = store.intents_in_status(IntentStatus::Queued).await.unwrap();
     assert_eq!(
         ids(&queued),
         vec![
@@ -397,7 +431,10 @@ fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
         ]
     );
     assert_eq!(
-        store.intents_in_status(IntentStatus::Submitted).unwrap(),
+        store
+            .intents_in_status(IntentStatus::Submitted)
+            .await
+            .unwrap(),
         vec![calls[1].clone()]
     );
     let listed = store
@@ -408,6 +445,7 @@ fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
             },
             &page(10, None),
         )
+        .await
         .unwrap();
     assert_eq!(listed.items, vec![calls[1].clone()]);
 
@@ -416,37 +454,43 @@ fn status_indexes_follow_status_changes_and_recovery_reads_oldest_first() {
     registration.apply(&IntentEvent::Signed, 7).unwrap();
     store
         .save(&mut [&mut session], &mut [&mut registration])
+        .await
         .unwrap();
     assert_eq!(
         store
             .sessions_in_status(SessionStatus::PendingSignature)
+            .await
             .unwrap(),
         Vec::new()
     );
     assert_eq!(
         store
             .sessions_in_status(SessionStatus::Registering)
+            .await
             .unwrap(),
         vec![session.clone()]
     );
     assert_eq!(
-        store.intents_in_status(IntentStatus::Queued).unwrap()[0],
+        store.intents_in_status(IntentStatus::Queued).await.unwrap()[0],
         registration
     );
 }
 
-#[test]
-fn a_repeated_idempotency_key_returns_the_first_intent_and_writes_nothing() {
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_first_intent_and_writes_nothing() {
     let (_dir, store) = open();
-    let (mut session, _) = stored_session(&store, ALICE);
-    let first = stored_call(&store, &mut session, Some("order-42"));
+    let (mut session, _) = stored_session(&store, ALICE).await;
+    let first = stored_call(&store, &mut session, Some("order-42")).await;
     let revision = session.revision;
 
     let mut retry = intent_of(&session, IntentKind::Call);
     retry.idempotency_key = Some("order-42".into());
     let mut stale_session = session.clone();
     stale_session.revision = 1; // an idempotent retry succeeds even from an old read
-    let outcome = store.create_intent(&mut stale_session, &mut retry).unwrap();
+    let outcome = store
+        .create_intent(&mut stale_session, &mut retry)
+        .await
+        .unwrap();
     assert_eq!(outcome, CreateIntent::Existing(Box::new(first.clone())));
     assert_eq!(
         (stale_session.revision, retry.revision),
@@ -454,10 +498,10 @@ fn a_repeated_idempotency_key_returns_the_first_intent_and_writes_nothing() {
         "copies changed"
     );
     assert_eq!(
-        store.session(&session.id).unwrap().unwrap().revision,
+        store.session(&session.id).await.unwrap().unwrap().revision,
         revision
     );
-    assert_eq!(store.intent(&retry.id).unwrap(), None);
+    assert_eq!(store.intent(&retry.id).await.unwrap(), None);
     let listed = store
         .list_intents(
             &IntentFilter {
@@ -467,39 +511,44 @@ fn a_repeated_idempotency_key_returns_the_first_intent_and_writes_nothing() {
             },
             &page(10, None),
         )
+        .await
         .unwrap();
     assert_eq!(ids(&listed.items), vec![first.id.clone()]);
     assert_eq!(
         store
             .intent_by_idempotency_key(&session.id, "order-42")
+            .await
             .unwrap(),
         Some(first)
     );
     assert_eq!(
         store
             .intent_by_idempotency_key(&session.id, "order-43")
+            .await
             .unwrap(),
         None
     );
 
     // Keys are scoped to their session.
-    let (mut other, _) = stored_session(&store, ALICE);
-    let elsewhere = stored_call(&store, &mut other, Some("order-42"));
+    let (mut other, _) = stored_session(&store, ALICE).await;
+    let elsewhere = stored_call(&store, &mut other, Some("order-42")).await;
     assert_eq!(
         store
             .intent_by_idempotency_key(&other.id, "order-42")
+            .await
             .unwrap(),
         Some(elsewhere)
     );
 }
 
-#[test]
-fn pages_walk_newest_first_without_duplicates_or_gaps_while_intents_are_created() {
+#[tokio::test]
+async fn pages_walk_newest_first_without_duplicates_or_gaps_while_intents_are_created() {
     let (_dir, store) = open();
-    let (mut session, _) = stored_session(&store, ALICE);
-    let calls: Vec<Intent> = (0..25)
-        .map(|_| stored_call(&store, &mut session, None))
-        .collect();
+    let (mut session, _) = stored_session(&store, ALICE).await;
+    let mut calls: Vec<Intent> = Vec::new();
+    for _ in 0..25 {
+        calls.push(stored_call(&store, &mut session, None).await);
+    }
     let mut expected = ids(&calls);
     expected.reverse();
     let filter = IntentFilter {
@@ -511,11 +560,11 @@ fn pages_walk_newest_first_without_duplicates_or_gaps_while_intents_are_created(
     let mut token = None;
     let mut sizes = Vec::new();
     loop {
-        let page = store.list_intents(&filter, &page(10, token)).unwrap();
+        let page = store.list_intents(&filter, &page(10, token)).await.unwrap();
         sizes.push(page.items.len());
         seen.extend(ids(&page.items));
         // Traffic between requests: newer than anything handed out, so never in this walk.
-        stored_call(&store, &mut session, None);
+        stored_call(&store, &mut session, None).await;
         match page.next_token {
             Some(next) => token = Some(next),
             None => break,
@@ -526,26 +575,28 @@ fn pages_walk_newest_first_without_duplicates_or_gaps_while_intents_are_created(
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25);
 
     // A fresh walk sees the newcomers first.
-    let first = store.list_intents(&filter, &page(10, None)).unwrap();
+    let first = store.list_intents(&filter, &page(10, None)).await.unwrap();
     assert!(first.items[0].id > calls[24].id);
 }
 
-#[test]
-fn lists_filter_by_session_account_status_and_kind() {
+#[tokio::test]
+async fn lists_filter_by_session_account_status_and_kind() {
     let (_dir, store) = open();
-    let (mut alice, alice_registration) = stored_session(&store, ALICE);
-    let (mut bob, bob_registration) = stored_session(&store, BOB);
-    let alice_calls: Vec<Intent> = (0..3)
-        .map(|_| stored_call(&store, &mut alice, None))
-        .collect();
-    let mut bob_calls: Vec<Intent> = (0..2)
-        .map(|_| stored_call(&store, &mut bob, None))
-        .collect();
+    let (mut alice, alice_registration) = stored_session(&store, ALICE).await;
+    let (mut bob, bob_registration) = stored_session(&store, BOB).await;
+    let mut alice_calls: Vec<Intent> = Vec::new();
+    for _ in 0..3 {
+        alice_calls.push(stored_call(&store, &mut alice, None).await);
+    }
+    let mut bob_calls: Vec<Intent> = Vec::new();
+    for _ in 0..2 {
+        bob_calls.push(stored_call(&store, &mut bob, None).await);
+    }
     bob_calls[0].apply(&IntentEvent::Signed, 9).unwrap();
-    store.save(&mut [], &mut [&mut bob_calls[0]]).unwrap();
+    store.save(&mut [], &mut [&mut bob_calls[0]]).await.unwrap();
 
-    let list = |filter: IntentFilter| {
-        let page = store.list_intents(&filter, &page(100, None)).unwrap();
+    let list = async |filter: IntentFilter| {
+        let page = store.list_intents(&filter, &page(100, None)).await.unwrap();
         assert_eq!(page.next_token, None);
         ids(&page.items)
     };
@@ -561,7 +612,8 @@ fn lists_filter_by_session_account_status_and_kind() {
         list(IntentFilter {
             session: Some(alice.id.clone()),
             ..Default::default()
-        }),
+        })
+        .await,
         newest_first(&[
             &alice_registration,
             &alice_calls[0],
@@ -573,21 +625,24 @@ fn lists_filter_by_session_account_status_and_kind() {
         list(IntentFilter {
             account: Some(BOB),
             ..Default::default()
-        }),
+        })
+        .await,
         newest_first(&[&bob_registration, &bob_calls[0], &bob_calls[1]])
     );
     assert_eq!(
         list(IntentFilter {
             status: Some(IntentStatus::Queued),
             ..Default::default()
-        }),
+        })
+        .await,
         vec![bob_calls[0].id.clone()]
     );
     assert_eq!(
         list(IntentFilter {
             kind: Some(IntentKind::Registration),
             ..Default::default()
-        }),
+        })
+        .await,
         newest_first(&[&alice_registration, &bob_registration])
     );
     assert_eq!(
@@ -596,7 +651,8 @@ fn lists_filter_by_session_account_status_and_kind() {
             status: Some(IntentStatus::PendingSignature),
             kind: Some(IntentKind::Call),
             ..Default::default()
-        }),
+        })
+        .await,
         vec![bob_calls[1].id.clone()]
     );
     // A session on another account than the one asked for: nothing matches both.
@@ -605,19 +661,23 @@ fn lists_filter_by_session_account_status_and_kind() {
             session: Some(alice.id.clone()),
             account: Some(BOB),
             ..Default::default()
-        }),
+        })
+        .await,
         Vec::<IntentId>::new()
     );
-    assert_eq!(list(IntentFilter::default()).len(), 7);
+    assert_eq!(list(IntentFilter::default()).await.len(), 7);
 
     // Sessions.
     alice.apply(&SessionEvent::RegistrationSigned, 10).unwrap();
-    store.save(&mut [&mut alice], &mut []).unwrap();
-    let sessions = |filter: SessionFilter, size: usize| {
-        store.list_sessions(&filter, &page(size, None)).unwrap()
+    store.save(&mut [&mut alice], &mut []).await.unwrap();
+    let sessions = async |filter: SessionFilter, size: usize| {
+        store
+            .list_sessions(&filter, &page(size, None))
+            .await
+            .unwrap()
     };
     assert_eq!(
-        sessions(SessionFilter::default(), 10).items,
+        sessions(SessionFilter::default(), 10).await.items,
         vec![bob.clone(), alice.clone()]
     );
     assert_eq!(
@@ -628,6 +688,7 @@ fn lists_filter_by_session_account_status_and_kind() {
             },
             10
         )
+        .await
         .items,
         vec![alice.clone()]
     );
@@ -639,6 +700,7 @@ fn lists_filter_by_session_account_status_and_kind() {
             },
             10
         )
+        .await
         .items,
         vec![bob.clone()]
     );
@@ -651,13 +713,15 @@ fn lists_filter_by_session_account_status_and_kind() {
             },
             10
         )
+        .await
         .items,
         Vec::new()
     );
-    let first = sessions(SessionFilter::default(), 1);
+    let first = sessions(SessionFilter::default(), 1).await;
     assert_eq!(first.items, vec![bob]);
     let second = store
         .list_sessions(&SessionFilter::default(), &page(1, first.next_token))
+        .await
         .unwrap();
     assert_eq!(
         second,
@@ -668,13 +732,14 @@ fn lists_filter_by_session_account_status_and_kind() {
     );
 }
 
-#[test]
-fn a_malformed_page_token_is_refused() {
+#[tokio::test]
+async fn a_malformed_page_token_is_refused() {
     let (_dir, store) = open();
-    let (session, _) = stored_session(&store, ALICE);
+    let (session, _) = stored_session(&store, ALICE).await;
     for token in ["", "garbage", "int_", session.id.as_str()] {
         let error = store
             .list_intents(&IntentFilter::default(), &page(10, Some(token.into())))
+            .await
             .unwrap_err();
         assert!(
             matches!(error, StoreError::InvalidPageToken),
@@ -684,24 +749,26 @@ fn a_malformed_page_token_is_refused() {
     let intent_token = Some(IntentId::generate().to_string());
     let error = store
         .list_sessions(&SessionFilter::default(), &page(10, intent_token))
+        .await
         .unwrap_err();
     assert!(matches!(error, StoreError::InvalidPageToken), "{error:?}");
 }
 
-#[test]
-fn a_page_size_of_zero_still_makes_progress() {
+#[tokio::test]
+async fn a_page_size_of_zero_still_makes_progress() {
     let (_dir, store) = open();
-    let (mut session, _) = stored_session(&store, ALICE);
-    let call = stored_call(&store, &mut session, None);
+    let (mut session, _) = stored_session(&store, ALICE).await;
+    let call = stored_call(&store, &mut session, None).await;
     let first = store
         .list_intents(&IntentFilter::default(), &page(0, None))
+        .await
         .unwrap();
     assert_eq!(ids(&first.items), vec![call.id]);
     assert!(first.next_token.is_some());
 }
 
-#[test]
-fn held_keys_are_stored_with_their_session_or_not_at_all() {
+#[tokio::test]
+async fn held_keys_are_stored_with_their_session_or_not_at_all() {
     let (_dir, store) = open();
     let mut session = session_on(ALICE);
     session.custody = KeyCustody::Held;
@@ -714,6 +781,7 @@ fn held_keys_are_stored_with_their_session_or_not_at_all() {
     // Custody and key must agree.
     let error = store
         .create_session(&mut session.clone(), &mut registration.clone(), None)
+        .await
         .unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
@@ -726,6 +794,7 @@ fn held_keys_are_stored_with_their_session_or_not_at_all() {
             &mut registration.clone(),
             wrong_address,
         )
+        .await
         .unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
@@ -735,9 +804,13 @@ fn held_keys_are_stored_with_their_session_or_not_at_all() {
     let key = session.key;
     store
         .create_session(&mut session, &mut registration, Some((key, &secret)))
+        .await
         .unwrap();
-    assert_eq!(store.held_key(session.key).unwrap(), Some(secret.to_vec()));
-    assert_eq!(store.held_key(BOB).unwrap(), None);
+    assert_eq!(
+        store.held_key(session.key).await.unwrap(),
+        Some(secret.to_vec())
+    );
+    assert_eq!(store.held_key(BOB).await.unwrap(), None);
 
     // A second session under the same key address never replaces the key, and is not kept.
     let mut twin = Session {
@@ -756,6 +829,7 @@ fn held_keys_are_stored_with_their_session_or_not_at_all() {
             &mut twin_registration,
             Some((session.key, &[9_u8; 48])),
         )
+        .await
         .unwrap_err();
     assert!(
         matches!(
@@ -766,16 +840,19 @@ fn held_keys_are_stored_with_their_session_or_not_at_all() {
         ),
         "{error:?}"
     );
-    assert_eq!(store.held_key(session.key).unwrap(), Some(secret.to_vec()));
-    assert_eq!(store.session(&twin.id).unwrap(), None);
-    assert_eq!(store.intent(&twin_registration.id).unwrap(), None);
+    assert_eq!(
+        store.held_key(session.key).await.unwrap(),
+        Some(secret.to_vec())
+    );
+    assert_eq!(store.session(&twin.id).await.unwrap(), None);
+    assert_eq!(store.intent(&twin_registration.id).await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn everything_is_still_there_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let (session, registration, call) = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let mut session = session_on(ALICE);
         session.custody = KeyCustody::Held;
         let mut registration = Intent {
@@ -785,41 +862,49 @@ async fn everything_is_still_there_after_reopening() {
         let key = session.key;
         store
             .create_session(&mut session, &mut registration, Some((key, b"sealed")))
+            .await
             .unwrap();
-        let mut call = stored_call(&store, &mut session, Some("once"));
+        let mut call = stored_call(&store, &mut session, Some("once")).await;
         call.apply(&IntentEvent::Signed, 3).unwrap();
-        store.save(&mut [], &mut [&mut call]).unwrap();
+        store.save(&mut [], &mut [&mut call]).await.unwrap();
         store.flush().await.unwrap();
         (session, registration, call)
     };
-    let store = when_unlocked(|| Store::open(dir.path())).expect("reopen");
-    assert_eq!(store.session(&session.id).unwrap(), Some(session.clone()));
-    assert_eq!(store.intent(&registration.id).unwrap(), Some(registration));
+    let store = when_unlocked(|| SledStore::open(dir.path())).expect("reopen");
     assert_eq!(
-        store.intents_in_status(IntentStatus::Queued).unwrap(),
+        store.session(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        store.intent(&registration.id).await.unwrap(),
+        Some(registration)
+    );
+    assert_eq!(
+        store.intents_in_status(IntentStatus::Queued).await.unwrap(),
         vec![call.clone()]
     );
     assert_eq!(
         store
             .intent_by_idempotency_key(&session.id, "once")
+            .await
             .unwrap(),
         Some(call)
     );
     assert_eq!(
-        store.held_key(session.key).unwrap(),
+        store.held_key(session.key).await.unwrap(),
         Some(b"sealed".to_vec())
     );
 }
 
-#[test]
-fn writes_survive_dropping_the_store_without_an_explicit_flush() {
+#[tokio::test]
+async fn writes_survive_dropping_the_store_without_an_explicit_flush() {
     let dir = tempfile::tempdir().unwrap();
     let session = {
-        let store = Store::open(dir.path()).unwrap();
-        stored_session(&store, ALICE).0
+        let store = SledStore::open(dir.path()).unwrap();
+        stored_session(&store, ALICE).await.0
     };
-    let store = when_unlocked(|| Store::open(dir.path())).unwrap();
-    assert_eq!(store.session(&session.id).unwrap(), Some(session));
+    let store = when_unlocked(|| SledStore::open(dir.path())).unwrap();
+    assert_eq!(store.session(&session.id).await.unwrap(), Some(session));
 }
 
 #[tokio::test]
@@ -830,18 +915,22 @@ async fn a_relay_pause_is_stored_until_lifted_and_outlasts_a_reopen() {
         since_ms: 1_700_000_000_000,
     };
     {
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.relay_pause().unwrap(), None, "a new store relays");
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.relay_pause().await.unwrap(),
+            None,
+            "a new store relays"
+        );
         store.set_relay_pause(Some(&pause)).await.unwrap();
-        assert_eq!(store.relay_pause().unwrap(), Some(pause.clone()));
+        assert_eq!(store.relay_pause().await.unwrap(), Some(pause.clone()));
     }
-    let store = when_unlocked(|| Store::open(dir.path())).unwrap();
-    assert_eq!(store.relay_pause().unwrap(), Some(pause));
+    let store = when_unlocked(|| SledStore::open(dir.path())).unwrap();
+    assert_eq!(store.relay_pause().await.unwrap(), Some(pause));
     store.set_relay_pause(None).await.unwrap();
-    assert_eq!(store.relay_pause().unwrap(), None);
+    assert_eq!(store.relay_pause().await.unwrap(), None);
     store.set_relay_pause(None).await.unwrap();
     assert_eq!(
-        store.relay_pause().unwrap(),
+        store.relay_pause().await.unwrap(),
         None,
         "lifting twice is a no-op"
     );
@@ -870,11 +959,12 @@ async fn bare_keys_of_an_older_store_are_sealed_at_start_and_rotate_all_or_nothi
             &mut registration,
             Some((key.address, key.secret.as_slice())),
         )
+        .await
         .unwrap();
 
     let master = MasterKey::generate();
     assert_eq!(seal_legacy_keys(&store, &master).await.unwrap(), 1);
-    let sealed = store.held_key(key.address).unwrap().unwrap();
+    let sealed = store.held_key(key.address).await.unwrap().unwrap();
     assert_eq!(sealed.len(), SEALED_LEN);
     assert_eq!(
         keys::signer(&master, key.address, &sealed)
@@ -899,12 +989,12 @@ async fn bare_keys_of_an_older_store_are_sealed_at_start_and_rotate_all_or_nothi
         .await
         .unwrap_err();
     assert!(error.to_string().contains(&master.id_hex()), "{error}");
-    assert_eq!(store.held_key(key.address).unwrap().unwrap(), sealed);
+    assert_eq!(store.held_key(key.address).await.unwrap().unwrap(), sealed);
 
     // A rotation moves it, and a second one has nothing left to do.
     let report = rotate_master_key(&store, &master, &other).await.unwrap();
     assert_eq!((report.resealed, report.already), (1, 0));
-    let resealed = store.held_key(key.address).unwrap().unwrap();
+    let resealed = store.held_key(key.address).await.unwrap().unwrap();
     assert_eq!(
         keys::unseal(&other, key.address, &resealed)
             .unwrap()
@@ -920,7 +1010,10 @@ async fn bare_keys_of_an_older_store_are_sealed_at_start_and_rotate_all_or_nothi
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::HeldKeyChanged(_)), "{error:?}");
-    assert_eq!(store.held_key(key.address).unwrap().unwrap(), resealed);
+    assert_eq!(
+        store.held_key(key.address).await.unwrap().unwrap(),
+        resealed
+    );
 }
 
 /// Opens the database in `dir` again once the previous handle has let go of it: sled
@@ -950,12 +1043,12 @@ fn stamp(dir: &std::path::Path, version: u32) {
     db.flush().expect("flush");
 }
 
-#[test]
-fn a_database_of_another_schema_version_is_refused() {
+#[tokio::test]
+async fn a_database_of_another_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(Store::open(dir.path()).unwrap());
+    drop(SledStore::open(dir.path()).unwrap());
     stamp(dir.path(), SCHEMA_VERSION + 1);
-    let error = when_unlocked(|| Store::open(dir.path())).unwrap_err();
+    let error = when_unlocked(|| SledStore::open(dir.path())).unwrap_err();
     assert!(
         matches!(
             error,
@@ -966,17 +1059,17 @@ fn a_database_of_another_schema_version_is_refused() {
     );
 }
 
-#[test]
-fn a_version_one_database_is_upgraded_in_place_and_keeps_its_data() {
+#[tokio::test]
+async fn a_version_one_database_is_upgraded_in_place_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let (session, registration) = {
-        let store = Store::open(dir.path()).unwrap();
-        stored_session(&store, ALICE)
+        let store = SledStore::open(dir.path()).unwrap();
+        stored_session(&store, ALICE).await
     };
     stamp(dir.path(), 1);
-    let store = when_unlocked(|| Store::open(dir.path())).unwrap();
-    assert_eq!(store.session(&session.id).unwrap(), Some(session));
-    let read = store.intent(&registration.id).unwrap().expect("kept");
+    let store = when_unlocked(|| SledStore::open(dir.path())).unwrap();
+    assert_eq!(store.session(&session.id).await.unwrap(), Some(session));
+    let read = store.intent(&registration.id).await.unwrap().expect("kept");
     assert_eq!(read.charge, None);
     drop(store);
     let db = when_unlocked(|| sled::open(dir.path())).unwrap();
@@ -989,8 +1082,8 @@ fn a_version_one_database_is_upgraded_in_place_and_keeps_its_data() {
     assert_eq!(version.as_ref(), SCHEMA_VERSION.to_be_bytes());
 }
 
-#[test]
-fn data_without_a_schema_version_is_refused() {
+#[tokio::test]
+async fn data_without_a_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = when_unlocked(|| sled::open(dir.path())).unwrap();
@@ -1000,7 +1093,7 @@ fn data_without_a_schema_version_is_refused() {
             .unwrap();
         db.flush().unwrap();
     }
-    let error = when_unlocked(|| Store::open(dir.path())).unwrap_err();
+    let error = when_unlocked(|| SledStore::open(dir.path())).unwrap_err();
     assert!(
         matches!(
             error,
@@ -1011,12 +1104,12 @@ fn data_without_a_schema_version_is_refused() {
     );
 }
 
-#[test]
-fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
+#[tokio::test]
+async fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
     let (_dir, store) = open();
-    let (mut session, _) = stored_session(&store, ALICE);
-    let call = stored_call(&store, &mut session, None);
-    let trees = &store.inner.trees;
+    let (mut session, _) = stored_session(&store, ALICE).await;
+    let call = stored_call(&store, &mut session, None).await;
+    let trees = &store.trees;
     trees
         .tree(layout::Table::Intents)
         .insert(call.id.as_str(), b"{\"id\":".as_slice())
@@ -1026,7 +1119,7 @@ fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
         .insert(session.id.as_str(), b"[]".as_slice())
         .unwrap();
 
-    let error = store.intent(&call.id).unwrap_err();
+    let error = store.intent(&call.id).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -1037,7 +1130,7 @@ fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
         ),
         "{error:?}"
     );
-    let error = store.session(&session.id).unwrap_err();
+    let error = store.session(&session.id).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -1050,9 +1143,10 @@ fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
     );
     let error = store
         .list_intents(&IntentFilter::default(), &page(10, None))
+        .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
-    let error = store.save(&mut [&mut session], &mut []).unwrap_err();
+    let error = store.save(&mut [&mut session], &mut []).await.unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
 
     // An index entry that points nowhere.
@@ -1067,7 +1161,10 @@ fn corrupt_bytes_on_disk_are_reported_not_panicked_on() {
             layout::EMPTY,
         )
         .unwrap();
-    let error = store.intents_in_status(IntentStatus::Queued).unwrap_err();
+    let error = store
+        .intents_in_status(IntentStatus::Queued)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -1095,29 +1192,30 @@ fn concurrent_flushes_all_complete() {
             .unwrap();
         let count = runtime.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path()).unwrap();
-            let writers: Vec<_> = (0..200u8)
-                .map(|index| {
-                    let store = store.clone();
-                    tokio::spawn(async move {
-                        let mut session = session_on(ALICE);
-                        session.key = Address::with_last_byte(index);
-                        let mut registration = Intent {
-                            id: session.registration_intent.clone(),
-                            ..intent_of(&session, IntentKind::Registration)
-                        };
-                        store
-                            .create_session(&mut session, &mut registration, None)
-                            .unwrap();
-                        store.flush().await.unwrap();
-                    })
-                })
-                .collect();
+            let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+            let mut writers: Vec<_> = Vec::new();
+            for index in 0..200u8 {
+                let store = store.clone();
+                writers.push(tokio::spawn(async move {
+                    let mut session = session_on(ALICE);
+                    session.key = Address::with_last_byte(index);
+                    let mut registration = Intent {
+                        id: session.registration_intent.clone(),
+                        ..intent_of(&session, IntentKind::Registration)
+                    };
+                    store
+                        .create_session(&mut session, &mut registration, None)
+                        .await
+                        .unwrap();
+                    store.flush().await.unwrap();
+                }));
+            }
             for writer in writers {
                 writer.await.unwrap();
             }
             store
                 .sessions_in_status(SessionStatus::PendingSignature)
+                .await
                 .unwrap()
                 .len()
         });
@@ -1159,9 +1257,12 @@ fn sponsoring(limits: Vec<Rule>) -> Policy {
 }
 
 /// [`sponsoring`] `limits`, as stored.
-fn stored_policy(store: &Store, limits: Vec<Rule>) -> Policy {
+async fn stored_policy(store: &dyn Store, limits: Vec<Rule>) -> Policy {
     let mut policy = sponsoring(limits);
-    store.create_policy(&mut policy).expect("create the policy");
+    store
+        .create_policy(&mut policy)
+        .await
+        .expect("create the policy");
     policy
 }
 
@@ -1196,24 +1297,26 @@ fn times(amount: Amount, count: u64) -> Amount {
 }
 
 /// The usage of every window `intent` is charged to.
-fn window_usages(store: &Store, intent: &Intent) -> Vec<PolicyUsage> {
+async fn window_usages(store: &dyn Store, intent: &Intent) -> Vec<PolicyUsage> {
     let charge = intent.charge.as_ref().expect("a charged intent");
-    charge
-        .windows
-        .iter()
-        .map(|window| {
+    let mut usages = Vec::new();
+    for window in &charge.windows {
+        usages.push(
             store
                 .policy_window_usage(&charge.policy, *window)
-                .expect("read a window's usage")
-        })
-        .collect()
+                .await
+                .expect("read a window's usage"),
+        );
+    }
+    usages
 }
 
-#[test]
-fn policies_read_back_as_written_and_list_newest_first_in_pages() {
+#[tokio::test]
+async fn policies_read_back_as_written_and_list_newest_first_in_pages() {
     let (_dir, store) = open();
-    let policies: Vec<Policy> = (0..5)
-        .map(|_| {
+    let mut policies: Vec<Policy> = Vec::new();
+    for _ in 0..5 {
+        policies.push(
             stored_policy(
                 &store,
                 vec![Rule::OperationsPerInterval {
@@ -1221,19 +1324,23 @@ fn policies_read_back_as_written_and_list_newest_first_in_pages() {
                     interval_secs: 3600,
                 }],
             )
-        })
-        .collect();
+            .await,
+        );
+    }
     for policy in &policies {
         assert_eq!(policy.revision, 1);
-        assert_eq!(store.policy(&policy.id).unwrap(), Some(policy.clone()));
+        assert_eq!(
+            store.policy(&policy.id).await.unwrap(),
+            Some(policy.clone())
+        );
     }
-    assert_eq!(store.policy(&PolicyId::generate()).unwrap(), None);
+    assert_eq!(store.policy(&PolicyId::generate()).await.unwrap(), None);
 
     let mut seen = Vec::new();
     let mut sizes = Vec::new();
     let mut token = None;
     loop {
-        let page = store.list_policies(None, &page(2, token)).unwrap();
+        let page = store.list_policies(None, &page(2, token)).await.unwrap();
         sizes.push(page.items.len());
         seen.extend(page.items);
         match page.next_token {
@@ -1248,19 +1355,20 @@ fn policies_read_back_as_written_and_list_newest_first_in_pages() {
 
     // Creating one again is refused, and a token of another list is not a policy token.
     let mut again = policies[2].clone();
-    let error = store.create_policy(&mut again).unwrap_err();
+    let error = store.create_policy(&mut again).await.unwrap_err();
     assert!(
         matches!(&error, StoreError::AlreadyExists { record: RecordId::Policy(id) } if *id == again.id),
         "{error:?}"
     );
     let error = store
         .list_policies(None, &page(2, Some(SessionId::generate().to_string())))
+        .await
         .unwrap_err();
     assert!(matches!(error, StoreError::InvalidPageToken), "{error:?}");
 }
 
-#[test]
-fn saving_a_policy_checks_its_revision_and_never_changes_its_rules() {
+#[tokio::test]
+async fn saving_a_policy_checks_its_revision_and_never_changes_its_rules() {
     let (_dir, store) = open();
     let mut policy = stored_policy(
         &store,
@@ -1268,18 +1376,22 @@ fn saving_a_policy_checks_its_revision_and_never_changes_its_rules() {
             max_operations: 10,
             interval_secs: 3600,
         }],
-    );
+    )
+    .await;
     let mut stale = policy.clone();
 
     policy.enabled = false;
     policy.name = "Paused quests".into();
     policy.updated_at_ms = POLICY_CREATED + 1;
-    store.save_policy(&mut policy).unwrap();
+    store.save_policy(&mut policy).await.unwrap();
     assert_eq!(policy.revision, 2);
-    assert_eq!(store.policy(&policy.id).unwrap(), Some(policy.clone()));
+    assert_eq!(
+        store.policy(&policy.id).await.unwrap(),
+        Some(policy.clone())
+    );
 
     stale.name = "Renamed from an old read".into();
-    let error = store.save_policy(&mut stale).unwrap_err();
+    let error = store.save_policy(&mut stale).await.unwrap_err();
     assert!(
         matches!(&error, StoreError::Conflict { record: RecordId::Policy(id), stored: 2, given: 1 } if *id == policy.id),
         "{error:?}"
@@ -1288,7 +1400,10 @@ fn saving_a_policy_checks_its_revision_and_never_changes_its_rules() {
         stale.revision, 1,
         "a refused write bumped the caller's copy"
     );
-    assert_eq!(store.policy(&policy.id).unwrap(), Some(policy.clone()));
+    assert_eq!(
+        store.policy(&policy.id).await.unwrap(),
+        Some(policy.clone())
+    );
 
     let mut looser = policy.clone();
     looser.rules[1] = Rule::OperationsPerInterval {
@@ -1300,16 +1415,19 @@ fn saving_a_policy_checks_its_revision_and_never_changes_its_rules() {
     let mut moved = policy.clone();
     moved.created_at_ms += HOUR_MS;
     for changed in [&mut looser, &mut longer, &mut moved] {
-        let error = store.save_policy(changed).unwrap_err();
+        let error = store.save_policy(changed).await.unwrap_err();
         assert!(
             matches!(error, StoreError::InvalidWrite { .. }),
             "{error:?}"
         );
         assert_eq!(changed.revision, 2);
     }
-    assert_eq!(store.policy(&policy.id).unwrap(), Some(policy));
+    assert_eq!(store.policy(&policy.id).await.unwrap(), Some(policy));
 
-    let error = store.save_policy(&mut sponsoring(Vec::new())).unwrap_err();
+    let error = store
+        .save_policy(&mut sponsoring(Vec::new()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -1321,8 +1439,8 @@ fn saving_a_policy_checks_its_revision_and_never_changes_its_rules() {
     );
 }
 
-#[test]
-fn a_sponsored_intent_adds_its_reservation_to_the_policy_total_and_its_windows() {
+#[tokio::test]
+async fn a_sponsored_intent_adds_its_reservation_to_the_policy_total_and_its_windows() {
     let (_dir, store) = open();
     let policy = stored_policy(
         &store,
@@ -1341,8 +1459,9 @@ fn a_sponsored_intent_adds_its_reservation_to_the_policy_total_and_its_windows()
                 interval_secs: 24 * 3600,
             },
         ],
-    );
-    let (mut session, _) = stored_session(&store, ALICE);
+    )
+    .await;
+    let (mut session, _) = stored_session(&store, ALICE).await;
     let now = POLICY_CREATED + 2 * HOUR_MS + HOUR_MS / 2;
     let windows = policy.windows_at(now);
     assert_eq!(
@@ -1354,40 +1473,50 @@ fn a_sponsored_intent_adds_its_reservation_to_the_policy_total_and_its_windows()
         ]
     );
     assert_eq!(
-        store.policy_usage(&policy.id).unwrap(),
+        store.policy_usage(&policy.id).await.unwrap(),
         PolicyUsage::default()
     );
 
     let mut first = charged_call(&session, &policy, now);
     assert_eq!(
-        store.create_intent(&mut session, &mut first).unwrap(),
+        store.create_intent(&mut session, &mut first).await.unwrap(),
         CreateIntent::Created
     );
-    assert_eq!(store.intent(&first.id).unwrap(), Some(first.clone()));
-    assert_eq!(store.policy_usage(&policy.id).unwrap(), pending(RESERVED));
-    assert_eq!(window_usages(&store, &first), vec![pending(RESERVED); 3]);
+    assert_eq!(store.intent(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.policy_usage(&policy.id).await.unwrap(),
+        pending(RESERVED)
+    );
+    assert_eq!(
+        window_usages(&store, &first).await,
+        vec![pending(RESERVED); 3]
+    );
 
     let mut second = charged_call(&session, &policy, now);
-    store.create_intent(&mut session, &mut second).unwrap();
+    store
+        .create_intent(&mut session, &mut second)
+        .await
+        .unwrap();
     let twice = pending(times(RESERVED, 2));
-    assert_eq!(store.policy_usage(&policy.id).unwrap(), twice);
-    assert_eq!(window_usages(&store, &second), vec![twice; 3]);
+    assert_eq!(store.policy_usage(&policy.id).await.unwrap(), twice);
+    assert_eq!(window_usages(&store, &second).await, vec![twice; 3]);
 
     // Other intervals, and other policies, are untouched.
     assert_eq!(
         store
             .policy_window_usage(&policy.id, WindowKey { rule: 1, index: 1 })
+            .await
             .unwrap(),
         PolicyUsage::default()
     );
     assert_eq!(
-        store.policy_usage(&PolicyId::generate()).unwrap(),
+        store.policy_usage(&PolicyId::generate()).await.unwrap(),
         PolicyUsage::default()
     );
 }
 
-#[test]
-fn a_disabled_policy_refuses_a_new_intent_and_nothing_is_written() {
+#[tokio::test]
+async fn a_disabled_policy_refuses_a_new_intent_and_nothing_is_written() {
     let (_dir, store) = open();
     let mut policy = stored_policy(
         &store,
@@ -1395,23 +1524,27 @@ fn a_disabled_policy_refuses_a_new_intent_and_nothing_is_written() {
             max_operations: 5,
             interval_secs: 3600,
         }],
-    );
-    let (mut session, _) = stored_session(&store, ALICE);
+    )
+    .await;
+    let (mut session, _) = stored_session(&store, ALICE).await;
     let now = POLICY_CREATED + 1;
     // An intent charged while the policy was enabled, written after it was disabled.
     let mut intent = charged_call(&session, &policy, now);
     policy.enabled = false;
-    store.save_policy(&mut policy).unwrap();
+    store.save_policy(&mut policy).await.unwrap();
 
-    let before = store.content_digest().unwrap();
+    let before = store.content_digest().await.unwrap();
     let session_before = session.clone();
-    let error = store.create_intent(&mut session, &mut intent).unwrap_err();
+    let error = store
+        .create_intent(&mut session, &mut intent)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&error, StoreError::Refused(Refusal::Disabled { policy: id }) if *id == policy.id),
         "{error:?}"
     );
     assert_eq!(
-        store.content_digest().unwrap(),
+        store.content_digest().await.unwrap(),
         before,
         "a refused write wrote"
     );
@@ -1420,15 +1553,15 @@ fn a_disabled_policy_refuses_a_new_intent_and_nothing_is_written() {
         "a refused write changed the session copy"
     );
     assert_eq!(intent.revision, 0);
-    assert_eq!(store.intent(&intent.id).unwrap(), None);
+    assert_eq!(store.intent(&intent.id).await.unwrap(), None);
     assert_eq!(
-        store.policy_usage(&policy.id).unwrap(),
+        store.policy_usage(&policy.id).await.unwrap(),
         PolicyUsage::default()
     );
 }
 
-#[test]
-fn an_intent_over_a_limit_per_interval_is_refused_until_the_next_interval() {
+#[tokio::test]
+async fn an_intent_over_a_limit_per_interval_is_refused_until_the_next_interval() {
     let (_dir, store) = open();
     let policy = stored_policy(
         &store,
@@ -1436,17 +1569,24 @@ fn an_intent_over_a_limit_per_interval_is_refused_until_the_next_interval() {
             max_operations: 2,
             interval_secs: 3600,
         }],
-    );
-    let (mut session, _) = stored_session(&store, ALICE);
+    )
+    .await;
+    let (mut session, _) = stored_session(&store, ALICE).await;
     let now = POLICY_CREATED + 3 * HOUR_MS + 10;
     for _ in 0..2 {
         let mut intent = charged_call(&session, &policy, now);
-        store.create_intent(&mut session, &mut intent).unwrap();
+        store
+            .create_intent(&mut session, &mut intent)
+            .await
+            .unwrap();
     }
 
-    let before = store.content_digest().unwrap();
+    let before = store.content_digest().await.unwrap();
     let mut third = charged_call(&session, &policy, now);
-    let error = store.create_intent(&mut session, &mut third).unwrap_err();
+    let error = store
+        .create_intent(&mut session, &mut third)
+        .await
+        .unwrap_err();
     match &error {
         StoreError::Refused(refusal) => assert_eq!(
             *refusal,
@@ -1462,27 +1602,27 @@ fn an_intent_over_a_limit_per_interval_is_refused_until_the_next_interval() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(
-        store.content_digest().unwrap(),
+        store.content_digest().await.unwrap(),
         before,
         "a refused write wrote"
     );
-    assert_eq!(store.intent(&third.id).unwrap(), None);
+    assert_eq!(store.intent(&third.id).await.unwrap(), None);
 
     // The next interval has room again; the policy's total keeps counting.
     let mut later = charged_call(&session, &policy, now + HOUR_MS);
     assert_eq!(
-        store.create_intent(&mut session, &mut later).unwrap(),
+        store.create_intent(&mut session, &mut later).await.unwrap(),
         CreateIntent::Created
     );
-    assert_eq!(window_usages(&store, &later), vec![pending(RESERVED)]);
+    assert_eq!(window_usages(&store, &later).await, vec![pending(RESERVED)]);
     assert_eq!(
-        store.policy_usage(&policy.id).unwrap(),
+        store.policy_usage(&policy.id).await.unwrap(),
         pending(times(RESERVED, 3))
     );
 }
 
-#[test]
-fn an_intent_over_the_gas_per_interval_is_refused() {
+#[tokio::test]
+async fn an_intent_over_the_gas_per_interval_is_refused() {
     let (_dir, store) = open();
     let policy = stored_policy(
         &store,
@@ -1490,13 +1630,17 @@ fn an_intent_over_the_gas_per_interval_is_refused() {
             max_gas: 500_000,
             interval_secs: 60,
         }],
-    );
-    let (mut session, _) = stored_session(&store, ALICE);
+    )
+    .await;
+    let (mut session, _) = stored_session(&store, ALICE).await;
     let now = POLICY_CREATED + 30_000;
     let mut first = charged_call(&session, &policy, now);
-    store.create_intent(&mut session, &mut first).unwrap();
+    store.create_intent(&mut session, &mut first).await.unwrap();
     let mut second = charged_call(&session, &policy, now);
-    let error = store.create_intent(&mut session, &mut second).unwrap_err();
+    let error = store
+        .create_intent(&mut session, &mut second)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -1514,7 +1658,7 @@ fn an_intent_over_the_gas_per_interval_is_refused() {
 }
 
 /// `intent` signed, sent and included, saved at each step.
-fn include(store: &Store, intent: &mut Intent) {
+async fn include(store: &dyn Store, intent: &mut Intent) {
     for event in [
         IntentEvent::Signed,
         IntentEvent::Submitted,
@@ -1523,12 +1667,13 @@ fn include(store: &Store, intent: &mut Intent) {
         intent.apply(&event, 2).expect("a valid transition");
         store
             .save(&mut [], &mut [&mut *intent])
+            .await
             .expect("save the intent");
     }
 }
 
-#[test]
-fn an_executed_intent_moves_its_charge_from_pending_to_its_actual_cost() {
+#[tokio::test]
+async fn an_executed_intent_moves_its_charge_from_pending_to_its_actual_cost() {
     let (_dir, store) = open();
     let policy = stored_policy(
         &store,
@@ -1542,18 +1687,25 @@ fn an_executed_intent_moves_its_charge_from_pending_to_its_actual_cost() {
                 interval_secs: 3600,
             },
         ],
-    );
-    let (mut session, _) = stored_session(&store, ALICE);
+    )
+    .await;
+    let (mut session, _) = stored_session(&store, ALICE).await;
     let now = POLICY_CREATED + 5;
     let mut confirmed = charged_call(&session, &policy, now);
-    store.create_intent(&mut session, &mut confirmed).unwrap();
+    store
+        .create_intent(&mut session, &mut confirmed)
+        .await
+        .unwrap();
     let mut reverted = charged_call(&session, &policy, now);
-    store.create_intent(&mut session, &mut reverted).unwrap();
+    store
+        .create_intent(&mut session, &mut reverted)
+        .await
+        .unwrap();
 
-    include(&store, &mut confirmed);
-    include(&store, &mut reverted);
+    include(&store, &mut confirmed).await;
+    include(&store, &mut reverted).await;
     let both_pending = pending(times(RESERVED, 2));
-    assert_eq!(store.policy_usage(&policy.id).unwrap(), both_pending);
+    assert_eq!(store.policy_usage(&policy.id).await.unwrap(), both_pending);
 
     let receipt = |gas: u64, success| IntentResult {
         tx_hash: B256::repeat_byte(0x7a),
@@ -1568,7 +1720,7 @@ fn an_executed_intent_moves_its_charge_from_pending_to_its_actual_cost() {
     confirmed
         .apply(&IntentEvent::Finalized { success: true }, 3)
         .unwrap();
-    store.save(&mut [], &mut [&mut confirmed]).unwrap();
+    store.save(&mut [], &mut [&mut confirmed]).await.unwrap();
     let one_settled = PolicyUsage {
         pending: RESERVED,
         settled: Amount {
@@ -1577,15 +1729,18 @@ fn an_executed_intent_moves_its_charge_from_pending_to_its_actual_cost() {
             wei: 120_000 * 1_000_000_000,
         },
     };
-    assert_eq!(store.policy_usage(&policy.id).unwrap(), one_settled);
-    assert_eq!(window_usages(&store, &confirmed), vec![one_settled; 2]);
+    assert_eq!(store.policy_usage(&policy.id).await.unwrap(), one_settled);
+    assert_eq!(
+        window_usages(&store, &confirmed).await,
+        vec![one_settled; 2]
+    );
 
     // A reverted operation was paid for all the same.
     reverted.result = Some(receipt(80_000, false));
     reverted
         .apply(&IntentEvent::Finalized { success: false }, 3)
         .unwrap();
-    store.save(&mut [], &mut [&mut reverted]).unwrap();
+    store.save(&mut [], &mut [&mut reverted]).await.unwrap();
     let both_settled = PolicyUsage {
         pending: Amount::default(),
         settled: Amount {
@@ -1594,24 +1749,30 @@ fn an_executed_intent_moves_its_charge_from_pending_to_its_actual_cost() {
             wei: 200_000 * 1_000_000_000,
         },
     };
-    assert_eq!(store.policy_usage(&policy.id).unwrap(), both_settled);
-    assert_eq!(window_usages(&store, &reverted), vec![both_settled; 2]);
+    assert_eq!(store.policy_usage(&policy.id).await.unwrap(), both_settled);
+    assert_eq!(
+        window_usages(&store, &reverted).await,
+        vec![both_settled; 2]
+    );
 
     // A charge never changes once written.
-    let mut recharged = store.intent(&confirmed.id).unwrap().unwrap();
+    let mut recharged = store.intent(&confirmed.id).await.unwrap().unwrap();
     if let Some(charge) = recharged.charge.as_mut() {
         charge.reserved = Amount::default();
     }
-    let error = store.save(&mut [], &mut [&mut recharged]).unwrap_err();
+    let error = store
+        .save(&mut [], &mut [&mut recharged])
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, StoreError::InvalidWrite { .. }),
         "{error:?}"
     );
-    assert_eq!(store.policy_usage(&policy.id).unwrap(), both_settled);
+    assert_eq!(store.policy_usage(&policy.id).await.unwrap(), both_settled);
 }
 
-#[test]
-fn an_intent_that_never_executes_releases_its_charge() {
+#[tokio::test]
+async fn an_intent_that_never_executes_releases_its_charge() {
     let (_dir, store) = open();
     let policy = stored_policy(
         &store,
@@ -1619,45 +1780,61 @@ fn an_intent_that_never_executes_releases_its_charge() {
             max_operations: 2,
             interval_secs: 3600,
         }],
-    );
-    let (mut session, _) = stored_session(&store, ALICE);
+    )
+    .await;
+    let (mut session, _) = stored_session(&store, ALICE).await;
     let now = POLICY_CREATED + 5;
     let mut dropped = charged_call(&session, &policy, now);
-    store.create_intent(&mut session, &mut dropped).unwrap();
+    store
+        .create_intent(&mut session, &mut dropped)
+        .await
+        .unwrap();
     let mut expired = charged_call(&session, &policy, now);
-    store.create_intent(&mut session, &mut expired).unwrap();
+    store
+        .create_intent(&mut session, &mut expired)
+        .await
+        .unwrap();
     assert_eq!(
-        store.policy_usage(&policy.id).unwrap(),
+        store.policy_usage(&policy.id).await.unwrap(),
         pending(times(RESERVED, 2))
     );
 
     dropped.apply(&IntentEvent::Signed, 2).unwrap();
-    store.save(&mut [], &mut [&mut dropped]).unwrap();
+    store.save(&mut [], &mut [&mut dropped]).await.unwrap();
     dropped.apply(&IntentEvent::Dropped, 3).unwrap();
-    store.save(&mut [], &mut [&mut dropped]).unwrap();
-    assert_eq!(store.policy_usage(&policy.id).unwrap(), pending(RESERVED));
-    assert_eq!(window_usages(&store, &dropped), vec![pending(RESERVED)]);
+    store.save(&mut [], &mut [&mut dropped]).await.unwrap();
+    assert_eq!(
+        store.policy_usage(&policy.id).await.unwrap(),
+        pending(RESERVED)
+    );
+    assert_eq!(
+        window_usages(&store, &dropped).await,
+        vec![pending(RESERVED)]
+    );
 
     expired.apply(&IntentEvent::SignatureTimedOut, 4).unwrap();
-    store.save(&mut [], &mut [&mut expired]).unwrap();
+    store.save(&mut [], &mut [&mut expired]).await.unwrap();
     assert_eq!(
-        store.policy_usage(&policy.id).unwrap(),
+        store.policy_usage(&policy.id).await.unwrap(),
         PolicyUsage::default()
     );
     assert_eq!(
-        window_usages(&store, &expired),
+        window_usages(&store, &expired).await,
         vec![PolicyUsage::default()]
     );
 
     // The released room is there for new operations.
     for _ in 0..2 {
         let mut intent = charged_call(&session, &policy, now);
-        store.create_intent(&mut session, &mut intent).unwrap();
+        store
+            .create_intent(&mut session, &mut intent)
+            .await
+            .unwrap();
     }
 }
 
-#[test]
-fn concurrent_intents_never_overrun_a_limit_per_interval() {
+#[tokio::test]
+async fn concurrent_intents_never_overrun_a_limit_per_interval() {
     const THREADS: usize = 16;
     const ATTEMPTS: usize = 40;
     let (_dir, store) = open();
@@ -1667,20 +1844,26 @@ fn concurrent_intents_never_overrun_a_limit_per_interval() {
             max_operations: 10,
             interval_secs: 3600,
         }],
-    );
+    )
+    .await;
     let now = POLICY_CREATED + 42;
     // One session per thread, so that no write conflicts on a session revision: only the
     // policy's limit stands between the threads.
-    let sessions: Vec<Session> = (0..THREADS)
-        .map(|thread| stored_session(&store, Address::with_last_byte(thread as u8)).0)
-        .collect();
+    let mut sessions: Vec<Session> = Vec::new();
+    for thread in 0..THREADS {
+        sessions.push(
+            stored_session(&store, Address::with_last_byte(thread as u8))
+                .await
+                .0,
+        );
+    }
     let barrier = Barrier::new(THREADS);
     let outcomes: Vec<Result<CreateIntent, StoreError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sessions
             .into_iter()
             .enumerate()
             .map(|(thread, mut session)| {
-                let (store, barrier, policy) = (store.clone(), &barrier, &policy);
+                let (store, barrier, policy) = (&store, &barrier, &policy);
                 scope.spawn(move || {
                     // Attempts are dealt round-robin: 40 over 16 threads.
                     let attempts = (thread..ATTEMPTS).step_by(THREADS).count();
@@ -1688,7 +1871,9 @@ fn concurrent_intents_never_overrun_a_limit_per_interval() {
                     (0..attempts)
                         .map(|_| {
                             let mut intent = charged_call(&session, policy, now);
-                            store.create_intent(&mut session, &mut intent)
+                            futures::executor::block_on(
+                                store.create_intent(&mut session, &mut intent),
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
@@ -1718,12 +1903,13 @@ fn concurrent_intents_never_overrun_a_limit_per_interval() {
         })
         .count();
     assert_eq!((created, refused), (10, 30), "{outcomes:?}");
-    let usage = store.policy_usage(&policy.id).unwrap();
+    let usage = store.policy_usage(&policy.id).await.unwrap();
     assert_eq!(usage, pending(times(RESERVED, 10)));
     assert_eq!(usage.pending.operations, 10);
     assert_eq!(
         store
             .policy_window_usage(&policy.id, policy.windows_at(now)[0])
+            .await
             .unwrap(),
         usage
     );
@@ -1735,12 +1921,13 @@ fn concurrent_intents_never_overrun_a_limit_per_interval() {
             },
             &page(100, None),
         )
+        .await
         .unwrap();
     assert_eq!(charged.items.len(), 10);
 }
 
-#[test]
-fn a_sponsored_registration_is_admitted_with_its_session_or_refused_with_it() {
+#[tokio::test]
+async fn a_sponsored_registration_is_admitted_with_its_session_or_refused_with_it() {
     let (_dir, store) = open();
     let mut policy = stored_policy(
         &store,
@@ -1748,7 +1935,8 @@ fn a_sponsored_registration_is_admitted_with_its_session_or_refused_with_it() {
             max_operations: 5,
             interval_secs: 3600,
         }],
-    );
+    )
+    .await;
     let now = POLICY_CREATED + 1;
     let registering = |policy: &Policy| {
         let mut session = session_on(ALICE);
@@ -1764,49 +1952,54 @@ fn a_sponsored_registration_is_admitted_with_its_session_or_refused_with_it() {
     let (mut session, mut registration) = registering(&policy);
     store
         .create_session(&mut session, &mut registration, None)
+        .await
         .unwrap();
-    assert_eq!(store.policy_usage(&policy.id).unwrap(), pending(RESERVED));
+    assert_eq!(
+        store.policy_usage(&policy.id).await.unwrap(),
+        pending(RESERVED)
+    );
 
     policy.enabled = false;
-    store.save_policy(&mut policy).unwrap();
-    let before = store.content_digest().unwrap();
+    store.save_policy(&mut policy).await.unwrap();
+    let before = store.content_digest().await.unwrap();
     let (mut session, mut registration) = registering(&policy);
     let error = store
         .create_session(&mut session, &mut registration, None)
+        .await
         .unwrap_err();
     assert!(
         matches!(error, StoreError::Refused(Refusal::Disabled { .. })),
         "{error:?}"
     );
     assert_eq!(
-        store.content_digest().unwrap(),
+        store.content_digest().await.unwrap(),
         before,
         "a refused write wrote"
     );
-    assert_eq!(store.session(&session.id).unwrap(), None);
+    assert_eq!(store.session(&session.id).await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn every_intent_write_is_told_once_in_order_after_it_is_durable_and_a_refused_one_never() {
     let (_dir, store) = open();
     let mut told = store.events().subscribe();
-    let (mut session, registration) = stored_session(&store, ALICE);
-    let call = stored_call(&store, &mut session, None);
+    let (mut session, registration) = stored_session(&store, ALICE).await;
+    let call = stored_call(&store, &mut session, None).await;
     let mut signed = call.clone();
     signed.apply(&IntentEvent::Signed, 2).expect("signed");
-    store.save(&mut [], &mut [&mut signed]).expect("save");
+    store.save(&mut [], &mut [&mut signed]).await.expect("save");
     // A write that loses its race is refused whole, and tells nothing.
     let mut stale = call.clone();
     stale.apply(&IntentEvent::Signed, 3).expect("signed");
     assert!(matches!(
-        store.save(&mut [], &mut [&mut stale]),
+        store.save(&mut [], &mut [&mut stale]).await,
         Err(StoreError::Conflict { .. })
     ));
     assert!(
         told.try_recv().is_err(),
         "nothing is told before the writes are durable"
     );
-    let digest = store.content_digest().expect("digest");
+    let digest = store.content_digest().await.expect("digest");
 
     store.flush().await.expect("flush");
     let mut heard = Vec::new();
@@ -1824,10 +2017,9 @@ async fn every_intent_write_is_told_once_in_order_after_it_is_durable_and_a_refu
     // Told once: the outbox is empty, and emptying it changed none of the data.
     store.flush().await.expect("flush");
     assert!(told.try_recv().is_err());
-    assert_eq!(store.content_digest().expect("digest"), digest);
+    assert_eq!(store.content_digest().await.expect("digest"), digest);
     assert_eq!(
         store
-            .inner
             .trees
             .tree(layout::Table::Outbox)
             .scan_prefix(layout::OUTBOX_CHANGE_PREFIX)
@@ -1840,14 +2032,14 @@ async fn every_intent_write_is_told_once_in_order_after_it_is_durable_and_a_refu
 async fn changes_written_before_a_crash_are_told_after_the_restart() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let registration = {
-        let store = Store::open(dir.path()).expect("open");
-        let (_, registration) = stored_session(&store, ALICE);
+        let store = SledStore::open(dir.path()).expect("open");
+        let (_, registration) = stored_session(&store, ALICE).await;
         // Durable in sled's log, but the process ends before anyone flushed through the
         // store, so nobody was told.
-        store.inner.db.flush().expect("sled flush");
+        store.db.flush().expect("sled flush");
         registration
     };
-    let store = Store::open(dir.path()).expect("reopen");
+    let store = SledStore::open(dir.path()).expect("reopen");
     let mut told = store.events().subscribe();
     store.flush().await.expect("flush");
     let intent = told.try_recv().expect("told after the restart");

@@ -30,17 +30,17 @@
 //! [`Intent`]: crate::intent::Intent
 //! [`Policy`]: crate::policy::Policy
 //! [`PolicyUsage`]: crate::policy::PolicyUsage
-//! [`RelayPause`]: super::RelayPause
+//! [`RelayPause`]: crate::store::RelayPause
 //! [`ApiKey`]: crate::auth::ApiKey
 
 use alloy::primitives::Address;
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{RecordId, StoreError};
 use crate::{
     intent::IntentId,
     policy::{PolicyId, WindowKey},
     session::SessionId,
+    store::{RecordId, StoreError},
 };
 
 /// Every tree of the store but `meta`, declared once: opening the store, its transactions
@@ -186,7 +186,7 @@ pub(super) fn policy_window_key(policy: &PolicyId, window: WindowKey) -> Vec<u8>
     key
 }
 
-/// The intent id an index entry (or an `idempotency` value) holds after `offset` bytes.
+/// The intent id an `idempotency` value (or an index entry) holds after `offset` bytes.
 pub(super) fn intent_id_at(
     tree: Table,
     bytes: &[u8],
@@ -196,18 +196,6 @@ pub(super) fn intent_id_at(
         .ok()
         .and_then(IntentId::parse)
         .ok_or_else(|| corrupt(tree, bytes, "does not hold an intent id"))
-}
-
-/// The session id an index entry holds after `offset` bytes.
-pub(super) fn session_id_at(
-    tree: Table,
-    bytes: &[u8],
-    offset: usize,
-) -> Result<SessionId, StoreError> {
-    std::str::from_utf8(bytes.get(offset..).unwrap_or_default())
-        .ok()
-        .and_then(SessionId::parse)
-        .ok_or_else(|| corrupt(tree, bytes, "does not hold a session id"))
 }
 
 /// A record as stored.
@@ -281,10 +269,7 @@ mod tests {
             intent
         );
         let by_account = index_key(account_prefix(Address::repeat_byte(7)), session.as_str());
-        assert_eq!(
-            session_id_at(Table::SessionByAccount, &by_account, 20).unwrap(),
-            session
-        );
+        assert_eq!(&by_account[20..], session.as_str().as_bytes());
     }
 
     #[test]

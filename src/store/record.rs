@@ -1,0 +1,42 @@
+//! What the store needs of a record it keeps under revision checks: its name in errors and
+//! its revision.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::RecordId;
+use crate::{intent::Intent, policy::Policy, session::Session};
+
+/// A record written under optimistic concurrency: sessions, intents and policies.
+pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync {
+    /// The record's name in errors.
+    fn record_id(&self) -> RecordId;
+    /// The record's id as text: its key in the store, and in every index that holds it.
+    fn key(&self) -> &str;
+    /// The revision this copy was read at (0 for a copy never stored).
+    fn revision(&self) -> u64;
+    /// Sets the copy's revision, once a write stored it at `revision`.
+    fn set_revision(&mut self, revision: u64);
+}
+
+/// Implements [`Record`] for a type with `id` and `revision` fields, named in errors by
+/// the given [`RecordId`] variant.
+macro_rules! revisioned_record {
+    ($($record:ty => $variant:ident),* $(,)?) => {$(
+        impl Record for $record {
+            fn record_id(&self) -> RecordId {
+                RecordId::$variant(self.id.clone())
+            }
+            fn key(&self) -> &str {
+                self.id.as_str()
+            }
+            fn revision(&self) -> u64 {
+                self.revision
+            }
+            fn set_revision(&mut self, revision: u64) {
+                self.revision = revision;
+            }
+        }
+    )*};
+}
+
+revisioned_record!(Session => Session, Intent => Intent, Policy => Policy);
