@@ -1,8 +1,11 @@
 //! Configuration: defaults, then a TOML file, then `LATCHKEY_*` environment variables, then
-//! command-line flags. [`Config::validate`] runs at start, so a bad value stops the daemon
-//! with a message naming the field instead of failing later.
+//! command-line flags. [`ConfigArgs`] declares the last two layers, each flag reading its
+//! variable when absent; [`Config::load`] lays them over the file; [`Config::validate`]
+//! checks every field once and parses what the daemon runs on (keys, the TLS identity, the
+//! sponsor's signer) into [`Settings`]. A bad value stops the daemon at start with a message
+//! naming the field instead of failing later.
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use alloy::{
     primitives::Address,
@@ -11,8 +14,10 @@ use alloy::{
 use serde::Deserialize;
 
 use crate::{
+    app::Sponsor,
     chain::{contracts::ENTRY_POINT_V08, deploy},
     keys::MasterKey,
+    relay::RelayConfig,
 };
 
 /// Why the configuration cannot be used.
@@ -93,8 +98,9 @@ pub struct TlsIdentity {
 }
 
 impl TlsConfig {
-    /// The certificate and key, read from their files; `None` when TLS is off.
-    pub fn identity(&self) -> Result<Option<TlsIdentity>, ConfigError> {
+    /// The certificate and key, read from their files; `None` when TLS is off. Only
+    /// [`Config::validate`] reads them, so they are read once.
+    fn identity(&self) -> Result<Option<TlsIdentity>, ConfigError> {
         let read = |field: &'static str, path: &std::path::Path| {
             std::fs::read(path).map_err(|error| ConfigError::Invalid {
                 field,
@@ -495,111 +501,256 @@ impl Default for IntentConfig {
     }
 }
 
-/// Values given on the command line; they override everything else.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `--listen`.
-    pub listen: Option<SocketAddr>,
-    /// `--data-dir`.
+/// The layers above the file, as `latchkey serve` and `latchkey config check` take them.
+/// Each setting has a flag and an environment variable named after it (`--admin-listen`,
+/// `LATCHKEY_ADMIN_LISTEN`); the variable is read when the flag is absent, so a flag beats
+/// its variable and both beat the file. Values stay text here and are parsed
+/// as they are laid over the file, so a bad one is refused by its field's name, as a bad
+/// value in the file is. Keys and tokens belong in the variables: other users of the
+/// machine can read command lines in the process list.
+#[derive(Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see deploy/latchkey.example.toml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on (`listen`).
+    #[arg(long, env = "LATCHKEY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Address to serve Prometheus metrics on (`metrics_listen`).
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Address to serve the admin service on (`admin.listen`).
+    #[arg(long, env = "LATCHKEY_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// The admin service's bearer token (`admin.token`).
+    #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// PEM file of the server's certificate chain (`tls.cert_file`).
+    #[arg(long, env = "LATCHKEY_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the server's private key (`tls.key_file`).
+    #[arg(long, env = "LATCHKEY_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The master key that seals held session keys, 64 hex digits (`keys.master_key`).
+    #[arg(long, env = "LATCHKEY_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// A file holding the master key (`keys.master_key_file`).
+    #[arg(long, env = "LATCHKEY_MASTER_KEY_FILE", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Directory of the sled store (`data_dir`).
+    #[arg(long, env = "LATCHKEY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// `--rpc-url`.
+    /// Chain JSON-RPC endpoint (`chain.rpc_url`).
+    #[arg(long, env = "LATCHKEY_RPC_URL", value_name = "URL")]
     pub rpc_url: Option<String>,
+    /// EntryPoint v0.8 (`chain.entry_point`).
+    #[arg(long, env = "LATCHKEY_ENTRY_POINT", value_name = "ADDRESS")]
+    pub entry_point: Option<String>,
+    /// SessionKeyAccountFactory (`chain.factory`).
+    #[arg(long, env = "LATCHKEY_FACTORY", value_name = "ADDRESS")]
+    pub factory: Option<String>,
+    /// Relayer keys, 0x-prefixed hex, separated by commas (`relayer.private_key`).
+    #[arg(long, env = "LATCHKEY_RELAYER_PRIVATE_KEY", hide_env_values = true)]
+    pub relayer_private_key: Option<String>,
+    /// A BIP-39 mnemonic to derive relayer keys from (`relayer.mnemonic`).
+    #[arg(long, env = "LATCHKEY_RELAYER_MNEMONIC", hide_env_values = true)]
+    pub relayer_mnemonic: Option<String>,
+    /// The SponsorPaymaster's address (`sponsor.paymaster`).
+    #[arg(long, env = "LATCHKEY_PAYMASTER", value_name = "ADDRESS")]
+    pub paymaster: Option<String>,
+    /// The key whose approvals the paymaster accepts (`sponsor.signer_private_key`).
+    #[arg(long, env = "LATCHKEY_SPONSOR_SIGNER_KEY", hide_env_values = true)]
+    pub sponsor_signer_key: Option<String>,
+}
+
+impl fmt::Debug for ConfigArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |value: &Option<String>| value.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ConfigArgs")
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("admin_token", &secret(&self.admin_token))
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("master_key", &secret(&self.master_key))
+            .field("master_key_file", &self.master_key_file)
+            .field("data_dir", &self.data_dir)
+            .field("rpc_url", &self.rpc_url)
+            .field("entry_point", &self.entry_point)
+            .field("factory", &self.factory)
+            .field("relayer_private_key", &secret(&self.relayer_private_key))
+            .field("relayer_mnemonic", &secret(&self.relayer_mnemonic))
+            .field("paymaster", &self.paymaster)
+            .field("sponsor_signer_key", &secret(&self.sponsor_signer_key))
+            .finish()
+    }
+}
+
+impl ConfigArgs {
+    /// Lays the values given over `config`, parsing each into its field's type.
+    fn lay_over(self, config: &mut Config) -> Result<(), ConfigError> {
+        if let Some(value) = self.listen {
+            config.listen = parse("listen", &value)?;
+        }
+        if let Some(value) = self.metrics_listen {
+            config.metrics_listen = Some(parse("metrics_listen", &value)?);
+        }
+        if let Some(value) = self.admin_listen {
+            config.admin.listen = parse("admin.listen", &value)?;
+        }
+        if let Some(value) = self.entry_point {
+            config.chain.entry_point = parse("chain.entry_point", &value)?;
+        }
+        if let Some(value) = self.factory {
+            config.chain.factory = Some(parse("chain.factory", &value)?);
+        }
+        if let Some(value) = self.paymaster {
+            config.sponsor.paymaster = Some(parse("sponsor.paymaster", &value)?);
+        }
+        if let Some(value) = self.data_dir {
+            config.data_dir = value;
+        }
+        if let Some(value) = self.rpc_url {
+            config.chain.rpc_url = value;
+        }
+        given(&mut config.admin.token, self.admin_token);
+        given(&mut config.tls.cert_file, self.tls_cert_file);
+        given(&mut config.tls.key_file, self.tls_key_file);
+        given(&mut config.keys.master_key, self.master_key);
+        given(&mut config.keys.master_key_file, self.master_key_file);
+        given(&mut config.relayer.private_key, self.relayer_private_key);
+        given(&mut config.relayer.mnemonic, self.relayer_mnemonic);
+        given(
+            &mut config.sponsor.signer_private_key,
+            self.sponsor_signer_key,
+        );
+        Ok(())
+    }
+}
+
+/// Sets `field` to `value` when a layer gave one, and leaves it as the file had it otherwise.
+fn given<T>(field: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *field = value;
+    }
+}
+
+/// The configuration as [`Config::validate`] left it: every field checked, and what the
+/// daemon runs on parsed (keys, the TLS identity, durations). Only `validate` builds one,
+/// so whoever holds `Settings` has nothing left to check or read; `non_exhaustive` keeps the
+/// binary and other crates from building one unchecked.
+#[non_exhaustive]
+pub struct Settings {
+    /// Address the gRPC API listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded sled store.
+    pub data_dir: PathBuf,
+    /// Address to serve Prometheus metrics on; off when absent.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The chain and where the contracts are.
+    pub chain: ChainSettings,
+    /// The relayers' signers: the listed keys, then those derived from the mnemonic.
+    pub relayers: Vec<PrivateKeySigner>,
+    /// How the relay engine bundles, sends and waits.
+    pub relay: RelayConfig,
+    /// The paymaster and the key that approves for it; `None` when sponsorship is off.
+    pub sponsor: Option<Sponsor>,
+    /// How intents are accepted.
+    pub intents: IntentConfig,
+    /// The admin service.
+    pub admin: AdminConfig,
+    /// The master key that seals held session keys in the store.
+    pub master_key: MasterKey,
+    /// Limits on what the gRPC services accept.
+    pub api: ApiConfig,
+    /// The certificate and key both servers present, as read during validation;
+    /// plaintext when `None`.
+    pub tls: Option<TlsIdentity>,
+}
+
+/// The chain, as the daemon connects to it.
+#[derive(Debug, Clone)]
+pub struct ChainSettings {
+    /// JSON-RPC endpoint of the chain.
+    pub rpc_url: url::Url,
+    /// How long a JSON-RPC request may take before it counts as failed.
+    pub rpc_timeout: Duration,
+    /// EntryPoint v0.8.
+    pub entry_point: Address,
+    /// The factory: configured, or the deterministic address for the EntryPoint.
+    pub factory: Address,
+    /// Highest fee cap latchkey puts on an operation, in wei.
+    pub max_fee_per_gas_wei: u128,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            listen,
+            data_dir,
+            metrics_listen,
+            chain,
+            relayers,
+            relay,
+            sponsor,
+            intents,
+            admin,
+            master_key,
+            api,
+            tls,
+        } = self;
+        let relayers: Vec<Address> = relayers.iter().map(PrivateKeySigner::address).collect();
+        f.debug_struct("Settings")
+            .field("listen", listen)
+            .field("data_dir", data_dir)
+            .field("metrics_listen", metrics_listen)
+            .field("chain", chain)
+            .field("relayers", &relayers)
+            .field("relay", relay)
+            .field("sponsor", sponsor)
+            .field("intents", intents)
+            .field("admin", admin)
+            .field("master_key", master_key)
+            .field("api", api)
+            .field("tls", &tls.as_ref().map(|_| "<certificate and key>"))
+            .finish()
+    }
 }
 
 impl Config {
-    /// Loads the layers in order and validates the result. `env` is the process environment
-    /// (a parameter so tests need not touch the real one).
-    pub fn load(
-        file: Option<&std::path::Path>,
-        env: impl Fn(&str) -> Option<String>,
-        overrides: &Overrides,
-    ) -> Result<Self, ConfigError> {
-        let mut config = match file {
+    /// The file, when `args` names one (else the defaults), with the environment and the
+    /// flags laid over it. Nothing is validated yet: [`Config::validate`] does that.
+    pub fn load(mut args: ConfigArgs) -> Result<Self, ConfigError> {
+        let mut config = match args.config.take() {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
                     source,
                 })?;
                 toml::from_str(&text).map_err(|error| ConfigError::Parse {
-                    path: path.to_owned(),
+                    path,
                     message: error.to_string(),
                 })?
             }
             None => Config::default(),
         };
-        config.apply_env(env)?;
-        if let Some(listen) = overrides.listen {
-            config.listen = listen;
-        }
-        if let Some(data_dir) = &overrides.data_dir {
-            config.data_dir = data_dir.clone();
-        }
-        if let Some(rpc_url) = &overrides.rpc_url {
-            config.chain.rpc_url = rpc_url.clone();
-        }
-        config.validate()?;
+        args.lay_over(&mut config)?;
         Ok(config)
     }
 
-    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        if let Some(value) = env("LATCHKEY_LISTEN") {
-            self.listen = parse("listen", &value)?;
-        }
-        if let Some(value) = env("LATCHKEY_METRICS_LISTEN") {
-            self.metrics_listen = Some(parse("metrics_listen", &value)?);
-        }
-        if let Some(value) = env("LATCHKEY_ADMIN_LISTEN") {
-            self.admin.listen = parse("admin.listen", &value)?;
-        }
-        if let Some(value) = env("LATCHKEY_ADMIN_TOKEN") {
-            self.admin.token = Some(value);
-        }
-        if let Some(value) = env("LATCHKEY_TLS_CERT_FILE") {
-            self.tls.cert_file = Some(PathBuf::from(value));
-        }
-        if let Some(value) = env("LATCHKEY_TLS_KEY_FILE") {
-            self.tls.key_file = Some(PathBuf::from(value));
-        }
-        if let Some(value) = env("LATCHKEY_MASTER_KEY") {
-            self.keys.master_key = Some(value);
-        }
-        if let Some(value) = env("LATCHKEY_MASTER_KEY_FILE") {
-            self.keys.master_key_file = Some(PathBuf::from(value));
-        }
-        if let Some(value) = env("LATCHKEY_DATA_DIR") {
-            self.data_dir = PathBuf::from(value);
-        }
-        if let Some(value) = env("LATCHKEY_RPC_URL") {
-            self.chain.rpc_url = value;
-        }
-        if let Some(value) = env("LATCHKEY_ENTRY_POINT") {
-            self.chain.entry_point = parse("chain.entry_point", &value)?;
-        }
-        if let Some(value) = env("LATCHKEY_FACTORY") {
-            self.chain.factory = Some(parse("chain.factory", &value)?);
-        }
-        if let Some(value) = env("LATCHKEY_RELAYER_PRIVATE_KEY") {
-            self.relayer.private_key = Some(value);
-        }
-        if let Some(value) = env("LATCHKEY_RELAYER_MNEMONIC") {
-            self.relayer.mnemonic = Some(value);
-        }
-        if let Some(value) = env("LATCHKEY_PAYMASTER") {
-            self.sponsor.paymaster = Some(parse("sponsor.paymaster", &value)?);
-        }
-        if let Some(value) = env("LATCHKEY_SPONSOR_SIGNER_KEY") {
-            self.sponsor.signer_private_key = Some(value);
-        }
-        Ok(())
-    }
-
-    /// Checks every field that can be checked without the network.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        url::Url::parse(&self.chain.rpc_url).map_err(|error| ConfigError::Invalid {
-            field: "chain.rpc_url",
-            reason: error.to_string(),
-        })?;
-        self.relayer_signers()?;
+    /// Checks every field that can be checked without the network, and parses what the
+    /// daemon runs on: the relayers' keys, the master key, the TLS identity (its files are
+    /// read here, and nowhere else) and the sponsor's key. The error names the first field
+    /// found wrong.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let rpc_url =
+            url::Url::parse(&self.chain.rpc_url).map_err(|error| ConfigError::Invalid {
+                field: "chain.rpc_url",
+                reason: error.to_string(),
+            })?;
+        let relayers = self.relayer_signers()?;
         if self.chain.rpc_timeout_secs == 0 {
             return Err(invalid("chain.rpc_timeout_secs", "must be at least 1"));
         }
@@ -612,20 +763,20 @@ impl Config {
                 "must be at least 1000000",
             ));
         }
-        if self.relayer.max_ops_per_bundle == 0 {
-            return Err(invalid("relayer.max_ops_per_bundle", "must be at least 1"));
-        }
-        if self.relayer.max_in_flight == 0 {
-            return Err(invalid("relayer.max_in_flight", "must be at least 1"));
-        }
-        if self.relayer.poll_interval_ms == 0 {
-            return Err(invalid("relayer.poll_interval_ms", "must be at least 1"));
-        }
-        if self.relayer.confirmations == 0 {
-            return Err(invalid("relayer.confirmations", "must be at least 1"));
-        }
-        if self.relayer.bump_after_blocks == 0 {
-            return Err(invalid("relayer.bump_after_blocks", "must be at least 1"));
+        let at_least_one = [
+            (
+                "relayer.max_ops_per_bundle",
+                self.relayer.max_ops_per_bundle as u64,
+            ),
+            ("relayer.max_in_flight", self.relayer.max_in_flight as u64),
+            ("relayer.poll_interval_ms", self.relayer.poll_interval_ms),
+            ("relayer.confirmations", self.relayer.confirmations),
+            ("relayer.bump_after_blocks", self.relayer.bump_after_blocks),
+        ];
+        for (field, value) in at_least_one {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
         }
         if !(10..=1000).contains(&self.relayer.fee_bump_percent) {
             return Err(invalid(
@@ -664,12 +815,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        let sponsoring = self.sponsor_signer()?.is_some();
+        let sponsor_signer = self.sponsor_signer()?;
         let waits = self
             .intents
             .signature_timeout_secs
             .saturating_add(self.relayer.queue_timeout_secs);
-        if sponsoring && self.sponsor.approval_validity_secs < waits {
+        if sponsor_signer.is_some() && self.sponsor.approval_validity_secs < waits {
             return Err(ConfigError::Invalid {
                 field: "sponsor.approval_validity_secs",
                 reason: format!(
@@ -719,10 +870,8 @@ impl Config {
                 return Err(invalid(field, "must be between 1 and 1000000"));
             }
         }
-        self.tls.identity()?;
-        if self.keys.master_key.is_some() || self.keys.master_key_file.is_some() {
-            self.master_key()?;
-        }
+        let tls = self.tls.identity()?;
+        let master_key = self.keys.master_key()?;
         if let Some(token) = &self.admin.token {
             // Never echo the token: the reason says what is wrong with it, not what it is.
             if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
@@ -756,19 +905,52 @@ impl Config {
                 "must be between 10000 and 1000000",
             ));
         }
-        Ok(())
-    }
-
-    /// The master key, from `keys.master_key` (`LATCHKEY_MASTER_KEY`) or the file
-    /// `keys.master_key_file` (`LATCHKEY_MASTER_KEY_FILE`): exactly one is required to
-    /// serve. Errors name the field and the file, never the key.
-    pub fn master_key(&self) -> Result<MasterKey, ConfigError> {
-        self.keys.master_key()
+        let chain = ChainSettings {
+            rpc_url,
+            rpc_timeout: Duration::from_secs(self.chain.rpc_timeout_secs),
+            entry_point: self.chain.entry_point,
+            factory: self.factory(),
+            max_fee_per_gas_wei: u128::from(self.chain.max_fee_per_gas_gwei) * 1_000_000_000,
+        };
+        let relayer = &self.relayer;
+        let relay = RelayConfig {
+            poll_interval: Duration::from_millis(relayer.poll_interval_ms),
+            max_backoff: Duration::from_millis(relayer.max_backoff_ms),
+            max_in_flight: relayer.max_in_flight,
+            max_bundle_gas: u128::from(relayer.max_bundle_gas),
+            max_ops_per_bundle: relayer.max_ops_per_bundle,
+            confirmations: relayer.confirmations,
+            bump_after_blocks: relayer.bump_after_blocks,
+            fee_bump_percent: relayer.fee_bump_percent,
+            queue_timeout: Duration::from_secs(relayer.queue_timeout_secs),
+            shutdown_grace: Duration::from_secs(relayer.shutdown_grace_secs),
+            window_margin_secs: relayer.window_margin_secs,
+        };
+        let sponsor = sponsor_signer.map(|(paymaster, signer)| Sponsor {
+            paymaster,
+            signer,
+            approval_validity_secs: self.sponsor.approval_validity_secs,
+            verification_gas_limit: u128::from(self.sponsor.verification_gas_limit),
+        });
+        Ok(Settings {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            metrics_listen: self.metrics_listen,
+            chain,
+            relayers,
+            relay,
+            sponsor,
+            intents: self.intents,
+            admin: self.admin,
+            master_key,
+            api: self.api,
+            tls,
+        })
     }
 
     /// The paymaster and the key that approves for it, when sponsorship is configured;
     /// an error when only one of the two is set.
-    pub fn sponsor_signer(&self) -> Result<Option<(Address, PrivateKeySigner)>, ConfigError> {
+    fn sponsor_signer(&self) -> Result<Option<(Address, PrivateKeySigner)>, ConfigError> {
         match (&self.sponsor.paymaster, &self.sponsor.signer_private_key) {
             (None, None) => Ok(None),
             (Some(paymaster), Some(key)) => {
@@ -795,7 +977,7 @@ impl Config {
     /// The relayers' signers: `private_key` (which may list several keys separated by
     /// commas, as LATCHKEY_RELAYER_PRIVATE_KEY can), then `private_keys`, then the keys
     /// derived from `mnemonic`. At least one, and no key twice.
-    pub fn relayer_signers(&self) -> Result<Vec<PrivateKeySigner>, ConfigError> {
+    fn relayer_signers(&self) -> Result<Vec<PrivateKeySigner>, ConfigError> {
         let listed = self
             .relayer
             .private_key
@@ -853,16 +1035,6 @@ impl Config {
             .factory
             .unwrap_or_else(|| deploy::expected_addresses(self.chain.entry_point).factory)
     }
-
-    /// The fee cap in wei.
-    pub fn max_fee_per_gas_wei(&self) -> u128 {
-        u128::from(self.chain.max_fee_per_gas_gwei) * 1_000_000_000
-    }
-
-    /// The signature timeout.
-    pub fn signature_timeout(&self) -> Duration {
-        Duration::from_secs(self.intents.signature_timeout_secs)
-    }
 }
 
 /// Adds `signer` unless its key is already there: one key relaying as two relayers would
@@ -897,40 +1069,60 @@ fn parse<T: FromStr>(field: &'static str, value: &str) -> Result<T, ConfigError>
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use clap::{CommandFactory, Parser};
 
     use super::*;
 
     const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    const MASTER_KEY: &str = "4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d";
 
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| vars.get(name).cloned()
+    /// The command line `latchkey serve` parses its configuration from.
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ConfigArgs,
+    }
+
+    /// The layers above the file with what every valid configuration needs from them: a
+    /// relayer key and the master key, as the environment gives them.
+    fn needed() -> ConfigArgs {
+        ConfigArgs {
+            relayer_private_key: Some(KEY.to_owned()),
+            master_key: Some(MASTER_KEY.to_owned()),
+            ..ConfigArgs::default()
+        }
+    }
+
+    /// The defaults and [`needed`]: a configuration that validates.
+    fn valid() -> Config {
+        Config::load(needed()).unwrap()
+    }
+
+    /// `toml` as the configuration file, under `args`.
+    fn with_file(toml: &str, args: ConfigArgs) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load(ConfigArgs {
+            config: Some(path),
+            ..args
+        })
+    }
+
+    /// Whether `error` is about `field`, named as the file names it.
+    fn names(error: &ConfigError, field: &str) -> bool {
+        matches!(error, ConfigError::Invalid { field: found, .. } if *found == field)
     }
 
     #[test]
     fn layers_apply_in_order_file_env_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("latchkey.toml");
-        std::fs::write(
-            &path,
+        let config = with_file(
             "listen = \"127.0.0.1:6000\"\ndata_dir = \"/from/file\"\n[chain]\nrpc_url = \"http://file:8545\"\n",
-        )
-        .unwrap();
-        let overrides = Overrides {
-            data_dir: Some("/from/flag".into()),
-            ..Default::default()
-        };
-        let config = Config::load(
-            Some(&path),
-            env(&[
-                ("LATCHKEY_RPC_URL", "http://env:8545"),
-                ("LATCHKEY_RELAYER_PRIVATE_KEY", KEY),
-            ]),
-            &overrides,
+            ConfigArgs {
+                rpc_url: Some("http://env:8545".to_owned()),
+                data_dir: Some("/from/flag".into()),
+                ..needed()
+            },
         )
         .unwrap();
         assert_eq!(config.listen.port(), 6000, "file over default");
@@ -944,97 +1136,115 @@ mod tests {
             !format!("{config:?}").contains(&KEY[2..]),
             "the key never appears in Debug"
         );
+        let settings = config.validate().unwrap();
+        assert_eq!(settings.chain.rpc_url.as_str(), "http://env:8545/");
+        assert!(!format!("{settings:?}").contains(&KEY[2..]));
+        assert!(!format!("{settings:?}").contains(MASTER_KEY));
+        assert!(!format!("{:?}", needed()).contains(&KEY[2..]));
+        assert!(!format!("{:?}", needed()).contains(MASTER_KEY));
+    }
+
+    #[test]
+    fn flags_lay_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\n[chain]\nrpc_url = \"http://file:8545\"\n",
+        )
+        .unwrap();
+        let paymaster = "0x52908400098527886e0f7030069857d2e4169ee7";
+        let path = path.display().to_string();
+        let flags = [
+            ("--config", path.as_str()),
+            ("--listen", "127.0.0.1:7000"),
+            ("--metrics-listen", "127.0.0.1:7001"),
+            ("--admin-listen", "127.0.0.1:7002"),
+            ("--admin-token", "0123456789abcdef0123456789abcdef"),
+            ("--data-dir", "/from/flag"),
+            ("--rpc-url", "http://flag:8545"),
+            ("--factory", paymaster),
+            ("--relayer-private-key", KEY),
+            ("--master-key", MASTER_KEY),
+            ("--paymaster", paymaster),
+            ("--sponsor-signer-key", KEY),
+        ];
+        let command_line = std::iter::once("latchkey")
+            .chain(flags.iter().flat_map(|(flag, value)| [*flag, *value]));
+        let args = Serve::try_parse_from(command_line).unwrap().args;
+        let config = Config::load(args).unwrap();
+        assert_eq!(config.listen.port(), 7000, "flag over file");
+        assert_eq!(config.metrics_listen.map(|addr| addr.port()), Some(7001));
+        assert_eq!(config.admin.listen.port(), 7002);
+        assert_eq!(config.chain.rpc_url, "http://flag:8545", "flag over file");
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.chain.factory, Some(paymaster.parse().unwrap()));
+        let settings = config.validate().unwrap();
+        assert_eq!(
+            settings.relayers[0].address(),
+            PrivateKeySigner::from_str(KEY).unwrap().address()
+        );
+        assert_eq!(
+            settings.master_key.id_hex(),
+            MasterKey::from_hex(MASTER_KEY).unwrap().id_hex()
+        );
+        assert_eq!(
+            settings.sponsor.map(|sponsor| sponsor.paymaster),
+            Some(paymaster.parse().unwrap())
+        );
+        assert!(settings.admin.token.is_some());
+    }
+
+    #[test]
+    fn every_variable_has_its_flag_and_secret_values_stay_out_of_the_help() {
+        let command = Serve::command();
+        let declared: Vec<(&str, String, bool)> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let env = arg.get_env()?.to_string_lossy().into_owned();
+                Some((arg.get_long()?, env, arg.is_hide_env_values_set()))
+            })
+            .collect();
+        let expected = [
+            ("listen", "LATCHKEY_LISTEN", false),
+            ("metrics-listen", "LATCHKEY_METRICS_LISTEN", false),
+            ("admin-listen", "LATCHKEY_ADMIN_LISTEN", false),
+            ("admin-token", "LATCHKEY_ADMIN_TOKEN", true),
+            ("tls-cert-file", "LATCHKEY_TLS_CERT_FILE", false),
+            ("tls-key-file", "LATCHKEY_TLS_KEY_FILE", false),
+            ("master-key", "LATCHKEY_MASTER_KEY", true),
+            ("master-key-file", "LATCHKEY_MASTER_KEY_FILE", false),
+            ("data-dir", "LATCHKEY_DATA_DIR", false),
+            ("rpc-url", "LATCHKEY_RPC_URL", false),
+            ("entry-point", "LATCHKEY_ENTRY_POINT", false),
+            ("factory", "LATCHKEY_FACTORY", false),
+            ("relayer-private-key", "LATCHKEY_RELAYER_PRIVATE_KEY", true),
+            ("relayer-mnemonic", "LATCHKEY_RELAYER_MNEMONIC", true),
+            ("paymaster", "LATCHKEY_PAYMASTER", false),
+            ("sponsor-signer-key", "LATCHKEY_SPONSOR_SIGNER_KEY", true),
+        ]
+        .map(|(flag, env, secret)| (flag, env.to_owned(), secret));
+        assert_eq!(declared, expected);
     }
 
     #[test]
     fn the_example_file_parses_to_the_defaults_and_names_every_field() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/latchkey.example.toml");
-        let config = Config::load(
-            Some(&path),
-            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
-            &Overrides::default(),
-        )
+        let config = Config::load(ConfigArgs {
+            config: Some(path.clone()),
+            ..ConfigArgs::default()
+        })
         .unwrap();
-        let defaults = Config::default();
-        assert_eq!(config.listen, defaults.listen);
-        assert_eq!(config.data_dir, defaults.data_dir);
-        assert_eq!(config.chain.rpc_url, defaults.chain.rpc_url);
-        assert_eq!(config.chain.entry_point, defaults.chain.entry_point);
-        assert_eq!(
-            config.chain.max_fee_per_gas_gwei,
-            defaults.chain.max_fee_per_gas_gwei
-        );
-        assert_eq!(
-            config.chain.rpc_timeout_secs,
-            defaults.chain.rpc_timeout_secs
-        );
-        assert_eq!(
-            config.relayer.poll_interval_ms,
-            defaults.relayer.poll_interval_ms
-        );
-        assert_eq!(config.relayer.max_in_flight, defaults.relayer.max_in_flight);
-        assert_eq!(
-            config.relayer.max_bundle_gas,
-            defaults.relayer.max_bundle_gas
-        );
-        assert_eq!(
-            config.relayer.max_ops_per_bundle,
-            defaults.relayer.max_ops_per_bundle
-        );
-        assert_eq!(
-            config.relayer.mnemonic_accounts,
-            defaults.relayer.mnemonic_accounts
-        );
-        assert_eq!(config.relayer.confirmations, defaults.relayer.confirmations);
-        assert_eq!(
-            config.relayer.bump_after_blocks,
-            defaults.relayer.bump_after_blocks
-        );
-        assert_eq!(
-            config.relayer.fee_bump_percent,
-            defaults.relayer.fee_bump_percent
-        );
-        assert_eq!(
-            config.relayer.queue_timeout_secs,
-            defaults.relayer.queue_timeout_secs
-        );
-        assert_eq!(
-            config.relayer.shutdown_grace_secs,
-            defaults.relayer.shutdown_grace_secs
-        );
-        assert_eq!(
-            config.relayer.max_backoff_ms,
-            defaults.relayer.max_backoff_ms
-        );
-        assert_eq!(
-            config.relayer.window_margin_secs,
-            defaults.relayer.window_margin_secs
-        );
-        assert_eq!(
-            config.intents.signature_timeout_secs,
-            defaults.intents.signature_timeout_secs
-        );
-        assert_eq!(
-            config.intents.window_margin_secs,
-            defaults.intents.window_margin_secs
-        );
-        assert_eq!(
-            config.sponsor.approval_validity_secs,
-            defaults.sponsor.approval_validity_secs
-        );
-        assert_eq!(
-            config.sponsor.verification_gas_limit,
-            defaults.sponsor.verification_gas_limit
-        );
-        assert_eq!(config.admin.listen, defaults.admin.listen);
-        assert_eq!(config.api.max_request_bytes, defaults.api.max_request_bytes);
-        assert_eq!(config.api.max_watch_streams, defaults.api.max_watch_streams);
-        assert_eq!(
-            config.api.rate_limit_per_second,
-            defaults.api.rate_limit_per_second
-        );
-        assert_eq!(config.api.rate_limit_burst, defaults.api.rate_limit_burst);
+        // Debug shows every field (secrets only as set or not), so equal texts are equal
+        // configurations.
+        assert_eq!(format!("{config:?}"), format!("{:?}", Config::default()));
+        let with_keys = Config::load(ConfigArgs {
+            config: Some(path.clone()),
+            ..needed()
+        })
+        .unwrap();
+        assert!(with_keys.validate().is_ok(), "the example is valid");
         // Commented-out fields are documented too.
         let text = std::fs::read_to_string(&path).unwrap();
         for field in [
@@ -1067,53 +1277,50 @@ mod tests {
     fn sponsorship_needs_the_paymaster_and_its_signer_together_and_approvals_that_outlive_the_waits()
      {
         let paymaster = "0x52908400098527886e0f7030069857d2e4169ee7";
-        let load = |vars: &[(&str, &str)]| {
-            let mut all = vec![("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)];
-            all.extend_from_slice(vars);
-            Config::load(None, env(&all), &Overrides::default())
+        let validate = |paymaster: Option<&str>, signer: Option<&str>| {
+            Config::load(ConfigArgs {
+                paymaster: paymaster.map(str::to_owned),
+                sponsor_signer_key: signer.map(str::to_owned),
+                ..needed()
+            })
+            .and_then(Config::validate)
         };
-        let off = load(&[]).unwrap();
-        assert!(off.sponsor_signer().unwrap().is_none());
-        let on = load(&[
-            ("LATCHKEY_PAYMASTER", paymaster),
-            ("LATCHKEY_SPONSOR_SIGNER_KEY", KEY),
-        ])
+        let configured = Config::load(ConfigArgs {
+            paymaster: Some(paymaster.to_owned()),
+            sponsor_signer_key: Some(KEY.to_owned()),
+            ..needed()
+        })
         .unwrap();
-        let (address, signer) = on.sponsor_signer().unwrap().unwrap();
-        assert_eq!(address.to_string().to_lowercase(), paymaster);
+        assert!(
+            !format!("{configured:?}").contains(&KEY[2..]),
+            "redacted in Debug"
+        );
+        let off = validate(None, None).unwrap();
+        assert!(off.sponsor.is_none());
+        let on = validate(Some(paymaster), Some(KEY)).unwrap();
+        let sponsor = on.sponsor.as_ref().unwrap();
+        assert_eq!(sponsor.paymaster.to_string().to_lowercase(), paymaster);
         assert_eq!(
-            signer.address(),
+            sponsor.signer.address(),
             PrivateKeySigner::from_str(KEY).unwrap().address()
         );
         assert!(!format!("{on:?}").contains(&KEY[2..]), "redacted in Debug");
-        for (vars, field) in [
+        for (paymaster, signer, field) in [
+            (Some(paymaster), None, "sponsor.signer_private_key"),
+            (None, Some(KEY), "sponsor.paymaster"),
             (
-                vec![("LATCHKEY_PAYMASTER", paymaster)],
-                "sponsor.signer_private_key",
-            ),
-            (
-                vec![("LATCHKEY_SPONSOR_SIGNER_KEY", KEY)],
-                "sponsor.paymaster",
-            ),
-            (
-                vec![
-                    ("LATCHKEY_PAYMASTER", paymaster),
-                    ("LATCHKEY_SPONSOR_SIGNER_KEY", "0x1234"),
-                ],
+                Some(paymaster),
+                Some("0x1234"),
                 "sponsor.signer_private_key",
             ),
         ] {
-            let error = load(&vars).unwrap_err();
-            assert!(
-                matches!(&error, ConfigError::Invalid { field: found, .. } if *found == field),
-                "{error}"
-            );
+            let error = validate(paymaster, signer).unwrap_err();
+            assert!(names(&error, field), "{error}");
         }
-        let mut short = Config::default();
-        short.relayer.private_key = Some(KEY.to_owned());
+        let mut short = valid();
         short.sponsor.approval_validity_secs = 899;
         assert!(
-            short.validate().is_ok(),
+            short.clone().validate().is_ok(),
             "without sponsorship the validity is not used"
         );
         short.sponsor.paymaster = Some(paymaster.parse().unwrap());
@@ -1128,13 +1335,8 @@ mod tests {
 
     #[test]
     fn api_limits_out_of_range_are_refused_by_name() {
-        let load = |adjust: fn(&mut Config)| {
-            let mut config = Config::load(
-                None,
-                env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
-                &Overrides::default(),
-            )
-            .unwrap();
+        let validate = |adjust: fn(&mut Config)| {
+            let mut config = valid();
             adjust(&mut config);
             config.validate()
         };
@@ -1160,10 +1362,10 @@ mod tests {
                 "api.rate_limit_burst",
             ),
         ] {
-            let error = load(adjust).unwrap_err().to_string();
+            let error = validate(adjust).unwrap_err().to_string();
             assert!(error.contains(field), "{error}");
         }
-        assert!(load(|c| c.api.max_watch_streams = 1).is_ok());
+        assert!(validate(|c| c.api.max_watch_streams = 1).is_ok());
     }
 
     #[test]
@@ -1195,6 +1397,15 @@ mod tests {
                 .cert_pem
                 .starts_with(b"-----BEGIN CERTIFICATE-----")
         );
+        // Validation reads the files into the settings the daemon serves with.
+        let settings = Config {
+            tls: tls(Some(&cert), Some(&key)),
+            ..valid()
+        }
+        .validate()
+        .unwrap();
+        let identity = settings.tls.unwrap();
+        assert!(identity.key_pem.starts_with(b"-----BEGIN PRIVATE KEY-----"));
         for (config, field, says) in [
             (tls(Some(&cert), None), "tls.key_file", "required"),
             (tls(None, Some(&key)), "tls.cert_file", "required"),
@@ -1214,75 +1425,60 @@ mod tests {
                 "no PEM private key",
             ),
         ] {
-            let error = config.identity().err().expect("refused");
+            let error = Config {
+                tls: config,
+                ..valid()
+            }
+            .validate()
+            .expect_err("refused");
             let text = error.to_string();
-            assert!(
-                matches!(&error, ConfigError::Invalid { field: found, .. } if *found == field)
-                    && text.contains(says),
-                "{text}"
-            );
+            assert!(names(&error, field) && text.contains(says), "{text}");
         }
     }
 
     #[test]
     fn the_admin_token_must_be_long_visible_and_never_shown() {
         let load = |token: &str| {
-            Config::load(
-                None,
-                env(&[
-                    ("LATCHKEY_RELAYER_PRIVATE_KEY", KEY),
-                    ("LATCHKEY_ADMIN_TOKEN", token),
-                ]),
-                &Overrides::default(),
-            )
+            Config::load(ConfigArgs {
+                admin_token: Some(token.to_owned()),
+                ..needed()
+            })
+            .unwrap()
         };
         let good = "0123456789abcdef0123456789abcdef";
-        let config = load(good).unwrap();
+        let config = load(good);
         assert_eq!(config.admin.token.as_deref(), Some(good));
         assert!(!format!("{config:?}").contains(good), "never in Debug");
+        let settings = config.validate().unwrap();
+        assert_eq!(settings.admin.token.as_deref(), Some(good));
+        assert!(!format!("{settings:?}").contains(good), "never in Debug");
         for bad in [
             "short",
             "0123456789abcdef 0123456789abcdef",
             "0123456789abcdef\n0123456789abcdef",
         ] {
-            let error = load(bad).unwrap_err().to_string();
+            let error = load(bad).validate().unwrap_err().to_string();
             assert!(error.contains("admin.token"), "{error}");
             assert!(!error.contains(bad), "the token is not echoed: {error}");
         }
-        let clash = Config::load(
-            None,
-            env(&[
-                ("LATCHKEY_RELAYER_PRIVATE_KEY", KEY),
-                ("LATCHKEY_ADMIN_TOKEN", good),
-                ("LATCHKEY_ADMIN_LISTEN", "127.0.0.1:50051"),
-            ]),
-            &Overrides::default(),
-        )
+        let clash = Config::load(ConfigArgs {
+            admin_token: Some(good.to_owned()),
+            admin_listen: Some("127.0.0.1:50051".to_owned()),
+            ..needed()
+        })
+        .and_then(Config::validate)
         .unwrap_err();
         assert!(clash.to_string().contains("admin.listen"), "{clash}");
         // Without a token the service is off, and any listen address is fine.
-        let off = Config::load(
-            None,
-            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
-            &Overrides::default(),
-        )
-        .unwrap();
+        let off = valid().validate().unwrap();
         assert!(off.admin.token.is_none());
     }
 
     #[test]
     fn a_partial_section_keeps_the_defaults_of_the_fields_it_leaves_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("partial.toml");
-        std::fs::write(
-            &path,
+        let config = with_file(
             "[relayer]\npoll_interval_ms = 5\n[intents]\nwindow_margin_secs = 7\n",
-        )
-        .unwrap();
-        let config = Config::load(
-            Some(&path),
-            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
-            &Overrides::default(),
+            needed(),
         )
         .unwrap();
         let defaults = Config::default();
@@ -1297,42 +1493,49 @@ mod tests {
             config.intents.signature_timeout_secs,
             defaults.intents.signature_timeout_secs
         );
+        assert!(config.validate().is_ok());
     }
 
     #[test]
     fn several_relayer_keys_come_from_the_list_and_the_environment() {
         const OTHER: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-        let config = Config::load(
-            None,
-            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", &format!("{KEY}, {OTHER}"))]),
-            &Overrides::default(),
-        )
-        .unwrap();
-        assert_eq!(config.relayer_signers().unwrap().len(), 2);
-        let twice = Config::load(
-            None,
-            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", &format!("{KEY},{KEY}"))]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let validate = |keys: String| {
+            Config::load(ConfigArgs {
+                relayer_private_key: Some(keys),
+                ..needed()
+            })
+            .and_then(Config::validate)
+        };
+        let settings = validate(format!("{KEY}, {OTHER}")).unwrap();
+        assert_eq!(settings.relayers.len(), 2);
+        let twice = validate(format!("{KEY},{KEY}")).unwrap_err();
         assert!(twice.to_string().contains("twice"), "{twice}");
         assert!(
-            !format!("{config:?}").contains(&OTHER[2..]),
+            !format!("{settings:?}").contains(&OTHER[2..]),
             "keys never appear in Debug"
         );
+        let mut listed = valid();
+        listed.relayer.private_keys = vec![OTHER.to_owned()];
+        assert!(
+            !format!("{listed:?}").contains(&OTHER[2..]),
+            "keys never appear in Debug"
+        );
+        assert_eq!(listed.validate().unwrap().relayers.len(), 2);
     }
 
     #[test]
     fn relayers_derive_from_a_mnemonic_at_the_standard_path() {
         // The well-known development mnemonic: its first accounts are public knowledge.
         const MNEMONIC: &str = "test test test test test test test test test test test junk";
-        let config = Config::load(
-            None,
-            env(&[("LATCHKEY_RELAYER_MNEMONIC", MNEMONIC)]),
-            &Overrides::default(),
-        )
-        .unwrap();
-        let signers = config.relayer_signers().unwrap();
+        let load = |mnemonic: &str| {
+            Config::load(ConfigArgs {
+                relayer_mnemonic: Some(mnemonic.to_owned()),
+                relayer_private_key: None,
+                ..needed()
+            })
+        };
+        let config = load(MNEMONIC).unwrap();
+        let signers = config.clone().validate().unwrap().relayers;
         assert_eq!(signers.len(), 1);
         assert_eq!(
             signers[0].address().to_string(),
@@ -1342,41 +1545,33 @@ mod tests {
         three.relayer.mnemonic_accounts = 3;
         let listed = PrivateKeySigner::random();
         three.relayer.private_key = Some(format!("0x{}", alloy::hex::encode(listed.to_bytes())));
-        let signers = three.relayer_signers().unwrap();
+        assert!(
+            !format!("{three:?}").contains("junk"),
+            "the mnemonic never appears in Debug"
+        );
+        let signers = three.validate().unwrap().relayers;
         assert_eq!(signers[0].address(), listed.address());
         assert_eq!(signers.len(), 4, "the listed key, then the derived ones");
         assert_eq!(
             signers[2].address().to_string(),
             "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
         );
-        assert!(
-            !format!("{three:?}").contains("junk"),
-            "the mnemonic never appears in Debug"
-        );
-        let bad = Config::load(
-            None,
-            env(&[("LATCHKEY_RELAYER_MNEMONIC", "not a mnemonic")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let bad = load("not a mnemonic")
+            .and_then(Config::validate)
+            .unwrap_err();
         assert!(bad.to_string().contains("relayer.mnemonic"), "{bad}");
         // KEY is the mnemonic's second account: one key must not relay as two.
         let mut twice = config;
         twice.relayer.mnemonic_accounts = 2;
         twice.relayer.private_key = Some(KEY.to_owned());
-        let error = twice.relayer_signers().unwrap_err();
+        let error = twice.validate().unwrap_err();
         assert!(error.to_string().contains("also listed"), "{error}");
     }
 
     #[test]
     fn relay_settings_out_of_range_are_refused_by_name() {
-        let base = || {
-            let mut config = Config::default();
-            config.relayer.private_key = Some(KEY.to_owned());
-            config
-        };
         type Breakage = fn(&mut Config);
-        let cases: [(&str, Breakage); 7] = [
+        let cases: [(&str, Breakage); 12] = [
             ("relayer.confirmations", |c| c.relayer.confirmations = 0),
             ("relayer.bump_after_blocks", |c| {
                 c.relayer.bump_after_blocks = 0
@@ -1395,10 +1590,23 @@ mod tests {
                 c.relayer.mnemonic = Some("x".into());
                 c.relayer.mnemonic_accounts = 0;
             }),
+            ("relayer.max_ops_per_bundle", |c| {
+                c.relayer.max_ops_per_bundle = 0
+            }),
+            ("relayer.max_in_flight", |c| c.relayer.max_in_flight = 0),
+            ("relayer.poll_interval_ms", |c| {
+                c.relayer.poll_interval_ms = 0
+            }),
+            ("relayer.max_bundle_gas", |c| {
+                c.relayer.max_bundle_gas = 999_999
+            }),
+            ("relayer.shutdown_grace_secs", |c| {
+                c.relayer.shutdown_grace_secs = 3_601
+            }),
         ];
-        assert!(base().validate().is_ok());
+        assert!(valid().validate().is_ok());
         for (field, break_it) in cases {
-            let mut config = base();
+            let mut config = valid();
             break_it(&mut config);
             let error = config.validate().unwrap_err();
             assert!(error.to_string().contains(field), "{field}: {error}");
@@ -1407,31 +1615,47 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let missing = Config::load(None, env(&[]), &Overrides::default()).unwrap_err();
+        let missing = Config::default().validate().unwrap_err();
         assert!(
             missing.to_string().contains("relayer.private_key"),
             "{missing}"
         );
-        let bad_url = Config::load(
-            None,
-            env(&[
-                ("LATCHKEY_RELAYER_PRIVATE_KEY", KEY),
-                ("LATCHKEY_RPC_URL", "not a url"),
-            ]),
-            &Overrides::default(),
-        )
+        let no_master_key = Config::load(ConfigArgs {
+            master_key: None,
+            ..needed()
+        })
+        .and_then(Config::validate)
+        .unwrap_err();
+        assert!(names(&no_master_key, "keys.master_key"), "{no_master_key}");
+        let bad_url = Config::load(ConfigArgs {
+            rpc_url: Some("not a url".to_owned()),
+            ..needed()
+        })
+        .and_then(Config::validate)
         .unwrap_err();
         assert!(bad_url.to_string().contains("chain.rpc_url"), "{bad_url}");
+        // A value the environment or a flag gives is named by its field, as one in the file.
+        for (args, field) in [
+            (
+                ConfigArgs {
+                    listen: Some("nowhere".to_owned()),
+                    ..needed()
+                },
+                "listen",
+            ),
+            (
+                ConfigArgs {
+                    paymaster: Some("0x1234".to_owned()),
+                    ..needed()
+                },
+                "sponsor.paymaster",
+            ),
+        ] {
+            let error = Config::load(args).unwrap_err();
+            assert!(names(&error, field), "{error}");
+        }
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "[chain]\nrpc_uri = \"typo\"\n").unwrap();
-        let typo = Config::load(
-            Some(&path),
-            env(&[("LATCHKEY_RELAYER_PRIVATE_KEY", KEY)]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let typo = with_file("[chain]\nrpc_uri = \"typo\"\n", needed()).unwrap_err();
         assert!(typo.to_string().contains("rpc_uri"), "{typo}");
     }
 }

@@ -31,21 +31,18 @@ use crate::{
         services::{Accounts, Intents, Policies, Sessions},
         watch::{WatchLimits, WatchSlots, Watches},
     },
-    app::{App, AppConfig, Sponsor},
+    app::{App, AppConfig},
     auth::RateLimit,
     chain::{ChainError, client::ChainClient, deploy::Deployment},
-    config::{Config, ConfigError, TlsIdentity},
+    config::{Settings, TlsIdentity},
     metrics::Metrics,
-    relay::{HEALTH_SERVICE, Relay, RelayConfig, RelayHealth},
+    relay::{HEALTH_SERVICE, Relay, RelayHealth},
     store::{SharedStore, SledStore, StoreError},
 };
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// The store could not be opened.
     #[error("store at the configured data_dir: {0}")]
     Store(#[from] StoreError),
@@ -93,61 +90,47 @@ pub enum DaemonError {
 /// answers, the EntryPoint and the factory have code, and a configured paymaster serves that
 /// EntryPoint and accepts the configured approving key. `latchkey config check` runs the
 /// same checks without starting anything.
-pub async fn connect_chain(config: &Config) -> Result<(ChainClient, Option<Sponsor>), DaemonError> {
-    let rpc_url = config
-        .chain
-        .rpc_url
-        .parse()
-        .map_err(|_| ConfigError::Invalid {
-            field: "chain.rpc_url",
-            reason: "not a URL".to_owned(),
-        })?;
+pub async fn connect_chain(settings: &Settings) -> Result<ChainClient, DaemonError> {
+    let chain_settings = &settings.chain;
     // Every request has a deadline: a node that accepts a connection and never answers
     // would otherwise hold the relay (and the API calls that read the chain) forever.
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(config.chain.rpc_timeout_secs))
+        .timeout(chain_settings.rpc_timeout)
         .build()
         .map_err(|error| DaemonError::Server(format!("HTTP client: {error}")))?;
-    let transport = Http::with_client(http, rpc_url);
+    let transport = Http::with_client(http, chain_settings.rpc_url.clone());
     let is_local = transport.guess_local();
     let provider = ProviderBuilder::new()
         .connect_client(RpcClient::new(transport, is_local))
         .erased();
     let deployment = Deployment {
-        entry_point: config.chain.entry_point,
-        factory: config.factory(),
-        game_items: crate::chain::deploy::expected_addresses(config.chain.entry_point).game_items,
+        entry_point: chain_settings.entry_point,
+        factory: chain_settings.factory,
+        game_items: crate::chain::deploy::expected_addresses(chain_settings.entry_point).game_items,
     };
-    let chain = ChainClient::connect(provider, deployment, config.max_fee_per_gas_wei()).await?;
-    let sponsor = match config.sponsor_signer()? {
-        Some((paymaster, signer)) => {
-            // Approvals the paymaster would refuse (AA34) must stop the daemon here,
-            // not drop every sponsored operation later.
-            let (on_chain, entry_point) = chain.paymaster_setup(paymaster).await?;
-            if entry_point != chain.deployment().entry_point {
-                return Err(DaemonError::SponsorEntryPointMismatch {
-                    paymaster,
-                    serves: entry_point,
-                    configured: chain.deployment().entry_point,
-                });
-            }
-            if on_chain != signer.address() {
-                return Err(DaemonError::SponsorSignerMismatch {
-                    paymaster,
-                    configured: signer.address(),
-                    on_chain,
-                });
-            }
-            Some(Sponsor {
+    let chain =
+        ChainClient::connect(provider, deployment, chain_settings.max_fee_per_gas_wei).await?;
+    if let Some(sponsor) = &settings.sponsor {
+        // Approvals the paymaster would refuse (AA34) must stop the daemon here,
+        // not drop every sponsored operation later.
+        let paymaster = sponsor.paymaster;
+        let (on_chain, entry_point) = chain.paymaster_setup(paymaster).await?;
+        if entry_point != chain.deployment().entry_point {
+            return Err(DaemonError::SponsorEntryPointMismatch {
                 paymaster,
-                signer,
-                approval_validity_secs: config.sponsor.approval_validity_secs,
-                verification_gas_limit: u128::from(config.sponsor.verification_gas_limit),
-            })
+                serves: entry_point,
+                configured: chain.deployment().entry_point,
+            });
         }
-        None => None,
-    };
-    Ok((chain, sponsor))
+        if on_chain != sponsor.signer.address() {
+            return Err(DaemonError::SponsorSignerMismatch {
+                paymaster,
+                configured: sponsor.signer.address(),
+                on_chain,
+            });
+        }
+    }
+    Ok(chain)
 }
 
 /// A daemon bound to its address, ready to [`Daemon::run`].
@@ -171,57 +154,55 @@ pub struct Daemon {
 
 impl Daemon {
     /// Opens everything the daemon needs and binds the listen address (port 0 picks a free
-    /// one; [`Daemon::local_addr`] tells which).
-    pub async fn start(config: &Config) -> Result<Self, DaemonError> {
-        config.validate()?;
-        let signers = config.relayer_signers()?;
-        let master_key = config.master_key()?;
-        let tls = config.tls.identity()?;
-        let store: SharedStore = Arc::new(SledStore::open(&config.data_dir)?);
+    /// one; [`Daemon::local_addr`] tells which). `settings` were checked and parsed by
+    /// [`crate::config::Config::validate`]; nothing is checked or read from them again.
+    pub async fn start(settings: Settings) -> Result<Self, DaemonError> {
+        let store: SharedStore = Arc::new(SledStore::open(&settings.data_dir)?);
         // Every held key must open under the configured master key before anything is
         // served; keys an older version stored bare are sealed now.
-        let sealed = crate::store::seal_legacy_keys(store.as_ref(), &master_key).await?;
+        let sealed = crate::store::seal_legacy_keys(store.as_ref(), &settings.master_key).await?;
         if sealed > 0 {
             info!(target: "daemon", sealed, "held keys stored bare by an older version are now sealed");
         }
-        let (chain, sponsor) = connect_chain(config).await?;
+        let chain = connect_chain(&settings).await?;
+        let Settings {
+            listen,
+            metrics_listen,
+            relayers,
+            relay,
+            sponsor,
+            intents,
+            admin: admin_config,
+            master_key,
+            api,
+            tls,
+            ..
+        } = settings;
         let metrics = Arc::new(Metrics::default());
         let relay = Relay::new(
             store.clone(),
             chain.clone(),
             metrics.clone(),
-            signers,
-            RelayConfig {
-                poll_interval: Duration::from_millis(config.relayer.poll_interval_ms),
-                max_backoff: Duration::from_millis(config.relayer.max_backoff_ms),
-                max_in_flight: config.relayer.max_in_flight,
-                max_bundle_gas: u128::from(config.relayer.max_bundle_gas),
-                max_ops_per_bundle: config.relayer.max_ops_per_bundle,
-                confirmations: config.relayer.confirmations,
-                bump_after_blocks: config.relayer.bump_after_blocks,
-                fee_bump_percent: config.relayer.fee_bump_percent,
-                queue_timeout: Duration::from_secs(config.relayer.queue_timeout_secs),
-                shutdown_grace: Duration::from_secs(config.relayer.shutdown_grace_secs),
-                window_margin_secs: config.relayer.window_margin_secs,
-            },
+            relayers,
+            relay,
         );
         let app = App::new(
             store,
             chain,
             AppConfig {
-                window_margin_secs: config.intents.window_margin_secs,
-                signature_timeout: config.signature_timeout(),
+                window_margin_secs: intents.window_margin_secs,
+                signature_timeout: Duration::from_secs(intents.signature_timeout_secs),
                 sponsor,
                 master_key,
-                admin_token: config.admin.token.is_some(),
+                admin_token: admin_config.token.is_some(),
             },
             metrics,
             relay.handle(),
         );
-        let listener = TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(listen)
             .await
-            .map_err(|error| DaemonError::Server(format!("bind {}: {error}", config.listen)))?;
-        let metrics_listener = match config.metrics_listen {
+            .map_err(|error| DaemonError::Server(format!("bind {}: {error}", listen)))?;
+        let metrics_listener = match metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|error| {
                 DaemonError::Server(format!("bind metrics_listen {addr}: {error}"))
             })?),
@@ -230,18 +211,18 @@ impl Daemon {
         // Served when someone can get in: with the admin token, or an ADMIN key made
         // while a token was configured.
         let admin = if app.admin_reachable().await? {
-            let listener = TcpListener::bind(config.admin.listen)
+            let listener = TcpListener::bind(admin_config.listen)
                 .await
                 .map_err(|error| {
                     DaemonError::Server(format!(
                         "bind admin.listen {}: {error}",
-                        config.admin.listen
+                        admin_config.listen
                     ))
                 })?;
-            if !config.admin.listen.ip().is_loopback() && tls.is_none() {
+            if !admin_config.listen.ip().is_loopback() && tls.is_none() {
                 tracing::warn!(
                     target: "daemon",
-                    addr = %config.admin.listen,
+                    addr = %admin_config.listen,
                     "the admin service listens beyond this machine without TLS: its credentials \
                      cross the network in the clear; set tls.cert_file and tls.key_file"
                 );
@@ -252,14 +233,14 @@ impl Daemon {
             None
         };
         let gate = Arc::new(Gate::new(
-            config.admin.token.as_deref(),
+            admin_config.token.as_deref(),
             RateLimit {
-                per_second: config.api.rate_limit_per_second,
-                burst: config.api.rate_limit_burst,
+                per_second: api.rate_limit_per_second,
+                burst: api.rate_limit_burst,
             },
             RateLimit {
-                per_second: config.api.auth_failures_per_second,
-                burst: config.api.auth_failure_burst,
+                per_second: api.auth_failures_per_second,
+                burst: api.auth_failure_burst,
             },
         ));
         Ok(Self {
@@ -268,11 +249,11 @@ impl Daemon {
             metrics_listener,
             admin,
             tls,
-            max_request_bytes: config.api.max_request_bytes,
+            max_request_bytes: api.max_request_bytes,
             watch_limits: WatchLimits {
-                total: config.api.max_watch_streams,
-                per_tenant: config.api.max_watch_streams_per_tenant,
-                admin: config.api.max_admin_watch_streams,
+                total: api.max_watch_streams,
+                per_tenant: api.max_watch_streams_per_tenant,
+                admin: api.max_admin_watch_streams,
             },
             app,
             relay,

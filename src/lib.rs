@@ -56,7 +56,9 @@
 //!   read; proto <-> domain conversion; the one error -> status mapping; handlers that
 //!   convert, call and convert; watch streams and their per-tenant slots; and the admin
 //!   service.
-//! - [`config`]: layered configuration (defaults < TOML < env < flags), validated at start.
+//! - [`config`]: layered configuration (defaults < TOML < env < flags, each flag reading its
+//!   `LATCHKEY_*` variable when absent), checked once at start into the `Settings` the
+//!   daemon runs on: keys parsed and the TLS files read there, never again.
 //! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path, and
 //!   the HTTP/2 limits both servers set.
 //! - [`cli`]: operator subcommands: `bench`, the load generator; `contracts deploy` and

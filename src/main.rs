@@ -1,7 +1,5 @@
 //! The `latchkey` binary: `serve` runs the daemon, `dev` the whole local stack.
 
-use std::{net::SocketAddr, path::PathBuf};
-
 use clap::{Parser, Subcommand, ValueEnum};
 use latchkey::{
     cli::{
@@ -10,7 +8,7 @@ use latchkey::{
         keys::KeysCommand, paymaster::PaymasterCommand, policy::PolicyCommand,
         relayer::RelayerCommand, session::SessionCommand,
     },
-    config::{Config, Overrides},
+    config::{Config, ConfigArgs},
     daemon::Daemon,
 };
 use tokio_util::sync::CancellationToken;
@@ -36,20 +34,10 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: the gRPC API and the relay, against a configured chain.
-    Serve {
-        /// TOML configuration file (see deploy/latchkey.example.toml).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Address to serve gRPC on; overrides the file and LATCHKEY_LISTEN.
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Directory of the sled store; overrides the file and LATCHKEY_DATA_DIR.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Chain JSON-RPC endpoint; overrides the file and LATCHKEY_RPC_URL.
-        #[arg(long)]
-        rpc_url: Option<String>,
-    },
+    ///
+    /// The configuration comes from defaults, then the file, then LATCHKEY_* variables, then
+    /// flags: each flag below beats its variable, and both beat the file.
+    Serve(ConfigArgs),
     /// Measure: start anvil and the daemon, register sessions on fresh accounts, drive mint
     /// intents through gRPC, and report throughput, latency, bundling, gas and memory.
     Bench {
@@ -137,9 +125,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Load the configuration (file, then LATCHKEY_* variables) and check every field, then
-    /// the chain: it answers, the EntryPoint and factory have code, the paymaster accepts the
-    /// approving key, and each relayer holds ETH. Opens no store and binds no port.
+    /// Load the configuration as `serve` does (file, then LATCHKEY_* variables, then flags)
+    /// and check every field, then the chain: it answers, the EntryPoint and factory have
+    /// code, the paymaster accepts the approving key, and each relayer holds ETH. Opens no
+    /// store and binds no port.
     ///
     /// Exit codes: 0 every check passed; 1 a check against the chain failed; 2 bad
     /// command line; 3 the configuration cannot be loaded or a field is invalid.
@@ -152,23 +141,9 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_format);
 
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            data_dir,
-            rpc_url,
-        } => {
-            let overrides = Overrides {
-                listen,
-                data_dir,
-                rpc_url,
-            };
-            let config = Config::load(
-                config.as_deref(),
-                |name| std::env::var(name).ok(),
-                &overrides,
-            )?;
-            let daemon = Daemon::start(&config).await?;
+        Command::Serve(args) => {
+            let settings = Config::load(args)?.validate()?;
+            let daemon = Daemon::start(settings).await?;
             daemon.run(shutdown_on_signal()).await?;
         }
         Command::Bench { options, json } => latchkey::cli::bench::main(options, json).await?,

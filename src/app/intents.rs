@@ -249,11 +249,11 @@ impl App {
     /// An intent of any kind (a session's registration and revocation are intents too)
     /// that `visibility` covers; any other is not found.
     pub async fn intent(&self, id: &IntentId, visibility: &Visibility) -> Result<Intent, AppError> {
-        self.store()
-            .intent(id)
-            .await?
-            .filter(|intent| visibility.sees(&intent.tenant))
-            .ok_or_else(|| AppError::not_found("name", id.resource_name()))
+        super::visible(
+            self.store().intent(id).await?,
+            visibility,
+            id.resource_name(),
+        )
     }
 
     /// Intents of every kind `filter` admits, newest first.

@@ -37,13 +37,14 @@ pub use self::{
     status::{ChainHeadView, MAX_PAUSE_REASON_CHARS, RelayerView, StatusView},
 };
 use crate::{
+    auth::Visibility,
     chain::client::ChainClient,
     clock::now_ms,
     intent::Intent,
     keys,
     metrics::Metrics,
     relay::RelayHandle,
-    store::{LostRace, SharedStore, StoreError},
+    store::{LostRace, Record, SharedStore, StoreError},
 };
 
 /// Settings of the application layer.
@@ -137,6 +138,18 @@ impl App {
     fn signature_timeout_ms(&self) -> u64 {
         u64::try_from(self.config().signature_timeout.as_millis()).unwrap_or(u64::MAX)
     }
+}
+
+/// `record` when `visibility` covers its tenant; any other is not found (by its resource
+/// `name`), exactly like one that never existed, so a tenant learns nothing of another's ids.
+fn visible<T: Record>(
+    record: Option<T>,
+    visibility: &Visibility,
+    name: String,
+) -> Result<T, AppError> {
+    record
+        .filter(|record| visibility.sees(record.tenant()))
+        .ok_or_else(|| AppError::not_found("name", name))
 }
 
 impl LostRace for AppError {

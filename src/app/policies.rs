@@ -106,12 +106,11 @@ impl App {
         id: &PolicyId,
         visibility: &Visibility,
     ) -> Result<PolicyView, AppError> {
-        let policy = self
-            .store()
-            .policy(id)
-            .await?
-            .filter(|policy| visibility.sees(&policy.tenant))
-            .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
+        let policy = super::visible(
+            self.store().policy(id).await?,
+            visibility,
+            id.resource_name(),
+        )?;
         self.policy_view(policy).await
     }
 
@@ -143,12 +142,11 @@ impl App {
         visibility: &Visibility,
     ) -> Result<PolicyView, AppError> {
         retry_lost_races(|| async move {
-            let mut policy = self
-                .store()
-                .policy(id)
-                .await?
-                .filter(|policy| visibility.sees(&policy.tenant))
-                .ok_or_else(|| AppError::not_found("name", id.resource_name()))?;
+            let mut policy = super::visible(
+                self.store().policy(id).await?,
+                visibility,
+                id.resource_name(),
+            )?;
             if !policy.enabled {
                 return self.policy_view(policy).await;
             }

@@ -1,7 +1,7 @@
 //! Sessions: created with the registration the owner signs, signed, read, listed, and
 //! revoked with the revocation the owner signs.
 
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use tracing::info;
 
 use super::{
@@ -18,7 +18,7 @@ use crate::{
     clock::now_ms,
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus},
     keys,
-    policy::{Operation, PolicyId},
+    policy::{Charge, Operation, PolicyId},
     session::{KeyCustody, Permissions, Session, SessionEvent, SessionId, SessionStatus, Usage},
     store::{Page, PageRequest, SessionFilter, retry_lost_races},
 };
@@ -215,17 +215,14 @@ impl App {
         };
         // A key registered again (an EXTERNAL key can be) must not reuse its old lanes.
         session.next_intent_lane = ops::first_intent_lane(session.id.as_str().as_bytes());
-        let mut registration = Intent::new(
+        let mut registration = self.awaiting_owner(
             intent_id,
             IntentKind::Registration,
             &session,
             (op, user_op_hash),
-            IntentStatus::PendingSignature,
+            charge,
             now_ms,
         );
-        registration.signature_deadline_ms =
-            Some(now_ms.saturating_add(self.signature_timeout_ms()));
-        registration.charge = charge;
         let sealed = held
             .as_ref()
             .map(|generated| {
@@ -250,6 +247,30 @@ impl App {
         self.session(&session.id, &Visibility::All).await
     }
 
+    /// A new intent of `session` that waits for the owner's signature until the signature
+    /// timeout, charged to its policy when sponsored.
+    fn awaiting_owner(
+        &self,
+        id: IntentId,
+        kind: IntentKind,
+        session: &Session,
+        operation: (UserOperation, B256),
+        charge: Option<Charge>,
+        now_ms: u64,
+    ) -> Intent {
+        let mut intent = Intent::new(
+            id,
+            kind,
+            session,
+            operation,
+            IntentStatus::PendingSignature,
+            now_ms,
+        );
+        intent.signature_deadline_ms = Some(now_ms.saturating_add(self.signature_timeout_ms()));
+        intent.charge = charge;
+        intent
+    }
+
     /// A session `visibility` covers; any other is not found, exactly like one that never
     /// existed, so a tenant learns nothing of another's ids.
     pub(super) async fn visible_session(
@@ -257,11 +278,11 @@ impl App {
         id: &SessionId,
         visibility: &Visibility,
     ) -> Result<Session, AppError> {
-        self.store()
-            .session(id)
-            .await?
-            .filter(|session| visibility.sees(&session.tenant))
-            .ok_or_else(|| AppError::not_found("name", id.resource_name()))
+        super::visible(
+            self.store().session(id).await?,
+            visibility,
+            id.resource_name(),
+        )
     }
 
     /// A session with its registration and revocation intents.
@@ -421,17 +442,14 @@ impl App {
                 now_ms,
             )?;
             let user_op_hash = op.hash_v08(chain.deployment().entry_point, chain.chain_id())?;
-            let mut revocation = Intent::new(
+            let mut revocation = self.awaiting_owner(
                 intent_id.clone(),
                 IntentKind::Revocation,
                 &session,
                 (op, user_op_hash),
-                IntentStatus::PendingSignature,
+                charge,
                 now_ms,
             );
-            revocation.signature_deadline_ms =
-                Some(now_ms.saturating_add(self.signature_timeout_ms()));
-            revocation.charge = charge;
             session.apply(&SessionEvent::RevocationRequested, now_ms)?;
             session.revocation_intent = Some(intent_id);
             session.failure_reason = None;

@@ -2,13 +2,11 @@
 //! every field, then (unless offline) checks what the daemon relies on in the chain, and
 //! reports each check, without opening the store or binding a port.
 
-use std::path::{Path, PathBuf};
-
 use alloy::providers::Provider;
 use serde::Serialize;
 
 use crate::{
-    config::{Config, ConfigError, Overrides},
+    config::{Config, ConfigArgs, ConfigError, Settings},
     daemon::connect_chain,
     metrics::wei_to_eth,
 };
@@ -69,9 +67,9 @@ impl Report {
 /// What `latchkey config check` checks, and how it prints.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
-    /// TOML configuration file (see deploy/latchkey.example.toml).
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    /// The configuration, as `latchkey serve` takes it.
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Check the configuration only, not the chain.
     #[arg(long)]
     pub offline: bool,
@@ -82,7 +80,7 @@ pub struct CheckArgs {
 
 /// Runs `latchkey config check`, prints the report and exits with its documented code.
 pub async fn main(args: CheckArgs) -> anyhow::Result<()> {
-    match run(args.config.as_deref(), args.offline).await {
+    match run(args.config, args.offline).await {
         Ok(report) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -101,78 +99,73 @@ pub async fn main(args: CheckArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Loads the configuration from `file` and the environment, and checks it. An invalid
-/// configuration is an error; anything found wrong after that is a failed check.
-pub async fn run(file: Option<&Path>, offline: bool) -> Result<Report, ConfigError> {
-    let config = Config::load(file, |name| std::env::var(name).ok(), &Overrides::default())?;
+/// Loads the configuration from `args` (the file, the environment and the flags), and
+/// checks it. An invalid configuration is an error; anything found wrong after that is a
+/// failed check.
+pub async fn run(args: ConfigArgs, offline: bool) -> Result<Report, ConfigError> {
+    let loaded = match &args.config {
+        Some(path) => format!(
+            "{} and LATCHKEY_* variables: every field valid",
+            path.display()
+        ),
+        None => "defaults and LATCHKEY_* variables: every field valid".to_owned(),
+    };
+    let settings = Config::load(args)?.validate()?;
     let mut report = Report {
         ok: true,
         checks: Vec::new(),
     };
-    report.push(
-        "configuration",
-        true,
-        match file {
-            Some(path) => format!(
-                "{} and LATCHKEY_* variables: every field valid",
-                path.display()
-            ),
-            None => "defaults and LATCHKEY_* variables: every field valid".to_owned(),
-        },
-    );
-    let master_key = config.master_key()?;
+    report.push("configuration", true, loaded);
     report.push(
         "master key",
         true,
         format!(
             "id {}: held session keys are sealed under it",
-            master_key.id_hex()
+            settings.master_key.id_hex()
         ),
     );
-    let relayers = config.relayer_signers()?;
     report.push(
         "relayers",
         true,
         format!(
             "{}: {}",
-            relayers.len(),
-            relayers
+            settings.relayers.len(),
+            settings
+                .relayers
                 .iter()
                 .map(|signer| signer.address().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
     );
+    let data_dir = &settings.data_dir;
     report.push(
         "data_dir",
-        !config.data_dir.is_file(),
-        if config.data_dir.is_file() {
+        !data_dir.is_file(),
+        if data_dir.is_file() {
             format!(
                 "{} is a file; the store needs a directory",
-                config.data_dir.display()
+                data_dir.display()
             )
-        } else if config.data_dir.is_dir() {
-            format!("{} exists", config.data_dir.display())
+        } else if data_dir.is_dir() {
+            format!("{} exists", data_dir.display())
         } else {
-            format!("{} will be created at start", config.data_dir.display())
+            format!("{} will be created at start", data_dir.display())
         },
     );
     if offline {
         return Ok(report);
     }
-    check_chain(&config, &mut report).await;
+    check_chain(&settings, &mut report).await;
     Ok(report)
 }
 
-async fn check_chain(config: &Config, report: &mut Report) {
-    let (chain, sponsor) = match connect_chain(config).await {
-        Ok(connected) => connected,
+async fn check_chain(settings: &Settings, report: &mut Report) {
+    let rpc_url = &settings.chain.rpc_url;
+    let chain = match connect_chain(settings).await {
+        Ok(chain) => chain,
         Err(error) => {
-            report.push(
-                "chain",
-                false,
-                format!("{} ({})", error, config.chain.rpc_url),
-            );
+            report.push("chain", false, format!("{error} ({rpc_url})"));
             return;
         }
     };
@@ -183,7 +176,7 @@ async fn check_chain(config: &Config, report: &mut Report) {
         format!(
             "chain {} at {}; EntryPoint {} and factory {} have code",
             chain.chain_id(),
-            config.chain.rpc_url,
+            rpc_url,
             deployment.entry_point,
             deployment.factory
         ),
@@ -191,7 +184,7 @@ async fn check_chain(config: &Config, report: &mut Report) {
     report.push(
         "sponsorship",
         true,
-        match &sponsor {
+        match &settings.sponsor {
             Some(sponsor) => format!(
                 "paymaster {} serves the EntryPoint and accepts approvals from {}",
                 sponsor.paymaster,
@@ -200,7 +193,7 @@ async fn check_chain(config: &Config, report: &mut Report) {
             None => "off: no [sponsor] paymaster".to_owned(),
         },
     );
-    for signer in config.relayer_signers().unwrap_or_default() {
+    for signer in &settings.relayers {
         let address = signer.address();
         match chain.provider().get_balance(address).await {
             Ok(balance) if balance.is_zero() => report.push(

@@ -821,7 +821,7 @@ mod tests {
     use alloy::primitives::{TxHash, address};
 
     use super::*;
-    use crate::config::{Config, Overrides};
+    use crate::config::{Config, ConfigArgs};
 
     #[test]
     fn gas_reads_in_groups_of_three_digits() {
@@ -987,16 +987,23 @@ mod tests {
         write_atomically(&path, &text).expect("write");
         let relayer = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
         let sponsor = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-        let env = |name: &str| match name {
-            "LATCHKEY_RELAYER_PRIVATE_KEY" => Some(relayer.to_owned()),
-            "LATCHKEY_SPONSOR_SIGNER_KEY" => Some(sponsor.to_owned()),
-            _ => None,
+        let master_key = crate::keys::MasterKey::generate().to_hex().to_string();
+        let relayer_only = ConfigArgs {
+            config: Some(path.clone()),
+            relayer_private_key: Some(relayer.to_owned()),
+            master_key: Some(master_key),
+            ..ConfigArgs::default()
         };
-        let config = Config::load(Some(&path), env, &Overrides::default()).expect("loads");
+        let config = Config::load(ConfigArgs {
+            sponsor_signer_key: Some(sponsor.to_owned()),
+            ..relayer_only.clone()
+        })
+        .expect("loads");
         assert_eq!(config.chain.rpc_url, "http://anvil:8545/");
         assert_eq!(config.chain.entry_point, ENTRY_POINT_V08);
         assert_eq!(config.factory(), factory);
         assert_eq!(config.sponsor.paymaster, Some(paymaster));
+        config.validate().expect("valid");
 
         let without =
             config_fragment("http://127.0.0.1:8545/", 1, factory, None).expect("fragment");
@@ -1007,10 +1014,9 @@ mod tests {
         );
         write_atomically(&path, &without).expect("replace");
         // Without a paymaster, sponsorship is off and the daemon needs only the relayer.
-        let relayer_only =
-            |name: &str| env(name).filter(|_| name == "LATCHKEY_RELAYER_PRIVATE_KEY");
-        let config = Config::load(Some(&path), relayer_only, &Overrides::default()).expect("loads");
+        let config = Config::load(relayer_only).expect("loads");
         assert_eq!(config.sponsor.paymaster, None);
+        config.validate().expect("valid");
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         metrics_listen: Some(args.metrics_listen),
         admin: AdminConfig {
             listen: args.admin_listen,
-            token: Some(token),
+            token: Some(token.clone()),
         },
         // The dev store is wiped at every start, so a new master key each time loses
         // nothing.
@@ -101,7 +101,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         "0x{}",
         alloy::hex::encode(chain.sponsor_signer.to_bytes())
     ));
-    let daemon = Daemon::start(&config).await?;
+    let daemon = Daemon::start(config.validate()?).await?;
     let tenant = TenantId::parse(DEV_TENANT).map_err(anyhow::Error::msg)?;
     let policy = daemon
         .app()
@@ -125,7 +125,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         admin: daemon
             .admin_addr()
             .map(|admin| format!("http://{admin}"))
-            .zip(config.admin.token.as_deref()),
+            .map(|admin| (admin, token.as_str())),
     };
     write_dev_env(&args.env_file, &exports)?;
     print_dev_banner(

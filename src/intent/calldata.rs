@@ -506,6 +506,50 @@ fn elementary_type(word: &str) -> Option<DynSolType> {
     }
 }
 
+/// A position in ASCII text, as both parsers read it: one byte of lookahead.
+trait Cursor {
+    /// The text and the position in it.
+    fn text_and_pos(&self) -> (&str, usize);
+    /// Moves past one byte.
+    fn advance(&mut self);
+
+    fn peek(&self) -> Option<u8> {
+        let (text, pos) = self.text_and_pos();
+        text.as_bytes().get(pos).copied()
+    }
+
+    /// Moves past `byte` if it comes next.
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        if found {
+            self.advance();
+        }
+        found
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_whitespace()) {
+            self.advance();
+        }
+    }
+}
+
+/// Implements [`Cursor`] for parsers with `text` and `pos` fields.
+macro_rules! cursor {
+    ($($parser:ident),*) => {$(
+        impl Cursor for $parser<'_> {
+            fn text_and_pos(&self) -> (&str, usize) {
+                (self.text, self.pos)
+            }
+            fn advance(&mut self) {
+                self.pos += 1;
+            }
+        }
+    )*};
+}
+
+cursor!(SignatureParser, ArgumentParser);
+
 /// A hand-written recursive-descent parser for signatures. Tokens are ASCII, so byte offsets
 /// are character offsets up to the first error.
 struct SignatureParser<'a> {
@@ -514,24 +558,6 @@ struct SignatureParser<'a> {
 }
 
 impl<'a> SignatureParser<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
-    }
-
-    fn eat(&mut self, byte: u8) -> bool {
-        let found = self.peek() == Some(byte);
-        if found {
-            self.pos += 1;
-        }
-        found
-    }
-
-    fn skip_ws(&mut self) {
-        while self.peek().is_some_and(|b| b.is_ascii_whitespace()) {
-            self.pos += 1;
-        }
-    }
-
     fn word(&mut self) -> &'a str {
         let start = self.pos;
         while self.peek().is_some_and(is_word_byte) {
@@ -694,24 +720,6 @@ struct ArgumentParser<'a> {
 }
 
 impl<'a> ArgumentParser<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
-    }
-
-    fn eat(&mut self, byte: u8) -> bool {
-        let found = self.peek() == Some(byte);
-        if found {
-            self.pos += 1;
-        }
-        found
-    }
-
-    fn skip_ws(&mut self) {
-        while self.peek().is_some_and(|b| b.is_ascii_whitespace()) {
-            self.pos += 1;
-        }
-    }
-
     fn syntax(&self, ty: &DynSolType, path: &str, expected: impl fmt::Display) -> CalldataError {
         CalldataError::InvalidArgument {
             index: self.index,

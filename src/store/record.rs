@@ -4,7 +4,7 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::RecordId;
-use crate::{intent::Intent, policy::Policy, session::Session};
+use crate::{ids::TenantId, intent::Intent, policy::Policy, session::Session};
 
 /// A record written under optimistic concurrency: sessions, intents and policies.
 pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync {
@@ -12,13 +12,15 @@ pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync {
     fn record_id(&self) -> RecordId;
     /// The record's id as text: its key in the store, and in every index that holds it.
     fn key(&self) -> &str;
+    /// The tenant the record belongs to.
+    fn tenant(&self) -> &TenantId;
     /// The revision this copy was read at (0 for a copy never stored).
     fn revision(&self) -> u64;
     /// Sets the copy's revision, once a write stored it at `revision`.
     fn set_revision(&mut self, revision: u64);
 }
 
-/// Implements [`Record`] for a type with `id` and `revision` fields, named in errors by
+/// Implements [`Record`] for a type with `id`, `tenant` and `revision` fields, named in errors by
 /// the given [`RecordId`] variant.
 macro_rules! revisioned_record {
     ($($record:ty => $variant:ident),* $(,)?) => {$(
@@ -28,6 +30,9 @@ macro_rules! revisioned_record {
             }
             fn key(&self) -> &str {
                 self.id.as_str()
+            }
+            fn tenant(&self) -> &TenantId {
+                &self.tenant
             }
             fn revision(&self) -> u64 {
                 self.revision

@@ -1,6 +1,8 @@
 //! `latchkey config check`, the real binary against a live chain: a good configuration
 //! passes every check, a wrong approving key or an unfunded relayer fails its check with
-//! exit code 1, and an invalid field stops it with exit code 3 naming the field.
+//! exit code 1, and an invalid field stops it with exit code 3 naming the field. Offline,
+//! it shows the layers: a variable reaches the settings and its flag beats it, and help
+//! names every variable without showing a secret's value.
 
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
@@ -162,4 +164,84 @@ async fn config_check_passes_a_good_configuration_and_names_what_is_wrong() {
     .await;
     assert_eq!(code, 3, "{report} {stderr}");
     assert!(stderr.contains("relayer.fee_bump_percent"), "{stderr}");
+}
+
+/// Runs `latchkey <args>` with `env` and no other LATCHKEY_* variable.
+async fn latchkey(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("LATCHKEY_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().await.expect("run latchkey")
+}
+
+#[tokio::test]
+async fn a_variable_reaches_the_settings_and_its_flag_beats_it() {
+    let relayer = PrivateKeySigner::random();
+    let relayer_key = key(&relayer);
+    let env = [
+        ("LATCHKEY_RELAYER_PRIVATE_KEY", relayer_key.as_str()),
+        ("LATCHKEY_MASTER_KEY", crate::daemon::MASTER_KEY),
+        ("LATCHKEY_DATA_DIR", "/from/env"),
+    ];
+    let offline = ["config", "check", "--offline", "--json"];
+    let report = |output: &std::process::Output| -> Value {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("a JSON report")
+    };
+
+    let from_env = report(&latchkey(&offline, &env).await);
+    assert!(
+        check_detail(&from_env, "data_dir").starts_with("/from/env "),
+        "{from_env}"
+    );
+    assert!(
+        check_detail(&from_env, "relayers").contains(&relayer.address().to_string()),
+        "{from_env}"
+    );
+
+    let with_flag = [offline.as_slice(), &["--data-dir", "/from/flag"]].concat();
+    let from_flag = report(&latchkey(&with_flag, &env).await);
+    assert!(
+        check_detail(&from_flag, "data_dir").starts_with("/from/flag "),
+        "{from_flag}"
+    );
+
+    // A bad value from the environment is an invalid configuration, named by its field.
+    let bad = [env.as_slice(), &[("LATCHKEY_LISTEN", "nowhere")]].concat();
+    let output = latchkey(&offline, &bad).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("`listen`"), "{stderr}");
+}
+
+#[tokio::test]
+async fn help_names_the_variables_and_never_shows_a_secret_value() {
+    let secrets = [
+        ("LATCHKEY_MASTER_KEY", crate::daemon::MASTER_KEY),
+        ("LATCHKEY_ADMIN_TOKEN", "admin-token-value-0123456789abcdef"),
+        ("LATCHKEY_RELAYER_PRIVATE_KEY", "relayer-key-value"),
+        ("LATCHKEY_RELAYER_MNEMONIC", "mnemonic-value"),
+        ("LATCHKEY_SPONSOR_SIGNER_KEY", "sponsor-key-value"),
+    ];
+    for args in [&["serve", "--help"][..], &["config", "check", "--help"]] {
+        let output = latchkey(args, &secrets).await;
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{help}");
+        for (name, value) in secrets {
+            assert!(help.contains(name), "{args:?} names {name}: {help}");
+            assert!(
+                !help.contains(value),
+                "{args:?} shows the value of {name}: {help}"
+            );
+        }
+    }
 }

@@ -153,7 +153,8 @@ impl TestDaemon {
     async fn start_config(config: Config, api_key: Option<String>) -> Self {
         init_logs();
         let data_dir = config.data_dir.clone();
-        let daemon = Daemon::start(&config).await.expect("daemon starts");
+        let settings = config.validate().expect("a valid test configuration");
+        let daemon = Daemon::start(settings).await.expect("daemon starts");
         let addr = daemon.local_addr().expect("bound");
         let metrics_addr = daemon.metrics_addr();
         let admin_addr = daemon.admin_addr();

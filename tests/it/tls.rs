@@ -1,11 +1,16 @@
 //! TLS on both gRPC servers, and the operator CLI managing API keys over it: a CA and a
 //! server certificate for `localhost` are made for the test, the daemon serves with them,
-//! a plaintext client gets nowhere, and clients that trust the CA work as usual.
+//! a plaintext client gets nowhere, and clients that trust the CA work as usual. The
+//! certificate and key are read once, when the configuration is validated.
 
-use std::{path::Path, process::Output};
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+};
 
 use latchkey::{
     api::proto::{self, session_service_client::SessionServiceClient},
+    config::Settings,
     daemon::Daemon,
 };
 use serde_json::Value;
@@ -22,7 +27,7 @@ use crate::{
 
 /// Writes a CA and a server certificate for `localhost` signed by it into `dir`; returns the
 /// paths of the CA's certificate, the server's certificate and the server's key.
-fn make_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
@@ -45,6 +50,17 @@ fn make_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std
     std::fs::write(&paths.1, server.pem()).expect("write");
     std::fs::write(&paths.2, server_key.serialize_pem()).expect("write");
     (paths.0, paths.1, paths.2)
+}
+
+/// The settings of a test daemon serving TLS with certificates made in `dir`, the CA's
+/// certificate, and the server's certificate and key files.
+fn tls_settings(chain: &TestChain, dir: &Path) -> (Settings, PathBuf, [PathBuf; 2]) {
+    let (ca, cert, key) = make_certificates(dir);
+    let mut config = test_config(chain, &dir.join("store"));
+    config.tls.cert_file = Some(cert.clone());
+    config.tls.key_file = Some(key.clone());
+    let settings = config.validate().expect("a valid TLS configuration");
+    (settings, ca, [cert, key])
 }
 
 async fn tls_channel(port: u16, ca: &Path) -> Channel {
@@ -87,11 +103,8 @@ fn json(output: &Output) -> Value {
 async fn both_servers_speak_tls_and_the_cli_manages_keys_over_it() {
     let chain = TestChain::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (ca, cert, key) = make_certificates(dir.path());
-    let mut config = test_config(&chain, &dir.path().join("store"));
-    config.tls.cert_file = Some(cert);
-    config.tls.key_file = Some(key);
-    let daemon = Daemon::start(&config).await.expect("starts with TLS");
+    let (settings, ca, _) = tls_settings(&chain, dir.path());
+    let daemon = Daemon::start(settings).await.expect("starts with TLS");
     let port = daemon.local_addr().expect("bound").port();
     let admin_port = daemon.admin_addr().expect("admin served").port();
     let shutdown = CancellationToken::new();
@@ -223,6 +236,40 @@ async fn both_servers_speak_tls_and_the_cli_manages_keys_over_it() {
     assert_eq!(bad_tenant.status.code(), Some(1));
     let message = String::from_utf8_lossy(&bad_tenant.stderr);
     assert!(message.contains("INVALID_ARGUMENT: tenant:"), "{message}");
+
+    shutdown.cancel();
+    task.await.expect("task").expect("daemon ran");
+}
+
+#[tokio::test]
+async fn the_tls_files_are_read_once_when_the_configuration_is_validated() {
+    let chain = TestChain::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (settings, ca, server_files) = tls_settings(&chain, dir.path());
+    // Gone before the daemon starts: it serves the identity validation read, or nothing.
+    for file in server_files {
+        std::fs::remove_file(&file).expect("remove the server's certificate and key");
+    }
+    let daemon = Daemon::start(settings)
+        .await
+        .expect("starts without reading the files again");
+    let port = daemon.local_addr().expect("bound").port();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(daemon.run(shutdown.clone()));
+
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(tls_channel(port, &ca).await);
+    let answer = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "latchkey.v1.SessionService".into(),
+        })
+        .await
+        .expect("a health check over TLS")
+        .into_inner();
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     shutdown.cancel();
     task.await.expect("task").expect("daemon ran");

@@ -164,23 +164,13 @@ impl SledStore {
         Ok(())
     }
 
-    /// The session stored under `id`.
-    fn stored_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let key = id.as_str().as_bytes();
+    /// The record `table` holds under the id `key`.
+    fn stored<T: Record>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
+        let key = key.as_bytes();
         self.trees
-            .tree(Table::Sessions)
+            .tree(table)
             .get(key)?
-            .map(|bytes| read_record(Table::Sessions, key, &bytes))
-            .transpose()
-    }
-
-    /// The intent stored under `id`.
-    fn stored_intent(&self, id: &IntentId) -> Result<Option<Intent>, StoreError> {
-        let key = id.as_str().as_bytes();
-        self.trees
-            .tree(Table::Intents)
-            .get(key)?
-            .map(|bytes| read_record(Table::Intents, key, &bytes))
+            .map(|bytes| read_record(table, key, &bytes))
             .transpose()
     }
 
@@ -199,6 +189,28 @@ impl SledStore {
                 layout::corrupt(index, key, dangling(&String::from_utf8_lossy(id)))
             })?;
         read_record(records, id, &bytes)
+    }
+
+    /// Every record of `records` that the status index `index` lists under status `code`,
+    /// oldest first, that is still `in_status`: the record is the truth, and it may have
+    /// moved on since the index was read.
+    fn in_status<T: Record>(
+        &self,
+        index: Table,
+        records: Table,
+        code: u8,
+        in_status: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError> {
+        let prefix = layout::status_prefix(code);
+        let mut found = Vec::new();
+        for entry in self.trees.tree(index).scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let record = self.indexed(index, records, &key, prefix.len())?;
+            if in_status(&record) {
+                found.push(record);
+            }
+        }
+        Ok(found)
     }
 
     /// A page of records, newest first: the walk's records that `matches` passes, after the
@@ -292,12 +304,7 @@ impl Store for SledStore {
     }
 
     async fn policy(&self, id: &PolicyId) -> Result<Option<Policy>, StoreError> {
-        let key = id.as_str().as_bytes();
-        self.trees
-            .tree(Table::Policies)
-            .get(key)?
-            .map(|bytes| layout::decode(Table::Policies, key, &bytes))
-            .transpose()
+        self.stored(Table::Policies, id.as_str())
     }
 
     async fn list_policies(
@@ -328,11 +335,11 @@ impl Store for SledStore {
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        self.stored_session(id)
+        self.stored(Table::Sessions, id.as_str())
     }
 
     async fn intent(&self, id: &IntentId) -> Result<Option<Intent>, StoreError> {
-        self.stored_intent(id)
+        self.stored(Table::Intents, id.as_str())
     }
 
     async fn intent_by_idempotency_key(
@@ -345,7 +352,7 @@ impl Store for SledStore {
             return Ok(None);
         };
         let id = layout::intent_id_at(Table::Idempotency, &id, 0)?;
-        self.stored_intent(&id)?
+        self.stored(Table::Intents, id.as_str())?
             .ok_or_else(|| layout::corrupt(Table::Idempotency, &key, dangling(&id)))
             .map(Some)
     }
@@ -460,18 +467,12 @@ impl Store for SledStore {
     }
 
     async fn intents_in_status(&self, status: IntentStatus) -> Result<Vec<Intent>, StoreError> {
-        let prefix = layout::status_prefix(status.code());
-        let mut intents = Vec::new();
-        for entry in self.trees.tree(Table::IntentByStatus).scan_prefix(&prefix) {
-            let (key, _) = entry?;
-            let intent: Intent =
-                self.indexed(Table::IntentByStatus, Table::Intents, &key, prefix.len())?;
-            // The record is the truth: it may have moved on since the index was read.
-            if intent.status == status {
-                intents.push(intent);
-            }
-        }
-        Ok(intents)
+        self.in_status(
+            Table::IntentByStatus,
+            Table::Intents,
+            status.code(),
+            |intent: &Intent| intent.status == status,
+        )
     }
 
     async fn count_intents_in_status(&self, status: IntentStatus) -> Result<usize, StoreError> {
@@ -490,17 +491,12 @@ impl Store for SledStore {
     }
 
     async fn sessions_in_status(&self, status: SessionStatus) -> Result<Vec<Session>, StoreError> {
-        let prefix = layout::status_prefix(status.code());
-        let mut sessions = Vec::new();
-        for entry in self.trees.tree(Table::SessionByStatus).scan_prefix(&prefix) {
-            let (key, _) = entry?;
-            let session: Session =
-                self.indexed(Table::SessionByStatus, Table::Sessions, &key, prefix.len())?;
-            if session.status == status {
-                sessions.push(session);
-            }
-        }
-        Ok(sessions)
+        self.in_status(
+            Table::SessionByStatus,
+            Table::Sessions,
+            status.code(),
+            |session: &Session| session.status == status,
+        )
     }
 
     async fn relay_pause(&self) -> Result<Option<RelayPause>, StoreError> {

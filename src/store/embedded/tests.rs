@@ -58,30 +58,14 @@ fn session_on(account: Address) -> Session {
 
 /// A new intent of `session`, not yet stored.
 fn intent_of(session: &Session, kind: IntentKind) -> Intent {
-    Intent {
-        tenant: Default::default(),
-        id: IntentId::generate(),
+    Intent::new(
+        IntentId::generate(),
         kind,
-        session: session.id.clone(),
-        account: session.account,
-        chain_id: session.chain_id,
-        interactions: Vec::new(),
-        user_op: UserOperation::default(),
-        user_op_hash: B256::ZERO,
-        status: IntentStatus::PendingSignature,
-        history: vec![(IntentStatus::PendingSignature, 1)],
-        submission: None,
-        result: None,
-        failure_reason: None,
-        refusal: None,
-        idempotency_key: None,
-        signature_deadline_ms: None,
-        reserved: Usage::default(),
-        charge: None,
-        revision: 0,
-        created_at_ms: 1,
-        updated_at_ms: 1,
-    }
+        session,
+        (UserOperation::default(), B256::ZERO),
+        IntentStatus::PendingSignature,
+        1,
+    )
 }
 
 /// A session and its registration intent, as stored.

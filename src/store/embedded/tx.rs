@@ -173,12 +173,8 @@ impl Tx<'_> {
                 reason: format!("{} would move to another account", session.record_id()),
             });
         }
-        self.move_status(
-            Table::SessionByStatus,
-            session,
-            stored.status.code(),
-            session.status.code(),
-        )?;
+        let status = (stored.status.code(), session.status.code());
+        self.move_status(Table::SessionByStatus, session, status)?;
         self.replace(Table::Sessions, staged)
     }
 
@@ -245,12 +241,8 @@ impl Tx<'_> {
         if let Some(charge) = &intent.charge {
             self.move_policy_usage(charge, stored.policy_usage(), intent.policy_usage())?;
         }
-        self.move_status(
-            Table::IntentByStatus,
-            intent,
-            stored.status.code(),
-            intent.status.code(),
-        )?;
+        let status = (stored.status.code(), intent.status.code());
+        self.move_status(Table::IntentByStatus, intent, status)?;
         self.replace(Table::Intents, staged)?;
         self.record_change(&staged.bytes)
     }
@@ -308,14 +300,13 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Moves `record`'s entry in the status index `table` from status code `before` to
-    /// `after`, when they differ.
+    /// Moves `record`'s entry in the status index `table` from the status code it was
+    /// stored with to the one it is written with, when they differ.
     fn move_status(
         &self,
         table: Table,
         record: &impl Record,
-        before: u8,
-        after: u8,
+        (before, after): (u8, u8),
     ) -> TxResult<()> {
         if before != after {
             self.at(table).remove(layout::index_key(
