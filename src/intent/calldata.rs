@@ -1119,7 +1119,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::chain::contracts::GameItems;
+    use crate::{chain::contracts::GameItems, intent::properties::value_of};
 
     sol! {
         struct Pair { uint256 amount; address to; }
@@ -1739,20 +1739,6 @@ mod tests {
         text: String,
     }
 
-    fn json_quote(s: &str) -> String {
-        let mut out = String::from("\"");
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-        out
-    }
-
     fn bits() -> impl Strategy<Value = usize> {
         (1usize..=32).prop_map(|n| n * 8)
     }
@@ -1769,130 +1755,22 @@ mod tests {
         ]
     }
 
-    /// A value of the elementary type `ty`, written as a top-level argument (`.1`) and as a
-    /// list element (`.2`).
-    fn value_of(ty: DynSolType) -> BoxedStrategy<(DynSolValue, String, String)> {
-        match ty {
-            DynSolType::Address => (any::<[u8; 20]>(), 0..3u8)
-                .prop_map(|(bytes, style)| {
-                    let address = Address::from(bytes);
-                    let text = match style {
-                        0 => address.to_checksum(None),
-                        1 => format!("0x{}", hex::encode(bytes)),
-                        _ => format!("0x{}", hex::encode_upper(bytes)),
-                    };
-                    (DynSolValue::Address(address), text.clone(), text)
-                })
-                .boxed(),
-            DynSolType::Bool => any::<bool>()
-                .prop_map(|b| (DynSolValue::Bool(b), b.to_string(), b.to_string()))
-                .boxed(),
-            DynSolType::Uint(bits) => (any::<[u8; 32]>(), any::<bool>(), any::<bool>())
-                .prop_map(move |(raw, hex, quoted)| {
-                    let value = U256::from_be_bytes(raw) >> (256 - bits);
-                    let text = if hex {
-                        format!("{value:#x}")
-                    } else {
-                        value.to_string()
-                    };
-                    let element = if quoted {
-                        format!("\"{text}\"")
-                    } else {
-                        text.clone()
-                    };
-                    (DynSolValue::Uint(value, bits), text, element)
-                })
-                .boxed(),
-            DynSolType::Int(bits) => any::<[u8; 32]>()
-                .prop_map(move |raw| {
-                    let value = I256::from_raw(U256::from_be_bytes(raw)).asr(256 - bits);
-                    let text = value.to_string();
-                    (DynSolValue::Int(value, bits), text.clone(), text)
-                })
-                .boxed(),
-            DynSolType::FixedBytes(size) => any::<[u8; 32]>()
-                .prop_map(move |raw| {
-                    let mut word = B256::ZERO;
-                    word[..size].copy_from_slice(&raw[..size]);
-                    let text = format!("0x{}", hex::encode(&raw[..size]));
-                    (DynSolValue::FixedBytes(word, size), text.clone(), text)
-                })
-                .boxed(),
-            DynSolType::Bytes => proptest::collection::vec(any::<u8>(), 0..80)
-                .prop_map(|bytes| {
-                    let text = format!("0x{}", hex::encode(&bytes));
-                    (DynSolValue::Bytes(bytes), text.clone(), text)
-                })
-                .boxed(),
-            _ => any::<String>()
-                .prop_map(|s| {
-                    let element = json_quote(&s);
-                    (DynSolValue::String(s.clone()), s, element)
-                })
-                .boxed(),
-        }
-    }
-
-    /// A list of values of one elementary type, written as list elements.
-    fn list_of(
-        ty: DynSolType,
-        len: std::ops::Range<usize>,
-    ) -> impl Strategy<Value = (Vec<DynSolValue>, String)> {
-        proptest::collection::vec(value_of(ty), len).prop_map(|items| {
-            let text = items
-                .iter()
-                .map(|i| i.2.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            (
-                items.into_iter().map(|i| i.0).collect(),
-                format!("[{text}]"),
-            )
-        })
-    }
-
+    /// An argument of an elementary type, a list of one, or a tuple of several, with its
+    /// text as a whole argument.
     fn case() -> impl Strategy<Value = Case> {
-        let single = elementary_type().prop_flat_map(|ty| {
-            value_of(ty.clone()).prop_map(move |(value, text, _)| Case {
-                ty: ty.clone(),
-                value,
-                text,
-            })
-        });
-        let array = elementary_type().prop_flat_map(|ty| {
-            list_of(ty.clone(), 0..6).prop_map(move |(values, text)| Case {
-                ty: DynSolType::Array(Box::new(ty.clone())),
-                value: DynSolValue::Array(values),
-                text,
-            })
-        });
-        let fixed = (elementary_type(), 1usize..5).prop_flat_map(|(ty, len)| {
-            list_of(ty.clone(), len..len + 1).prop_map(move |(values, text)| Case {
-                ty: DynSolType::FixedArray(Box::new(ty.clone()), len),
-                value: DynSolValue::FixedArray(values),
-                text,
-            })
-        });
-        let tuple = proptest::collection::vec(elementary_type(), 1..4).prop_flat_map(|types| {
-            let values: Vec<_> = types.iter().cloned().map(value_of).collect();
-            (Just(types), values, any::<bool>()).prop_map(|(types, items, parens)| {
-                let text = items
-                    .iter()
-                    .map(|i| i.2.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                Case {
-                    ty: DynSolType::Tuple(types),
-                    value: DynSolValue::Tuple(items.into_iter().map(|i| i.0).collect()),
-                    text: if parens {
-                        format!("({text})")
-                    } else {
-                        format!("[{text}]")
-                    },
-                }
-            })
-        });
-        prop_oneof![4 => single, 2 => array, 1 => fixed, 1 => tuple]
+        let array = elementary_type().prop_map(|ty| DynSolType::Array(Box::new(ty)));
+        let fixed = (elementary_type(), 1usize..5)
+            .prop_map(|(ty, len)| DynSolType::FixedArray(Box::new(ty), len));
+        let tuple = proptest::collection::vec(elementary_type(), 1..4).prop_map(DynSolType::Tuple);
+        prop_oneof![4 => elementary_type(), 2 => array, 1 => fixed, 1 => tuple].prop_flat_map(
+            |ty| {
+                value_of(&ty, true).prop_map(move |(value, text)| Case {
+                    ty: ty.clone(),
+                    value,
+                    text,
+                })
+            },
+        )
     }
 
     /// Text built from signature tokens, so the parser gets past its first character.

@@ -84,8 +84,9 @@ fn json_quote(text: &str) -> String {
     out
 }
 
-/// A value of `ty` and its text: as a whole argument when `top`, else as a list element.
-fn value_of(ty: &DynSolType, top: bool) -> BoxedStrategy<(DynSolValue, String)> {
+/// A value of `ty` and its text: as a whole argument when `top`, else as a list element
+/// (where a number may also be quoted).
+pub(super) fn value_of(ty: &DynSolType, top: bool) -> BoxedStrategy<(DynSolValue, String)> {
     match ty.clone() {
         DynSolType::Address => (any::<[u8; 20]>(), 0..3u8)
             .prop_map(|(bytes, style)| {
@@ -101,13 +102,18 @@ fn value_of(ty: &DynSolType, top: bool) -> BoxedStrategy<(DynSolValue, String)> 
         DynSolType::Bool => any::<bool>()
             .prop_map(|b| (DynSolValue::Bool(b), b.to_string()))
             .boxed(),
-        DynSolType::Uint(bits) => (any::<[u8; 32]>(), any::<bool>())
-            .prop_map(move |(raw, in_hex)| {
+        DynSolType::Uint(bits) => (any::<[u8; 32]>(), any::<bool>(), any::<bool>())
+            .prop_map(move |(raw, in_hex, quoted)| {
                 let value = U256::from_be_bytes(raw) >> (256 - bits);
                 let text = if in_hex {
                     format!("{value:#x}")
                 } else {
                     value.to_string()
+                };
+                let text = if quoted && !top {
+                    format!("\"{text}\"")
+                } else {
+                    text
                 };
                 (DynSolValue::Uint(value, bits), text)
             })
