@@ -179,21 +179,22 @@ impl From<AppError> for Status {
                 )
             }
             AppError::ShuttingDown => refusal(Code::Unavailable, error.to_string(), reason, []),
-            AppError::Chain(detail) => {
-                error!(target: "api", error = %detail, "chain request failed");
-                unavailable(
-                    Code::Unavailable,
-                    "the chain node did not answer as expected; retry shortly",
-                    reason,
-                )
-            }
-            AppError::Store(detail) => {
-                error!(target: "api", error = %detail, "store failed");
-                unavailable(
-                    Code::Internal,
-                    "the store failed; the request may be retried",
-                    reason,
-                )
+            AppError::Chain(_) | AppError::Store(_) => {
+                // What failed stays in the log; the caller learns only that retrying may help.
+                let (code, message, failed) = match &error {
+                    AppError::Chain(_) => (
+                        Code::Unavailable,
+                        "the chain node did not answer as expected; retry shortly",
+                        "chain request failed",
+                    ),
+                    _ => (
+                        Code::Internal,
+                        "the store failed; the request may be retried",
+                        "store failed",
+                    ),
+                };
+                error!(target: "api", error = %error, "{failed}");
+                unavailable(code, message, reason)
             }
             AppError::Internal(what) => {
                 error!(target: "api", what, "internal error");
