@@ -3,10 +3,10 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use latchkey::{
     cli::{
-        ClientArgs, admin::AdminArgs, api_key::ApiKeyCommand, bench::BenchOptions,
-        config_check::CheckArgs, contracts::ContractsCommand, dev::DevArgs, intent::IntentCommand,
-        keys::KeysCommand, paymaster::PaymasterCommand, policy::PolicyCommand,
-        relayer::RelayerCommand, session::SessionCommand,
+        ClientArgs, api_key::ApiKeyCommand, bench::BenchOptions, config_check::CheckArgs,
+        contracts::ContractsCommand, dev::DevArgs, intent::IntentCommand, keys::KeysCommand,
+        paymaster::PaymasterCommand, policy::PolicyCommand, relayer::RelayerCommand,
+        session::SessionCommand,
     },
     config::{Config, ConfigArgs},
     daemon::Daemon,
@@ -59,26 +59,26 @@ enum Command {
     /// other than CONFIRMED.
     Status {
         #[command(flatten)]
-        admin: AdminArgs,
+        client: ClientArgs,
     },
     /// Sessions on a running daemon: list them, show one, revoke one.
     Session {
         #[command(flatten)]
-        admin: AdminArgs,
+        client: ClientArgs,
         #[command(subcommand)]
         command: SessionCommand,
     },
     /// Transaction intents on a running daemon: list them, show one, watch one to its end.
     Intent {
         #[command(flatten)]
-        admin: AdminArgs,
+        client: ClientArgs,
         #[command(subcommand)]
         command: IntentCommand,
     },
     /// The relayer accounts: list them, fund them; pause and resume relaying.
     Relayer {
         #[command(flatten)]
-        admin: AdminArgs,
+        client: ClientArgs,
         #[command(subcommand)]
         command: RelayerCommand,
     },
@@ -86,7 +86,7 @@ enum Command {
     /// key acts for one tenant, with READ, WRITE and ADMIN scopes.
     ApiKey {
         #[command(flatten)]
-        admin: AdminArgs,
+        client: ClientArgs,
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
@@ -140,57 +140,42 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
 
-    match cli.command {
+    // The daemon, the stack, the benchmark and the configuration check end through `main`;
+    // every client command ends in `exit_with`, with the exit code it chose (0 for one
+    // that only succeeds or fails).
+    let outcome = match cli.command {
         Command::Serve(args) => {
             let settings = Config::load(args)?.validate()?;
             let daemon = Daemon::start(settings).await?;
             daemon.run(shutdown_on_signal()).await?;
+            return Ok(());
         }
-        Command::Bench { options, json } => latchkey::cli::bench::main(options, json).await?,
-        Command::Dev(args) => latchkey::cli::dev::run(args, shutdown_on_signal()).await?,
-        Command::Status { admin } => exit_with(latchkey::cli::status::run(admin).await),
-        Command::Session { admin, command } => {
-            exit_with(latchkey::cli::session::run(admin, command).await);
-        }
-        Command::Intent { admin, command } => {
-            exit_with(latchkey::cli::intent::run(admin, command).await);
-        }
-        Command::Relayer { admin, command } => {
-            exit_with(latchkey::cli::relayer::run(admin, command).await);
-        }
-        Command::ApiKey { admin, command } => {
-            exit_with(latchkey::cli::api_key::run(admin, command).await);
-        }
-        Command::Policy { client, command } => {
-            exit_on_error(latchkey::cli::policy::run(client, command).await);
-        }
-        Command::Paymaster { client, command } => {
-            exit_on_error(latchkey::cli::paymaster::run(client, command).await);
-        }
-        Command::Keys { command } => {
-            exit_on_error(latchkey::cli::keys::run(command).await);
-        }
-        Command::Contracts { command } => {
-            exit_on_error(latchkey::cli::contracts::run(command).await);
-        }
+        Command::Bench { options, json } => return latchkey::cli::bench::main(options, json).await,
+        Command::Dev(args) => return latchkey::cli::dev::run(args, shutdown_on_signal()).await,
         Command::Config {
             command: ConfigCommand::Check(args),
-        } => latchkey::cli::config_check::main(args).await?,
-    }
+        } => return latchkey::cli::config_check::main(args).await,
+        Command::Status { client } => latchkey::cli::status::run(client).await,
+        Command::Session { client, command } => latchkey::cli::session::run(client, command).await,
+        Command::Intent { client, command } => latchkey::cli::intent::run(client, command).await,
+        Command::Relayer { client, command } => latchkey::cli::relayer::run(client, command).await,
+        Command::ApiKey { client, command } => latchkey::cli::api_key::run(client, command).await,
+        Command::Policy { client, command } => latchkey::cli::policy::run(client, command)
+            .await
+            .map(|()| 0),
+        Command::Paymaster { client, command } => latchkey::cli::paymaster::run(client, command)
+            .await
+            .map(|()| 0),
+        Command::Keys { command } => latchkey::cli::keys::run(command).await.map(|()| 0),
+        Command::Contracts { command } => latchkey::cli::contracts::run(command).await.map(|()| 0),
+    };
+    exit_with(outcome);
     Ok(())
 }
 
-/// Ends a client command that failed with `error: <cause>` on stderr and exit code 1, the
-/// way clap reports usage errors (with 2); a gRPC failure reads `error: CODE: message`.
-fn exit_on_error(result: anyhow::Result<()>) {
-    if let Err(error) = result {
-        eprintln!("error: {error:#}");
-        std::process::exit(1);
-    }
-}
-
-/// Ends an operator command with the exit code it chose, or with `error: <cause>` on
-/// stderr and exit code 1.
+/// Ends a client command with the exit code it chose, or, when it failed, with
+/// `error: <cause>` on stderr and exit code 1, the way clap reports usage errors (with 2);
+/// a gRPC failure reads `error: CODE: message`.
 fn exit_with(result: anyhow::Result<i32>) {
     match result {
         Ok(0) => {}

@@ -4,9 +4,7 @@
 use serde::Serialize;
 
 use super::{
-    admin::{AdminArgs, AdminClient},
-    enum_name, from_arg, rpc_error,
-    status::rfc3339,
+    ClientArgs, admin::AdminClient, enum_name, from_arg, print_output, rpc_error, status::rfc3339,
     table,
 };
 use crate::api::proto;
@@ -100,8 +98,8 @@ impl From<&proto::ApiKey> for ApiKeyJson {
 }
 
 /// Runs `command`, returning the exit code.
-pub async fn run(admin: AdminArgs, command: ApiKeyCommand) -> anyhow::Result<i32> {
-    let mut client = admin.connect().await?;
+pub async fn run(args: ClientArgs, command: ApiKeyCommand) -> anyhow::Result<i32> {
+    let mut client = args.connect_admin().await?;
     match command {
         ApiKeyCommand::Create {
             tenant,
@@ -109,7 +107,7 @@ pub async fn run(admin: AdminArgs, command: ApiKeyCommand) -> anyhow::Result<i32
             name,
         } => {
             let created = create(&mut client, tenant, &scopes, name).await?;
-            if admin.json {
+            if args.json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
                 let secret = created.secret.as_deref().unwrap_or_default();
@@ -133,11 +131,7 @@ pub async fn run(admin: AdminArgs, command: ApiKeyCommand) -> anyhow::Result<i32
                 .into_inner()
                 .api_keys;
             let keys: Vec<ApiKeyJson> = keys.iter().map(ApiKeyJson::from).collect();
-            if admin.json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
-            } else {
-                print!("{}", render(&keys));
-            }
+            print_output(args.json, &keys, || render(&keys))?;
         }
         ApiKeyCommand::Revoke { key } => {
             let revoked = client
@@ -146,7 +140,7 @@ pub async fn run(admin: AdminArgs, command: ApiKeyCommand) -> anyhow::Result<i32
                 .map_err(rpc_error)?
                 .into_inner();
             let revoked = ApiKeyJson::from(&revoked);
-            if admin.json {
+            if args.json {
                 println!("{}", serde_json::to_string_pretty(&revoked)?);
             } else {
                 println!(

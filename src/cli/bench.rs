@@ -21,10 +21,7 @@ use anyhow::{Context, bail};
 use tokio::sync::Semaphore;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-use super::{
-    ApiChannel,
-    admin::{AdminArgs, Token},
-};
+use super::{ApiChannel, ClientArgs, Secret, print_output};
 use crate::{
     api::proto::{
         self, policy_service_client::PolicyServiceClient,
@@ -67,11 +64,7 @@ pub struct BenchOptions {
 /// Runs `latchkey bench` and prints its report, as JSON when `json`.
 pub async fn main(options: BenchOptions, json: bool) -> anyhow::Result<()> {
     let report = run(options).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
+    print_output(json, &report, || render(&report))?;
     Ok(())
 }
 
@@ -458,49 +451,66 @@ async fn chain_time(chain: &DevChain) -> anyhow::Result<u64> {
     Ok(block.header.timestamp)
 }
 
+/// Until session `name` is ACTIVE; an error when it fails or a minute passes.
 async fn wait_active(
     client: &mut SessionServiceClient<ApiChannel>,
     name: &str,
 ) -> anyhow::Result<()> {
-    for _ in 0..1_200 {
-        let session = client
-            .get_session(proto::GetSessionRequest {
-                name: name.to_owned(),
-            })
-            .await?
-            .into_inner();
-        if session.status == proto::SessionStatus::Active as i32 {
-            return Ok(());
-        }
-        if session.status == proto::SessionStatus::Failed as i32 {
-            bail!("session {name} failed: {}", session.failure_reason);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("session {name} did not become ACTIVE in a minute")
+    use proto::SessionStatus as S;
+    let request = proto::GetSessionRequest {
+        name: name.to_owned(),
+    };
+    let fetch = async || client.get_session(request.clone()).await;
+    let active = poll_until(Duration::from_secs(60), fetch, |session| match S::try_from(
+        session.status,
+    ) {
+        Ok(S::Active) => Ok(Some(())),
+        Ok(S::Failed) => bail!("session {name} failed: {}", session.failure_reason),
+        _ => Ok(None),
+    })
+    .await?;
+    active.with_context(|| format!("session {name} did not become ACTIVE in a minute"))
 }
 
+/// Intent `name` once it is final; an error when five minutes pass first.
 async fn wait_final(
     client: &mut TransactionIntentServiceClient<ApiChannel>,
     name: &str,
 ) -> anyhow::Result<proto::TransactionIntent> {
     use proto::TransactionIntentStatus as S;
-    for _ in 0..6_000 {
-        let intent = client
-            .get_transaction_intent(proto::GetTransactionIntentRequest {
-                name: name.to_owned(),
-            })
-            .await?
-            .into_inner();
-        if [S::Confirmed, S::Reverted, S::Dropped, S::Expired]
-            .iter()
-            .any(|s| *s as i32 == intent.status)
-        {
-            return Ok(intent);
+    let request = proto::GetTransactionIntentRequest {
+        name: name.to_owned(),
+    };
+    let fetch = async || client.get_transaction_intent(request.clone()).await;
+    let is_final = |intent: &proto::TransactionIntent| {
+        matches!(
+            S::try_from(intent.status),
+            Ok(S::Confirmed | S::Reverted | S::Dropped | S::Expired)
+        )
+    };
+    let intent = poll_until(Duration::from_secs(300), fetch, |intent| {
+        Ok(is_final(&intent).then_some(intent))
+    })
+    .await?;
+    intent.with_context(|| format!("intent {name} was not final after five minutes"))
+}
+
+/// Asks `fetch` every 50 ms, for at most `timeout`, until `settled` makes an end of its
+/// answer; `None` when the time ran out first.
+async fn poll_until<T, R>(
+    timeout: Duration,
+    mut fetch: impl AsyncFnMut() -> Result<tonic::Response<T>, tonic::Status>,
+    mut settled: impl FnMut(T) -> anyhow::Result<Option<R>>,
+) -> anyhow::Result<Option<R>> {
+    const INTERVAL: Duration = Duration::from_millis(50);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(end) = settled(fetch().await?.into_inner())? {
+            return Ok(Some(end));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(INTERVAL).await;
     }
-    bail!("intent {name} was not final after five minutes")
+    Ok(None)
 }
 
 /// The daemon under test, as a child process of the benchmark.
@@ -560,16 +570,18 @@ impl DaemonChild {
             .spawn()
             .context("starting the daemon")?;
         let uri = format!("http://127.0.0.1:{port}");
-        let admin = AdminArgs {
+        let admin = ClientArgs {
+            endpoint: uri.clone(),
+            api_key: None,
             admin_endpoint: format!("http://127.0.0.1:{admin_port}"),
-            admin_token: Some(Token::new(&admin_token)),
+            admin_token: Some(Secret::new(&admin_token)),
             ca_cert: None,
             json: false,
         };
         for _ in 0..200 {
             if let Ok(channel) = Channel::from_shared(uri.clone())?.connect().await {
                 let secret = admin
-                    .connect()
+                    .connect_admin()
                     .await?
                     .create_api_key(proto::CreateApiKeyRequest {
                         tenant: "bench".to_owned(),
@@ -583,7 +595,7 @@ impl DaemonChild {
                     .map_err(super::rpc_error)?
                     .into_inner()
                     .secret;
-                let channel = InterceptedService::new(channel, Token::new(&secret).bearer()?);
+                let channel = InterceptedService::new(channel, Secret::new(&secret).bearer()?);
                 return Ok(Self { child, channel });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,6 +5,7 @@
 use alloy::providers::Provider;
 use serde::Serialize;
 
+use super::print_output;
 use crate::{
     config::{Config, ConfigArgs, ConfigError, Settings},
     daemon::connect_chain,
@@ -82,11 +83,7 @@ pub struct CheckArgs {
 pub async fn main(args: CheckArgs) -> anyhow::Result<()> {
     match run(args.config, args.offline).await {
         Ok(report) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.render());
-            }
+            print_output(args.json, &report, || report.render())?;
             if !report.ok {
                 std::process::exit(EXIT_CHECK_FAILED);
             }

@@ -21,7 +21,7 @@ use anyhow::{Context, bail, ensure};
 use serde::Serialize;
 
 use super::{
-    format_eth, interrupted, parse_wei, paymaster::SecretKey, spinner, table, wei_with_eth,
+    Secret, format_eth, interrupted, parse_wei, print_output, spinner, table, wei_with_eth,
 };
 use crate::chain::{
     contracts::{CREATE2_DEPLOYER, ENTRY_POINT_V08, EntryPoint, SponsorPaymaster},
@@ -62,7 +62,7 @@ pub struct DeployArgs {
         value_name = "KEY",
         required = true
     )]
-    pub private_key: Option<SecretKey>,
+    pub private_key: Option<Secret>,
     /// The address whose signatures the paymaster accepts as sponsorship approvals: the
     /// daemon's LATCHKEY_SPONSOR_SIGNER_KEY. Required unless --no-paymaster.
     #[arg(long, value_name = "ADDR", required_unless_present = "no_paymaster")]
@@ -222,13 +222,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         .private_key
         .as_ref()
         .context("no deployer key: set LATCHKEY_DEPLOYER_PRIVATE_KEY or pass --private-key")?
-        .signer()
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the deployer private key (--private-key or LATCHKEY_DEPLOYER_PRIVATE_KEY) is \
-                 not a 32-byte hex key (0x and 64 hex digits)"
-            )
-        })?;
+        .signer("the deployer private key (--private-key or LATCHKEY_DEPLOYER_PRIVATE_KEY)")?;
     let deployer = signer.address();
     let shown_url = shown_url(&args.rpc_url);
     let http = reqwest::Client::builder()
@@ -347,11 +341,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         report.config_out = Some(path.display().to_string());
     }
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
+    print_output(args.json, &report, || report.render())?;
     Ok(())
 }
 

@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::{
-    BadValue,
-    admin::{AdminArgs, AdminClient},
-    collect_pages, enum_name, from_arg, rpc_error,
+    BadValue, ClientArgs,
+    admin::AdminClient,
+    collect_pages, enum_name, from_arg, print_output, rpc_error,
     session::{
         field, non_empty, or_zero, parse_account_name, parse_session_name, resource_name,
         seconds_text, short_hash, short_name, sponsorship_text, time_text,
@@ -125,8 +125,8 @@ pub fn parse_intent_name(text: &str) -> Result<String, BadValue> {
 
 /// Runs a `latchkey intent` command against the daemon's admin service, prints its result
 /// and returns the process's exit code.
-pub async fn run(admin: AdminArgs, command: IntentCommand) -> anyhow::Result<i32> {
-    let mut client = admin.connect().await?;
+pub async fn run(args: ClientArgs, command: IntentCommand) -> anyhow::Result<i32> {
+    let mut client = args.connect_admin().await?;
     match command {
         IntentCommand::List {
             session,
@@ -144,12 +144,8 @@ pub async fn run(admin: AdminArgs, command: IntentCommand) -> anyhow::Result<i32
                 page_token: String::new(),
             };
             let intents = list(&mut client, filter, limit).await?;
-            if admin.json {
-                let all: Vec<IntentJson> = intents.iter().map(intent_json).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                print!("{}", render_list(&intents));
-            }
+            let all: Vec<IntentJson> = intents.iter().map(intent_json).collect();
+            print_output(args.json, &all, || render_list(&intents))?;
             Ok(0)
         }
         IntentCommand::Show { intent: name } => {
@@ -158,14 +154,10 @@ pub async fn run(admin: AdminArgs, command: IntentCommand) -> anyhow::Result<i32
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            if admin.json {
-                println!("{}", serde_json::to_string_pretty(&intent_json(&intent))?);
-            } else {
-                print!("{}", render_intent(&intent));
-            }
+            print_output(args.json, &intent_json(&intent), || render_intent(&intent))?;
             Ok(0)
         }
-        IntentCommand::Watch { intent: name } => watch(&mut client, name, admin.json).await,
+        IntentCommand::Watch { intent: name } => watch(&mut client, name, args.json).await,
     }
 }
 
@@ -571,6 +563,12 @@ pub fn render_update(
     let previous_tx = previous
         .and_then(|previous| previous.submission.as_ref())
         .map(|submission| submission.transaction_hash.as_str());
+    let landed = |result: &proto::TransactionIntentResult| {
+        format!(
+            "block {} tx {}",
+            result.block_number, result.transaction_hash
+        )
+    };
     let detail = match Status::try_from(intent.status) {
         Ok(Status::PendingSignature) => format!(
             "waiting for the session key holder to sign {} (until {})",
@@ -595,29 +593,20 @@ pub fn render_update(
             detail
         }
         Ok(Status::Included) => match &json.result {
-            Some(result) => format!(
-                "block {} tx {}, waiting for confirmations",
-                result.block_number, result.transaction_hash
-            ),
+            Some(result) => format!("{}, waiting for confirmations", landed(result)),
             None => "in a block, waiting for confirmations".to_owned(),
         },
         Ok(Status::Confirmed) => match &json.result {
             Some(result) => format!(
-                "block {} tx {}, gas used {}, cost {}",
-                result.block_number,
-                result.transaction_hash,
+                "{}, gas used {}, cost {}",
+                landed(result),
                 or_zero(&result.gas_used),
                 wei_with_eth(&or_zero(&result.actual_cost))
             ),
             None => "confirmed".to_owned(),
         },
         Ok(Status::Reverted) => match &json.result {
-            Some(result) => format!(
-                "block {} tx {}: {}",
-                result.block_number,
-                result.transaction_hash,
-                end_reason(intent)
-            ),
+            Some(result) => format!("{}: {}", landed(result), end_reason(intent)),
             None => end_reason(intent),
         },
         Ok(Status::Dropped | Status::Expired) => end_reason(intent),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::paymaster::SecretKey;
+use super::Secret;
 use crate::{
     config::KeysConfig,
     keys::MasterKey,
@@ -43,7 +43,7 @@ pub enum KeysCommand {
             hide_env_values = true,
             value_name = "HEX"
         )]
-        master_key: Option<SecretKey>,
+        master_key: Option<Secret>,
         /// A file holding the current master key.
         #[arg(long, env = "LATCHKEY_MASTER_KEY_FILE", value_name = "FILE")]
         master_key_file: Option<PathBuf>,
@@ -54,7 +54,7 @@ pub enum KeysCommand {
             hide_env_values = true,
             value_name = "HEX"
         )]
-        new_master_key: Option<SecretKey>,
+        new_master_key: Option<Secret>,
         /// A file holding the new master key.
         #[arg(long, env = "LATCHKEY_NEW_MASTER_KEY_FILE", value_name = "FILE")]
         new_master_key_file: Option<PathBuf>,
@@ -140,7 +140,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn master_key_from(text: Option<SecretKey>, file: Option<PathBuf>) -> anyhow::Result<MasterKey> {
+fn master_key_from(text: Option<Secret>, file: Option<PathBuf>) -> anyhow::Result<MasterKey> {
     let keys = KeysConfig {
         master_key: text.map(|text| text.expose().to_owned()),
         master_key_file: file,

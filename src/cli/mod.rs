@@ -23,20 +23,26 @@
 //! and files replaced whole.
 
 use std::{
+    fmt,
     path::{Path, PathBuf},
+    str::FromStr,
     time::Duration,
 };
 
-use alloy::primitives::utils::{ParseUnits, Unit};
+use alloy::{
+    primitives::utils::{ParseUnits, Unit},
+    signers::local::PrivateKeySigner,
+};
 use anyhow::{Context, bail};
+use serde::Serialize;
 use tonic::{
     Status,
     service::interceptor::InterceptedService,
     transport::{Certificate, Channel, ClientTlsConfig},
 };
 
-use self::admin::{BearerToken, Token};
-use crate::api::code_name;
+use self::admin::{AdminClient, BearerToken};
+use crate::api::{code_name, proto::admin_service_client::AdminServiceClient};
 
 pub mod admin;
 pub mod api_key;
@@ -53,10 +59,13 @@ pub mod relayer;
 pub mod session;
 pub mod status;
 
-/// How a client command reaches the daemon and prints what it gets.
+/// How a client command reaches the daemon and prints what it gets. The application
+/// commands (`policy`, `paymaster`) call the API with an API key; the operator commands
+/// (`status`, `session`, `intent`, `relayer`, `api-key`) call the admin service, on its own
+/// endpoint, with the admin token or an ADMIN key.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
-    /// The daemon's gRPC endpoint.
+    /// The daemon's gRPC endpoint, for `policy` and `paymaster`.
     #[arg(
         long,
         global = true,
@@ -65,8 +74,9 @@ pub struct ClientArgs {
         value_name = "URL"
     )]
     pub endpoint: String,
-    /// An API key of the tenant to act for (WRITE to change anything). Prefer
-    /// LATCHKEY_API_KEY: other users of the machine can read command lines.
+    /// An API key of the tenant to act for (WRITE to change anything), for `policy` and
+    /// `paymaster`. Prefer LATCHKEY_API_KEY: other users of the machine can read command
+    /// lines.
     #[arg(
         long,
         global = true,
@@ -74,7 +84,27 @@ pub struct ClientArgs {
         hide_env_values = true,
         value_name = "KEY"
     )]
-    pub api_key: Option<Token>,
+    pub api_key: Option<Secret>,
+    /// The daemon's admin endpoint (`admin.listen`), for the operator commands.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_ADMIN_ENDPOINT",
+        default_value = "http://127.0.0.1:50052",
+        value_name = "URL"
+    )]
+    pub admin_endpoint: String,
+    /// The admin token (`admin.token`) or an API key with the ADMIN scope, for the operator
+    /// commands. Prefer LATCHKEY_ADMIN_TOKEN: other users of the machine can read command
+    /// lines in the process list.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub admin_token: Option<Secret>,
     /// PEM file of the CA that signed the daemon's TLS certificate, for an https://
     /// endpoint whose certificate is not publicly trusted.
     #[arg(long, global = true, env = "LATCHKEY_CA_CERT", value_name = "FILE")]
@@ -88,8 +118,8 @@ pub struct ClientArgs {
 pub type ApiChannel = InterceptedService<Channel, BearerToken>;
 
 impl ClientArgs {
-    /// A channel to the daemon, connected now so that a wrong endpoint or a missing key
-    /// fails with a message that names it rather than on the first call.
+    /// A channel to the application API, connected now so that a wrong endpoint or a
+    /// missing key fails with a message that names it rather than on the first call.
     pub async fn connect(&self) -> anyhow::Result<ApiChannel> {
         connect_with(
             &self.endpoint,
@@ -107,6 +137,86 @@ impl ClientArgs {
         )
         .await
     }
+
+    /// A client of the admin service, connected now so that a wrong endpoint or a missing
+    /// token fails with a message that says which.
+    pub async fn connect_admin(&self) -> anyhow::Result<AdminClient> {
+        let token = self.admin_token.as_ref().context(
+            "no admin token: set LATCHKEY_ADMIN_TOKEN (or pass --admin-token) to the daemon's \
+             admin.token or an API key with the ADMIN scope",
+        )?;
+        let channel = connect_with(&self.admin_endpoint, self.ca_cert.as_deref(), token, || {
+            format!(
+                "cannot reach the admin service at {} (is the daemon running with admin.token \
+                 set? set --admin-endpoint or LATCHKEY_ADMIN_ENDPOINT; an https:// endpoint \
+                 needs LATCHKEY_CA_CERT when its certificate is not publicly trusted)",
+                self.admin_endpoint
+            )
+        })
+        .await?;
+        Ok(AdminServiceClient::new(channel))
+    }
+}
+
+/// A secret from the command line or the environment: an API key, the admin token, a
+/// private key. It never shows: not in `Debug`, and not in an error, since clap echoes a
+/// value it cannot parse (this parse cannot fail). White space around it is dropped, as a
+/// file or a copy and paste adds it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret from its text.
+    pub fn new(text: &str) -> Self {
+        Self(text.trim().to_owned())
+    }
+
+    /// The text, for a parser that keeps it secret in turn.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `authorization: Bearer <secret>` for every call, when the secret is a credential.
+    pub fn bearer(&self) -> anyhow::Result<BearerToken> {
+        BearerToken::new(self)
+    }
+
+    /// The signer, when the secret is a private key; else an error that names it by `what`
+    /// (`the funder private key`) and does not repeat it.
+    pub fn signer(&self, what: &str) -> anyhow::Result<PrivateKeySigner> {
+        self.0
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{what} is not a 32-byte hex key (0x and 64 hex digits)"))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(text))
+    }
+}
+
+/// Prints `value` as pretty JSON when `json`, and otherwise the text `human` makes for
+/// people (which ends its own lines).
+pub fn print_output(
+    json: bool,
+    value: &impl Serialize,
+    human: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", human());
+    }
+    Ok(())
 }
 
 /// A channel to `url` that sends `credential` with every call, connected now; `unreachable`
@@ -114,7 +224,7 @@ impl ClientArgs {
 pub async fn connect_with(
     url: &str,
     ca_cert: Option<&Path>,
-    credential: &Token,
+    credential: &Secret,
     unreachable: impl FnOnce() -> String,
 ) -> anyhow::Result<ApiChannel> {
     let bearer = credential.bearer()?;

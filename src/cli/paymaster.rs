@@ -1,17 +1,16 @@
 //! `latchkey paymaster`: the paymaster a running daemon sponsors through: its deposit at the
 //! EntryPoint, which pays for every sponsored operation, and topping that deposit up.
 
-use std::{fmt, str::FromStr};
-
 use alloy::{
     primitives::{Address, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
-    signers::local::PrivateKeySigner,
 };
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::{ClientArgs, WEI_SYNTAX, format_eth, parse_wei, rpc_error, wei_with_eth};
+use super::{
+    ClientArgs, Secret, WEI_SYNTAX, format_eth, parse_wei, print_output, rpc_error, wei_with_eth,
+};
 use crate::{
     api::proto::{self, policy_service_client::PolicyServiceClient},
     chain::contracts::{EntryPoint, SponsorPaymaster},
@@ -56,7 +55,7 @@ pub struct FunderArgs {
         hide_env_values = true,
         value_name = "KEY"
     )]
-    pub private_key: Option<SecretKey>,
+    pub private_key: Option<Secret>,
 }
 
 impl FunderArgs {
@@ -70,7 +69,7 @@ impl FunderArgs {
                 "no funder key: set LATCHKEY_FUNDER_PRIVATE_KEY (or pass --private-key) to the \
                  key of an account holding the amount and gas",
             )?
-            .signer()?;
+            .signer("the funder private key")?;
         let funder = signer.address();
         let rpc_url = &self.rpc_url;
         let provider = ProviderBuilder::new()
@@ -89,41 +88,6 @@ impl FunderArgs {
             );
         }
         Ok((funder, provider))
-    }
-}
-
-/// A private key from the command line or the environment. It never shows: not in `Debug`,
-/// and not in an error, since clap echoes a value it cannot parse (this parse cannot fail).
-#[derive(Clone)]
-pub struct SecretKey(String);
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(<redacted>)")
-    }
-}
-
-impl FromStr for SecretKey {
-    type Err = std::convert::Infallible;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Self(text.to_owned()))
-    }
-}
-
-impl SecretKey {
-    /// The text as given, for a parser that keeps it secret in turn.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The signer, or an error that does not repeat the key.
-    pub fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
-        self.0.trim().parse().map_err(|_| {
-            anyhow::anyhow!(
-                "the funder private key is not a 32-byte hex key (0x and 64 hex digits)"
-            )
-        })
     }
 }
 
@@ -157,11 +121,7 @@ pub async fn run(client: ClientArgs, command: PaymasterCommand) -> anyhow::Resul
     match command {
         PaymasterCommand::Balance => {
             let paymaster = get_paymaster(&mut service).await?;
-            if client.json {
-                println!("{}", serde_json::to_string_pretty(&paymaster)?);
-            } else {
-                print!("{}", render_paymaster(&paymaster));
-            }
+            print_output(client.json, &paymaster, || render_paymaster(&paymaster))?;
         }
         PaymasterCommand::Deposit { amount, funder } => {
             let rpc_url = funder.rpc_url.clone();
@@ -279,11 +239,11 @@ mod tests {
     #[test]
     fn private_keys_never_show() {
         let key = format!("0x{}", "17".repeat(32));
-        let secret: SecretKey = key.parse().expect("infallible");
+        let secret: Secret = key.parse().expect("infallible");
         assert!(!format!("{secret:?}").contains("1717"));
-        assert!(secret.signer().is_ok());
-        let bad: SecretKey = "0x171717".parse().expect("infallible");
-        let error = bad.signer().expect_err("short key").to_string();
+        assert!(secret.signer("the key").is_ok());
+        let bad: Secret = "0x171717".parse().expect("infallible");
+        let error = bad.signer("the key").expect_err("short key").to_string();
         assert!(!error.contains("1717"), "{error}");
     }
 

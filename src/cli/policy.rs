@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{
     BadValue, ClientArgs, WEI_SYNTAX, collect_pages, enum_name, format_eth, in_unit, parse_wei,
-    rpc_error, session::or_zero, table,
+    print_output, rpc_error, session::or_zero, table,
 };
 use crate::{
     api::proto::{
@@ -70,7 +70,8 @@ pub enum PolicyCommand {
 /// Runs a `latchkey policy` command against the daemon and prints its result.
 pub async fn run(client: ClientArgs, command: PolicyCommand) -> anyhow::Result<()> {
     let mut policies = PolicyServiceClient::new(client.connect().await?);
-    match command {
+    // Every command but list answers with the policy it created, found or disabled.
+    let policy = match command {
         PolicyCommand::Create {
             name,
             chain_id,
@@ -82,34 +83,26 @@ pub async fn run(client: ClientArgs, command: PolicyCommand) -> anyhow::Result<(
                 strategy: proto::SponsorStrategy::PayForUser.into(),
                 rules: policy_rules(rules),
             };
-            let policy = policies.create_policy(request).await.map_err(rpc_error)?;
-            print_policy(&policy.into_inner(), client.json)
+            policies.create_policy(request).await
         }
         PolicyCommand::List => {
             let all = list_all(&mut policies).await?;
-            if client.json {
-                let all: Vec<PolicyJson> = all.iter().map(policy_json).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                print!("{}", render_list(&all));
-            }
-            Ok(())
+            let json: Vec<PolicyJson> = all.iter().map(policy_json).collect();
+            return print_output(client.json, &json, || render_list(&all));
         }
         PolicyCommand::Show { policy: name } => {
-            let policy = policies
-                .get_policy(proto::GetPolicyRequest { name })
-                .await
-                .map_err(rpc_error)?;
-            print_policy(&policy.into_inner(), client.json)
+            policies.get_policy(proto::GetPolicyRequest { name }).await
         }
         PolicyCommand::Disable { policy: name } => {
-            let policy = policies
+            policies
                 .disable_policy(proto::DisablePolicyRequest { name })
                 .await
-                .map_err(rpc_error)?;
-            print_policy(&policy.into_inner(), client.json)
         }
-    }
+    };
+    let policy = policy.map_err(rpc_error)?.into_inner();
+    print_output(client.json, &policy_json(&policy), || {
+        render_policy(&policy)
+    })
 }
 
 /// Every page of ListPolicies.
@@ -131,15 +124,6 @@ async fn list_all(
         }
     })
     .await
-}
-
-fn print_policy(policy: &proto::Policy, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(&policy_json(policy))?);
-    } else {
-        print!("{}", render_policy(policy));
-    }
-    Ok(())
 }
 
 /// `pol_...` or `policies/pol_...` as the resource name `policies/pol_...`.

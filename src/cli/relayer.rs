@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::{
-    admin::{AdminArgs, AdminClient},
+    ClientArgs,
+    admin::AdminClient,
     format_eth,
     paymaster::{FunderArgs, parse_amount},
     rpc_error,
@@ -68,12 +69,12 @@ pub struct FundedJson {
 }
 
 /// Runs `command` and returns the exit code.
-pub async fn run(admin: AdminArgs, command: RelayerCommand) -> anyhow::Result<i32> {
-    let mut client = admin.connect().await?;
+pub async fn run(args: ClientArgs, command: RelayerCommand) -> anyhow::Result<i32> {
+    let mut client = args.connect_admin().await?;
     match command {
         RelayerCommand::List => {
             let status = get_status(&mut client).await?;
-            if admin.json {
+            if args.json {
                 println!("{}", serde_json::to_string_pretty(&status.relayers)?);
             } else {
                 print!("{}", render_relayers(&status.relayers));
@@ -84,7 +85,7 @@ pub async fn run(admin: AdminArgs, command: RelayerCommand) -> anyhow::Result<i3
         }
         RelayerCommand::Fund { up_to, funder } => {
             let funded = fund(&mut client, up_to, &funder).await?;
-            if admin.json {
+            if args.json {
                 println!("{}", serde_json::to_string_pretty(&funded)?);
             } else {
                 let rows: Vec<Vec<String>> = funded
@@ -120,7 +121,7 @@ pub async fn run(admin: AdminArgs, command: RelayerCommand) -> anyhow::Result<i3
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_relay(&state, admin.json)?;
+            print_relay(&state, args.json)?;
         }
         RelayerCommand::Resume => {
             let state = client
@@ -128,7 +129,7 @@ pub async fn run(admin: AdminArgs, command: RelayerCommand) -> anyhow::Result<i3
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_relay(&state, admin.json)?;
+            print_relay(&state, args.json)?;
         }
     }
     Ok(0)

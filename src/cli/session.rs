@@ -10,9 +10,8 @@
 use serde::Serialize;
 
 use super::{
-    BadValue,
-    admin::{AdminArgs, AdminClient},
-    collect_pages, enum_name, from_arg, rpc_error, table, wei_with_eth,
+    BadValue, ClientArgs, admin::AdminClient, collect_pages, enum_name, from_arg, print_output,
+    rpc_error, table, wei_with_eth,
 };
 use crate::api::proto;
 
@@ -84,9 +83,10 @@ impl From<SessionStatusArg> for proto::SessionStatus {
 
 /// Runs a `latchkey session` command against the daemon's admin service, prints its result
 /// and returns the process's exit code.
-pub async fn run(admin: AdminArgs, command: SessionCommand) -> anyhow::Result<i32> {
-    let mut client = admin.connect().await?;
-    match command {
+pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<i32> {
+    let mut client = args.connect_admin().await?;
+    // Show and revoke both answer with the session; only how it reads for people differs.
+    let (session, render): (_, fn(&proto::Session) -> String) = match command {
         SessionCommand::List {
             account,
             status,
@@ -99,38 +99,23 @@ pub async fn run(admin: AdminArgs, command: SessionCommand) -> anyhow::Result<i3
                 page_token: String::new(),
             };
             let sessions = list(&mut client, filter, limit).await?;
-            if admin.json {
-                let all: Vec<SessionJson> = sessions.iter().map(session_json).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                print!("{}", render_list(&sessions));
-            }
+            let all: Vec<SessionJson> = sessions.iter().map(session_json).collect();
+            print_output(args.json, &all, || render_list(&sessions))?;
+            return Ok(0);
         }
-        SessionCommand::Show { session: name } => {
-            let session = client
-                .get_session(proto::GetSessionRequest { name })
-                .await
-                .map_err(rpc_error)?
-                .into_inner();
-            if admin.json {
-                println!("{}", serde_json::to_string_pretty(&session_json(&session))?);
-            } else {
-                print!("{}", render_session(&session));
-            }
-        }
-        SessionCommand::Revoke { session: name } => {
-            let session = client
+        SessionCommand::Show { session: name } => (
+            client.get_session(proto::GetSessionRequest { name }).await,
+            render_session,
+        ),
+        SessionCommand::Revoke { session: name } => (
+            client
                 .revoke_session(proto::RevokeSessionRequest { name })
-                .await
-                .map_err(rpc_error)?
-                .into_inner();
-            if admin.json {
-                println!("{}", serde_json::to_string_pretty(&session_json(&session))?);
-            } else {
-                print!("{}", render_revocation(&session));
-            }
-        }
-    }
+                .await,
+            render_revocation,
+        ),
+    };
+    let session = session.map_err(rpc_error)?.into_inner();
+    print_output(args.json, &session_json(&session), || render(&session))?;
     Ok(0)
 }
 
@@ -435,27 +420,30 @@ pub fn render_session(session: &proto::Session) -> String {
         out.push_str(&field(label, &format!("{} {}", call.target, call.function)));
     }
 
-    out.push_str("registration\n");
-    out.push_str(&field("userOpHash", &dash(&json.registration_user_op_hash)));
-    out.push_str(&field(
-        "transaction",
-        &dash(&json.registration_transaction_hash),
-    ));
-    out.push_str(&field(
-        "sponsored",
-        &sponsorship_text(json.registration_sponsorship.as_ref()),
-    ));
+    // The registration always shows; the revocation once one was asked for.
+    let mut operation = |title: &str,
+                         user_op_hash: &Option<String>,
+                         transaction_hash: &Option<String>,
+                         sponsorship: &Option<proto::Sponsorship>| {
+        out.push_str(title);
+        out.push('\n');
+        out.push_str(&field("userOpHash", &dash(user_op_hash)));
+        out.push_str(&field("transaction", &dash(transaction_hash)));
+        out.push_str(&field("sponsored", &sponsorship_text(sponsorship.as_ref())));
+    };
+    operation(
+        "registration",
+        &json.registration_user_op_hash,
+        &json.registration_transaction_hash,
+        &json.registration_sponsorship,
+    );
     if json.revocation_user_op_hash.is_some() {
-        out.push_str("revocation\n");
-        out.push_str(&field("userOpHash", &dash(&json.revocation_user_op_hash)));
-        out.push_str(&field(
-            "transaction",
-            &dash(&json.revocation_transaction_hash),
-        ));
-        out.push_str(&field(
-            "sponsored",
-            &sponsorship_text(json.revocation_sponsorship.as_ref()),
-        ));
+        operation(
+            "revocation",
+            &json.revocation_user_op_hash,
+            &json.revocation_transaction_hash,
+            &json.revocation_sponsorship,
+        );
     }
     out
 }

@@ -3,18 +3,18 @@
 
 use serde::Serialize;
 
-use super::{admin::AdminArgs, enum_name, rpc_error, table, wei_with_eth};
+use super::{ClientArgs, enum_name, rpc_error, table, wei_with_eth};
 use crate::api::proto::{self, TransactionIntentStatus};
 
 /// Prints the daemon's status.
-pub async fn run(admin: AdminArgs) -> anyhow::Result<i32> {
-    let mut client = admin.connect().await?;
+pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
+    let mut client = args.connect_admin().await?;
     let status = client
         .get_status(proto::GetStatusRequest {})
         .await
         .map_err(rpc_error)?
         .into_inner();
-    if admin.json {
+    if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&StatusJson::from(&status))?

@@ -36,7 +36,7 @@ pub type AuthChannel = InterceptedService<Channel, latchkey::cli::admin::BearerT
 
 /// `channel` with `authorization: Bearer <credential>` on every call.
 pub fn authed(channel: Channel, credential: &str) -> AuthChannel {
-    let bearer = latchkey::cli::admin::Token::new(credential)
+    let bearer = latchkey::cli::Secret::new(credential)
         .bearer()
         .expect("a header-safe credential");
     InterceptedService::new(channel, bearer)

@@ -8,7 +8,7 @@ use std::{process::Stdio, time::Duration};
 use alloy::signers::local::PrivateKeySigner;
 use latchkey::{
     api::proto,
-    cli::admin::{AdminArgs, AdminClient},
+    cli::{ClientArgs, admin::AdminClient},
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -113,13 +113,15 @@ fn time(time: Option<prost_types::Timestamp>) -> Value {
 }
 
 async fn admin_client(daemon: &TestDaemon) -> AdminClient {
-    AdminArgs {
+    ClientArgs {
+        endpoint: format!("http://{}", daemon.addr),
+        api_key: None,
         admin_endpoint: format!("http://{}", daemon.admin_addr.expect("the admin service")),
         admin_token: Some(ADMIN_TOKEN.parse().expect("infallible")),
         ca_cert: None,
         json: false,
     }
-    .connect()
+    .connect_admin()
     .await
     .expect("connect to the admin service")
 }
