@@ -1148,6 +1148,16 @@ mod tests {
         encode_call(signature, &args(items)).unwrap_err()
     }
 
+    /// Asserts that `items` are refused as arguments of `signature`, naming the argument.
+    #[track_caller]
+    fn assert_invalid_argument(signature: &str, items: &[&str]) {
+        let error = error(signature, items);
+        assert!(
+            matches!(error, CalldataError::InvalidArgument { .. }),
+            "{signature} with {items:?}: {error:?}"
+        );
+    }
+
     fn signature_error(signature: &str) -> CalldataError {
         FunctionSignature::parse(signature).unwrap_err()
     }
@@ -1275,22 +1285,10 @@ mod tests {
         .abi_encode_params();
         assert_eq!(calldata[4..], expected[..]);
 
-        assert!(matches!(
-            error("f(string[])", &["[abc]"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(string[])", &[r#"["\ud83d"]"#]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(string[])", &[r#"["\q"]"#]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(string[])", &[r#"["open"#]),
-            CalldataError::InvalidArgument { .. }
-        ));
+        assert_invalid_argument("f(string[])", &["[abc]"]);
+        assert_invalid_argument("f(string[])", &[r#"["\ud83d"]"#]);
+        assert_invalid_argument("f(string[])", &[r#"["\q"]"#]);
+        assert_invalid_argument("f(string[])", &[r#"["open"#]);
     }
 
     #[test]
@@ -1302,10 +1300,7 @@ mod tests {
             err.to_string(),
             r#"argument 0 ("0x1111") is not a bytes32: expected 0x followed by 64 hex digits (32 bytes)"#
         );
-        assert!(matches!(
-            error("f(bytes4)", &["a9059cbb"]),
-            CalldataError::InvalidArgument { .. }
-        ));
+        assert_invalid_argument("f(bytes4)", &["a9059cbb"]);
         assert!(encode_call("f(bytes4)", &["0xA9059CBB"]).is_ok());
     }
 
@@ -1317,10 +1312,7 @@ mod tests {
             err.to_string()
                 .contains("expected 0x followed by an even number of hex digits")
         );
-        assert!(matches!(
-            error("f(bytes)", &["1234"]),
-            CalldataError::InvalidArgument { .. }
-        ));
+        assert_invalid_argument("f(bytes)", &["1234"]);
     }
 
     #[test]
@@ -1338,14 +1330,8 @@ mod tests {
             error("f(int8)", &["128"]),
             CalldataError::OutOfRange { .. }
         ));
-        assert!(matches!(
-            error("f(int8)", &["0x01"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(int8)", &["+1"]),
-            CalldataError::InvalidArgument { .. }
-        ));
+        assert_invalid_argument("f(int8)", &["0x01"]);
+        assert_invalid_argument("f(int8)", &["+1"]);
         let min = "-57896044618658097711785492504343953926634992332820282019728792003956564819968";
         assert!(encode_call("f(int256)", &[min]).is_ok());
         let below = min.replace("819968", "819969");
@@ -1377,26 +1363,11 @@ mod tests {
             error("f(uint8)", &["0x100"]),
             CalldataError::OutOfRange { .. }
         ));
-        assert!(matches!(
-            error("f(uint8)", &["-1"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(uint256)", &["1e18"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(uint256)", &["1.5"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(uint256)", &["0x"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(uint256)", &[""]),
-            CalldataError::InvalidArgument { .. }
-        ));
+        assert_invalid_argument("f(uint8)", &["-1"]);
+        assert_invalid_argument("f(uint256)", &["1e18"]);
+        assert_invalid_argument("f(uint256)", &["1.5"]);
+        assert_invalid_argument("f(uint256)", &["0x"]);
+        assert_invalid_argument("f(uint256)", &[""]);
         let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
         assert!(encode_call("f(uint256)", &[max]).is_ok());
         let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
@@ -1435,27 +1406,15 @@ mod tests {
                 .starts_with("argument 0 element [1] (\"0x7099"),
             "{err}"
         );
-        assert!(matches!(
-            error("f(address)", &[&PLAYER[2..]]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(address)", &["0x1234"]),
-            CalldataError::InvalidArgument { .. }
-        ));
+        assert_invalid_argument("f(address)", &[&PLAYER[2..]]);
+        assert_invalid_argument("f(address)", &["0x1234"]);
     }
 
     #[test]
     fn bools_are_true_or_false() {
         assert!(encode_call("f(bool,bool)", &["true", "false"]).is_ok());
-        assert!(matches!(
-            error("f(bool)", &["1"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(bool)", &["True"]),
-            CalldataError::InvalidArgument { .. }
-        ));
+        assert_invalid_argument("f(bool)", &["1"]);
+        assert_invalid_argument("f(bool)", &["True"]);
     }
 
     #[test]
@@ -1503,18 +1462,9 @@ mod tests {
             err.to_string(),
             r#"argument 0 element [1] ("x") is not a uint256: expected a decimal integer or 0x-prefixed hex"#
         );
-        assert!(matches!(
-            error("f(uint256[])", &["[1,]"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(uint256[])", &["1,2"]),
-            CalldataError::InvalidArgument { .. }
-        ));
-        assert!(matches!(
-            error("f(uint256[])", &["[1] x"]),
-            CalldataError::InvalidArgument { .. }
-        ));
+        assert_invalid_argument("f(uint256[])", &["[1,]"]);
+        assert_invalid_argument("f(uint256[])", &["1,2"]);
+        assert_invalid_argument("f(uint256[])", &["[1] x"]);
         assert!(matches!(
             error("f((uint256,bool))", &["(1)"]),
             CalldataError::InvalidArgument { .. }

@@ -21,6 +21,15 @@ fn config(cases: u32) -> Config {
     }
 }
 
+/// How a signature spells `types`, comma-separated.
+fn spelled(types: &[Ty]) -> String {
+    types
+        .iter()
+        .map(|t| t.text.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A type as the generator builds it: alloy's type and how a signature spells it.
 #[derive(Debug, Clone)]
 struct Ty {
@@ -56,14 +65,7 @@ fn any_type() -> impl Strategy<Value = Ty> {
                 ty: DynSolType::FixedArray(Box::new(t.ty), n),
             }),
             proptest::collection::vec(inner, 1..4).prop_map(|types| Ty {
-                text: format!(
-                    "({})",
-                    types
-                        .iter()
-                        .map(|t| t.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
+                text: format!("({})", spelled(&types)),
                 ty: DynSolType::Tuple(types.into_iter().map(|t| t.ty).collect()),
             }),
         ]
@@ -184,14 +186,7 @@ pub(super) fn value_of(ty: &DynSolType, top: bool) -> BoxedStrategy<(DynSolValue
 /// A signature `f(...)` over generated types, with matching values and argument texts.
 fn call() -> impl Strategy<Value = (String, Vec<DynSolType>, Vec<DynSolValue>, Vec<String>)> {
     proptest::collection::vec(any_type(), 0..6).prop_flat_map(|types| {
-        let signature = format!(
-            "f({})",
-            types
-                .iter()
-                .map(|t| t.text.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let signature = format!("f({})", spelled(&types));
         let values: Vec<_> = types.iter().map(|t| value_of(&t.ty, true)).collect();
         let types: Vec<_> = types.into_iter().map(|t| t.ty).collect();
         (Just(signature), Just(types), values).prop_map(|(signature, types, items)| {

@@ -4,7 +4,12 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::RecordId;
-use crate::{ids::TenantId, intent::Intent, policy::Policy, session::Session};
+use crate::{
+    ids::{IntentId, PolicyId, SessionId, TenantId},
+    intent::Intent,
+    policy::Policy,
+    session::Session,
+};
 
 /// A record written under optimistic concurrency: sessions, intents and policies.
 pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync {
@@ -14,6 +19,8 @@ pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync {
     fn key(&self) -> &str;
     /// The tenant the record belongs to.
     fn tenant(&self) -> &TenantId;
+    /// Whether `text` is an id of this kind of record.
+    fn is_id(text: &str) -> bool;
     /// The revision this copy was read at (0 for a copy never stored).
     fn revision(&self) -> u64;
     /// Sets the copy's revision, once a write stored it at `revision`.
@@ -21,9 +28,9 @@ pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync {
 }
 
 /// Implements [`Record`] for a type with `id`, `tenant` and `revision` fields, named in errors by
-/// the given [`RecordId`] variant.
+/// the given [`RecordId`] variant, with ids of the given type.
 macro_rules! revisioned_record {
-    ($($record:ty => $variant:ident),* $(,)?) => {$(
+    ($($record:ty => $variant:ident($id:ty)),* $(,)?) => {$(
         impl Record for $record {
             fn record_id(&self) -> RecordId {
                 RecordId::$variant(self.id.clone())
@@ -33,6 +40,9 @@ macro_rules! revisioned_record {
             }
             fn tenant(&self) -> &TenantId {
                 &self.tenant
+            }
+            fn is_id(text: &str) -> bool {
+                <$id>::parse(text).is_some()
             }
             fn revision(&self) -> u64 {
                 self.revision
@@ -44,4 +54,8 @@ macro_rules! revisioned_record {
     )*};
 }
 
-revisioned_record!(Session => Session, Intent => Intent, Policy => Policy);
+revisioned_record!(
+    Session => Session(SessionId),
+    Intent => Intent(IntentId),
+    Policy => Policy(PolicyId),
+);

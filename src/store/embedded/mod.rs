@@ -214,16 +214,15 @@ impl SledStore {
     }
 
     /// A page of records, newest first: the walk's records that `matches` passes, after the
-    /// id the page token names (`valid_id` checks it is one of theirs).
+    /// record the page token names.
     fn list<T: Record>(
         &self,
         walk: Walk,
         scope: &str,
         page: &PageRequest,
-        valid_id: impl Fn(&str) -> bool,
         matches: impl Fn(&T) -> bool,
     ) -> Result<Page<T>, StoreError> {
-        let before = parse_token(page, |id| valid_id(id).then(|| id.to_owned()), scope)?;
+        let before = parse_token(page, |id| T::is_id(id).then(|| id.to_owned()), scope)?;
         let (tree, prefix) = match &walk {
             Walk::Records(records) => (*records, &[][..]),
             Walk::Index(index, prefix, _) => (*index, prefix.as_slice()),
@@ -254,6 +253,18 @@ impl SledStore {
 enum Walk {
     Records(Table),
     Index(Table, Vec<u8>, Table),
+}
+
+impl Walk {
+    /// The entries of a session index under `prefix`.
+    fn sessions_in(index: Table, prefix: Vec<u8>) -> Self {
+        Self::Index(index, prefix, Table::Sessions)
+    }
+
+    /// The entries of an intent index under `prefix`.
+    fn intents_in(index: Table, prefix: Vec<u8>) -> Self {
+        Self::Index(index, prefix, Table::Intents)
+    }
 }
 
 #[async_trait]
@@ -317,7 +328,6 @@ impl Store for SledStore {
             Walk::Records(Table::Policies),
             &scope,
             page,
-            |id| PolicyId::parse(id).is_some(),
             |policy: &Policy| tenant.is_none_or(|tenant| &policy.tenant == tenant),
         )
     }
@@ -410,25 +420,17 @@ impl Store for SledStore {
         page: &PageRequest,
     ) -> Result<Page<Session>, StoreError> {
         let walk = match (filter.account, filter.status) {
-            (Some(account), _) => Walk::Index(
-                Table::SessionByAccount,
-                layout::account_prefix(account),
-                Table::Sessions,
-            ),
-            (None, Some(status)) => Walk::Index(
-                Table::SessionByStatus,
-                layout::status_prefix(status.code()),
-                Table::Sessions,
-            ),
+            (Some(account), _) => {
+                Walk::sessions_in(Table::SessionByAccount, layout::account_prefix(account))
+            }
+            (None, Some(status)) => {
+                Walk::sessions_in(Table::SessionByStatus, layout::status_prefix(status.code()))
+            }
             (None, None) => Walk::Records(Table::Sessions),
         };
-        self.list(
-            walk,
-            &list_scope(filter),
-            page,
-            |id| SessionId::parse(id).is_some(),
-            |session| filter.matches(session),
-        )
+        self.list(walk, &list_scope(filter), page, |session| {
+            filter.matches(session)
+        })
     }
 
     async fn list_intents(
@@ -437,33 +439,17 @@ impl Store for SledStore {
         page: &PageRequest,
     ) -> Result<Page<Intent>, StoreError> {
         let walk = if let Some(session) = &filter.session {
-            Walk::Index(
-                Table::IntentBySession,
-                layout::session_prefix(session),
-                Table::Intents,
-            )
+            Walk::intents_in(Table::IntentBySession, layout::session_prefix(session))
         } else if let Some(account) = filter.account {
-            Walk::Index(
-                Table::IntentByAccount,
-                layout::account_prefix(account),
-                Table::Intents,
-            )
+            Walk::intents_in(Table::IntentByAccount, layout::account_prefix(account))
         } else if let Some(status) = filter.status {
-            Walk::Index(
-                Table::IntentByStatus,
-                layout::status_prefix(status.code()),
-                Table::Intents,
-            )
+            Walk::intents_in(Table::IntentByStatus, layout::status_prefix(status.code()))
         } else {
             Walk::Records(Table::Intents)
         };
-        self.list(
-            walk,
-            &list_scope(filter),
-            page,
-            |id| IntentId::parse(id).is_some(),
-            |intent| filter.matches(intent),
-        )
+        self.list(walk, &list_scope(filter), page, |intent| {
+            filter.matches(intent)
+        })
     }
 
     async fn intents_in_status(&self, status: IntentStatus) -> Result<Vec<Intent>, StoreError> {
