@@ -17,7 +17,8 @@ use crate::{
 
 /// What the daemon sponsors with: the SponsorPaymaster and the key it accepts approvals
 /// from.
-#[derive(Clone)]
+// Debug shows the signer as alloy prints it: its address and chain, never its key.
+#[derive(Clone, Debug)]
 pub struct Sponsor {
     /// The SponsorPaymaster.
     pub paymaster: Address,
@@ -27,17 +28,6 @@ pub struct Sponsor {
     pub approval_validity_secs: u64,
     /// Gas the paymaster's validation may use per operation.
     pub verification_gas_limit: u128,
-}
-
-impl std::fmt::Debug for Sponsor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sponsor")
-            .field("paymaster", &self.paymaster)
-            .field("signer", &self.signer.address())
-            .field("approval_validity_secs", &self.approval_validity_secs)
-            .field("verification_gas_limit", &self.verification_gas_limit)
-            .finish()
-    }
 }
 
 impl App {

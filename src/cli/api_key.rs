@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{
-    ClientArgs, admin::AdminClient, enum_name, from_arg, print_output, rpc_error, status::rfc3339,
+    Choice, ClientArgs, admin::AdminClient, enum_name, print_output, rpc_error, status::rfc3339,
     table,
 };
 use crate::api::proto;
@@ -24,7 +24,7 @@ pub enum ApiKeyCommand {
         /// revocations) or `admin` (the admin service, every tenant). Repeat or separate
         /// with commas.
         #[arg(long = "scope", value_delimiter = ',', required = true)]
-        scopes: Vec<ScopeArg>,
+        scopes: Vec<Choice<proto::ApiKeyScope>>,
         /// A label: who holds the key, and what for.
         #[arg(long, default_value = "")]
         name: String,
@@ -40,23 +40,6 @@ pub enum ApiKeyCommand {
         /// The key's id (`key_…`) or name (`apiKeys/key_…`); not the key itself.
         key: String,
     },
-}
-
-/// A scope, as the command line spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScopeArg {
-    /// Gets, lists and watches.
-    Read,
-    /// Creates, signatures and revocations.
-    Write,
-    /// The admin service.
-    Admin,
-}
-
-impl From<ScopeArg> for proto::ApiKeyScope {
-    fn from(scope: ScopeArg) -> Self {
-        from_arg(&scope)
-    }
 }
 
 /// A key as `--json` prints it.
@@ -158,16 +141,13 @@ pub async fn run(args: ClientArgs, command: ApiKeyCommand) -> anyhow::Result<i32
 async fn create(
     client: &mut AdminClient,
     tenant: String,
-    scopes: &[ScopeArg],
+    scopes: &[Choice<proto::ApiKeyScope>],
     display_name: String,
 ) -> anyhow::Result<ApiKeyJson> {
     let created = client
         .create_api_key(proto::CreateApiKeyRequest {
             tenant,
-            scopes: scopes
-                .iter()
-                .map(|&scope| proto::ApiKeyScope::from(scope).into())
-                .collect(),
+            scopes: scopes.iter().map(|choice| choice.value.into()).collect(),
             display_name,
         })
         .await

@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::{
-    BadValue, ClientArgs,
+    BadValue, Choice, ClientArgs,
     admin::AdminClient,
-    collect_pages, enum_name, from_arg, print_output, rpc_error,
+    collect_pages, enum_name, print_output, rpc_error,
     session::{
         field, non_empty, or_zero, parse_account_name, parse_session_name, resource_name,
         seconds_text, short_hash, short_name, sponsorship_text, time_text,
@@ -37,10 +37,10 @@ pub enum IntentCommand {
         account: Option<String>,
         /// Only intents in this status.
         #[arg(long, value_enum, value_name = "STATUS")]
-        status: Option<IntentStatusArg>,
+        status: Option<Choice<Status>>,
         /// Only intents of this kind; every kind when not given.
         #[arg(long, value_enum, value_name = "KIND")]
-        kind: Option<IntentKindArg>,
+        kind: Option<Choice<proto::TransactionIntentKind>>,
         /// At most this many intents.
         #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
@@ -71,52 +71,6 @@ pub enum IntentCommand {
     },
 }
 
-/// What an intent does, as `--kind` takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum IntentKindArg {
-    /// Calls a session key signs.
-    Call,
-    /// A session key's registration.
-    Registration,
-    /// A session key's revocation.
-    Revocation,
-}
-
-impl From<IntentKindArg> for proto::TransactionIntentKind {
-    fn from(kind: IntentKindArg) -> Self {
-        from_arg(&kind)
-    }
-}
-
-/// An intent status, as `--status` takes it. The snake_case names the JSON output uses are
-/// accepted too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum IntentStatusArg {
-    /// Waiting for the session key holder's signature.
-    #[value(alias = "pending_signature")]
-    PendingSignature,
-    /// Signed, waiting for a bundle.
-    Queued,
-    /// Sent, waiting for a block.
-    Submitted,
-    /// In a block, waiting for confirmations.
-    Included,
-    /// Executed successfully (final).
-    Confirmed,
-    /// Executed and reverted (final).
-    Reverted,
-    /// Refused or never included (final).
-    Dropped,
-    /// Never signed in time (final).
-    Expired,
-}
-
-impl From<IntentStatusArg> for Status {
-    fn from(status: IntentStatusArg) -> Self {
-        from_arg(&status)
-    }
-}
-
 /// `int_...` or `transactionIntents/int_...` as the resource name
 /// `transactionIntents/int_...`.
 pub fn parse_intent_name(text: &str) -> Result<String, BadValue> {
@@ -138,8 +92,10 @@ pub async fn run(args: ClientArgs, command: IntentCommand) -> anyhow::Result<i32
             let filter = proto::ListTransactionIntentsRequest {
                 session: session.unwrap_or_default(),
                 account: account.unwrap_or_default(),
-                status: status.map_or(Status::Unspecified, Into::into) as i32,
-                kind: kind.map_or(proto::TransactionIntentKind::Unspecified, Into::into) as i32,
+                status: status.map_or(Status::Unspecified, |choice| choice.value) as i32,
+                kind: kind.map_or(proto::TransactionIntentKind::Unspecified, |choice| {
+                    choice.value
+                }) as i32,
                 page_size: 0,
                 page_token: String::new(),
             };
@@ -796,12 +752,17 @@ mod tests {
             panic!("list");
         };
         assert_eq!(session, Some(format!("sessions/{SESSION}")));
-        assert_eq!(status, Some(IntentStatusArg::Confirmed));
+        assert_eq!(status.map(|choice| choice.value), Some(Status::Confirmed));
         assert_eq!(limit, 200);
         assert_eq!(account, None);
+        let pending = Cli::try_parse_from(["x", "list", "--status", "pending_signature"])
+            .expect("the JSON's name");
+        let IntentCommand::List { status, .. } = pending.command else {
+            panic!("list");
+        };
         assert_eq!(
-            Status::from(IntentStatusArg::PendingSignature),
-            Status::PendingSignature
+            status.map(|choice| choice.value),
+            Some(Status::PendingSignature)
         );
         let error = Cli::try_parse_from(["x", "list", "--status", "done"]).expect_err("bad");
         assert_eq!(error.exit_code(), 2);

@@ -285,15 +285,90 @@ pub fn enum_name<E: ProtoName>(value: i32) -> String {
     )
 }
 
-/// The enum value a command-line choice names: `--status pending-signature` is
-/// `SESSION_STATUS_PENDING_SIGNATURE`.
-pub fn from_arg<E: ProtoName, A: clap::ValueEnum>(arg: &A) -> E {
-    arg.to_possible_value()
-        .and_then(|value| {
-            let name = value.get_name().replace('-', "_").to_ascii_uppercase();
-            E::from_proto_name(&format!("{}{name}", E::PREFIX))
+/// A value of the proto enum `E` as a command line names it (`--status pending-signature`),
+/// with what it means for `--help`. The name is the value's protobuf name less the enum's
+/// prefix, in kebab case, and also in the snake_case the JSON output shows, so no list of
+/// names is kept by hand; [`Choices`] says which values a command line offers.
+#[derive(Clone, Copy, Debug)]
+pub struct Choice<E> {
+    /// The value.
+    pub value: E,
+    help: &'static str,
+}
+
+impl<E> Choice<E> {
+    /// `value`, meaning `help`.
+    pub const fn new(value: E, help: &'static str) -> Self {
+        Self { value, help }
+    }
+}
+
+/// A proto enum whose values a command line can name.
+pub trait Choices: ProtoName + Copy + Send + Sync + 'static {
+    /// The values offered, in the order `--help` lists them (never UNSPECIFIED).
+    const CHOICES: &'static [Choice<Self>];
+}
+
+impl<E: Choices> clap::ValueEnum for Choice<E> {
+    fn value_variants<'a>() -> &'a [Self] {
+        E::CHOICES
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let name = self.value.proto_name();
+        let snake = name
+            .strip_prefix(E::PREFIX)
+            .unwrap_or(name)
+            .to_ascii_lowercase();
+        let kebab = snake.replace('_', "-");
+        let value = clap::builder::PossibleValue::new(kebab.clone()).help(self.help);
+        Some(if snake == kebab {
+            value
+        } else {
+            value.alias(snake)
         })
-        .unwrap_or_default()
+    }
+}
+
+/// Implements [`Choices`] for each enum: the values its options offer, with their help.
+macro_rules! choices {
+    ($($enum:ty { $($value:ident => $help:literal,)* })*) => {$(
+        impl Choices for $enum {
+            const CHOICES: &'static [Choice<Self>] = &[$(Choice::new(Self::$value, $help)),*];
+        }
+    )*};
+}
+
+choices! {
+    crate::api::proto::ApiKeyScope {
+        Read => "Gets, lists and watches",
+        Write => "Creates, signatures and revocations",
+        Admin => "The admin service",
+    }
+    crate::api::proto::TransactionIntentKind {
+        Call => "Calls a session key signs",
+        Registration => "A session key's registration",
+        Revocation => "A session key's revocation",
+    }
+    crate::api::proto::TransactionIntentStatus {
+        PendingSignature => "Waiting for the session key holder's signature",
+        Queued => "Signed, waiting for a bundle",
+        Submitted => "Sent, waiting for a block",
+        Included => "In a block, waiting for confirmations",
+        Confirmed => "Executed successfully (final)",
+        Reverted => "Executed and reverted (final)",
+        Dropped => "Refused or never included (final)",
+        Expired => "Never signed in time (final)",
+    }
+    crate::api::proto::SessionStatus {
+        PendingSignature => "Waiting for the owner's signature of the registration",
+        Registering => "The registration is being relayed",
+        Active => "Registered and inside its window",
+        Expired => "Past its window",
+        Revoking => "Revocation requested",
+        Revoked => "Revoked on chain",
+        Failed => "The registration failed",
+    }
 }
 
 /// The first `limit` items of a list, asking `fetch` for page after page (with a page size

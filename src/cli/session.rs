@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use super::{
-    BadValue, ClientArgs, admin::AdminClient, collect_pages, enum_name, from_arg, print_output,
+    BadValue, Choice, ClientArgs, admin::AdminClient, collect_pages, enum_name, print_output,
     rpc_error, table, wei_with_eth,
 };
 use crate::api::proto;
@@ -28,7 +28,7 @@ pub enum SessionCommand {
         account: Option<String>,
         /// Only sessions in this status.
         #[arg(long, value_enum, value_name = "STATUS")]
-        status: Option<SessionStatusArg>,
+        status: Option<Choice<proto::SessionStatus>>,
         /// At most this many sessions.
         #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
@@ -54,33 +54,6 @@ pub enum SessionCommand {
     },
 }
 
-/// A session status, as `--status` takes it. The snake_case names the JSON output uses are
-/// accepted too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SessionStatusArg {
-    /// Waiting for the owner's signature of the registration.
-    #[value(alias = "pending_signature")]
-    PendingSignature,
-    /// The registration is being relayed.
-    Registering,
-    /// Registered and inside its window.
-    Active,
-    /// Past its window.
-    Expired,
-    /// Revocation requested.
-    Revoking,
-    /// Revoked on chain.
-    Revoked,
-    /// The registration failed.
-    Failed,
-}
-
-impl From<SessionStatusArg> for proto::SessionStatus {
-    fn from(status: SessionStatusArg) -> Self {
-        from_arg(&status)
-    }
-}
-
 /// Runs a `latchkey session` command against the daemon's admin service, prints its result
 /// and returns the process's exit code.
 pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<i32> {
@@ -94,7 +67,8 @@ pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<i3
         } => {
             let filter = proto::ListSessionsRequest {
                 account: account.unwrap_or_default(),
-                status: status.map_or(proto::SessionStatus::Unspecified, Into::into) as i32,
+                status: status.map_or(proto::SessionStatus::Unspecified, |choice| choice.value)
+                    as i32,
                 page_size: 0,
                 page_token: String::new(),
             };
@@ -625,10 +599,21 @@ mod tests {
         let SessionCommand::List { status, limit, .. } = cli.command else {
             panic!("list");
         };
-        assert_eq!(status, Some(SessionStatusArg::PendingSignature));
+        assert_eq!(
+            status.map(|choice| choice.value),
+            Some(proto::SessionStatus::PendingSignature)
+        );
         assert_eq!(limit, 50);
         // The names the JSON shows parse back.
         assert!(Cli::try_parse_from(["x", "list", "--status", "pending_signature"]).is_ok());
+        let revoked = Cli::try_parse_from(["x", "list", "--status", "revoked"]).expect("revoked");
+        let SessionCommand::List { status, .. } = revoked.command else {
+            panic!("list");
+        };
+        assert_eq!(
+            status.map(|choice| choice.value),
+            Some(proto::SessionStatus::Revoked)
+        );
         for bad in [
             &["x", "list", "--status", "alive"] as &[&str],
             &["x", "list", "--limit", "0"],
@@ -637,10 +622,6 @@ mod tests {
             let error = Cli::try_parse_from(bad).expect_err("usage error");
             assert_eq!(error.exit_code(), 2, "{bad:?}");
         }
-        assert_eq!(
-            proto::SessionStatus::from(SessionStatusArg::Revoked),
-            proto::SessionStatus::Revoked
-        );
     }
 
     #[test]

@@ -1148,6 +1148,14 @@ mod tests {
         encode_call(signature, &args(items)).unwrap_err()
     }
 
+    /// Asserts that `$error` matches `$pattern`, and shows the error when it does not.
+    macro_rules! assert_error {
+        ($error:expr, $pattern:pat) => {{
+            let error = $error;
+            assert!(matches!(error, $pattern), "{error:?}");
+        }};
+    }
+
     /// Asserts that `items` are refused as arguments of `signature`, naming the argument.
     #[track_caller]
     fn assert_invalid_argument(signature: &str, items: &[&str]) {
@@ -1326,19 +1334,16 @@ mod tests {
             error("f(int8)", &["-129"]).to_string(),
             r#"argument 0 ("-129") is out of range for int8: expected -128 to 127"#
         );
-        assert!(matches!(
-            error("f(int8)", &["128"]),
-            CalldataError::OutOfRange { .. }
-        ));
+        assert_error!(error("f(int8)", &["128"]), CalldataError::OutOfRange { .. });
         assert_invalid_argument("f(int8)", &["0x01"]);
         assert_invalid_argument("f(int8)", &["+1"]);
         let min = "-57896044618658097711785492504343953926634992332820282019728792003956564819968";
         assert!(encode_call("f(int256)", &[min]).is_ok());
         let below = min.replace("819968", "819969");
-        assert!(matches!(
+        assert_error!(
             error("f(int256)", &[below.as_str()]),
             CalldataError::OutOfRange { .. }
-        ));
+        );
         assert_eq!(
             error(
                 "f(int256)",
@@ -1359,10 +1364,10 @@ mod tests {
             error("f(uint8)", &["256"]).to_string(),
             r#"argument 0 ("256") is out of range for uint8: expected 0 to 255"#
         );
-        assert!(matches!(
+        assert_error!(
             error("f(uint8)", &["0x100"]),
             CalldataError::OutOfRange { .. }
-        ));
+        );
         assert_invalid_argument("f(uint8)", &["-1"]);
         assert_invalid_argument("f(uint256)", &["1e18"]);
         assert_invalid_argument("f(uint256)", &["1.5"]);
@@ -1371,15 +1376,15 @@ mod tests {
         let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
         assert!(encode_call("f(uint256)", &[max]).is_ok());
         let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
-        assert!(matches!(
+        assert_error!(
             error("f(uint256)", &[over]),
             CalldataError::OutOfRange { .. }
-        ));
+        );
         let huge = "9".repeat(10_000);
-        assert!(matches!(
+        assert_error!(
             error("f(uint256)", &[huge.as_str()]),
             CalldataError::OutOfRange { .. }
-        ));
+        );
         assert_eq!(
             error("mint(address,uint256,uint256)", &[PLAYER, "7", "abc"]).to_string(),
             r#"argument 2 ("abc") is not a uint256: expected a decimal integer or 0x-prefixed hex"#
@@ -1491,16 +1496,16 @@ mod tests {
             }
         );
         let nested = format!("[{}]", vec!["[0,0]"; MAX_ARRAY_ELEMENTS / 2 + 1].join(","));
-        assert!(matches!(
+        assert_error!(
             error("f(uint8[][])", &[nested.as_str()]),
             CalldataError::TooManyElements { .. }
-        ));
+        );
 
         let big = format!("0x{}", "ab".repeat(MAX_CALLDATA_SIZE));
-        assert!(matches!(
+        assert_error!(
             error("f(bytes)", &[big.as_str()]),
             CalldataError::CalldataTooLarge { .. }
-        ));
+        );
         let huge = "x".repeat(MAX_ARGUMENT_LENGTH + 1);
         assert_eq!(
             error("f(string)", &[huge.as_str()]),
@@ -1553,10 +1558,10 @@ mod tests {
                 expected: "`,` or `)`"
             }
         );
-        assert!(matches!(
+        assert_error!(
             signature_error("1mint(address)"),
             InvalidFunctionName { .. }
-        ));
+        );
         assert_eq!(
             signature_error("(address)"),
             InvalidFunctionName {
@@ -1583,22 +1588,13 @@ mod tests {
                 name: "to".into()
             }
         );
-        assert!(matches!(
-            signature_error("f(uint 256)"),
-            MalformedSignature { .. }
-        ));
-        assert!(matches!(
-            signature_error("f(uint256[0])"),
-            InvalidArrayLength { .. }
-        ));
-        assert!(matches!(
-            signature_error("f(uint256[01])"),
-            InvalidArrayLength { .. }
-        ));
-        assert!(matches!(
+        assert_error!(signature_error("f(uint 256)"), MalformedSignature { .. });
+        assert_error!(signature_error("f(uint256[0])"), InvalidArrayLength { .. });
+        assert_error!(signature_error("f(uint256[01])"), InvalidArrayLength { .. });
+        assert_error!(
             signature_error("f(uint256[1025])"),
             InvalidArrayLength { .. }
-        ));
+        );
         assert!(FunctionSignature::parse("f(uint256[1024])").is_ok());
     }
 
