@@ -8,7 +8,7 @@
 //!   relay.
 //! - [`keys`]: `latchkey keys`: the master key that seals held session keys, and rotating
 //!   it.
-//! - [`bench`]: the load generator.
+//! - [`bench`](mod@bench): the load generator.
 //! - [`config_check`]: `latchkey config check`: the configuration, checked offline and
 //!   against the chain.
 //! - [`contracts`]: `latchkey contracts deploy`: latchkey's contracts on any chain.

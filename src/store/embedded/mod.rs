@@ -1,7 +1,7 @@
 //! The embedded store: every table a sled tree in one directory, for `make dev` and a daemon
 //! that runs alone.
 //!
-//! One [`Batch`] is one sled transaction over every tree ([`tx`]); sled 0.34 runs
+//! One [`Batch`] is one sled transaction over every tree (`tx.rs`); sled 0.34 runs
 //! transactions under a process-wide write lock and commits all their trees in one
 //! atomically recovered log batch, so every write is serializable against every other, and
 //! after a crash it is either wholly there or wholly absent. Reads are plain calls: sled
