@@ -179,6 +179,7 @@ impl Daemon {
             ..
         } = settings;
         let metrics = Arc::new(Metrics::default());
+        let queue_timeout = relay.queue_timeout;
         let relay = Relay::new(
             store.clone(),
             chain.clone(),
@@ -192,6 +193,7 @@ impl Daemon {
             AppConfig {
                 window_margin_secs: intents.window_margin_secs,
                 signature_timeout: Duration::from_secs(intents.signature_timeout_secs),
+                queue_timeout,
                 sponsor,
                 master_key,
                 admin_token: admin_config.token.is_some(),

@@ -8,7 +8,8 @@ use crate::{
     auth::Visibility,
     chain::{
         ChainError, ops,
-        user_operation::{UserOperation, canonical_signature, is_signed_by, sign_user_op_hash},
+        signature::{canonical_ecdsa, is_key_ecdsa, sign_hash},
+        user_operation::UserOperation,
     },
     clock::now_ms,
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus, Interaction},
@@ -135,8 +136,20 @@ impl App {
             let reserved =
                 rules::check_intent(&session, interactions, ops::worst_case_cost(&op), ctx)?;
             let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
-
-            let (status, deadline) = match session.custody {
+            let status = match session.custody {
+                KeyCustody::Held => IntentStatus::Queued,
+                KeyCustody::External => IntentStatus::PendingSignature,
+            };
+            let mut intent = Intent::new(
+                IntentId::generate(),
+                IntentKind::Call,
+                &session,
+                (op, user_op_hash),
+                status,
+                now_ms,
+            );
+            intent.valid_until = Some(self.operation_deadline(&session, ctx.now));
+            match session.custody {
                 KeyCustody::Held => {
                     let sealed = self
                         .store()
@@ -147,25 +160,16 @@ impl App {
                             tracing::error!(target: "session", session = %session.id, %error, "held key unusable");
                             AppError::Internal("held key unusable")
                         })?;
-                    op.signature = sign_user_op_hash(&signer, user_op_hash).await?;
-                    (IntentStatus::Queued, None)
+                    let signature = sign_hash(&signer, intent.signable_hash())?;
+                    intent.user_op.signature = intent.framed_signature(&signature);
                 }
-                KeyCustody::External => (
-                    IntentStatus::PendingSignature,
-                    Some(now_ms.saturating_add(self.signature_timeout_ms())),
-                ),
-            };
-            let mut intent = Intent::new(
-                IntentId::generate(),
-                IntentKind::Call,
-                &session,
-                (op, user_op_hash),
-                status,
-                now_ms,
-            );
+                KeyCustody::External => {
+                    intent.signature_deadline_ms =
+                        Some(now_ms.saturating_add(self.signature_timeout_ms()));
+                }
+            }
             intent.interactions = interactions.clone();
             intent.idempotency_key = idempotency_key.clone();
-            intent.signature_deadline_ms = deadline;
             intent.reserved = reserved;
             intent.charge = charge;
             session.usage = session
@@ -228,16 +232,18 @@ impl App {
                 .ok_or(AppError::Internal("an intent's session is missing"))?;
             check_deadline(&intent)?;
             check_active(&session)?;
-            if !is_signed_by(intent.user_op_hash, signature, session.key) {
+            let signable = intent.signable_hash();
+            if !is_key_ecdsa(signable, signature, session.key) {
                 return Err(AppError::invalid(
                     "signature",
                     format!(
-                        "not a signature of {} by the session key {}",
-                        intent.user_op_hash, session.key
+                        "not the session key {}'s signature of the signable hash {signable} \
+                         (signed as it is, without an EIP-191 prefix)",
+                        session.key
                     ),
                 ));
             }
-            intent.user_op.signature = signature.clone();
+            intent.user_op.signature = intent.framed_signature(signature);
             intent.apply(&IntentEvent::Signed, now_ms())?;
             self.store().save(&mut [], &mut [&mut intent]).await?;
             self.store().flush().await?;
@@ -263,6 +269,23 @@ impl App {
         page: &PageRequest,
     ) -> Result<Page<Intent>, AppError> {
         Ok(self.store().list_intents(filter, page).await?)
+    }
+
+    /// The deadline a session key's new operation carries (unix seconds, from `now`, the time
+    /// an operation sent now is judged at): room for its signature when the key is EXTERNAL,
+    /// for its wait in the queue, and for the window margin, and never past the session's
+    /// window. The account refuses the operation after it, so the relay can call an operation
+    /// that missed it DROPPED for good.
+    fn operation_deadline(&self, session: &Session, now: u64) -> u64 {
+        let config = self.config();
+        let signing = match session.custody {
+            KeyCustody::External => config.signature_timeout.as_secs(),
+            KeyCustody::Held => 0,
+        };
+        now.saturating_add(signing)
+            .saturating_add(config.queue_timeout.as_secs())
+            .saturating_add(config.window_margin_secs)
+            .min(session.valid_until)
     }
 
     /// Refuses one more unsigned intent on `session` when it has
@@ -298,7 +321,7 @@ impl App {
 
 /// The canonical form of a submitted signature, or the error naming the field.
 pub(super) fn canonical(signature: &[u8]) -> Result<Bytes, AppError> {
-    canonical_signature(signature)
+    canonical_ecdsa(signature)
         .ok_or_else(|| AppError::invalid("signature", "not a valid 65-byte ECDSA signature"))
 }
 

@@ -54,6 +54,9 @@ pub struct AppConfig {
     pub window_margin_secs: u64,
     /// How long an intent or a registration waits for its signature before it expires.
     pub signature_timeout: Duration,
+    /// How long a signed operation may wait in the relay's queue (the relay's own setting):
+    /// part of the deadline a session key's operation carries.
+    pub queue_timeout: Duration,
     /// The paymaster policies sponsor through; `None` when sponsorship is off.
     pub sponsor: Option<Sponsor>,
     /// The key held session keys are sealed under in the store.

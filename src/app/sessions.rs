@@ -13,7 +13,8 @@ use crate::{
     auth::{TenantId, Visibility},
     chain::{
         ops,
-        user_operation::{UserOperation, is_signed_by},
+        signature::{is_owner_ecdsa, registration_id},
+        user_operation::UserOperation,
     },
     clock::now_ms,
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus},
@@ -154,6 +155,7 @@ impl App {
         }
 
         let now_ms = now_ms();
+        let session_id = SessionId::generate();
         let intent_id = IntentId::generate();
         let fees = chain.fees().await?;
         let permission_count = request.permissions.calls.len() as u128;
@@ -162,6 +164,7 @@ impl App {
             nonce: ops::owner_nonce(intent_id.as_str().as_bytes()),
             call_data: ops::registration_call_data(
                 account,
+                registration_id(session_id.as_str()),
                 key,
                 request.valid_after,
                 request.valid_until,
@@ -192,7 +195,7 @@ impl App {
 
         let mut session = Session {
             tenant: request.tenant,
-            id: SessionId::generate(),
+            id: session_id,
             account,
             owner: request.owner,
             salt: request.salt,
@@ -371,7 +374,7 @@ impl App {
                     "the session's window has closed; create a new session",
                 ));
             }
-            if !is_signed_by(intent.user_op_hash, signature, session.owner) {
+            if !is_owner_ecdsa(intent.user_op_hash, signature, session.owner) {
                 return Err(AppError::invalid(
                     "signature",
                     format!(
@@ -381,7 +384,7 @@ impl App {
                 ));
             }
             let now_ms = now_ms();
-            intent.user_op.signature = signature.clone();
+            intent.user_op.signature = intent.framed_signature(signature);
             intent.apply(&IntentEvent::Signed, now_ms)?;
             intent.settle_session(&mut session, now_ms)?;
             self.store().save(&mut [&mut session], &mut [&mut intent]).await?;
@@ -423,7 +426,10 @@ impl App {
             let mut op = UserOperation {
                 sender: session.account,
                 nonce: ops::owner_nonce(intent_id.as_str().as_bytes()),
-                call_data: ops::revocation_call_data(session.account, session.key),
+                call_data: ops::revocation_call_data(
+                    session.account,
+                    registration_id(session.id.as_str()),
+                ),
                 call_gas_limit: ops::REVOCATION_CALL_GAS,
                 verification_gas_limit: ops::OWNER_VERIFICATION_GAS,
                 max_fee_per_gas: fees.max_fee_per_gas,

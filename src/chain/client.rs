@@ -91,7 +91,10 @@ impl ChainClient {
     /// The counterfactual address of the account of (owner, salt).
     pub async fn account_address(&self, owner: Address, salt: U256) -> Result<Address, ChainError> {
         let factory = SessionKeyAccountFactory::new(self.deployment.factory, &self.provider);
-        Ok(factory.getAddress(owner, salt).call().await?)
+        Ok(factory
+            .getAddress(super::ops::factory_owner(owner), salt)
+            .call()
+            .await?)
     }
 
     /// Whether `account` has code.

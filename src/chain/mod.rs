@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod devnet;
 pub mod ops;
 pub mod revert;
+pub mod signature;
 pub mod sponsor;
 pub mod user_operation;
 

@@ -9,12 +9,13 @@
 //! execute again.
 
 use alloy::{
-    primitives::{Address, Bytes, U256, aliases::U192, keccak256},
+    primitives::{Address, B256, Bytes, U256, aliases::U192, keccak256},
     sol_types::{SolCall, SolValue},
 };
 
 use super::{
     contracts::{BaseAccount, SessionKeyAccount, SessionKeyAccountFactory},
+    signature::FRAMED_ECDSA_LEN,
     user_operation::{UserOperation, session_nonce_key},
 };
 use crate::call::Interaction;
@@ -37,8 +38,12 @@ pub const REVOCATION_CALL_GAS: u128 = 60_000;
 /// on to cost a little more than the state it was estimated on.
 const CALL_GAS_MARGIN: u128 = 10_000;
 
-/// The 65-byte stand-in signature used to size an operation before it is signed.
-const DUMMY_SIGNATURE_LEN: usize = 65;
+/// The length of the stand-in signature used to size an operation before it is signed: a
+/// session key's framed ECDSA signature, the longest secp256k1 one.
+const DUMMY_SIGNATURE_LEN: usize = FRAMED_ECDSA_LEN;
+
+/// `SignerKind.Secp256k1` in the contracts' ABI.
+pub const SECP256K1_KIND: u8 = 0;
 
 /// The nonce of an owner operation: a key derived from `seed` (the intent id), sequence 0.
 pub fn owner_nonce(seed: &[u8]) -> U256 {
@@ -69,24 +74,40 @@ pub fn call_gas_limit(estimated: u128) -> u128 {
     estimated.saturating_mul(6) / 5 + CALL_GAS_MARGIN
 }
 
+/// The factory's form of an Ethereum owner: its kind and its 20-byte address.
+pub fn factory_owner(owner: Address) -> SessionKeyAccountFactory::Signer {
+    SessionKeyAccountFactory::Signer {
+        kind: SECP256K1_KIND,
+        key: Bytes::copy_from_slice(owner.as_slice()),
+    }
+}
+
 /// `factoryData` that deploys the account of (owner, salt).
 pub fn factory_data(owner: Address, salt: U256) -> Bytes {
-    SessionKeyAccountFactory::createAccountCall { owner, salt }
-        .abi_encode()
-        .into()
+    SessionKeyAccountFactory::createAccountCall {
+        owner: factory_owner(owner),
+        salt,
+    }
+    .abi_encode()
+    .into()
 }
 
 /// `execute(account, 0, registerSessionKey(...))`: an owner operation in which the account
 /// calls itself, the only route to its admin functions besides the owner's own transaction.
 pub fn registration_call_data(
     account: Address,
+    registration: B256,
     key: Address,
     valid_after: u64,
     valid_until: u64,
     permissions: SessionKeyAccount::SessionPermissions,
 ) -> Bytes {
     let register = SessionKeyAccount::registerSessionKeyCall {
-        key,
+        registration,
+        key: SessionKeyAccount::Signer {
+            kind: SECP256K1_KIND,
+            key: Bytes::copy_from_slice(key.as_slice()),
+        },
         validAfter: alloy::primitives::aliases::U48::saturating_from(valid_after),
         validUntil: alloy::primitives::aliases::U48::saturating_from(valid_until),
         permissions,
@@ -94,11 +115,11 @@ pub fn registration_call_data(
     self_call(account, register.abi_encode())
 }
 
-/// `execute(account, 0, revokeSessionKey(key))`.
-pub fn revocation_call_data(account: Address, key: Address) -> Bytes {
+/// `execute(account, 0, revokeSessionKey(registration))`.
+pub fn revocation_call_data(account: Address, registration: B256) -> Bytes {
     self_call(
         account,
-        SessionKeyAccount::revokeSessionKeyCall { key }.abi_encode(),
+        SessionKeyAccount::revokeSessionKeyCall { registration }.abi_encode(),
     )
 }
 

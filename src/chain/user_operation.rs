@@ -1,9 +1,9 @@
 //! ERC-4337 user operations: the unpacked form latchkey builds, the packed form the
-//! EntryPoint takes, and the v0.8 userOpHash that owners and session keys sign.
+//! EntryPoint takes, and the v0.8 userOpHash (what owners sign, and what a session key's
+//! signature binds; see [`super::signature`]).
 
 use alloy::{
     primitives::{Address, B256, Bytes, U256, address, aliases::U192},
-    signers::{Signer, local::PrivateKeySigner},
     sol_types::{SolStruct, eip712_domain},
 };
 
@@ -95,9 +95,10 @@ impl UserOperation {
     }
 }
 
-/// The EntryPoint nonce key of lane `sub_lane` of session key `key`. SessionKeyAccount
-/// accepts a session key's operation only under a nonce key whose top 160 bits are the key's
-/// address, which gives each key 2^32 independent lanes and keeps it out of the owner's.
+/// The EntryPoint nonce key of lane `sub_lane` of the session key whose id is `key` (its
+/// address, for a secp256k1 key). SessionKeyAccount accepts a session key's operation only
+/// under a nonce key whose top 160 bits are the key's id, which gives each key 2^32
+/// independent lanes and keeps it out of the owner's.
 pub fn session_nonce_key(key: Address, sub_lane: u32) -> U192 {
     (U192::from_be_slice(key.as_slice()) << 32) | U192::from(sub_lane)
 }
@@ -159,32 +160,6 @@ pub fn user_op_hash_v08(
     Ok(typed.eip712_signing_hash(&domain))
 }
 
-/// The form of a 65-byte signature that the account's ECDSA check accepts: low `s` and
-/// `v` of 27 or 28. Wallets and signing services also produce `v` of 0 or 1, or EIP-155
-/// values, and a high `s` is valid math but refused on chain; all of these are rewritten
-/// here, so a signature latchkey accepts never fails in the EntryPoint. `None` if the bytes
-/// are not a signature at all.
-pub fn canonical_signature(signature: &[u8]) -> Option<Bytes> {
-    let parsed = alloy::primitives::Signature::from_raw(signature)
-        .ok()?
-        .normalized_s();
-    Some(Bytes::from(parsed.as_bytes().to_vec()))
-}
-
-/// Whether `signature` over `user_op_hash` is `expected`'s, in either form SessionKeyAccount
-/// accepts: EIP-191 personal-sign of the hash, or a raw signature of the EIP-712 digest.
-/// Pass it through [`canonical_signature`] first: this check is lenient on `v` and `s`.
-pub fn is_signed_by(user_op_hash: B256, signature: &[u8], expected: Address) -> bool {
-    let Ok(parsed) = alloy::primitives::Signature::from_raw(signature) else {
-        return false;
-    };
-    let personal = parsed
-        .recover_address_from_msg(user_op_hash.as_slice())
-        .ok();
-    let raw = parsed.recover_address_from_prehash(&user_op_hash).ok();
-    personal == Some(expected) || raw == Some(expected)
-}
-
 /// Mirrors the EntryPoint's test: at least two bytes, and the first 20 (zero-padded) equal
 /// to the marker. So `0x7702` alone counts, as does any initCode naming the marker factory.
 fn is_eip7702_init_code(init_code: &[u8]) -> bool {
@@ -197,19 +172,9 @@ fn is_eip7702_init_code(init_code: &[u8]) -> bool {
     head == EIP7702_INIT_CODE_MARKER.0.0
 }
 
-/// Signs a userOpHash the way latchkey's accounts (and Openfort's) expect: an EIP-191
-/// personal-sign signature over the 32 raw bytes of the hash, as 65 bytes `r ‖ s ‖ v`.
-pub async fn sign_user_op_hash(
-    signer: &PrivateKeySigner,
-    user_op_hash: B256,
-) -> Result<Bytes, ChainError> {
-    let signature = signer.sign_message(user_op_hash.as_slice()).await?;
-    Ok(Bytes::from(signature.as_bytes().to_vec()))
-}
-
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::{Address, U256, b256, bytes};
+    use alloy::primitives::{Address, U256, bytes};
 
     use super::*;
 
@@ -291,63 +256,5 @@ mod tests {
         assert!(!is_eip7702_init_code(&[0x77]));
         assert!(!is_eip7702_init_code(&[0x77, 0x02, 0x01]));
         assert!(!is_eip7702_init_code(&[]));
-    }
-
-    #[tokio::test]
-    async fn both_signature_forms_are_recognised_and_strangers_are_not() {
-        use alloy::signers::SignerSync;
-        let signer = PrivateKeySigner::random();
-        let hash = b256!("2222222222222222222222222222222222222222222222222222222222222222");
-        let personal = sign_user_op_hash(&signer, hash).await.unwrap();
-        let raw = signer.sign_hash_sync(&hash).unwrap().as_bytes();
-        assert!(is_signed_by(hash, &personal, signer.address()));
-        assert!(is_signed_by(hash, &raw, signer.address()));
-        assert!(!is_signed_by(hash, &personal, Address::repeat_byte(1)));
-        assert!(!is_signed_by(hash, &[0u8; 64], signer.address()));
-        assert!(!is_signed_by(hash, &[], signer.address()));
-    }
-
-    #[tokio::test]
-    async fn signatures_are_made_canonical_for_the_chain() {
-        let signer = PrivateKeySigner::random();
-        let hash = b256!("3333333333333333333333333333333333333333333333333333333333333333");
-        let canonical = sign_user_op_hash(&signer, hash).await.unwrap();
-        assert_eq!(
-            canonical_signature(&canonical).unwrap(),
-            canonical,
-            "already canonical"
-        );
-
-        // v as 0/1, as some wallets and KMS signers produce it.
-        let mut zero_one = canonical.to_vec();
-        zero_one[64] -= 27;
-        assert_eq!(canonical_signature(&zero_one).unwrap(), canonical);
-
-        // The same signature with a high s (n - s, parity flipped) is valid math but refused
-        // by OpenZeppelin's ECDSA; it comes back as the low-s form.
-        let parsed = alloy::primitives::Signature::from_raw(&canonical).unwrap();
-        const N: U256 = alloy::primitives::uint!(
-            0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141_U256
-        );
-        let high = alloy::primitives::Signature::new(parsed.r(), N - parsed.s(), !parsed.v());
-        assert_eq!(canonical_signature(&high.as_bytes()).unwrap(), canonical);
-        assert!(is_signed_by(
-            hash,
-            &canonical_signature(&high.as_bytes()).unwrap(),
-            signer.address()
-        ));
-
-        assert!(canonical_signature(&[1u8; 64]).is_none());
-    }
-
-    #[tokio::test]
-    async fn personal_signature_recovers_to_the_signer() {
-        let signer = PrivateKeySigner::random();
-        let hash = b256!("1111111111111111111111111111111111111111111111111111111111111111");
-        let signature = sign_user_op_hash(&signer, hash).await.unwrap();
-        assert_eq!(signature.len(), 65);
-        let parsed = alloy::primitives::Signature::from_raw(&signature).unwrap();
-        let recovered = parsed.recover_address_from_msg(hash.as_slice()).unwrap();
-        assert_eq!(recovered, signer.address());
     }
 }

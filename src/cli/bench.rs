@@ -30,7 +30,7 @@ use crate::{
     },
     chain::{
         devnet::{DevChain, DevChainOptions},
-        user_operation::sign_user_op_hash,
+        signature::sign_personal,
     },
 };
 
@@ -205,7 +205,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
             .context("next action")?
             .signable_hash
             .parse()?;
-        let signature = sign_user_op_hash(&owner, hash).await?;
+        let signature = sign_personal(&owner, hash)?;
         sessions_client
             .submit_session_signature(proto::SubmitSessionSignatureRequest {
                 name: session.name.clone(),

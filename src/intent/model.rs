@@ -1,11 +1,14 @@
 //! The transaction intent: its record, and the pure state machine of its way to the chain.
 
-use alloy::primitives::{Address, B256, TxHash, U256};
+use alloy::primitives::{Address, B256, Bytes, TxHash, U256};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::TenantId,
-    chain::user_operation::UserOperation,
+    chain::{
+        signature::{owner_signature, registration_id, session_operation_hash, session_signature},
+        user_operation::UserOperation,
+    },
     policy::{Amount, Charge, PolicyUsage},
     session::{InvalidSessionTransition, Session, SessionEvent, SessionId, Usage},
 };
@@ -263,8 +266,14 @@ pub struct Intent {
     pub interactions: Vec<Interaction>,
     /// The user operation, signed once the intent leaves `PendingSignature`.
     pub user_op: UserOperation,
-    /// Its v0.8 userOpHash: what the signer signs.
+    /// Its v0.8 userOpHash: what the owner signs, and what a session key's signature binds
+    /// (see [`Intent::signable_hash`]).
     pub user_op_hash: B256,
+    /// The deadline a session key's signature carries (unix seconds): the account refuses
+    /// the operation after it, so once it has passed, the operation can never execute.
+    /// `None` for the owner's operations, whose signature carries none.
+    #[serde(default)]
+    pub valid_until: Option<u64>,
     /// Where the intent is.
     pub status: IntentStatus,
     /// Every status it entered, with the time (unix ms), in order.
@@ -317,6 +326,7 @@ impl Intent {
             interactions: Vec::new(),
             user_op,
             user_op_hash,
+            valid_until: None,
             status,
             history: vec![(status, now_ms)],
             submission: None,
@@ -330,6 +340,31 @@ impl Intent {
             revision: 0,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+        }
+    }
+
+    /// The hash its signer signs: the userOpHash for the owner, the session operation hash
+    /// (bound to the session's registration and the deadline) for a session key.
+    pub fn signable_hash(&self) -> B256 {
+        match self.valid_until {
+            Some(valid_until) => session_operation_hash(
+                self.user_op_hash,
+                registration_id(self.session.as_str()),
+                valid_until,
+            ),
+            None => self.user_op_hash,
+        }
+    }
+
+    /// The user operation's signature field for `signature`, framed for its signer.
+    pub fn framed_signature(&self, signature: &[u8]) -> Bytes {
+        match self.valid_until {
+            Some(valid_until) => session_signature(
+                registration_id(self.session.as_str()),
+                valid_until,
+                signature,
+            ),
+            None => owner_signature(signature),
         }
     }
 

@@ -16,6 +16,14 @@
 //! - every operation has an EntryPoint nonce of its own, so if two transactions carrying it
 //!   ever did land, the EntryPoint would refuse the second.
 //!
+//! # DROPPED is final
+//!
+//! An operation that carries a deadline (a session key's signed `validUntil`, or a paymaster
+//! approval's) is DROPPED for being late only once that deadline is past, when the account
+//! or the paymaster refuses it for good; until then it stays QUEUED, held back unsent once
+//! it could no longer land in time, and a sponsored one keeps its charge. A caller that sees
+//! DROPPED may retry without the first attempt ever executing.
+//!
 //! On start the first pass is the reconciliation: every SUBMITTED and INCLUDED intent is
 //! looked up on chain (receipts, the relayers' nonces, the EntryPoint's nonces and its
 //! `UserOperationEvent`s) before anything new is sent.
@@ -44,6 +52,7 @@ use crate::{
     chain::{
         ChainError,
         client::{ChainClient, inclusion_time},
+        sponsor::parse_approval,
     },
     clock::{now_ms, wall_clock_secs},
     events::Events,
@@ -351,7 +360,7 @@ impl Relay {
         self.expire_sessions(now).await?;
         self.follow_submitted(head).await?;
         self.confirm_included(head).await?;
-        self.drop_overdue().await?;
+        self.drop_overdue(latest.header.timestamp).await?;
         if sending == Sending::On {
             self.send_queued(head, now).await?;
         }
@@ -426,29 +435,44 @@ impl Relay {
         Ok(())
     }
 
-    /// Drops QUEUED operations that waited longer than the queue timeout since they were
-    /// signed. Their transactions, if they had any, are known gone with their relayer
-    /// nonce unused, so none of them can still execute.
-    async fn drop_overdue(&self) -> Result<(), RelayError> {
-        let now = now_ms();
+    /// Drops the QUEUED operations that can no longer execute: those whose deadline (see
+    /// [`operation_deadline`]) is past for good, given the latest block's time, and those
+    /// without one that waited longer than the queue timeout since they were signed. Their
+    /// transactions, if they had any, are known gone with their relayer nonce unused.
+    async fn drop_overdue(&self, latest_block_time: u64) -> Result<(), RelayError> {
+        let now_ms = now_ms();
+        let wall_clock = wall_clock_secs();
         let timeout = u64::try_from(self.config.queue_timeout.as_millis()).unwrap_or(u64::MAX);
-        let overdue: Vec<_> = self
-            .store
-            .intents_in_status(IntentStatus::Queued)
-            .await?
-            .into_iter()
-            .filter(|intent| queued_since(intent).saturating_add(timeout) <= now)
-            .map(|mut intent| {
-                intent.failure_reason = Some(format!(
-                    "not included within {} s of being signed; the chain's fees may be above \
-                     the configured cap, or every relayer may be out of funds",
-                    self.config.queue_timeout.as_secs()
-                ));
-                (intent, IntentEvent::Dropped)
-            })
-            .collect();
+        let mut overdue = Vec::new();
+        for mut intent in self.store.intents_in_status(IntentStatus::Queued).await? {
+            let reason = match operation_deadline(&intent) {
+                Some(deadline) => is_past(
+                    deadline,
+                    latest_block_time,
+                    wall_clock,
+                    self.config.window_margin_secs,
+                )
+                .then(|| {
+                    format!(
+                        "not included by its deadline, {deadline} (unix seconds); the \
+                         EntryPoint refuses it from then on, so it can never execute"
+                    )
+                }),
+                None => (queued_since(&intent).saturating_add(timeout) <= now_ms).then(|| {
+                    format!(
+                        "not included within {} s of being signed; the chain's fees may be \
+                         above the configured cap, or every relayer may be out of funds",
+                        self.config.queue_timeout.as_secs()
+                    )
+                }),
+            };
+            if let Some(reason) = reason {
+                intent.failure_reason = Some(reason);
+                overdue.push((intent, IntentEvent::Dropped));
+            }
+        }
         if !overdue.is_empty() {
-            warn!(target: "relay", count = overdue.len(), "dropping operations that waited past the queue timeout");
+            warn!(target: "relay", count = overdue.len(), "dropping operations that can no longer be included");
         }
         self.commit(overdue).await
     }
@@ -528,6 +552,22 @@ fn queued_since(intent: &Intent) -> u64 {
         .iter()
         .find(|(status, _)| *status == IntentStatus::Queued)
         .map_or(intent.created_at_ms, |(_, at)| *at)
+}
+
+/// The time after which `intent`'s operation can never execute (unix seconds): the earlier
+/// of the deadline a session key signed and the end of its paymaster approval. `None` for an
+/// unsponsored owner operation: the userOpHash an owner signs carries no deadline.
+pub(super) fn operation_deadline(intent: &Intent) -> Option<u64> {
+    let approval = parse_approval(&intent.user_op.paymaster_and_data())
+        .map(|(approval, _)| approval.valid_until);
+    [intent.valid_until, approval].into_iter().flatten().min()
+}
+
+/// Whether `deadline` has passed for good: a block later than it exists, so every block to
+/// come is later too, or the wall clock is past it by more than `margin`, which a chain that
+/// mines only on demand needs, since its latest block may be old.
+fn is_past(deadline: u64, latest_block_time: u64, wall_clock: u64, margin: u64) -> bool {
+    latest_block_time > deadline || wall_clock > deadline.saturating_add(margin)
 }
 
 /// The wait after `failures` failed passes in a row: the poll interval doubled for each,

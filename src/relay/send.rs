@@ -18,11 +18,8 @@ use super::{
     relayer::Relayer,
 };
 use crate::{
-    chain::{
-        ChainError, contracts::EntryPoint, revert::decode_handle_ops_revert,
-        sponsor::parse_approval,
-    },
-    intent::{Intent, IntentEvent, IntentKind, IntentStatus, Submission},
+    chain::{ChainError, contracts::EntryPoint, revert::decode_handle_ops_revert},
+    intent::{Intent, IntentEvent, IntentStatus, Submission},
 };
 
 /// A bundle ready to sign: the `handleOps` calldata and the simulated gas.
@@ -35,10 +32,10 @@ struct Simulated {
 impl Relay {
     /// Hands queued operations (oldest first) to the relayers in turn as bundles, each
     /// relayer up to its in-flight limit. `now` is the time a bundle sent now is judged at:
-    /// operations whose window closes before it has passed the margin are dropped unsent.
+    /// operations whose deadline comes before it has passed the margin are held back.
     pub(super) async fn send_queued(&mut self, head: u64, now: u64) -> Result<(), RelayError> {
         let queued = self.store.intents_in_status(IntentStatus::Queued).await?;
-        let mut queued: VecDeque<Intent> = self.drop_closing(queued, now).await?.into();
+        let mut queued: VecDeque<Intent> = self.hold_closing(queued, now).into();
         if queued.is_empty() {
             return Ok(());
         }
@@ -97,56 +94,20 @@ impl Relay {
         Ok(())
     }
 
-    /// Drops the operations of `queued` whose window closes within the margin of `now`, and
-    /// returns the rest. A window closes with the session's `valid_until` (for a session
-    /// key's calls) and with a sponsored operation's approval: the EntryPoint refuses an
-    /// operation past either, and refuses the whole `handleOps` with it, so the relayer
-    /// would pay for a reverted transaction.
-    async fn drop_closing(&self, queued: Vec<Intent>, now: u64) -> Result<Vec<Intent>, RelayError> {
-        let deadline = now.saturating_add(self.config.window_margin_secs);
-        let mut sessions = BTreeMap::new();
-        let mut sendable = Vec::with_capacity(queued.len());
-        let mut closing = Vec::new();
-        for mut intent in queued {
-            let session_closes = match intent.kind {
-                IntentKind::Call => {
-                    if !sessions.contains_key(&intent.session) {
-                        let session = self.store.session(&intent.session).await?;
-                        sessions.insert(intent.session.clone(), session.map(|s| s.valid_until));
-                    }
-                    sessions.get(&intent.session).copied().flatten()
-                }
-                IntentKind::Registration | IntentKind::Revocation => None,
-            };
-            let approval_closes = parse_approval(&intent.user_op.paymaster_and_data())
-                .map(|(approval, _)| approval.valid_until);
-            let closes = [session_closes, approval_closes]
-                .into_iter()
-                .flatten()
-                .min();
-            match closes {
-                Some(closes) if closes < deadline => {
-                    let what = if Some(closes) == session_closes {
-                        "the session's window"
-                    } else {
-                        "the paymaster's approval"
-                    };
-                    intent.failure_reason = Some(format!(
-                        "{what} closes at {closes} (unix seconds), within \
-                         relayer.window_margin_secs ({} s) of {now}, when it would be sent; \
-                         it was not sent, and can no longer be included",
-                        self.config.window_margin_secs
-                    ));
-                    closing.push((intent, IntentEvent::Dropped));
-                }
-                _ => sendable.push(intent),
-            }
+    /// The operations of `queued` that may still be sent: those whose deadline (see
+    /// [`super::operation_deadline`]) is not within the margin of `now`. The EntryPoint
+    /// refuses an operation past its deadline, and the whole `handleOps` with it, so the
+    /// relayer would pay for a reverted transaction. The ones held back stay QUEUED until
+    /// their deadline is past for good, and are DROPPED then.
+    fn hold_closing(&self, queued: Vec<Intent>, now: u64) -> Vec<Intent> {
+        let horizon = now.saturating_add(self.config.window_margin_secs);
+        let (sendable, held): (Vec<_>, Vec<_>) = queued.into_iter().partition(|intent| {
+            super::operation_deadline(intent).is_none_or(|deadline| deadline >= horizon)
+        });
+        if !held.is_empty() {
+            info!(target: "relay", count = held.len(), "holding back operations whose deadline is too near to be met");
         }
-        if !closing.is_empty() {
-            warn!(target: "relay", count = closing.len(), "dropping operations whose window closes before they could be included");
-        }
-        self.commit(closing).await?;
-        Ok(sendable)
+        sendable
     }
 
     /// Whether relayer `index`'s next nonce is below one of its bundles in flight: a lost

@@ -442,11 +442,10 @@ async fn a_tenant_never_sees_nor_touches_another_tenants_records() {
     );
     let intent_id = intent.name.trim_start_matches("transactionIntents/");
     // A well-formed signature, so the refusal is about whose record it is.
-    let signature = latchkey::chain::user_operation::sign_user_op_hash(
+    let signature = latchkey::chain::signature::sign_personal(
         &pending_owner,
         alloy::primitives::B256::repeat_byte(1),
     )
-    .await
     .expect("sign")
     .to_string();
     refused(

@@ -15,7 +15,7 @@ use latchkey::{
 };
 
 use crate::{
-    daemon::{TestDaemon, account_address, mint_interaction},
+    daemon::{TestDaemon, account_address, mint_interaction, registration},
     harness::TestChain,
 };
 
@@ -136,9 +136,8 @@ async fn a_refused_operation_leaves_its_bundle_and_the_others_confirm() {
     let wallet = ProviderBuilder::new()
         .wallet(EthereumWallet::from(alice.clone()))
         .connect_http(chain.chain.rpc_url());
-    let key = alice_session.key_address.parse().expect("key");
     let _pending = SessionKeyAccount::new(alice_account, &wallet)
-        .revokeSessionKey(key)
+        .revokeSessionKey(registration(&alice_session))
         .send()
         .await
         .expect("revoke on chain");

@@ -14,7 +14,7 @@ use latchkey::{
         policy_service_client::PolicyServiceClient, session_service_client::SessionServiceClient,
         transaction_intent_service_client::TransactionIntentServiceClient,
     },
-    chain::user_operation::sign_user_op_hash,
+    chain::signature::sign_personal,
     config::Config,
     daemon::Daemon,
     store::SharedStore,
@@ -321,7 +321,7 @@ impl Clients {
         session: &proto::Session,
     ) {
         let hash = next_action_hash(session.next_action.as_ref());
-        let signature = sign_user_op_hash(owner, hash).await.expect("owner signs");
+        let signature = sign_personal(owner, hash).expect("owner signs");
         self.sessions
             .submit_session_signature(proto::SubmitSessionSignatureRequest {
                 name: session.name.clone(),
@@ -581,6 +581,11 @@ pub fn mint_interaction(
 }
 
 /// The address inside an `accounts/{address}` name.
+/// The on-chain registration id of a session (`sessions/{id}`).
+pub fn registration(session: &proto::Session) -> B256 {
+    latchkey::chain::signature::registration_id(session.name.trim_start_matches("sessions/"))
+}
+
 pub fn account_address(name: &str) -> Address {
     name.strip_prefix("accounts/")
         .expect("account name")

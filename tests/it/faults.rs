@@ -15,7 +15,10 @@ use alloy::{
 use futures::StreamExt;
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
-    chain::devnet::{DevChainOptions, anvil_path},
+    chain::{
+        contracts::EntryPoint,
+        devnet::{DevChainOptions, anvil_path},
+    },
     config::Config,
     intent::IntentStatus,
     relay::HEALTH_SERVICE,
@@ -521,10 +524,13 @@ async fn a_relayer_without_funds_leaves_the_rotation_and_rejoins_once_funded() {
 }
 
 #[tokio::test]
-async fn operations_that_wait_past_the_queue_timeout_are_dropped_with_the_reason() {
+async fn operations_that_wait_past_their_deadline_are_dropped_with_the_reason() {
+    const MARGIN_SECS: u64 = 2;
     let chain = TestChain::start().await;
     let mut daemon = TestDaemon::start_with(&chain, |config| {
         config.relayer.queue_timeout_secs = 2;
+        config.intents.window_margin_secs = MARGIN_SECS;
+        config.relayer.window_margin_secs = 1;
     })
     .await;
     let session = daemon
@@ -540,10 +546,25 @@ async fn operations_that_wait_past_the_queue_timeout_are_dropped_with_the_reason
     for name in &names {
         let intent = daemon.wait_final(name).await;
         assert_eq!(intent.status, S::Dropped as i32, "{intent:?}");
+        // The deadline the key signed is the queue timeout and the window margin from its
+        // creation, and DROPPED comes only once it has passed.
+        let deadline = u64::try_from(intent.valid_until).expect("a deadline");
+        let created = intent.create_time.expect("created").seconds;
         assert!(
-            intent.failure_reason.contains("not included within 2 s"),
+            deadline >= u64::try_from(created).expect("time") + 2 + MARGIN_SECS,
+            "{intent:?}"
+        );
+        assert!(
+            intent
+                .failure_reason
+                .contains(&format!("not included by its deadline, {deadline}")),
             "{}",
             intent.failure_reason
+        );
+        let dropped_at = intent.update_time.expect("updated").seconds;
+        assert!(
+            u64::try_from(dropped_at).expect("time") >= deadline,
+            "dropped only after the deadline: {intent:?}"
         );
     }
     // The limits they reserved are given back: three more fit in a limit of three.
@@ -557,6 +578,55 @@ async fn operations_that_wait_past_the_queue_timeout_are_dropped_with_the_reason
         let intent = daemon.wait_final(name).await;
         assert_eq!(intent.status, S::Confirmed as i32, "{intent:?}");
     }
+}
+
+#[tokio::test]
+async fn a_dropped_operation_sent_again_after_its_deadline_is_refused_on_chain() {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start_with(&chain, |config| {
+        config.relayer.queue_timeout_secs = 1;
+        config.intents.window_margin_secs = 2;
+        config.relayer.window_margin_secs = 1;
+    })
+    .await;
+    let session = daemon
+        .active_held_session(&chain, &PrivateKeySigner::random(), 3)
+        .await;
+    // The only relayer runs dry, so the operation waits out its deadline and is DROPPED.
+    let relayer = chain.chain.relayer.address();
+    chain
+        .relayer
+        .anvil_set_balance(relayer, Default::default())
+        .await
+        .expect("anvil");
+    let name = daemon.create_mint(&chain, &session, 1).await.name;
+    let dropped = daemon.wait_final(&name).await;
+    assert_eq!(dropped.status, S::Dropped as i32, "{dropped:?}");
+
+    // Whoever kept its signed copy sends it by hand: the account put the deadline in
+    // validationData, so the EntryPoint refuses it.
+    let signed = stored_intent(&daemon, &name);
+    assert!(!signed.user_op.signature.is_empty(), "it was signed");
+    chain
+        .relayer
+        .anvil_set_balance(relayer, parse_ether("10").expect("constant"))
+        .await
+        .expect("anvil");
+    let error = chain
+        .handle_op(&signed.user_op)
+        .await
+        .expect_err("a dropped operation can never execute");
+    match error.as_decoded_interface_error::<EntryPoint::EntryPointErrors>() {
+        Some(EntryPoint::EntryPointErrors::FailedOp(failed)) => {
+            assert_eq!(failed.reason, "AA22 expired or not due");
+        }
+        other => panic!("expected FailedOp AA22, got {other:?} from {error}"),
+    }
+    assert_eq!(
+        executions(&chain).await.get(&signed.user_op_hash),
+        None,
+        "it never executed"
+    );
 }
 
 /// Mines a block every `interval` until the returned task is aborted.

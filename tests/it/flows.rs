@@ -6,13 +6,17 @@ use std::collections::HashSet;
 use alloy::{primitives::U256, signers::local::PrivateKeySigner};
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
-    chain::{contracts::SessionKeyAccount, user_operation::sign_user_op_hash},
+    chain::{
+        contracts::SessionKeyAccount,
+        signature::{session_operation_hash, sign_hash, sign_personal},
+    },
 };
 use tokio_stream::StreamExt;
 
 use crate::{
     daemon::{
         TestDaemon, account_address, mint_interaction, mint_session_request, next_action_hash,
+        registration,
     },
     harness::TestChain,
 };
@@ -41,8 +45,30 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
         .expect("create intent")
         .into_inner();
     assert_eq!(intent.status, S::PendingSignature as i32);
+    // The key signs the session operation hash, which binds the userOpHash to the
+    // session's registration and to the intent's deadline.
     let hash = next_action_hash(intent.next_action.as_ref());
-    assert_eq!(format!("{hash}"), intent.user_op_hash);
+    assert!(
+        intent.valid_until > 0,
+        "a session key's operation carries a deadline"
+    );
+    let session_proto = daemon
+        .sessions
+        .get_session(proto::GetSessionRequest {
+            name: session.name.clone(),
+        })
+        .await
+        .expect("get session")
+        .into_inner();
+    assert!(intent.valid_until <= session_proto.valid_until);
+    assert_eq!(
+        hash,
+        session_operation_hash(
+            intent.user_op_hash.parse().expect("user op hash"),
+            registration(&session_proto),
+            u64::try_from(intent.valid_until).expect("positive"),
+        )
+    );
 
     let mut watch = daemon
         .intents
@@ -56,7 +82,7 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
     assert_eq!(first.status, S::PendingSignature as i32);
 
     // Only the session key's signature is accepted.
-    let wrong = sign_user_op_hash(&owner, hash).await.expect("sign");
+    let wrong = sign_personal(&owner, hash).expect("sign");
     let refused = daemon
         .intents
         .submit_intent_signature(proto::SubmitIntentSignatureRequest {
@@ -67,7 +93,19 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
         .expect_err("the owner is not the session key");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
-    let signature = sign_user_op_hash(&key, hash).await.expect("sign");
+    // A key signs the hash as it is: its EIP-191 signature is refused too.
+    let prefixed = sign_personal(&key, hash).expect("sign");
+    let refused = daemon
+        .intents
+        .submit_intent_signature(proto::SubmitIntentSignatureRequest {
+            name: intent.name.clone(),
+            signature: prefixed.to_string(),
+        })
+        .await
+        .expect_err("a session key signs without the prefix");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
+    let signature = sign_hash(&key, hash).expect("sign");
     daemon
         .intents
         .submit_intent_signature(proto::SubmitIntentSignatureRequest {
@@ -117,7 +155,7 @@ async fn revoking_a_session_needs_the_owner_and_stops_its_key_on_chain() {
     let owner = PrivateKeySigner::random();
     let session = daemon.active_held_session(&chain, &owner, 5).await;
     let account = account_address(&session.account);
-    let key = session.key_address.parse().expect("key address");
+    let key = registration(&session);
     let contract = SessionKeyAccount::new(account, &chain.relayer);
     assert!(
         contract

@@ -22,7 +22,7 @@ use latchkey::{
             transaction_intent_service_client::TransactionIntentServiceClient,
         },
     },
-    chain::user_operation::sign_user_op_hash,
+    chain::signature::sign_personal,
 };
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
@@ -173,12 +173,8 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
     let pending_hash = next_action_hash(pending.next_action.as_ref());
 
     // Signatures: a stranger's, and the owner's over another hash with s flipped high.
-    let stranger = sign_user_op_hash(&PrivateKeySigner::random(), pending_hash)
-        .await
-        .expect("sign");
-    let other = sign_user_op_hash(&pending_owner, B256::repeat_byte(7))
-        .await
-        .expect("sign");
+    let stranger = sign_personal(&PrivateKeySigner::random(), pending_hash).expect("sign");
+    let other = sign_personal(&pending_owner, B256::repeat_byte(7)).expect("sign");
     let n = U256::from_str_radix(
         "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
         16,

@@ -5,7 +5,7 @@ use alloy::{
     primitives::{Address, B256},
     signers::local::PrivateKeySigner,
 };
-use latchkey::{api::proto, chain::user_operation::sign_user_op_hash};
+use latchkey::{api::proto, chain::signature::sign_personal};
 use tonic::Code;
 
 use crate::{
@@ -237,7 +237,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
         .expect("hash");
 
     let stranger = PrivateKeySigner::random();
-    let wrong = sign_user_op_hash(&stranger, hash).await.expect("sign");
+    let wrong = sign_personal(&stranger, hash).expect("sign");
     refused(
         &daemon,
         "wrong signer",
@@ -249,9 +249,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
         "not a signature",
     )
     .await;
-    let other_hash = sign_user_op_hash(&owner, B256::repeat_byte(7))
-        .await
-        .expect("sign");
+    let other_hash = sign_personal(&owner, B256::repeat_byte(7)).expect("sign");
     refused(
         &daemon,
         "signature of another hash",
@@ -304,10 +302,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
     // KMS signers write it): latchkey stores the canonical form the account accepts, and
     // the session becomes ACTIVE on chain.
     chain.fund(account_address(&session.account)).await;
-    let mut zero_one = sign_user_op_hash(&owner, hash)
-        .await
-        .expect("sign")
-        .to_vec();
+    let mut zero_one = sign_personal(&owner, hash).expect("sign").to_vec();
     zero_one[64] -= 27;
     daemon
         .sessions
@@ -323,7 +318,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
     assert_eq!(active.status, proto::SessionStatus::Active as i32);
 
     // Nothing is pending any more.
-    let late = sign_user_op_hash(&owner, hash).await.expect("sign");
+    let late = sign_personal(&owner, hash).expect("sign");
     refused(
         &daemon,
         "nothing pending",

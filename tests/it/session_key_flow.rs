@@ -3,14 +3,17 @@
 //! `handleOps`; after `validUntil` the EntryPoint refuses the same kind of operation (AA22).
 
 use alloy::{
-    primitives::{Address, Bytes, U256, aliases::U192},
+    primitives::{Address, B256, Bytes, U256, aliases::U192},
     signers::local::PrivateKeySigner,
     sol_types::SolCall,
 };
 use latchkey::chain::{
     contracts::{EntryPoint, GameItems, SessionKeyAccount},
     ops::registration_call_data,
-    user_operation::{UserOperation, session_nonce_key, sign_user_op_hash},
+    signature::{
+        owner_signature, session_operation_hash, session_signature, sign_hash, sign_personal,
+    },
+    user_operation::{UserOperation, session_nonce_key},
 };
 
 use crate::harness::{TestChain, execute_call, user_operation_event};
@@ -51,8 +54,10 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
             anySelector: false,
         }],
     };
+    let registration_id = B256::repeat_byte(0x5e);
     let call_data = registration_call_data(
         player.account,
+        registration_id,
         session_key.address(),
         valid_after,
         valid_until,
@@ -63,9 +68,8 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
     let hash = registration
         .hash_v08(entry_point, chain.chain_id())
         .expect("hash");
-    registration.signature = sign_user_op_hash(&player.owner, hash)
-        .await
-        .expect("owner signs");
+    registration.signature =
+        owner_signature(&sign_personal(&player.owner, hash).expect("owner signs"));
 
     let receipt = chain
         .handle_op(&registration)
@@ -85,7 +89,7 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
 
     let account = SessionKeyAccount::new(player.account, &chain.relayer);
     let stored = account
-        .getSessionKey(session_key.address())
+        .getSessionKey(registration_id)
         .call()
         .await
         .expect("view");
@@ -101,14 +105,12 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
         amount: U256::from(3),
     };
     let mint_call = execute_call(deployment.game_items, U256::ZERO, mint.abi_encode().into());
-    let first_mint = signed_op(
-        &chain,
-        &session_key,
-        player.account,
-        session_nonce_key,
-        &mint_call,
-    )
-    .await;
+    let key = SessionKey {
+        signer: &session_key,
+        registration: registration_id,
+        valid_until,
+    };
+    let first_mint = signed_op(&chain, &key, player.account, session_nonce_key, &mint_call).await;
     let receipt = chain.handle_op(&first_mint).await.expect("mint op relayed");
     let event = user_operation_event(&receipt);
     assert!(event.success, "mint op must succeed");
@@ -118,14 +120,7 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
     );
     // A second mint pays no first-write costs (nonce lane, usage counters, item balance):
     // the steady-state cost of a session-key op.
-    let second_mint = signed_op(
-        &chain,
-        &session_key,
-        player.account,
-        session_nonce_key,
-        &mint_call,
-    )
-    .await;
+    let second_mint = signed_op(&chain, &key, player.account, session_nonce_key, &mint_call).await;
     let receipt = chain
         .handle_op(&second_mint)
         .await
@@ -146,7 +141,7 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
         .expect("balanceOf");
     assert_eq!(balance, U256::from(6));
     let stored = account
-        .getSessionKey(session_key.address())
+        .getSessionKey(registration_id)
         .call()
         .await
         .expect("view");
@@ -159,14 +154,7 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
 
     // 5. After validUntil the EntryPoint refuses the same kind of op: AA22.
     chain.mine_at(valid_until + 1).await;
-    let late_op = signed_op(
-        &chain,
-        &session_key,
-        player.account,
-        session_nonce_key,
-        &mint_call,
-    )
-    .await;
+    let late_op = signed_op(&chain, &key, player.account, session_nonce_key, &mint_call).await;
     let error = chain
         .handle_op(&late_op)
         .await
@@ -186,11 +174,18 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
     assert_eq!(balance, U256::from(6), "nothing minted after expiry");
 }
 
-/// An op from `sender` in `nonce_key` carrying `call_data`, with its v0.8 hash signed by
-/// `key` (EIP-191).
+/// A registered session key and the deadline its operations carry.
+struct SessionKey<'a> {
+    signer: &'a PrivateKeySigner,
+    registration: B256,
+    valid_until: u64,
+}
+
+/// An op from `sender` in `nonce_key` carrying `call_data`, signed by `key`: its session
+/// operation hash, signed raw, in the session key's frame.
 async fn signed_op(
     chain: &TestChain,
-    key: &PrivateKeySigner,
+    key: &SessionKey<'_>,
     sender: Address,
     nonce_key: U192,
     call_data: &Bytes,
@@ -199,7 +194,9 @@ async fn signed_op(
     let hash = op
         .hash_v08(chain.chain.deployment.entry_point, chain.chain_id())
         .expect("hash");
-    op.signature = sign_user_op_hash(key, hash).await.expect("sign");
+    let signable = session_operation_hash(hash, key.registration, key.valid_until);
+    let signature = sign_hash(key.signer, signable).expect("sign");
+    op.signature = session_signature(key.registration, key.valid_until, &signature);
     op
 }
 

@@ -10,8 +10,9 @@ use alloy::{
 };
 use latchkey::chain::{
     contracts::{GameItems, SponsorPaymaster},
+    signature::{owner_signature, sign_personal},
     sponsor::{Sponsorship, approve, sponsor_hash},
-    user_operation::{UserOperation, sign_user_op_hash},
+    user_operation::UserOperation,
 };
 use rand::Rng;
 
@@ -140,9 +141,7 @@ async fn an_account_with_no_eth_deploys_and_mints_on_a_rust_approval() {
     let hash = op
         .hash_v08(chain.chain.deployment.entry_point, chain.chain_id())
         .expect("hash");
-    op.signature = sign_user_op_hash(&player.owner, hash)
-        .await
-        .expect("owner signs");
+    op.signature = owner_signature(&sign_personal(&player.owner, hash).expect("owner signs"));
 
     let receipt = chain.handle_op(&op).await.expect("sponsored op relayed");
     let event = user_operation_event(&receipt);

@@ -14,7 +14,7 @@ use latchkey::{
 };
 
 use crate::{
-    daemon::{Clients, TestDaemon, account_address, mint_session_request},
+    daemon::{Clients, TestDaemon, account_address, mint_session_request, registration},
     harness::TestChain,
 };
 
@@ -138,9 +138,8 @@ async fn value_reaches_a_fresh_address_a_contract_and_a_batch_of_them() {
     );
 
     // Every wei of the budget went where it was sent: nothing was spent on a revert.
-    let key: Address = session.key_address.parse().expect("key address");
     let on_chain = SessionKeyAccount::new(account, provider)
-        .getSessionKey(key)
+        .getSessionKey(registration(&session))
         .call()
         .await
         .expect("getSessionKey");

@@ -139,8 +139,15 @@ async fn a_window_that_closed_by_the_wall_clock_refuses_intents_and_costs_no_gas
         .expect("resume");
     let dropped = daemon.wait_final(&held.name).await;
     assert_eq!(dropped.status, Status::Dropped as i32, "{dropped:?}");
+    // Its deadline is the session's window, and it passed: the account would refuse it.
+    assert_eq!(
+        u64::try_from(dropped.valid_until).expect("deadline"),
+        closes
+    );
     assert!(
-        dropped.failure_reason.contains("window"),
+        dropped
+            .failure_reason
+            .contains(&format!("not included by its deadline, {closes}")),
         "{}",
         dropped.failure_reason
     );

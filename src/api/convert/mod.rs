@@ -506,7 +506,7 @@ pub fn session_message(view: &SessionView) -> proto::Session {
         status: session_status(session.status).into(),
         next_action: view
             .pending_signature()
-            .map(|intent| next_action(intent.user_op_hash)),
+            .map(|intent| next_action(intent.signable_hash())),
         signature_deadline: view
             .pending_signature()
             .and_then(|intent| intent.signature_deadline_ms)
@@ -573,8 +573,11 @@ pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
             .collect(),
         status: intent_status(intent.status).into(),
         next_action: (intent.status == IntentStatus::PendingSignature)
-            .then(|| next_action(intent.user_op_hash)),
+            .then(|| next_action(intent.signable_hash())),
         user_op_hash: hash_text(intent.user_op_hash),
+        valid_until: intent
+            .valid_until
+            .map_or(0, |deadline| i64::try_from(deadline).unwrap_or(i64::MAX)),
         result: intent
             .result
             .as_ref()
