@@ -925,6 +925,8 @@ impl Config {
             queue_timeout: Duration::from_secs(relayer.queue_timeout_secs),
             shutdown_grace: Duration::from_secs(relayer.shutdown_grace_secs),
             window_margin_secs: relayer.window_margin_secs,
+            signature_timeout: Duration::from_secs(self.intents.signature_timeout_secs),
+            sponsor_signer: sponsor_signer.as_ref().map(|(_, signer)| signer.clone()),
         };
         let sponsor = sponsor_signer.map(|(paymaster, signer)| Sponsor {
             paymaster,

@@ -145,6 +145,7 @@ impl App {
                 IntentKind::Call,
                 &session,
                 (op, user_op_hash),
+                deployment.entry_point,
                 status,
                 now_ms,
             );

@@ -266,6 +266,7 @@ impl App {
             kind,
             session,
             operation,
+            self.chain().deployment().entry_point,
             IntentStatus::PendingSignature,
             now_ms,
         );
@@ -385,6 +386,9 @@ impl App {
             }
             let now_ms = now_ms();
             intent.user_op.signature = intent.framed_signature(signature);
+            // A rebuilt registration said why it needed signing again; now it is signed.
+            intent.failure_reason = None;
+            session.failure_reason = None;
             intent.apply(&IntentEvent::Signed, now_ms)?;
             intent.settle_session(&mut session, now_ms)?;
             self.store().save(&mut [&mut session], &mut [&mut intent]).await?;

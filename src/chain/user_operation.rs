@@ -160,6 +160,55 @@ pub fn user_op_hash_v08(
     Ok(typed.eip712_signing_hash(&domain))
 }
 
+/// The EIP-712 typed data of `op` under EntryPoint v0.8, as `eth_signTypedData_v4` takes it
+/// (`types`, `primaryType`, `domain`, `message`): what a wallet shows its user, and whose
+/// signature is a raw signature of the userOpHash. Bytes are 0x-hex, integers decimal text.
+pub fn typed_data_v08(
+    op: &UserOperation,
+    entry_point: Address,
+    chain_id: u64,
+) -> serde_json::Value {
+    let packed = op.pack();
+    let field = |name: &str, kind: &str| serde_json::json!({"name": name, "type": kind});
+    serde_json::json!({
+        "types": {
+            "EIP712Domain": [
+                field("name", "string"),
+                field("version", "string"),
+                field("chainId", "uint256"),
+                field("verifyingContract", "address"),
+            ],
+            "PackedUserOperation": [
+                field("sender", "address"),
+                field("nonce", "uint256"),
+                field("initCode", "bytes"),
+                field("callData", "bytes"),
+                field("accountGasLimits", "bytes32"),
+                field("preVerificationGas", "uint256"),
+                field("gasFees", "bytes32"),
+                field("paymasterAndData", "bytes"),
+            ],
+        },
+        "primaryType": "PackedUserOperation",
+        "domain": {
+            "name": "ERC4337",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": entry_point.to_checksum(None),
+        },
+        "message": {
+            "sender": packed.sender.to_checksum(None),
+            "nonce": packed.nonce.to_string(),
+            "initCode": packed.initCode.to_string(),
+            "callData": packed.callData.to_string(),
+            "accountGasLimits": packed.accountGasLimits.to_string(),
+            "preVerificationGas": packed.preVerificationGas.to_string(),
+            "gasFees": packed.gasFees.to_string(),
+            "paymasterAndData": packed.paymasterAndData.to_string(),
+        },
+    })
+}
+
 /// Mirrors the EntryPoint's test: at least two bytes, and the first 20 (zero-padded) equal
 /// to the marker. So `0x7702` alone counts, as does any initCode naming the marker factory.
 fn is_eip7702_init_code(init_code: &[u8]) -> bool {
@@ -240,6 +289,30 @@ mod tests {
             ..op
         };
         assert_eq!(base, signed.hash_v08(ep, 1).unwrap());
+    }
+
+    #[test]
+    fn the_typed_data_hashes_to_the_user_op_hash() {
+        let op = UserOperation {
+            sender: Address::repeat_byte(0x11),
+            nonce: U256::from(7) << 64,
+            factory: Some(Address::repeat_byte(0x22)),
+            factory_data: bytes!("c0ffee"),
+            call_data: bytes!("b61d27f6"),
+            call_gas_limit: 100_000,
+            verification_gas_limit: 200_000,
+            pre_verification_gas: U256::from(50_000),
+            max_fee_per_gas: 3_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            ..Default::default()
+        };
+        let entry_point = Address::repeat_byte(0x43);
+        let typed: alloy::dyn_abi::TypedData =
+            serde_json::from_value(typed_data_v08(&op, entry_point, 31_337)).unwrap();
+        assert_eq!(
+            typed.eip712_signing_hash().unwrap(),
+            op.hash_v08(entry_point, 31_337).unwrap()
+        );
     }
 
     #[test]

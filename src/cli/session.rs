@@ -538,6 +538,7 @@ mod tests {
             next_action: Some(proto::NextAction {
                 r#type: proto::NextActionType::SignWithWallet.into(),
                 signable_hash: HASH.to_owned(),
+                typed_data: String::new(),
             }),
             registration_user_op_hash: "0xaa".to_owned(),
             registration_transaction_hash: "0xbb".to_owned(),

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     auth::TenantId,
     chain::{
+        contracts::ENTRY_POINT_V08,
         signature::{owner_signature, registration_id, session_operation_hash, session_signature},
-        user_operation::UserOperation,
+        user_operation::{UserOperation, typed_data_v08},
     },
     policy::{Amount, Charge, PolicyUsage},
     session::{InvalidSessionTransition, Session, SessionEvent, SessionId, Usage},
@@ -129,6 +130,10 @@ pub enum IntentEvent {
     Dropped,
     /// The signature deadline passed.
     SignatureTimedOut,
+    /// The signed operation can no longer be valid as it is, but a rebuilt one can (its
+    /// account was deployed by someone else's `createAccount`): the new operation waits
+    /// for its signature.
+    Rebuilt,
 }
 
 /// A transition the state machine does not allow.
@@ -151,6 +156,7 @@ pub fn transition(
     let to = match (from, event) {
         (S::PendingSignature, E::Signed) => S::Queued,
         (S::PendingSignature, E::SignatureTimedOut) => S::Expired,
+        (S::Queued, E::Rebuilt) => S::PendingSignature,
         (S::Queued | S::Submitted, E::Submitted) => S::Submitted,
         (S::Submitted, E::Requeued) => S::Queued,
         // From QUEUED too: a transaction given up as lost may still have landed.
@@ -245,6 +251,10 @@ pub struct RevertDetails {
     pub reason: String,
 }
 
+fn canonical_entry_point() -> Address {
+    ENTRY_POINT_V08
+}
+
 /// A request to act through a session key (or, internally, the owner's registration or
 /// revocation of it), and its way to the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +272,9 @@ pub struct Intent {
     pub account: Address,
     /// The chain it lives on.
     pub chain_id: u64,
+    /// The EntryPoint its userOpHash is for.
+    #[serde(default = "canonical_entry_point")]
+    pub entry_point: Address,
     /// The calls (for [`IntentKind::Call`]).
     pub interactions: Vec<Interaction>,
     /// The user operation, signed once the intent leaves `PendingSignature`.
@@ -313,6 +326,7 @@ impl Intent {
         kind: IntentKind,
         session: &Session,
         (user_op, user_op_hash): (UserOperation, B256),
+        entry_point: Address,
         status: IntentStatus,
         now_ms: u64,
     ) -> Self {
@@ -323,6 +337,7 @@ impl Intent {
             tenant: session.tenant.clone(),
             account: session.account,
             chain_id: session.chain_id,
+            entry_point,
             interactions: Vec::new(),
             user_op,
             user_op_hash,
@@ -354,6 +369,14 @@ impl Intent {
             ),
             None => self.user_op_hash,
         }
+    }
+
+    /// The EIP-712 typed data a wallet signs for the owner's operation (see
+    /// [`typed_data_v08`]); `None` for a session key's, which signs the bare hash.
+    pub fn typed_data(&self) -> Option<serde_json::Value> {
+        self.valid_until
+            .is_none()
+            .then(|| typed_data_v08(&self.user_op, self.entry_point, self.chain_id))
     }
 
     /// The user operation's signature field for `signature`, framed for its signer.
@@ -397,6 +420,11 @@ impl Intent {
                 return Ok(true);
             }
             (IntentKind::Registration, IntentStatus::Queued) => SessionEvent::RegistrationSigned,
+            (IntentKind::Registration, IntentStatus::PendingSignature) => {
+                // Why the owner must sign again, beside the new next action.
+                session.failure_reason = self.failure_reason.clone();
+                SessionEvent::RegistrationRebuilt
+            }
             (IntentKind::Registration, IntentStatus::Confirmed) => {
                 SessionEvent::RegistrationConfirmed
             }
@@ -425,6 +453,14 @@ impl Intent {
         }
         session.apply(&event, now_ms)?;
         Ok(true)
+    }
+
+    /// Whether the status the relay just gave the intent changes its session: a final one,
+    /// or a rebuilt registration, which the owner must sign again.
+    pub fn moves_session(&self) -> bool {
+        self.status.is_final()
+            || (self.kind == IntentKind::Registration
+                && self.status == IntentStatus::PendingSignature)
     }
 
     /// Applies `event`: the new status, recorded in the history with `now_ms`.
@@ -515,6 +551,7 @@ mod tests {
             E::Reorged,
             E::Dropped,
             E::SignatureTimedOut,
+            E::Rebuilt,
         ];
         for status in S::ALL.into_iter().filter(|status| status.is_final()) {
             for event in &events {
@@ -530,6 +567,9 @@ mod tests {
         assert!(transition(S::Included, &E::Dropped).is_err());
         assert!(transition(S::PendingSignature, &E::Submitted).is_err());
         assert!(transition(S::Queued, &E::SignatureTimedOut).is_err());
+        // Only an operation nobody has sent can be rebuilt: one in flight may still land.
+        assert_eq!(transition(S::Queued, &E::Rebuilt), Ok(S::PendingSignature));
+        assert!(transition(S::Submitted, &E::Rebuilt).is_err());
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod decode;
 mod follow;
 #[cfg(test)]
 mod properties;
+mod rebuild;
 mod relayer;
 mod send;
 
@@ -143,6 +144,11 @@ pub struct RelayConfig {
     pub shutdown_grace: Duration,
     /// How long an operation's window must stay open past the time it is sent at.
     pub window_margin_secs: u64,
+    /// How long a rebuilt operation waits for its new signature (the intents' setting).
+    pub signature_timeout: Duration,
+    /// The key the SponsorPaymaster accepts approvals from, to approve a rebuilt sponsored
+    /// operation again; `None` when sponsorship is off.
+    pub sponsor_signer: Option<PrivateKeySigner>,
 }
 
 /// Whether a pass may send new bundles: not once a shutdown is under way, nor while the
@@ -496,7 +502,7 @@ impl Relay {
         let written = retry_lost_races(|| async {
             let mut intents = intents.clone();
             let mut sessions: BTreeMap<SessionId, (Session, bool)> = BTreeMap::new();
-            for intent in intents.iter().filter(|intent| intent.status.is_final()) {
+            for intent in intents.iter().filter(|intent| intent.moves_session()) {
                 if !sessions.contains_key(&intent.session) {
                     let session = self
                         .store

@@ -433,13 +433,17 @@ impl Relay {
     }
 
     /// Takes an operation the EntryPoint refused out of the queue: settled from the chain if
-    /// its nonce turns out to be used, DROPPED with the decoded reason otherwise.
+    /// its nonce turns out to be used, rebuilt when someone else deployed its account (see
+    /// [`super::rebuild`]), DROPPED with the decoded reason otherwise.
     async fn refuse(&self, mut intent: Intent, data: &[u8]) -> Result<(), RelayError> {
         if self.executed(&intent).await? {
             let change = self.inclusion_from_chain(intent).await?;
             return self.commit(change.into_iter().collect()).await;
         }
         let details = refusal_details(data);
+        if Self::is_front_run(&intent, details.aa_code.as_deref()) {
+            return self.rebuild_front_run(intent).await;
+        }
         warn!(target: "relay", intent = %intent.id, user_op_hash = %intent.user_op_hash, reason = %details.cause, "operation refused by the EntryPoint");
         intent.failure_reason = Some(format!("{}: {}", details.cause, details.reason));
         intent.refusal = Some(details);

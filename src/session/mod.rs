@@ -99,6 +99,9 @@ pub enum SessionEvent {
     RegistrationFailed,
     /// The registration operation was never signed before its deadline.
     RegistrationExpired,
+    /// Someone else deployed the account before the registration landed; the operation was
+    /// rebuilt without its initCode and waits for the owner's signature again.
+    RegistrationRebuilt,
     /// The client asked to revoke the session.
     RevocationRequested,
     /// The revocation operation executed successfully.
@@ -128,6 +131,7 @@ pub fn transition(
     use SessionStatus as S;
     let to = match (from, event) {
         (S::PendingSignature, E::RegistrationSigned) => S::Registering,
+        (S::Registering, E::RegistrationRebuilt) => S::PendingSignature,
         (S::PendingSignature | S::Registering, E::RegistrationFailed) => S::Failed,
         (S::PendingSignature, E::RegistrationExpired) => S::Expired,
         (S::Registering, E::RegistrationConfirmed) => S::Active,

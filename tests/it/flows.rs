@@ -3,7 +3,11 @@
 
 use std::collections::HashSet;
 
-use alloy::{primitives::U256, signers::local::PrivateKeySigner};
+use alloy::{
+    primitives::U256,
+    signers::{Signer, local::PrivateKeySigner},
+    sol_types::SolCall,
+};
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
     chain::{
@@ -448,4 +452,63 @@ async fn health_is_served_and_a_graceful_restart_keeps_every_record() {
         .into_inner();
     assert_eq!(reread, session);
     drop(dir);
+}
+
+#[tokio::test]
+async fn an_owner_signs_the_registrations_typed_data_as_a_wallet_does() {
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start(&chain).await;
+    let owner = PrivateKeySigner::random();
+    let session = daemon
+        .sessions
+        .create_session(mint_session_request(&chain, owner.address(), 3).await)
+        .await
+        .expect("create session")
+        .into_inner();
+    chain.fund(account_address(&session.account)).await;
+    let action = session.next_action.clone().expect("a next action");
+
+    // What `eth_signTypedData_v4` takes: the wallet shows the account and the call, and its
+    // signature is a raw signature of the signable hash.
+    let typed: alloy::dyn_abi::TypedData =
+        serde_json::from_str(&action.typed_data).expect("typed data JSON");
+    assert_eq!(typed.primary_type, "PackedUserOperation");
+    assert_eq!(
+        typed.eip712_signing_hash().expect("hash"),
+        next_action_hash(Some(&action))
+    );
+    let message = &typed.message;
+    assert_eq!(
+        message["sender"]
+            .as_str()
+            .expect("sender")
+            .parse::<alloy::primitives::Address>()
+            .expect("address"),
+        account_address(&session.account)
+    );
+    let call_data: alloy::primitives::Bytes = message["callData"]
+        .as_str()
+        .expect("callData")
+        .parse()
+        .expect("hex");
+    assert_eq!(
+        &call_data[..4],
+        SessionKeyAccount::executeCall::SELECTOR.as_slice()
+    );
+
+    let signature = owner
+        .sign_dynamic_typed_data(&typed)
+        .await
+        .expect("wallet signs");
+    daemon
+        .sessions
+        .submit_session_signature(proto::SubmitSessionSignatureRequest {
+            name: session.name.clone(),
+            signature: alloy::primitives::Bytes::from(signature.as_bytes().to_vec()).to_string(),
+        })
+        .await
+        .expect("a typed-data signature is the owner's");
+    daemon
+        .wait_session(&session.name, proto::SessionStatus::Active)
+        .await;
 }

@@ -20,6 +20,7 @@ mod deployment;
 mod edge;
 mod faults;
 mod flows;
+mod front_run;
 mod harness;
 mod held_flow;
 mod hostile;

@@ -73,7 +73,7 @@ async fn create_policy(
 }
 
 /// A policy that sponsors every account function and every call, without limits.
-async fn open_policy(api: &mut Clients) -> proto::Policy {
+pub async fn open_policy(api: &mut Clients) -> proto::Policy {
     create_policy(
         api,
         "registrations",

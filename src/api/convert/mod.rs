@@ -374,10 +374,14 @@ fn hash_text(hash: B256) -> String {
     format!("{hash}")
 }
 
-fn next_action(hash: B256) -> proto::NextAction {
+fn next_action(intent: &Intent) -> proto::NextAction {
     proto::NextAction {
         r#type: proto::NextActionType::SignWithWallet.into(),
-        signable_hash: hash_text(hash),
+        signable_hash: hash_text(intent.signable_hash()),
+        typed_data: intent
+            .typed_data()
+            .map(|typed| typed.to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -504,9 +508,7 @@ pub fn session_message(view: &SessionView) -> proto::Session {
                 .collect(),
         }),
         status: session_status(session.status).into(),
-        next_action: view
-            .pending_signature()
-            .map(|intent| next_action(intent.signable_hash())),
+        next_action: view.pending_signature().map(next_action),
         signature_deadline: view
             .pending_signature()
             .and_then(|intent| intent.signature_deadline_ms)
@@ -572,8 +574,7 @@ pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
             })
             .collect(),
         status: intent_status(intent.status).into(),
-        next_action: (intent.status == IntentStatus::PendingSignature)
-            .then(|| next_action(intent.signable_hash())),
+        next_action: (intent.status == IntentStatus::PendingSignature).then(|| next_action(intent)),
         user_op_hash: hash_text(intent.user_op_hash),
         valid_until: intent
             .valid_until

@@ -63,6 +63,7 @@ fn intent_of(session: &Session, kind: IntentKind) -> Intent {
         kind,
         session,
         (UserOperation::default(), B256::ZERO),
+        Address::ZERO,
         IntentStatus::PendingSignature,
         1,
     )
