@@ -14,9 +14,13 @@
 //! - [`clock`]: the wall clock, read in one place.
 //! - [`call`]: a contract call, and which calls a selector rule covers: what intents carry,
 //!   sessions allow, policies sponsor and the chain encodes.
-//! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, the gas
+//! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, the signature
+//!   frames the account takes (`chain::signature`), the gas
 //!   constants of an operation (`chain::ops`), deployment, the paymaster's signature, and
 //!   the local dev chain.
+//! - [`signer`]: the kinds of key that own accounts and act as session keys (secp256k1,
+//!   raw P-256 as WebCrypto signs, WebAuthn passkeys): their ids, and the off-chain mirror of
+//!   the account's signature checks, WebAuthn assertions included.
 //! - [`auth`]: who may call: API keys with their tenant and scopes, the per-key request rate
 //!   and the per-peer budget of failed authentications.
 //! - [`session`]: session keys on accounts: the record, permissions, the pure state
@@ -84,4 +88,5 @@ pub mod metrics;
 pub mod policy;
 pub mod relay;
 pub mod session;
+pub mod signer;
 pub mod store;

@@ -50,8 +50,9 @@ contract SessionKeyAccountFactory {
     }
 
     /// @dev The kind is part of the salt, so an Ethereum owner whose address equals a passkey's
-    /// id cannot take that passkey's address. A malformed owner gets an address nothing can
-    /// deploy to, since `initialize` refuses it.
+    /// id cannot take that passkey's address. `createAccount` never deploys for a malformed
+    /// owner, since `initialize` refuses it (`getAddress` of a P-256 owner shorter than 64
+    /// bytes reverts).
     function _cloneSalt(Signer calldata owner, uint256 salt) private pure returns (bytes32) {
         return keccak256(abi.encode(owner.kind, Signers.id(owner), salt));
     }

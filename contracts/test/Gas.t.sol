@@ -3,32 +3,108 @@ pragma solidity ^0.8.28;
 
 import {GameItems} from "../src/GameItems.sol";
 import {SessionKeyAccount} from "../src/SessionKeyAccount.sol";
+import {SessionKeyAccountFactory} from "../src/SessionKeyAccountFactory.sol";
+import {Signer} from "../src/Signers.sol";
 import {AccountTestBase} from "./utils/AccountTestBase.sol";
-import {console} from "./utils/TestBase.sol";
+import {Vm, console} from "./utils/TestBase.sol";
+import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint.sol";
 import {
     PackedUserOperation
 } from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 
-/// @notice Gas of the two ops the relayer sends most: the first op of an account (deploy and
-/// register a session key) and a session-key mint. Each test bundles exactly one op; the gas of
-/// the handleOps call is printed with `forge test -vv`.
+/// @notice Gas of the ops the relayer sends, one op per handleOps: the first op of an account
+/// (deploy and register a session key) and a steady-state mint (the account, the key and the
+/// item balance already in use), by the owner and by a session key of every kind, on both
+/// P-256 paths. `forge test --match-contract GasTest -vv` prints the table.
+///
+/// Every op is built in setUp, so each test's transaction starts with all storage cold and
+/// unwritten, as a bundle's transaction does; `test_gas_table` reverts to its starting state
+/// before each row for the same reason. A figure is the gas of the handleOps call itself; a
+/// transaction adds 21,000 and its calldata, printed as a second figure.
+///
+/// The precompile path runs against the stand-in at 0x100 (test/utils/P256PrecompileStandIn
+/// .sol), which verifies in Solidity: its figures are NOT what a chain with the precompile
+/// charges. The real precompile costs 6,900 gas per verification under EIP-7951 (3,450 under
+/// RIP-7212), against the stand-in's ~230,000; the table prints the stand-in's own cost per
+/// call and an estimate of each precompile-path row at the EIP-7951 price.
 contract GasTest is AccountTestBase {
-    function _measure(string memory label, PackedUserOperation memory op)
-        internal
-        returns (uint256 gasUsed)
-    {
-        PackedUserOperation[] memory ops = _one(op);
-        vm.prank(bundler, bundler);
-        uint256 before = gasleft();
-        entryPoint.handleOps(ops, beneficiary);
-        gasUsed = before - gasleft();
-        console.log(label, gasUsed);
+    /// @dev What one verification through the real precompile costs the caller: 6,900 gas
+    /// (EIP-7951) plus the warm access of a precompile address.
+    uint256 internal constant EIP7951_P256VERIFY_CALL_GAS = 6900 + 100;
+    uint256 internal constant PASSKEY = 0xFA55C0DE;
+
+    struct Row {
+        string label;
+        /// How many P-256 verifications the op makes through 0x100 (0 on other paths).
+        uint256 precompileCalls;
     }
 
-    function test_gas_registerSessionKeyWithDeploy() public {
-        address predicted = factory.getAddress(owner, 0);
-        vm.deal(predicted, ACCOUNT_FUNDING);
-        SessionKeyAccount.SessionPermissions memory permissions = _permissions(
+    SessionKeyAccountFactory internal solidityFactory;
+    SessionKeyAccountFactory internal standInFactory;
+
+    Row[] internal rows;
+    PackedUserOperation[] internal ops;
+
+    function setUp() public override {
+        super.setUp();
+        solidityFactory = factory;
+        _etchP256PrecompileStandIn();
+        standInFactory = new SessionKeyAccountFactory(entryPoint);
+        vm.assertTrue(standInFactory.accountImplementation().usesP256Precompile(), "stand-in");
+        vm.assertFalse(solidityFactory.accountImplementation().usesP256Precompile(), "Solidity");
+
+        // First ops: deploy and register.
+        factory = solidityFactory;
+        _addDeployRow(
+            "deploy + register secp256k1 key, Ethereum owner", _ethKey(ownerKey), _ethKey(0x5E55), 0
+        );
+        _addDeployRow(
+            "deploy + register P-256 key, passkey owner, Solidity P-256",
+            _webAuthnKey(PASSKEY),
+            _p256Key(0x9256),
+            0
+        );
+        factory = standInFactory;
+        _addDeployRow(
+            "deploy + register P-256 key, passkey owner, precompile stand-in",
+            _webAuthnKey(PASSKEY),
+            _p256Key(0x9356),
+            1
+        );
+
+        // Steady-state mints.
+        factory = solidityFactory;
+        _addOwnerRow("owner mint, Ethereum owner", _ethKey(ownerKey), 10, 0);
+        _addOwnerRow("owner mint, passkey owner, Solidity P-256", _webAuthnKey(PASSKEY), 10, 0);
+        factory = standInFactory;
+        _addOwnerRow("owner mint, passkey owner, precompile stand-in", _webAuthnKey(PASSKEY), 10, 1);
+
+        factory = solidityFactory;
+        SessionKeyAccount account = _deploy(20, "");
+        _addSessionRow("session-key mint, secp256k1", account, _ethKey(sessionKey), 0);
+        _addSessionRow("session-key mint, raw P-256, Solidity", account, _p256Key(0x9257), 0);
+        _addSessionRow("session-key mint, WebAuthn, Solidity", account, _webAuthnKey(0x9258), 0);
+        factory = standInFactory;
+        account = _deploy(20, "");
+        _addSessionRow(
+            "session-key mint, raw P-256, precompile stand-in", account, _p256Key(0x9357), 1
+        );
+        _addSessionRow(
+            "session-key mint, WebAuthn, precompile stand-in", account, _webAuthnKey(0x9358), 1
+        );
+        factory = solidityFactory;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Building the rows
+    // ---------------------------------------------------------------------------------------
+
+    function _gamePermissions()
+        internal
+        view
+        returns (SessionKeyAccount.SessionPermissions memory)
+    {
+        return _permissions(
             100,
             0.01 ether,
             0.1 ether,
@@ -37,31 +113,225 @@ contract GasTest is AccountTestBase {
                 _allow(address(items), GameItems.buy.selector)
             )
         );
-        PackedUserOperation memory op = _signPersonal(
+    }
+
+    function _addDeployRow(
+        string memory label,
+        Key memory accountOwner,
+        Key memory key,
+        uint256 precompileCalls
+    ) internal {
+        Signer memory ownerSigner = _signerOf(accountOwner);
+        address predicted = factory.getAddress(ownerSigner, 0);
+        vm.deal(predicted, ACCOUNT_FUNDING);
+        PackedUserOperation memory op = _signAsOwner(
             _op(
                 predicted,
-                _initCode(owner, 0),
-                _registerCallData(predicted, session, NOW - 1, NOW + 1 days, permissions)
+                _initCode(ownerSigner, 0),
+                _registerCallData(predicted, key, NOW - 1, NOW + 1 days, _gamePermissions())
             ),
-            ownerKey
+            accountOwner
         );
+        _addRow(label, op, precompileCalls);
+    }
 
-        _measure("handleOps gas (deploy + register session key)", op);
+    /// @dev An owner mint from an account that already made one.
+    function _addOwnerRow(
+        string memory label,
+        Key memory accountOwner,
+        uint256 salt,
+        uint256 precompileCalls
+    ) internal {
+        SessionKeyAccount account =
+            _deployFor(accountOwner, salt, _mintCall(_predict(accountOwner, salt)));
+        _addRow(label, _opBy(account, accountOwner, _mintCall(address(account))), precompileCalls);
+    }
 
-        SessionKeyAccount account = SessionKeyAccount(payable(predicted));
-        vm.assertTrue(account.getSessionKey(session).registered, "key registered");
-        vm.assertTrue(
-            account.isCallAllowed(session, address(items), GameItems.buy.selector), "buy allowed"
+    /// @dev A session-key mint by `key`, registered on `account`, after one mint by it.
+    function _addSessionRow(
+        string memory label,
+        SessionKeyAccount account,
+        Key memory key,
+        uint256 precompileCalls
+    ) internal {
+        _registerByOp(account, key, NOW - 1, NOW + 1 days, _gamePermissions());
+        _sessionMint(account, key);
+        _addRow(label, _opBy(account, key, _mintCall(address(account))), precompileCalls);
+    }
+
+    function _predict(Key memory accountOwner, uint256 salt) internal view returns (address) {
+        return factory.getAddress(_signerOf(accountOwner), salt);
+    }
+
+    function _addRow(string memory label, PackedUserOperation memory op, uint256 precompileCalls)
+        internal
+    {
+        rows.push(Row({label: label, precompileCalls: precompileCalls}));
+        ops.push(op);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Measuring
+    // ---------------------------------------------------------------------------------------
+
+    /// @dev The gas of handleOps for row `i`, and the calldata gas of its transaction.
+    function _measure(uint256 i) internal returns (uint256 gasUsed, uint256 calldataGas) {
+        PackedUserOperation[] memory bundle = _one(ops[i]);
+        bytes memory data = abi.encodeCall(IEntryPoint.handleOps, (bundle, beneficiary));
+        calldataGas = _calldataGas(data);
+        bytes32 userOpHash = entryPoint.getUserOpHash(bundle[0]);
+        address target = address(entryPoint);
+        // A transaction's `to` is warm from the start.
+        vm.assertGt(target.code.length, 0, "EntryPoint");
+
+        vm.recordLogs();
+        vm.prank(bundler, bundler);
+        bool ok;
+        uint256 before = gasleft();
+        assembly ("memory-safe") {
+            // No return data is copied, so nothing but the call itself is measured.
+            ok := call(gas(), target, 0, add(data, 32), mload(data), 0, 0)
+        }
+        gasUsed = before - gasleft();
+        vm.assertTrue(ok, "handleOps");
+        _assertSucceeded(userOpHash);
+    }
+
+    function _assertSucceeded(bytes32 userOpHash) internal {
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i = 0; i < logs.length; i++) {
+            if (
+                logs[i].topics.length > 1
+                    && logs[i].topics[0] == IEntryPoint.UserOperationEvent.selector
+                    && logs[i].topics[1] == userOpHash
+            ) {
+                (, bool success,,) = abi.decode(logs[i].data, (uint256, bool, uint256, uint256));
+                vm.assertTrue(success, "the op ran");
+                return;
+            }
+        }
+        revert("no UserOperationEvent for the op");
+    }
+
+    /// @dev EIP-2028 calldata gas: 4 per zero byte, 16 per other byte.
+    function _calldataGas(bytes memory data) internal pure returns (uint256 gas) {
+        for (uint256 i = 0; i < data.length; i++) {
+            gas += data[i] == 0 ? 4 : 16;
+        }
+    }
+
+    /// @dev What one call of the stand-in costs for a valid signature, as the account makes it.
+    function _standInCallGas() internal view returns (uint256 gasUsed) {
+        (uint256 x, uint256 y) = vm.publicKeyP256(PASSKEY);
+        bytes32 h = sha256("gas");
+        (bytes32 r, bytes32 s) = _p256Sign(PASSKEY, h);
+        bytes memory input = abi.encodePacked(h, r, s, x, y);
+        uint256 before = gasleft();
+        (bool ok, bytes memory result) = P256_PRECOMPILE.staticcall(input);
+        gasUsed = before - gasleft();
+        vm.assertTrue(ok && result.length == 32, "the stand-in verified");
+    }
+
+    function _log(uint256 i) internal returns (uint256 gasUsed) {
+        uint256 calldataGas;
+        (gasUsed, calldataGas) = _measure(i);
+        console.log(string.concat("handleOps gas | ", rows[i].label), gasUsed);
+        console.log(
+            "    transaction estimate (+ 21,000 + calldata)", gasUsed + 21_000 + calldataGas
         );
     }
 
+    // ---------------------------------------------------------------------------------------
+    // Tests
+    // ---------------------------------------------------------------------------------------
+
+    /// @dev Prints every row. Each row starts from the state setUp left, cold.
+    function test_gas_table() public {
+        uint256 start = vm.snapshotState();
+        uint256 standIn = _standInCallGas();
+        console.log("one P-256 verification by the stand-in at 0x100 (not the precompile)", standIn);
+        for (uint256 i = 0; i < rows.length; i++) {
+            vm.revertToState(start);
+            uint256 gasUsed = _log(i);
+            if (rows[i].precompileCalls != 0) {
+                console.log(
+                    "    estimate with the real precompile (EIP-7951: 6,900 + 100 warm access)",
+                    gasUsed - rows[i].precompileCalls * (standIn - EIP7951_P256VERIFY_CALL_GAS)
+                );
+            }
+        }
+    }
+
+    // One test per row: each measures in a transaction of its own.
+
+    function test_gas_registerSessionKeyWithDeploy() public {
+        _log(0);
+        SessionKeyAccount account = SessionKeyAccount(payable(ops[0].sender));
+        address key = vm.addr(0x5E55);
+        vm.assertTrue(_isRegistered(account, key), "key registered");
+        vm.assertTrue(
+            account.isCallAllowed(registrationOf[key], address(items), GameItems.buy.selector),
+            "buy allowed"
+        );
+    }
+
+    function test_gas_passkeyOwnerDeployAndRegister_solidity() public {
+        _log(1);
+        vm.assertTrue(
+            _isRegistered(SessionKeyAccount(payable(ops[1].sender)), _idOf(_p256Key(0x9256))),
+            "registered"
+        );
+    }
+
+    function test_gas_passkeyOwnerDeployAndRegister_standIn() public {
+        _log(2);
+        vm.assertTrue(
+            _isRegistered(SessionKeyAccount(payable(ops[2].sender)), _idOf(_p256Key(0x9356))),
+            "registered"
+        );
+    }
+
+    function test_gas_ownerMint_ethereumOwner() public {
+        _assertMints(3);
+    }
+
+    function test_gas_ownerMint_passkey_solidity() public {
+        _assertMints(4);
+    }
+
+    function test_gas_ownerMint_passkey_standIn() public {
+        _assertMints(5);
+    }
+
     function test_gas_sessionKeyMint() public {
-        SessionKeyAccount account = _deployWithSession(_mintPermissions(100));
-        PackedUserOperation memory op = _opBy(account, sessionKey, _mintCall(address(account)));
+        _assertMints(6);
+        vm.assertEq(_callsUsed(SessionKeyAccount(payable(ops[6].sender)), session), 2, "counted");
+    }
 
-        _measure("handleOps gas (session key mint)", op);
+    function test_gas_sessionKeyMint_p256_solidity() public {
+        _assertMints(7);
+    }
 
-        vm.assertEq(_balance(account), 1, "item minted");
-        vm.assertEq(_callsUsed(account, session), 1, "call counted");
+    function test_gas_sessionKeyMint_webAuthn_solidity() public {
+        _assertMints(8);
+    }
+
+    function test_gas_sessionKeyMint_p256_standIn() public {
+        _assertMints(9);
+    }
+
+    function test_gas_sessionKeyMint_webAuthn_standIn() public {
+        _assertMints(10);
+    }
+
+    /// @dev Measures row `i` and checks it minted. The balance before is read in a state that
+    /// is then reverted, so that reading it does not warm what the op touches.
+    function _assertMints(uint256 i) internal {
+        SessionKeyAccount account = SessionKeyAccount(payable(ops[i].sender));
+        uint256 start = vm.snapshotState();
+        uint256 before = _balance(account);
+        vm.revertToState(start);
+        _log(i);
+        vm.assertEq(_balance(account), before + 1, "minted");
     }
 }

@@ -74,12 +74,15 @@ contract SessionKeyWindowTest is AccountTestBase {
         );
         // Directly from the owner EOA, with validUntil before validAfter.
         SessionKeyAccount.SessionPermissions memory permissions = _mintPermissions(1);
+        bytes32 registration = _newRegistration(secondSession);
         vm.prank(owner);
         vm.expectRevert(
             abi.encodeWithSelector(SessionKeyAccount.InvalidSessionWindow.selector, UNTIL, AFTER)
         );
-        account.registerSessionKey(secondSession, UNTIL, AFTER, permissions);
-        vm.assertFalse(account.getSessionKey(secondSession).registered, "not registered");
+        account.registerSessionKey(
+            registration, _ethSigner(secondSession), UNTIL, AFTER, permissions
+        );
+        vm.assertFalse(_sessionOf(account, secondSession).registered, "not registered");
     }
 
     function testFuzz_window_acceptedInside(uint256 validAfter, uint256 length, uint256 at) public {
@@ -128,7 +131,7 @@ contract SessionKeyWindowTest is AccountTestBase {
                 SessionKeyAccount.InvalidSessionWindow.selector, validAfter, validUntil
             )
         );
-        vm.assertFalse(account.getSessionKey(secondSession).registered, "not registered");
+        vm.assertFalse(_sessionOf(account, secondSession).registered, "not registered");
     }
 }
 
@@ -190,7 +193,7 @@ contract SessionKeyCallLimitTest is AccountTestBase {
             _opBy(account, sessionKey, _execute(address(items), 2 * price, _buyData(1))),
             abi.encodeWithSelector(GameItems.WrongPayment.selector, price, 2 * price)
         );
-        SessionKeyAccount.SessionKey memory state = account.getSessionKey(session);
+        SessionKeyAccount.SessionKey memory state = _sessionOf(account, session);
         vm.assertEq(state.callsUsed, 1, "the reverted call counts");
         vm.assertEq(state.valueSpent, 2 * price, "its value counts too");
         vm.assertEq(address(items).balance, 0, "although nothing was paid");
@@ -229,12 +232,14 @@ contract SessionKeyCallLimitTest is AccountTestBase {
 }
 
 /// @notice Rule 3: a session key may only call allowlisted (target, selector) pairs, or every
-/// selector of an `anySelector` target.
+/// selector of an `anySelector` target. The entry (target, 0x00000000) allows an empty call
+/// only, never calldata that starts with four zero bytes.
 contract SessionKeyAllowlistTest is AccountTestBase {
     function test_allowlist_allowedSelectorPasses() public {
         SessionKeyAccount account = _deployWithSession(_mintPermissions(5));
         vm.assertTrue(
-            account.isCallAllowed(session, address(items), GameItems.mint.selector), "mint allowed"
+            account.isCallAllowed(registrationOf[session], address(items), GameItems.mint.selector),
+            "mint allowed"
         );
         _sessionMint(account, sessionKey);
         vm.assertEq(_balance(account), 1, "minted");
@@ -277,7 +282,9 @@ contract SessionKeyAllowlistTest is AccountTestBase {
             )
         );
         vm.assertFalse(
-            account.isCallAllowed(session, address(otherItems), GameItems.mint.selector),
+            account.isCallAllowed(
+                registrationOf[session], address(otherItems), GameItems.mint.selector
+            ),
             "other target not allowed"
         );
     }
@@ -333,6 +340,45 @@ contract SessionKeyAllowlistTest is AccountTestBase {
         );
     }
 
+    /// @dev The entry (target, 0x00000000) allows an empty call to the target and nothing
+    /// else: calldata that merely starts with four zero bytes is refused.
+    function test_allowlist_zeroSelectorAllowsOnlyAnEmptyCall() public {
+        SessionKeyAccount account = _deployWithSession(
+            _permissions(10, 1 ether, 1 ether, _list(_allow(recipient, bytes4(0))))
+        );
+        bytes32 registration = registrationOf[session];
+        vm.assertTrue(account.isCallAllowed(registration, recipient, bytes4(0)), "empty call");
+
+        _handleOk(_opBy(account, sessionKey, _execute(recipient, 1 gwei, "")));
+        vm.assertEq(recipient.balance, 1 gwei, "plain transfer made");
+
+        bytes memory zeroPrefixed = abi.encodePacked(bytes4(0), uint256(1));
+        _handleExpectRevert(
+            _opBy(account, sessionKey, _execute(recipient, 1 gwei, zeroPrefixed)),
+            _aa23(
+                abi.encodeWithSelector(
+                    SessionKeyAccount.SessionKeyCallNotAllowed.selector, recipient, bytes4(0)
+                )
+            )
+        );
+        vm.assertEq(_callsUsed(account, session), 1, "the refused call was not counted");
+    }
+
+    function testFuzz_allowlist_zeroSelectorRefusesZeroPrefixedCallData(bytes memory tail) public {
+        SessionKeyAccount account =
+            _deployWithSession(_permissions(10, 0, 0, _list(_allow(address(items), bytes4(0)))));
+        _handleExpectRevert(
+            _opBy(
+                account, sessionKey, _execute(address(items), 0, abi.encodePacked(bytes4(0), tail))
+            ),
+            _aa23(
+                abi.encodeWithSelector(
+                    SessionKeyAccount.SessionKeyCallNotAllowed.selector, address(items), bytes4(0)
+                )
+            )
+        );
+    }
+
     function testFuzz_allowlist_refusesUnlistedCalls(
         address target,
         bytes4 selector,
@@ -366,11 +412,15 @@ contract SessionKeyAllowlistTest is AccountTestBase {
         );
 
         // Every selector of `items` passes validation (execution may still revert in GameItems).
-        vm.assertTrue(account.isCallAllowed(session, address(items), selector), "any selector");
+        vm.assertTrue(
+            account.isCallAllowed(registrationOf[session], address(items), selector), "any selector"
+        );
         _handle(_opBy(account, sessionKey, _execute(address(items), 0, abi.encodePacked(selector))));
         vm.assertEq(_callsUsed(account, session), 1, "the call passed validation");
 
-        vm.assertFalse(account.isCallAllowed(session, target, selector), "other target");
+        vm.assertFalse(
+            account.isCallAllowed(registrationOf[session], target, selector), "other target"
+        );
         _handleExpectRevert(
             _opBy(account, sessionKey, _execute(target, 0, abi.encodePacked(selector))),
             _aa23(
@@ -422,7 +472,7 @@ contract SessionKeyValueTest is AccountTestBase {
         SessionKeyAccount account = _deployWithSession(_valuePermissions(PER_CALL, BUDGET));
         _handleOk(_buyOp(account, 3));
         vm.assertEq(_balance(account), 3, "three items bought");
-        vm.assertEq(account.getSessionKey(session).valueSpent, 3 * PRICE, "value counted");
+        vm.assertEq(_sessionOf(account, session).valueSpent, 3 * PRICE, "value counted");
         vm.assertEq(address(items).balance, 3 * PRICE, "GameItems paid");
     }
 
@@ -462,14 +512,14 @@ contract SessionKeyValueTest is AccountTestBase {
             )
         );
         vm.assertEq(_balance(account), 5, "five items bought");
-        vm.assertEq(account.getSessionKey(session).valueSpent, BUDGET, "budget spent");
+        vm.assertEq(_sessionOf(account, session).valueSpent, BUDGET, "budget spent");
     }
 
     function test_value_plainTransferToAllowlistedEoa() public {
         SessionKeyAccount account = _deployWithSession(_valuePermissions(PER_CALL, BUDGET));
         _handleOk(_payOp(account, PER_CALL));
         vm.assertEq(recipient.balance, PER_CALL, "recipient paid");
-        vm.assertEq(account.getSessionKey(session).valueSpent, PER_CALL, "value counted");
+        vm.assertEq(_sessionOf(account, session).valueSpent, PER_CALL, "value counted");
     }
 
     function test_value_batchSumIsCheckedAgainstBudget() public {
@@ -498,7 +548,7 @@ contract SessionKeyValueTest is AccountTestBase {
         if (value <= PER_CALL) {
             _handleOk(_payOp(account, value));
             vm.assertEq(recipient.balance, value, "recipient paid");
-            vm.assertEq(account.getSessionKey(session).valueSpent, value, "value counted");
+            vm.assertEq(_sessionOf(account, session).valueSpent, value, "value counted");
         } else {
             _handleExpectRevert(
                 _payOp(account, value),
@@ -536,7 +586,7 @@ contract SessionKeyValueTest is AccountTestBase {
             );
             vm.assertEq(recipient.balance, first, "only the first paid");
         }
-        vm.assertLe(account.getSessionKey(session).valueSpent, budget, "never over budget");
+        vm.assertLe(_sessionOf(account, session).valueSpent, budget, "never over budget");
     }
 
     function testFuzz_value_buyAroundTheCaps(uint256 amount) public {
@@ -622,7 +672,11 @@ contract SessionKeyBatchTest is AccountTestBase {
                 SessionKeyAccount.SessionKeyValuePerCallExceeded.selector, 2 * PRICE, uint128(PRICE)
             );
         } else {
-            call = _call(address(account), 0, abi.encodeCall(account.transferOwnership, (stranger)));
+            call = _call(
+                address(account),
+                0,
+                abi.encodeCall(account.transferOwnership, (_ethSigner(stranger)))
+            );
             err = abi.encodeWithSelector(
                 SessionKeyAccount.SessionKeyForbiddenTarget.selector, address(account)
             );
@@ -630,7 +684,7 @@ contract SessionKeyBatchTest is AccountTestBase {
     }
 
     function _assertUnchanged() internal view {
-        SessionKeyAccount.SessionKey memory state = account.getSessionKey(session);
+        SessionKeyAccount.SessionKey memory state = _sessionOf(account, session);
         vm.assertEq(state.callsUsed, 1, "callsUsed unchanged");
         vm.assertEq(state.valueSpent, 0, "valueSpent unchanged");
         vm.assertEq(_balance(account), 1, "items unchanged");

@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {GameItems} from "../src/GameItems.sol";
 import {SessionKeyAccount} from "../src/SessionKeyAccount.sol";
+import {Signer, SignerKind} from "../src/Signers.sol";
 import {AccountTestBase} from "./utils/AccountTestBase.sol";
 import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
 import {IStakeManager} from "@account-abstraction/contracts/interfaces/IStakeManager.sol";
@@ -49,7 +50,7 @@ contract SessionKeyForbiddenTargetTest is AccountTestBase {
             ),
             _forbidden(address(account))
         );
-        vm.assertFalse(account.getSessionKey(secondSession).registered, "no key registered");
+        vm.assertFalse(_sessionOf(account, secondSession).registered, "no key registered");
     }
 
     function test_sessionKey_cannotTransferOwnership() public {
@@ -57,7 +58,11 @@ contract SessionKeyForbiddenTargetTest is AccountTestBase {
             _opBy(
                 account,
                 sessionKey,
-                _execute(address(account), 0, abi.encodeCall(account.transferOwnership, (stranger)))
+                _execute(
+                    address(account),
+                    0,
+                    abi.encodeCall(account.transferOwnership, (_ethSigner(stranger)))
+                )
             ),
             _forbidden(address(account))
         );
@@ -114,7 +119,9 @@ contract SessionKeyForbiddenTargetTest is AccountTestBase {
 
     function test_sessionKey_selfCallInsideBatchRefused() public {
         BaseAccount.Call[] memory calls = _mintBatch(address(account), 3);
-        calls[1] = _call(address(account), 0, abi.encodeCall(account.transferOwnership, (stranger)));
+        calls[1] = _call(
+            address(account), 0, abi.encodeCall(account.transferOwnership, (_ethSigner(stranger)))
+        );
         _handleExpectRevert(
             _opBy(account, sessionKey, _executeBatch(calls)), _forbidden(address(account))
         );
@@ -122,18 +129,31 @@ contract SessionKeyForbiddenTargetTest is AccountTestBase {
     }
 
     function test_sessionKey_adminCallDataIsUnsupported() public {
-        bytes memory register =
-            _registerData(secondSession, NOW - 1, NOW + 1 days, _mintPermissions(100));
+        bytes memory register = _registerData(
+            _newRegistration(secondSession),
+            _ethSigner(secondSession),
+            NOW - 1,
+            NOW + 1 days,
+            _mintPermissions(100)
+        );
         _handleExpectRevert(
             _opBy(account, sessionKey, register),
             _unsupported(SessionKeyAccount.registerSessionKey.selector)
         );
         _handleExpectRevert(
-            _opBy(account, sessionKey, abi.encodeCall(account.transferOwnership, (stranger))),
+            _opBy(
+                account,
+                sessionKey,
+                abi.encodeCall(account.transferOwnership, (_ethSigner(stranger)))
+            ),
             _unsupported(SessionKeyAccount.transferOwnership.selector)
         );
         _handleExpectRevert(
-            _opBy(account, sessionKey, abi.encodeCall(account.revokeSessionKey, (session))),
+            _opBy(
+                account,
+                sessionKey,
+                abi.encodeCall(account.revokeSessionKey, (registrationOf[session]))
+            ),
             _unsupported(SessionKeyAccount.revokeSessionKey.selector)
         );
         // Empty or selector-less call data.
@@ -155,29 +175,36 @@ contract SessionKeyForbiddenTargetTest is AccountTestBase {
         // Directly from the owner EOA, as an anySelector entry.
         SessionKeyAccount.SessionPermissions memory permissions =
             _permissions(5, 0, 0, _list(_allowAny(address(account))));
+        bytes32 registration = _newRegistration(secondSession);
         vm.prank(owner);
         vm.expectRevert(
             abi.encodeWithSelector(
                 SessionKeyAccount.InvalidPermissionTarget.selector, address(account)
             )
         );
-        account.registerSessionKey(secondSession, NOW - 1, NOW + 1 days, permissions);
-        vm.assertFalse(account.getSessionKey(secondSession).registered, "not registered");
+        account.registerSessionKey(
+            registration, _ethSigner(secondSession), NOW - 1, NOW + 1 days, permissions
+        );
+        vm.assertFalse(_sessionOf(account, secondSession).registered, "not registered");
     }
 
     function test_admin_strangerGetsNotOwnerOrSelf() public {
         bytes memory err =
             abi.encodeWithSelector(SessionKeyAccount.NotOwnerOrSelf.selector, stranger);
         SessionKeyAccount.SessionPermissions memory permissions = _mintPermissions(1);
+        bytes32 registration = _newRegistration(secondSession);
+        Signer memory key = _ethSigner(secondSession);
+        Signer memory newOwner = _ethSigner(stranger);
+        bytes32 sessionRegistration = registrationOf[session];
         vm.startPrank(stranger, stranger);
         vm.expectRevert(err);
-        account.registerSessionKey(secondSession, NOW - 1, NOW + 1 days, permissions);
+        account.registerSessionKey(registration, key, NOW - 1, NOW + 1 days, permissions);
         vm.expectRevert(err);
-        account.revokeSessionKey(session);
+        account.revokeSessionKey(sessionRegistration);
         vm.expectRevert(err);
         account.revokeAllSessionKeys();
         vm.expectRevert(err);
-        account.transferOwnership(stranger);
+        account.transferOwnership(newOwner);
         vm.expectRevert(
             abi.encodeWithSelector(SessionKeyAccount.NotEntryPointOrOwner.selector, stranger)
         );
@@ -256,23 +283,23 @@ contract SessionKeyForbiddenTargetTest is AccountTestBase {
             _opBy(account, ownerKey, callData),
             abi.encodeWithSelector(SessionKeyAccount.InvalidPermissionTarget.selector, target)
         );
-        vm.assertFalse(account.getSessionKey(secondSession).registered, "not registered");
+        vm.assertFalse(_sessionOf(account, secondSession).registered, "not registered");
     }
 
     function testFuzz_admin_strangerRefused(address caller) public {
         vm.assume(caller != owner && caller != address(account));
         vm.prank(caller);
         vm.expectRevert(abi.encodeWithSelector(SessionKeyAccount.NotOwnerOrSelf.selector, caller));
-        account.transferOwnership(caller);
+        account.transferOwnership(_ethSigner(caller));
         vm.prank(caller);
         vm.expectRevert(abi.encodeWithSelector(SessionKeyAccount.NotOwnerOrSelf.selector, caller));
-        account.revokeSessionKey(session);
-        vm.assertTrue(account.getSessionKey(session).registered, "key still registered");
+        account.revokeSessionKey(registrationOf[session]);
+        vm.assertTrue(_sessionOf(account, session).registered, "key still registered");
     }
 }
 
-/// @notice Rule 7: revoking a key, revoking all keys, or rotating the owner stops the affected
-/// signers at signature validation (AA24).
+/// @notice Rule 7: revoking a registration, revoking all keys, or rotating the owner stops the
+/// affected signers at signature validation (AA24). Revoking is final.
 contract SessionKeyRevocationTest is AccountTestBase {
     uint256 internal constant NEW_OWNER_KEY = 0x0E11E2;
 
@@ -293,12 +320,16 @@ contract SessionKeyRevocationTest is AccountTestBase {
     function test_revokedKey_refusedAfterOwnerOpRevoke() public {
         _ownerOp(
             account,
-            _execute(address(account), 0, abi.encodeCall(account.revokeSessionKey, (session)))
+            _execute(
+                address(account),
+                0,
+                abi.encodeCall(account.revokeSessionKey, (registrationOf[session]))
+            )
         );
         _expectSignatureError(sessionKey);
-        vm.assertFalse(account.getSessionKey(session).registered, "revoked");
+        vm.assertFalse(_sessionOf(account, session).registered, "revoked");
         vm.assertFalse(
-            account.isCallAllowed(session, address(items), GameItems.mint.selector),
+            account.isCallAllowed(registrationOf[session], address(items), GameItems.mint.selector),
             "nothing allowed"
         );
         // The other key is untouched.
@@ -307,25 +338,64 @@ contract SessionKeyRevocationTest is AccountTestBase {
 
     function test_revokedKey_refusedAfterOwnerEoaRevoke() public {
         vm.prank(owner);
-        account.revokeSessionKey(session);
+        account.revokeSessionKey(registrationOf[session]);
         _expectSignatureError(sessionKey);
         _sessionMint(account, secondSessionKey);
     }
 
-    function test_revoke_unknownKeyReverts() public {
-        vm.prank(owner);
-        vm.expectRevert(
-            abi.encodeWithSelector(SessionKeyAccount.SessionKeyNotRegistered.selector, stranger)
-        );
-        account.revokeSessionKey(stranger);
+    function test_revoke_unknownRegistrationReverts() public {
+        bytes32[2] memory unknown = [keccak256("never registered"), bytes32(0)];
+        for (uint256 i = 0; i < unknown.length; i++) {
+            vm.prank(owner);
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    SessionKeyAccount.SessionKeyNotRegistered.selector, unknown[i]
+                )
+            );
+            account.revokeSessionKey(unknown[i]);
+        }
 
+        // A revoked registration cannot be revoked again.
+        bytes32 registration = registrationOf[session];
         vm.prank(owner);
-        account.revokeSessionKey(session);
+        account.revokeSessionKey(registration);
         vm.prank(owner);
         vm.expectRevert(
-            abi.encodeWithSelector(SessionKeyAccount.SessionKeyNotRegistered.selector, session)
+            abi.encodeWithSelector(SessionKeyAccount.SessionKeyNotRegistered.selector, registration)
         );
-        account.revokeSessionKey(session);
+        account.revokeSessionKey(registration);
+
+        // Nor one that revoking all keys voided.
+        bytes32 other = registrationOf[secondSession];
+        vm.prank(owner);
+        account.revokeAllSessionKeys();
+        vm.prank(owner);
+        vm.expectRevert(
+            abi.encodeWithSelector(SessionKeyAccount.SessionKeyNotRegistered.selector, other)
+        );
+        account.revokeSessionKey(other);
+    }
+
+    /// @dev Revoking is final: the revoked id cannot be registered again, for any key.
+    function test_revoke_isFinal() public {
+        bytes32 registration = registrationOf[session];
+        vm.prank(owner);
+        account.revokeSessionKey(registration);
+
+        SessionKeyAccount.SessionPermissions memory permissions = _mintPermissions(10);
+        address[2] memory keys = [session, stranger];
+        for (uint256 i = 0; i < keys.length; i++) {
+            Signer memory key = _ethSigner(keys[i]);
+            vm.prank(owner);
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    SessionKeyAccount.RegistrationAlreadyUsed.selector, registration
+                )
+            );
+            account.registerSessionKey(registration, key, NOW - 1, NOW + 1 days, permissions);
+        }
+        vm.assertFalse(account.getSessionKey(registration).registered, "still revoked");
+        _expectSignatureError(sessionKey);
     }
 
     function test_revokeAll_voidsEveryKey() public {
@@ -344,7 +414,11 @@ contract SessionKeyRevocationTest is AccountTestBase {
         address newOwner = vm.addr(NEW_OWNER_KEY);
         _ownerOp(
             account,
-            _execute(address(account), 0, abi.encodeCall(account.transferOwnership, (newOwner)))
+            _execute(
+                address(account),
+                0,
+                abi.encodeCall(account.transferOwnership, (_ethSigner(newOwner)))
+            )
         );
         vm.assertEq(account.owner(), newOwner, "owner rotated");
 
@@ -364,13 +438,21 @@ contract SessionKeyRevocationTest is AccountTestBase {
         address newOwner = vm.addr(NEW_OWNER_KEY);
         _ownerOp(
             account,
-            _execute(address(account), 0, abi.encodeCall(account.transferOwnership, (newOwner)))
+            _execute(
+                address(account),
+                0,
+                abi.encodeCall(account.transferOwnership, (_ethSigner(newOwner)))
+            )
         );
         _handleOk(
             _opBy(
                 account,
                 NEW_OWNER_KEY,
-                _execute(address(account), 0, abi.encodeCall(account.transferOwnership, (owner)))
+                _execute(
+                    address(account),
+                    0,
+                    abi.encodeCall(account.transferOwnership, (_ethSigner(owner)))
+                )
             )
         );
         vm.assertEq(account.owner(), owner, "owner is back");
@@ -380,15 +462,26 @@ contract SessionKeyRevocationTest is AccountTestBase {
         _ownerOp(account, _mintCall(address(account)));
     }
 
-    function test_ownerRotation_rejectsZeroAndSelf() public {
+    function test_ownerRotation_rejectsZeroSelfAndRawP256() public {
+        (uint256 x, uint256 y) = vm.publicKeyP256(0xC0FFEE);
+        Signer[4] memory refused = [
+            _ethSigner(address(0)),
+            _ethSigner(address(account)),
+            Signer({kind: SignerKind.P256, key: abi.encodePacked(x, y)}),
+            Signer({kind: SignerKind.WebAuthn, key: abi.encodePacked(x)})
+        ];
         vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(SessionKeyAccount.InvalidOwner.selector, address(0)));
-        account.transferOwnership(address(0));
-        vm.expectRevert(
-            abi.encodeWithSelector(SessionKeyAccount.InvalidOwner.selector, address(account))
-        );
-        account.transferOwnership(address(account));
+        for (uint256 i = 0; i < refused.length; i++) {
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    SessionKeyAccount.InvalidOwner.selector, refused[i].kind, refused[i].key
+                )
+            );
+            account.transferOwnership(refused[i]);
+        }
         vm.stopPrank();
+        vm.assertEq(account.owner(), owner, "owner unchanged");
+        vm.assertEq(account.sessionEpoch(), 0, "no new epoch");
     }
 
     function testFuzz_revoke_onlyTheRevokedKeyStops(uint256 count, uint256 index, uint256 seed)
@@ -407,7 +500,7 @@ contract SessionKeyRevocationTest is AccountTestBase {
         }
 
         vm.prank(owner);
-        account.revokeSessionKey(vm.addr(keys[index]));
+        account.revokeSessionKey(registrationOf[vm.addr(keys[index])]);
 
         for (uint256 i = 0; i < count; i++) {
             if (i == index) _expectSignatureError(keys[i]);
@@ -425,11 +518,15 @@ contract SessionKeyRevocationTest is AccountTestBase {
         if (byOp) {
             _ownerOp(
                 account,
-                _execute(address(account), 0, abi.encodeCall(account.transferOwnership, (newOwner)))
+                _execute(
+                    address(account),
+                    0,
+                    abi.encodeCall(account.transferOwnership, (_ethSigner(newOwner)))
+                )
             );
         } else {
             vm.prank(owner);
-            account.transferOwnership(newOwner);
+            account.transferOwnership(_ethSigner(newOwner));
         }
         _expectSignatureError(sessionKey);
         _expectSignatureError(secondSessionKey);
@@ -449,8 +546,9 @@ contract SessionKeyRevocationTest is AccountTestBase {
     }
 }
 
-/// @notice Rule 8: a key registered again starts from clean permissions and counters, whether
-/// it was revoked, all keys were revoked, or the owner changed.
+/// @notice Rule 8: a key registered again gets a new registration id and starts from clean
+/// permissions and counters, whether it was revoked, all keys were revoked, or the owner
+/// changed; nothing signed under the old registration is valid under the new one.
 contract SessionKeyReRegistrationTest is AccountTestBase {
     uint256 internal constant PRICE = 0.001 ether;
     uint256 internal constant NEW_OWNER_KEY = 0x0E11E2;
@@ -487,38 +585,30 @@ contract SessionKeyReRegistrationTest is AccountTestBase {
         account = _deployWithSession(_permissionsA());
     }
 
-    /// @dev Uses `uses` calls of allowlist {A}, resets by `reset`, registers {B} again for the
-    /// same key, and checks that nothing of {A} survived.
+    /// @dev Uses `uses` calls of allowlist {A}, signs one more {A} op without sending it, resets
+    /// by `reset`, registers {B} for the same key under a new id, and checks that nothing of
+    /// {A} survived, the unsent op included.
     function _useResetReRegister(uint256 uses, Reset reset) internal {
         for (uint256 i = 0; i < uses; i++) {
             _handleOk(_buyOp());
         }
+        bytes32 first = registrationOf[session];
         vm.assertEq(_callsUsed(account, session), uses, "calls used under A");
-        vm.assertEq(account.getSessionKey(session).valueSpent, uses * PRICE, "value spent under A");
+        vm.assertEq(_sessionOf(account, session).valueSpent, uses * PRICE, "value spent under A");
+        PackedUserOperation memory unsent = _buyOp();
 
         uint256 adminKey = ownerKey;
         if (reset == Reset.Revoke) {
-            _ownerOp(
-                account,
-                _execute(address(account), 0, abi.encodeCall(account.revokeSessionKey, (session)))
-            );
+            _ownerOp(account, _revokeCallData(address(account), first));
         } else if (reset == Reset.RevokeAll) {
-            _ownerOp(
-                account,
-                _execute(address(account), 0, abi.encodeCall(account.revokeAllSessionKeys, ()))
-            );
+            _ownerOp(account, _revokeAllCallData(address(account)));
         } else {
             _ownerOp(
-                account,
-                _execute(
-                    address(account),
-                    0,
-                    abi.encodeCall(account.transferOwnership, (vm.addr(NEW_OWNER_KEY)))
-                )
+                account, _transferCallData(address(account), _ethSigner(vm.addr(NEW_OWNER_KEY)))
             );
             adminKey = NEW_OWNER_KEY;
         }
-        vm.assertFalse(account.getSessionKey(session).registered, "key void after reset");
+        vm.assertFalse(_isRegistered(account, session), "key void after reset");
 
         _handleOk(
             _opBy(
@@ -527,20 +617,28 @@ contract SessionKeyReRegistrationTest is AccountTestBase {
                 _registerCallData(address(account), session, NOW - 1, NOW + 1 days, _permissionsB())
             )
         );
+        bytes32 second = registrationOf[session];
+        vm.assertNotEq(second, first, "a new registration id");
 
-        SessionKeyAccount.SessionKey memory state = account.getSessionKey(session);
+        SessionKeyAccount.SessionKey memory state = account.getSessionKey(second);
         vm.assertTrue(state.registered, "registered again");
+        vm.assertEq(state.keyId, session, "the same key");
         vm.assertEq(state.callsUsed, 0, "callsUsed starts at 0");
         vm.assertEq(state.valueSpent, 0, "valueSpent starts at 0");
         vm.assertEq(state.valuePerCallLimit, 0, "new per-call limit");
         vm.assertEq(state.valueBudget, 0, "new budget");
         vm.assertFalse(
-            account.isCallAllowed(session, address(items), GameItems.buy.selector), "A is gone"
+            account.isCallAllowed(second, address(items), GameItems.buy.selector), "A is gone"
         );
         vm.assertTrue(
-            account.isCallAllowed(session, address(otherItems), GameItems.mint.selector), "B is in"
+            account.isCallAllowed(second, address(otherItems), GameItems.mint.selector), "B is in"
         );
+        // The old registration stays void, with its counters as they were.
+        vm.assertFalse(account.getSessionKey(first).registered, "the old registration is void");
+        vm.assertEq(account.getSessionKey(first).callsUsed, uses, "its counters kept");
 
+        // The op signed under A before the reset is refused: its signature names A.
+        _handleExpectRevert(unsent, _aa24());
         // A is refused by validation; B works.
         _handleExpectRevert(
             _opBy(account, sessionKey, _execute(address(items), 0, _buyData(0))),
@@ -575,33 +673,119 @@ contract SessionKeyReRegistrationTest is AccountTestBase {
         _useResetReRegister(2, Reset.OwnerRotation);
     }
 
-    function test_register_refusesAlreadyRegisteredKey() public {
-        _handleExpectExecutionRevert(
-            _opBy(
-                account,
-                ownerKey,
-                _registerCallData(address(account), session, NOW - 1, NOW + 1 days, _permissionsB())
-            ),
-            abi.encodeWithSelector(SessionKeyAccount.SessionKeyAlreadyRegistered.selector, session)
-        );
-        // Permissions did not merge: B is still not allowed.
-        vm.assertFalse(
-            account.isCallAllowed(session, address(otherItems), GameItems.mint.selector), "no merge"
-        );
-    }
-
-    function test_register_refusesOwnerZeroOrAccountAsKey() public {
-        address[3] memory keys = [owner, address(0), address(account)];
+    /// @dev An id is accepted once: registering it again, for the same key or another, is
+    /// refused and merges nothing; the zero id is refused outright.
+    function test_register_refusesAUsedOrZeroRegistrationId() public {
+        bytes32 registration = registrationOf[session];
+        address[2] memory keys = [session, secondSession];
         for (uint256 i = 0; i < keys.length; i++) {
             _handleExpectExecutionRevert(
                 _opBy(
                     account,
                     ownerKey,
                     _registerCallData(
-                        address(account), keys[i], NOW - 1, NOW + 1 days, _permissionsB()
+                        address(account),
+                        registration,
+                        _ethSigner(keys[i]),
+                        NOW - 1,
+                        NOW + 1 days,
+                        _permissionsB()
                     )
                 ),
-                abi.encodeWithSelector(SessionKeyAccount.InvalidSessionKey.selector, keys[i])
+                abi.encodeWithSelector(
+                    SessionKeyAccount.RegistrationAlreadyUsed.selector, registration
+                )
+            );
+        }
+        // Permissions did not merge: B is still not allowed.
+        vm.assertFalse(
+            account.isCallAllowed(registration, address(otherItems), GameItems.mint.selector),
+            "no merge"
+        );
+        vm.assertEq(account.getSessionKey(registration).keyId, session, "same key as before");
+
+        _handleExpectExecutionRevert(
+            _opBy(
+                account,
+                ownerKey,
+                _registerCallData(
+                    address(account),
+                    bytes32(0),
+                    _ethSigner(secondSession),
+                    NOW - 1,
+                    NOW + 1 days,
+                    _permissionsB()
+                )
+            ),
+            abi.encodeWithSelector(SessionKeyAccount.RegistrationAlreadyUsed.selector, bytes32(0))
+        );
+    }
+
+    /// @dev One key may hold two registrations at once; each has its own permissions and
+    /// counters, and revoking one leaves the other.
+    function test_register_sameKeyUnderTwoRegistrations() public {
+        bytes32 first = registrationOf[session];
+        _handleOk(_buyOp());
+        bytes32 second = _registerByOp(account, session, NOW - 1, NOW + 1 days, _permissionsB());
+
+        PackedUserOperation memory mintB = _op(
+            address(account), "", _execute(address(otherItems), 0, _mintData(address(account), 1))
+        );
+        mintB.nonce = entryPoint.getNonce(address(account), _lane(session, 0));
+        _handleOk(_signSession(mintB, sessionKey, second, _opDeadline()));
+        vm.assertEq(account.getSessionKey(first).callsUsed, 1, "A counted one");
+        vm.assertEq(account.getSessionKey(second).callsUsed, 1, "B counted one");
+
+        // B's calls are not A's: under A, the mint on otherItems is refused.
+        PackedUserOperation memory mintUnderA = _op(
+            address(account), "", _execute(address(otherItems), 0, _mintData(address(account), 1))
+        );
+        mintUnderA.nonce = entryPoint.getNonce(address(account), _lane(session, 0));
+        _handleExpectRevert(
+            _signSession(mintUnderA, sessionKey, first, _opDeadline()),
+            _aa23(
+                abi.encodeWithSelector(
+                    SessionKeyAccount.SessionKeyCallNotAllowed.selector,
+                    address(otherItems),
+                    GameItems.mint.selector
+                )
+            )
+        );
+
+        _ownerOp(account, _revokeCallData(address(account), first));
+        vm.assertFalse(account.getSessionKey(first).registered, "A revoked");
+        vm.assertTrue(account.getSessionKey(second).registered, "B still active");
+        mintB.nonce = entryPoint.getNonce(address(account), _lane(session, 0));
+        _handleOk(_signSession(mintB, sessionKey, second, _opDeadline()));
+    }
+
+    function test_register_refusesOwnerZeroAccountOrMalformedKey() public {
+        (uint256 x, uint256 y) = vm.publicKeyP256(0xC0FFEE);
+        Signer[6] memory keys = [
+            _ethSigner(owner),
+            _ethSigner(address(0)),
+            _ethSigner(address(account)),
+            Signer({kind: SignerKind.P256, key: abi.encodePacked(x, y + 1)}),
+            Signer({kind: SignerKind.WebAuthn, key: abi.encodePacked(x, y, x)}),
+            Signer({kind: SignerKind.Secp256k1, key: abi.encodePacked(stranger, uint8(1))})
+        ];
+        for (uint256 i = 0; i < keys.length; i++) {
+            _handleExpectExecutionRevert(
+                _opBy(
+                    account,
+                    ownerKey,
+                    _registerCallData(
+                        address(account),
+                        _newRegistration(stranger),
+                        keys[i],
+                        NOW - 1,
+                        NOW + 1 days,
+                        _permissionsB()
+                    )
+                ),
+                abi.encodeWithSelector(
+                    SessionKeyAccount.InvalidSessionKey.selector, keys[i].kind, keys[i].key
+                )
             );
         }
     }

@@ -32,7 +32,7 @@ contract SessionKeyGasBudgetTest is AccountTestBase {
         SessionKeyAccount account = _deployWithSession(_mintPermissions(10));
         _sessionMint(account, sessionKey);
         _sessionMint(account, sessionKey);
-        vm.assertEq(account.getSessionKey(session).gasSpent, 2 * OP_MAX_GAS_COST, "gas charged");
+        vm.assertEq(_sessionOf(account, session).gasSpent, 2 * OP_MAX_GAS_COST, "gas charged");
     }
 
     function test_gasBudget_refusesTheOpThatWouldExceedIt() public {
@@ -60,7 +60,7 @@ contract SessionKeyGasBudgetTest is AccountTestBase {
         PackedUserOperation memory op = _op(address(account), "", _mintCall(address(account)));
         op.preVerificationGas = 8_000_000;
         op.gasFees = bytes32((uint256(1000 gwei) << 128) | 1000 gwei);
-        op = _signPersonal(op, sessionKey);
+        op = _signBySession(op, sessionKey);
         uint256 maxCost = (VERIFICATION_GAS_LIMIT + CALL_GAS_LIMIT + 8_000_000) * 1000 gwei;
 
         vm.prank(session, session);
@@ -89,10 +89,10 @@ contract SessionKeyGasBudgetTest is AccountTestBase {
 
         PackedUserOperation memory op = _op(address(account), "", _mintCall(address(account)));
         op.paymasterAndData = abi.encodePacked(address(paymaster), uint128(100_000), uint128(0));
-        _handleOk(_signPersonal(op, sessionKey));
+        _handleOk(_signBySession(op, sessionKey));
 
         vm.assertEq(_balance(account), 1, "item minted");
-        vm.assertEq(account.getSessionKey(session).gasSpent, 0, "nothing charged");
+        vm.assertEq(_sessionOf(account, session).gasSpent, 0, "nothing charged");
         vm.assertEq(_funds(account), fundsBefore, "the paymaster paid");
     }
 
@@ -110,12 +110,12 @@ contract SessionKeyGasBudgetTest is AccountTestBase {
         op.preVerificationGas = preVerificationGas;
         op.gasFees = bytes32((uint256(maxFee) << 128) | maxFee);
         vm.fee(maxFee);
-        op = _signPersonal(op, sessionKey);
+        op = _signBySession(op, sessionKey);
         uint256 maxCost = (VERIFICATION_GAS_LIMIT + CALL_GAS_LIMIT + preVerificationGas) * maxFee;
 
         if (maxCost <= gasBudget) {
             _handleOk(op);
-            vm.assertEq(account.getSessionKey(session).gasSpent, maxCost, "charged");
+            vm.assertEq(_sessionOf(account, session).gasSpent, maxCost, "charged");
         } else {
             _handleExpectRevert(
                 op,
@@ -129,9 +129,10 @@ contract SessionKeyGasBudgetTest is AccountTestBase {
     }
 }
 
-/// @notice A session key signs only in its own EntryPoint nonce lanes, whose keys carry its
-/// address in the top 160 bits, so it can neither consume nor invalidate the sequence of
-/// operations the owner has signed. Its 2^32 lanes are independent of each other.
+/// @notice A session key signs only in its own EntryPoint nonce lanes, whose keys carry its id
+/// (for a secp256k1 key, its address; see SessionKeyKinds.t.sol for the P-256 kinds) in the top
+/// 160 bits, so it can neither consume nor invalidate the sequence of operations the owner has
+/// signed. Its 2^32 lanes are independent of each other.
 contract SessionKeyNonceLaneTest is AccountTestBase {
     SessionKeyAccount internal account;
 
@@ -143,7 +144,7 @@ contract SessionKeyNonceLaneTest is AccountTestBase {
     function _mintIn(uint192 nonceKey) internal view returns (PackedUserOperation memory op) {
         op = _op(address(account), "", _mintCall(address(account)));
         op.nonce = entryPoint.getNonce(address(account), nonceKey);
-        op = _signPersonalAsIs(op, sessionKey);
+        op = _signSession(op, sessionKey, registrationOf[session], _opDeadline());
     }
 
     function test_nonce_sessionKeyRunsInItsOwnLanes() public {

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {SessionKeyAccount} from "../src/SessionKeyAccount.sol";
+import {Signer} from "../src/Signers.sol";
 import {SponsorPaymaster} from "../src/SponsorPaymaster.sol";
 import {AccountTestBase} from "./utils/AccountTestBase.sol";
 import {Vm, console} from "./utils/TestBase.sol";
@@ -12,11 +13,6 @@ import {
     PackedUserOperation
 } from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
-
-/// @notice The one cheatcode these tests need beyond test/utils/TestBase.sol.
-interface ChainIdCheat {
-    function chainId(uint256 newChainId) external;
-}
 
 /// @notice The world of the paymaster tests: the account world of AccountTestBase plus a
 /// SponsorPaymaster with a deposit, its approving signer, and the helpers that approve an op.
@@ -31,8 +27,6 @@ abstract contract SponsorPaymasterTestBase is AccountTestBase {
     uint48 internal constant VALID_AFTER = NOW - 1;
     uint48 internal constant VALID_UNTIL = NOW + 1 hours;
     uint256 internal constant LOCAL_CHAIN_ID = 31337;
-
-    ChainIdCheat internal constant chainCheat = ChainIdCheat(address(vm));
 
     uint256 internal sponsorKey = 0x5B0250;
     address internal sponsor;
@@ -112,7 +106,7 @@ abstract contract SponsorPaymasterTestBase is AccountTestBase {
 
     /// @dev Deploys the owner's account (salt 1) without a wei: no balance, no deposit.
     function _unfundedAccount() internal returns (SessionKeyAccount account) {
-        account = factory.createAccount(owner, 1);
+        account = factory.createAccount(_ethSigner(owner), 1);
         vm.label(address(account), "unfundedAccount");
         vm.assertEq(address(account).balance, 0, "account holds no ETH");
         vm.assertEq(entryPoint.balanceOf(address(account)), 0, "account has no deposit");
@@ -224,7 +218,7 @@ contract SponsorPaymasterSponsorshipTest is SponsorPaymasterTestBase {
 
     /// The very first op of a counterfactual account without ETH: deploy and mint, sponsored.
     function test_sponsor_deploysAndMintsFromAnEmptyCounterfactualAccount() public {
-        address predicted = factory.getAddress(owner, 2);
+        address predicted = factory.getAddress(_ethSigner(owner), 2);
         uint256 depositBefore = paymaster.getDeposit();
 
         uint256 actualGasCost =
@@ -243,10 +237,38 @@ contract SponsorPaymasterSponsorshipTest is SponsorPaymasterTestBase {
     function test_sponsor_sessionKeyOp() public {
         SessionKeyAccount account = _deployWithSession(_mintPermissionsNoGas());
         PackedUserOperation memory op = _op(address(account), "", _mintCall(address(account)));
-        _useNonceLaneOf(op, sessionKey);
+        _useNonceLaneOf(op, session);
         _sponsor(op, paymaster, sponsorKey, VALID_UNTIL, VALID_AFTER);
-        _handleSponsored(_signPersonalAsIs(op, sessionKey));
+        _handleSponsored(_signSession(op, sessionKey, registrationOf[session], _opDeadline()));
         vm.assertEq(_balance(account), 1, "item minted");
+    }
+
+    /// A passkey-owned account without ETH deploys in a sponsored first op that registers a
+    /// raw P-256 session key, whose op is sponsored too.
+    function test_sponsor_passkeyAccountAndP256SessionKey() public {
+        Key memory passkey = _webAuthnKey(0xFA55C0DE);
+        Signer memory passkeySigner = _signerOf(passkey);
+        Key memory key = _p256Key(0x9256);
+        address predicted = factory.getAddress(passkeySigner, 0);
+
+        PackedUserOperation memory op = _op(
+            predicted,
+            _initCode(passkeySigner, 0),
+            _registerCallData(predicted, key, NOW - 1, NOW + 1 days, _mintPermissionsNoGas())
+        );
+        _sponsor(op, paymaster, sponsorKey, VALID_UNTIL, VALID_AFTER);
+        _handleSponsored(_signAsOwner(op, passkey));
+
+        op = _op(predicted, "", _mintCall(predicted));
+        _useNonceLaneOf(op, _idOf(key));
+        _sponsor(op, paymaster, sponsorKey, VALID_UNTIL, VALID_AFTER);
+        _handleSponsored(_signSession(op, key, registrationOf[_idOf(key)], _opDeadline()));
+
+        SessionKeyAccount account = SessionKeyAccount(payable(predicted));
+        vm.assertEq(account.owner(), _idOf(passkey), "the passkey owns it");
+        vm.assertEq(_balance(account), 1, "the P-256 key minted");
+        vm.assertEq(predicted.balance, 0, "account balance still 0");
+        vm.assertEq(entryPoint.balanceOf(predicted), 0, "account deposit still 0");
     }
 
     function _mintPermissionsNoGas()
@@ -373,13 +395,13 @@ contract SponsorPaymasterRefusalTest is SponsorPaymasterTestBase {
     /// An approval made on chain 1 is worthless on this chain, and works on chain 1.
     function test_refuse_approvalForAnotherChain() public {
         PackedUserOperation memory op = _op(address(account), "", _mintCall(address(account)));
-        chainCheat.chainId(1);
+        vm.chainId(1);
         _sponsor(op, paymaster, sponsorKey, VALID_UNTIL, VALID_AFTER);
-        chainCheat.chainId(LOCAL_CHAIN_ID);
+        vm.chainId(LOCAL_CHAIN_ID);
         _handleExpectRevert(_signPersonalAsIs(op, ownerKey), _aa34());
 
         // Control: on the chain it was made for, the same approval is good.
-        chainCheat.chainId(1);
+        vm.chainId(1);
         _handleSponsored(_signPersonalAsIs(op, ownerKey));
         vm.assertEq(_balance(account), 1, "minted on chain 1");
     }
@@ -588,7 +610,7 @@ contract SponsorPaymasterTamperFuzzTest is SponsorPaymasterTestBase {
             _xor(pmData, 58, 6, delta); // validAfter
         } else if (field == 11) {
             // the chain the approval is used on
-            chainCheat.chainId(LOCAL_CHAIN_ID + bound(delta, 1, type(uint32).max));
+            vm.chainId(LOCAL_CHAIN_ID + bound(delta, 1, type(uint32).max));
         } else {
             // the paymaster the approval is used with: same signer, other address
             usedWith = _newPaymaster();
@@ -646,8 +668,11 @@ contract SponsorPaymasterHashTest is SponsorPaymasterTestBase {
     }
 
     function test_hash_matchesTheDocumentedLayout() public view {
-        PackedUserOperation memory op =
-            _op(factory.getAddress(owner, 3), _initCode(owner, 3), _mintCall(address(0xCAFE)));
+        PackedUserOperation memory op = _op(
+            factory.getAddress(_ethSigner(owner), 3),
+            _initCode(owner, 3),
+            _mintCall(address(0xCAFE))
+        );
         op.paymasterAndData = _static(address(paymaster));
         bytes32 expected =
             _documentedHash(op, VALID_UNTIL, VALID_AFTER, LOCAL_CHAIN_ID, address(paymaster));

@@ -18,6 +18,7 @@ use crate::{
     app::{App, AppError, NewSession},
     auth::Visibility,
     session::KeyCustody,
+    signer::PublicKey,
     store::{IntentFilter, PageRequest, SessionFilter},
 };
 
@@ -49,9 +50,9 @@ impl AccountService for Accounts {
         request: Request<proto::ComputeAccountAddressRequest>,
     ) -> Result<Response<proto::ComputeAccountAddressResponse>, Status> {
         let (_, request) = admitted(request)?;
-        let owner = convert::owner("owner", &request.owner)?;
+        let owner = convert::owner_of(&request.owner, request.owner_signer.as_ref())?;
         let salt = convert::uint256("salt", &request.salt)?;
-        let address = self.0.account_address(owner, salt).await?;
+        let address = self.0.account_address(&owner, salt).await?;
         Ok(Response::new(proto::ComputeAccountAddressResponse {
             address: address.to_string(),
             account: format!("accounts/{address}"),
@@ -80,20 +81,43 @@ impl SessionService for Sessions {
     ) -> Result<Response<proto::Session>, Status> {
         let (view, request) = admitted(request)?;
         let custody = convert::custody("custody", request.custody)?;
-        let external_key = match (custody, request.key_address.as_str()) {
-            (KeyCustody::Held, "") => None,
-            (KeyCustody::Held, _) => {
+        let external_key = match (
+            custody,
+            request.key_address.as_str(),
+            request.key_signer.as_ref(),
+        ) {
+            (KeyCustody::Held, "", None) => None,
+            (KeyCustody::Held, _, Some(_)) => {
+                return Err(AppError::invalid(
+                    "key_signer",
+                    "must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
+                )
+                .into());
+            }
+            (KeyCustody::Held, _, None) => {
                 return Err(AppError::invalid(
                     "key_address",
                     "must be empty for KEY_CUSTODY_HELD; latchkey generates the key",
                 )
                 .into());
             }
-            (KeyCustody::External, text) => Some(convert::address("key_address", text)?),
+            (KeyCustody::External, "", Some(signer)) => {
+                Some(convert::signer("key_signer", signer)?)
+            }
+            (KeyCustody::External, _, Some(_)) => {
+                return Err(AppError::invalid(
+                    "key_signer",
+                    "give either key_address or key_signer, not both",
+                )
+                .into());
+            }
+            (KeyCustody::External, text, None) => {
+                Some(PublicKey::Secp256k1(convert::address("key_address", text)?))
+            }
         };
         let new_session = NewSession {
             tenant: own_tenant(&view)?,
-            owner: convert::owner("owner", &request.owner)?,
+            owner: convert::owner_of(&request.owner, request.owner_signer.as_ref())?,
             salt: convert::uint256("salt", &request.salt)?,
             custody,
             external_key,
@@ -112,7 +136,7 @@ impl SessionService for Sessions {
     ) -> Result<Response<proto::Session>, Status> {
         let (view, request) = admitted(request)?;
         let id = convert::session_name("name", &request.name)?;
-        let signature = convert::signature("signature", &request.signature)?;
+        let signature = convert::submitted_signature(&request.signature, request.webauthn)?;
         let session = self
             .0
             .submit_session_signature(&id, &view, signature)
@@ -175,7 +199,7 @@ impl TransactionIntentService for Intents {
     ) -> Result<Response<proto::TransactionIntent>, Status> {
         let (view, request) = admitted(request)?;
         let id = convert::intent_name("name", &request.name)?;
-        let signature = convert::signature("signature", &request.signature)?;
+        let signature = convert::submitted_signature(&request.signature, request.webauthn)?;
         let intent = self
             .app
             .submit_intent_signature(&id, &view, signature)

@@ -6,6 +6,7 @@ use alloy::primitives::{Address, U256};
 use super::{App, AppError};
 use crate::{
     auth::Visibility,
+    signer::PublicKey,
     store::{PageRequest, SessionFilter},
 };
 
@@ -24,8 +25,15 @@ pub struct AccountView {
 
 impl App {
     /// The counterfactual address of the account of (owner, salt).
-    pub async fn account_address(&self, owner: Address, salt: U256) -> Result<Address, AppError> {
-        Ok(self.chain().account_address(owner, salt).await?)
+    pub async fn account_address(
+        &self,
+        owner: &PublicKey,
+        salt: U256,
+    ) -> Result<Address, AppError> {
+        Ok(self
+            .chain()
+            .account_address(&owner.to_contract(), salt)
+            .await?)
     }
 
     /// An account: deployed or not, and its owner when known. The chain's facts are public;

@@ -1,16 +1,10 @@
 //! Transaction intents: created on an active session (signed at once with a held key, or
 //! left for the holder of an external one), signed, read and listed.
 
-use alloy::primitives::Bytes;
-
 use super::{App, AppError, reasons};
 use crate::{
     auth::Visibility,
-    chain::{
-        ChainError, ops,
-        signature::{canonical_ecdsa, is_key_ecdsa, sign_hash},
-        user_operation::UserOperation,
-    },
+    chain::{ChainError, ops, signature::sign_hash, user_operation::UserOperation},
     clock::now_ms,
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus, Interaction},
     keys,
@@ -19,6 +13,7 @@ use crate::{
         KeyCustody, Session, SessionId, SessionStatus,
         rules::{self, CheckContext},
     },
+    signer::{self, Role, SubmittedSignature},
     store::{CreateIntent, IntentFilter, Page, PageRequest, retry_lost_races},
 };
 
@@ -117,8 +112,10 @@ impl App {
                 nonce: ops::session_nonce(session.key, session.next_intent_lane),
                 call_data: ops::intent_call_data(interactions),
                 call_gas_limit: ops::call_gas_limit(call_gas),
-                verification_gas_limit: ops::SESSION_VERIFICATION_GAS
-                    + ops::SESSION_VERIFICATION_GAS_PER_CALL * calls,
+                verification_gas_limit: ops::session_verification_gas(
+                    calls,
+                    session.key_p256.is_some(),
+                ),
                 max_fee_per_gas: fees.max_fee_per_gas,
                 max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
                 ..Default::default()
@@ -204,9 +201,9 @@ impl App {
         &self,
         id: &IntentId,
         visibility: &Visibility,
-        signature: Bytes,
+        signature: SubmittedSignature,
     ) -> Result<Intent, AppError> {
-        let signature = &canonical(&signature)?;
+        let signature = &signature;
         retry_lost_races(|| async move {
             let mut intent = self.intent(id, visibility).await?;
             if intent.kind != IntentKind::Call {
@@ -233,18 +230,19 @@ impl App {
                 .ok_or(AppError::Internal("an intent's session is missing"))?;
             check_deadline(&intent)?;
             check_active(&session)?;
-            let signable = intent.signable_hash();
-            if !is_key_ecdsa(signable, signature, session.key) {
-                return Err(AppError::invalid(
-                    "signature",
-                    format!(
-                        "not the session key {}'s signature of the signable hash {signable} \
-                         (signed as it is, without an EIP-191 prefix)",
-                        session.key
-                    ),
-                ));
-            }
-            intent.user_op.signature = intent.framed_signature(signature);
+            let accepted = signer::verify(
+                &session.session_key(),
+                Role::SessionKey,
+                intent.signable_hash(),
+                signature,
+            )
+            .map_err(|error| {
+                AppError::invalid(
+                    error.field(),
+                    format!("refused as the session key's signature: {error}"),
+                )
+            })?;
+            intent.user_op.signature = intent.framed_signature(&accepted);
             intent.apply(&IntentEvent::Signed, now_ms())?;
             self.store().save(&mut [], &mut [&mut intent]).await?;
             self.store().flush().await?;
@@ -318,12 +316,6 @@ impl App {
         }
         Ok(())
     }
-}
-
-/// The canonical form of a submitted signature, or the error naming the field.
-pub(super) fn canonical(signature: &[u8]) -> Result<Bytes, AppError> {
-    canonical_ecdsa(signature)
-        .ok_or_else(|| AppError::invalid("signature", "not a valid 65-byte ECDSA signature"))
 }
 
 /// Refuses a signature that arrives after the intent's deadline, even if the relay has not

@@ -1,26 +1,19 @@
 //! Sessions: created with the registration the owner signs, signed, read, listed, and
 //! revoked with the revocation the owner signs.
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, B256, U256};
 use tracing::info;
 
-use super::{
-    App, AppError,
-    intents::{canonical, check_deadline},
-    reasons,
-};
+use super::{App, AppError, intents::check_deadline, reasons};
 use crate::{
     auth::{TenantId, Visibility},
-    chain::{
-        ops,
-        signature::{is_owner_ecdsa, registration_id},
-        user_operation::UserOperation,
-    },
+    chain::{ops, signature::registration_id, user_operation::UserOperation},
     clock::now_ms,
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus},
     keys,
     policy::{Charge, Operation, PolicyId},
     session::{KeyCustody, Permissions, Session, SessionEvent, SessionId, SessionStatus, Usage},
+    signer::{self, PublicKey, Role, SubmittedSignature},
     store::{Page, PageRequest, SessionFilter, retry_lost_races},
 };
 
@@ -29,14 +22,14 @@ use crate::{
 pub struct NewSession {
     /// The tenant the session belongs to: the caller's.
     pub tenant: TenantId,
-    /// The account owner.
-    pub owner: Address,
+    /// The account owner: an Ethereum key or a passkey.
+    pub owner: PublicKey,
     /// The account's salt.
     pub salt: U256,
-    /// Who holds the key; for [`KeyCustody::External`], the key's address.
+    /// Who holds the key.
     pub custody: KeyCustody,
-    /// The key's address, for external custody.
-    pub external_key: Option<Address>,
+    /// The key, of any kind, for external custody.
+    pub external_key: Option<PublicKey>,
     /// Start of the window (exclusive), unix seconds; 0 for no start.
     pub valid_after: u64,
     /// End of the window, unix seconds.
@@ -91,14 +84,26 @@ impl App {
                 "must be before valid_until",
             ));
         }
-        let account = chain.account_address(request.owner, request.salt).await?;
+        let owner_field = match request.owner {
+            PublicKey::Secp256k1(_) => "owner",
+            _ => "owner_signer",
+        };
+        if matches!(request.owner, PublicKey::P256(_)) {
+            return Err(AppError::invalid(
+                "owner_signer.kind",
+                "an account's owner is SIGNER_KIND_SECP256K1 or SIGNER_KIND_WEBAUTHN",
+            ));
+        }
+        let account = chain
+            .account_address(&request.owner.to_contract(), request.salt)
+            .await?;
         let deployed = chain.is_deployed(account).await?;
         if deployed {
             let owner = chain.owner_of(account).await?;
-            if owner != request.owner {
+            if owner != request.owner.id() {
                 return Err(AppError::precondition(
                     reasons::OWNER_MISMATCH,
-                    "owner",
+                    owner_field,
                     format!(
                         "account {account} is now owned by {owner}, not {}",
                         request.owner
@@ -143,13 +148,22 @@ impl App {
             KeyCustody::External => None,
         };
         let key = match (&held, request.external_key) {
-            (Some(generated), _) => generated.address,
-            (None, Some(address)) => address,
-            (None, None) => return Err(AppError::invalid("key_address", "required for EXTERNAL")),
+            (Some(generated), _) => PublicKey::Secp256k1(generated.address),
+            (None, Some(key)) => key,
+            (None, None) => {
+                return Err(AppError::invalid(
+                    "key_address",
+                    "required for EXTERNAL (or key_signer)",
+                ));
+            }
         };
-        if key == request.owner || key == account || key == Address::ZERO {
+        let key_id = key.id();
+        if key_id == request.owner.id() || key_id == account || key_id == Address::ZERO {
             return Err(AppError::invalid(
-                "key_address",
+                match key {
+                    PublicKey::Secp256k1(_) => "key_address",
+                    _ => "key_signer",
+                },
                 "must differ from the owner, the account and the zero address",
             ));
         }
@@ -165,14 +179,14 @@ impl App {
             call_data: ops::registration_call_data(
                 account,
                 registration_id(session_id.as_str()),
-                key,
+                &key.to_contract(),
                 request.valid_after,
                 request.valid_until,
                 request.permissions.to_contract(),
             ),
             call_gas_limit: ops::REGISTRATION_CALL_GAS
                 + ops::REGISTRATION_CALL_GAS_PER_PERMISSION * permission_count,
-            verification_gas_limit: ops::OWNER_VERIFICATION_GAS
+            verification_gas_limit: ops::owner_verification_gas(request.owner.is_p256())
                 + if deployed { 0 } else { ops::DEPLOYMENT_GAS },
             max_fee_per_gas: fees.max_fee_per_gas,
             max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
@@ -180,7 +194,7 @@ impl App {
         };
         if !deployed {
             op.factory = Some(deployment.factory);
-            op.factory_data = ops::factory_data(request.owner, request.salt);
+            op.factory_data = ops::factory_data(&request.owner.to_contract(), request.salt);
         }
         let charge = self.finish_op(
             policy.as_ref(),
@@ -197,10 +211,12 @@ impl App {
             tenant: request.tenant,
             id: session_id,
             account,
-            owner: request.owner,
+            owner: request.owner.id(),
+            owner_p256: request.owner.is_p256().then_some(request.owner),
             salt: request.salt,
             chain_id: chain.chain_id(),
-            key,
+            key: key_id,
+            key_p256: key.is_p256().then_some(key),
             custody: request.custody,
             valid_after: request.valid_after,
             valid_until: request.valid_until,
@@ -246,7 +262,7 @@ impl App {
             .await?;
         // Acknowledged means durable: the client may act on the answer at once.
         self.store().flush().await?;
-        info!(target: "session", session = %session.id, tenant = %session.tenant, %account, key = %key, "created");
+        info!(target: "session", session = %session.id, tenant = %session.tenant, %account, key = %key_id, "created");
         self.session(&session.id, &Visibility::All).await
     }
 
@@ -341,9 +357,9 @@ impl App {
         &self,
         id: &SessionId,
         visibility: &Visibility,
-        signature: Bytes,
+        signature: SubmittedSignature,
     ) -> Result<SessionView, AppError> {
-        let signature = &canonical(&signature)?;
+        let signature = &signature;
         retry_lost_races(|| async move {
             let view = self.session(id, visibility).await?;
             let mut session = view.session;
@@ -375,17 +391,16 @@ impl App {
                     "the session's window has closed; create a new session",
                 ));
             }
-            if !is_owner_ecdsa(intent.user_op_hash, signature, session.owner) {
-                return Err(AppError::invalid(
-                    "signature",
-                    format!(
-                        "not a signature of {} by the account owner {}",
-                        intent.user_op_hash, session.owner
-                    ),
-                ));
-            }
+            let accepted =
+                signer::verify(&session.owner_key(), Role::Owner, intent.user_op_hash, signature)
+                    .map_err(|error| {
+                        AppError::invalid(
+                            error.field(),
+                            format!("refused as the account owner's signature: {error}"),
+                        )
+                    })?;
             let now_ms = now_ms();
-            intent.user_op.signature = intent.framed_signature(signature);
+            intent.user_op.signature = intent.framed_signature(&accepted);
             // A rebuilt registration said why it needed signing again; now it is signed.
             intent.failure_reason = None;
             session.failure_reason = None;
@@ -435,7 +450,7 @@ impl App {
                     registration_id(session.id.as_str()),
                 ),
                 call_gas_limit: ops::REVOCATION_CALL_GAS,
-                verification_gas_limit: ops::OWNER_VERIFICATION_GAS,
+                verification_gas_limit: ops::owner_verification_gas(session.owner_p256.is_some()),
                 max_fee_per_gas: fees.max_fee_per_gas,
                 max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
                 ..Default::default()

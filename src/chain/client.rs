@@ -89,7 +89,11 @@ impl ChainClient {
     }
 
     /// The counterfactual address of the account of (owner, salt).
-    pub async fn account_address(&self, owner: Address, salt: U256) -> Result<Address, ChainError> {
+    pub async fn account_address(
+        &self,
+        owner: &super::ops::ContractSigner,
+        salt: U256,
+    ) -> Result<Address, ChainError> {
         let factory = SessionKeyAccountFactory::new(self.deployment.factory, &self.provider);
         Ok(factory
             .getAddress(super::ops::factory_owner(owner), salt)
@@ -102,7 +106,7 @@ impl ChainClient {
         Ok(!self.provider.get_code_at(account).await?.is_empty())
     }
 
-    /// The owner of a deployed account.
+    /// The owner of a deployed account: its id (an Ethereum owner's address).
     pub async fn owner_of(&self, account: Address) -> Result<Address, ChainError> {
         Ok(SessionKeyAccount::new(account, &self.provider)
             .owner()

@@ -22,6 +22,11 @@ use crate::call::Interaction;
 
 /// Gas for `validateUserOp` of an owner operation (two ecrecovers at worst).
 pub const OWNER_VERIFICATION_GAS: u128 = 120_000;
+/// Extra verification gas when a P-256 signature is checked (a passkey owner, a P-256 or
+/// WebAuthn session key): enough for OpenZeppelin's Solidity verifier on a chain without the
+/// precompile (about 300,000 with a WebAuthn assertion), far more than the precompile needs.
+/// Verification gas left unused is not charged.
+pub const P256_VERIFICATION_GAS: u128 = 400_000;
 /// Extra verification gas when the operation deploys the account (clone + initialize).
 pub const DEPLOYMENT_GAS: u128 = 180_000;
 /// Verification gas of a session-key operation, before its per-call share.
@@ -34,6 +39,18 @@ pub const REGISTRATION_CALL_GAS: u128 = 130_000;
 pub const REGISTRATION_CALL_GAS_PER_PERMISSION: u128 = 30_000;
 /// Execution gas of `revokeSessionKey`.
 pub const REVOCATION_CALL_GAS: u128 = 60_000;
+/// Verification gas of an owner operation, without deployment: more for a passkey.
+pub fn owner_verification_gas(passkey: bool) -> u128 {
+    OWNER_VERIFICATION_GAS + if passkey { P256_VERIFICATION_GAS } else { 0 }
+}
+
+/// Verification gas of a session key's operation making `calls` calls: more for a P-256 key.
+pub fn session_verification_gas(calls: u128, p256: bool) -> u128 {
+    SESSION_VERIFICATION_GAS
+        + SESSION_VERIFICATION_GAS_PER_CALL * calls
+        + if p256 { P256_VERIFICATION_GAS } else { 0 }
+}
+
 /// Call gas given beyond an estimate's fifth more: room for the state an operation lands
 /// on to cost a little more than the state it was estimated on.
 const CALL_GAS_MARGIN: u128 = 10_000;
@@ -74,16 +91,36 @@ pub fn call_gas_limit(estimated: u128) -> u128 {
     estimated.saturating_mul(6) / 5 + CALL_GAS_MARGIN
 }
 
-/// The factory's form of an Ethereum owner: its kind and its 20-byte address.
-pub fn factory_owner(owner: Address) -> SessionKeyAccountFactory::Signer {
+/// A signer as the contracts take it (their `Signer` struct): its kind's number and its
+/// public key, 20 address bytes for secp256k1 or 64 bytes `x ‖ y` for the P-256 kinds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContractSigner {
+    /// `SignerKind` in the contracts' numbering.
+    pub kind: u8,
+    /// The public key's bytes.
+    pub key: Bytes,
+}
+
+impl ContractSigner {
+    /// An Ethereum key, by its address.
+    pub fn ethereum(address: Address) -> Self {
+        Self {
+            kind: SECP256K1_KIND,
+            key: Bytes::copy_from_slice(address.as_slice()),
+        }
+    }
+}
+
+/// The factory's form of `owner`.
+pub fn factory_owner(owner: &ContractSigner) -> SessionKeyAccountFactory::Signer {
     SessionKeyAccountFactory::Signer {
-        kind: SECP256K1_KIND,
-        key: Bytes::copy_from_slice(owner.as_slice()),
+        kind: owner.kind,
+        key: owner.key.clone(),
     }
 }
 
 /// `factoryData` that deploys the account of (owner, salt).
-pub fn factory_data(owner: Address, salt: U256) -> Bytes {
+pub fn factory_data(owner: &ContractSigner, salt: U256) -> Bytes {
     SessionKeyAccountFactory::createAccountCall {
         owner: factory_owner(owner),
         salt,
@@ -97,7 +134,7 @@ pub fn factory_data(owner: Address, salt: U256) -> Bytes {
 pub fn registration_call_data(
     account: Address,
     registration: B256,
-    key: Address,
+    key: &ContractSigner,
     valid_after: u64,
     valid_until: u64,
     permissions: SessionKeyAccount::SessionPermissions,
@@ -105,8 +142,8 @@ pub fn registration_call_data(
     let register = SessionKeyAccount::registerSessionKeyCall {
         registration,
         key: SessionKeyAccount::Signer {
-            kind: SECP256K1_KIND,
-            key: Bytes::copy_from_slice(key.as_slice()),
+            kind: key.kind,
+            key: key.key.clone(),
         },
         validAfter: alloy::primitives::aliases::U48::saturating_from(valid_after),
         validUntil: alloy::primitives::aliases::U48::saturating_from(valid_until),

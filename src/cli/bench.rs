@@ -189,6 +189,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
                     }],
                 }),
                 policy: policy.clone(),
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -210,6 +211,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
             .submit_session_signature(proto::SubmitSessionSignatureRequest {
                 name: session.name.clone(),
                 signature: signature.to_string(),
+                ..Default::default()
             })
             .await?;
         sessions.push((session.name, account));

@@ -513,6 +513,8 @@ mod tests {
             registration_intent: String::new(),
             revocation_intent: String::new(),
             signature_deadline: None,
+            owner_signer: None,
+            key_signer: None,
             name: format!("sessions/{ID}"),
             id: ID.to_owned(),
             account: format!("accounts/{ACCOUNT}"),
@@ -538,7 +540,7 @@ mod tests {
             next_action: Some(proto::NextAction {
                 r#type: proto::NextActionType::SignWithWallet.into(),
                 signable_hash: HASH.to_owned(),
-                typed_data: String::new(),
+                ..Default::default()
             }),
             registration_user_op_hash: "0xaa".to_owned(),
             registration_transaction_hash: "0xbb".to_owned(),

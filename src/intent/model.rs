@@ -12,6 +12,7 @@ use crate::{
     },
     policy::{Amount, Charge, PolicyUsage},
     session::{InvalidSessionTransition, Session, SessionEvent, SessionId, Usage},
+    signer::{SignerKind, webauthn},
 };
 pub use crate::{call::Interaction, ids::IntentId};
 
@@ -275,6 +276,10 @@ pub struct Intent {
     /// The EntryPoint its userOpHash is for.
     #[serde(default = "canonical_entry_point")]
     pub entry_point: Address,
+    /// The kind of key that signs it: its session's owner for a registration or revocation,
+    /// its session key for a call.
+    #[serde(default)]
+    pub signer: SignerKind,
     /// The calls (for [`IntentKind::Call`]).
     pub interactions: Vec<Interaction>,
     /// The user operation, signed once the intent leaves `PendingSignature`.
@@ -338,6 +343,10 @@ impl Intent {
             account: session.account,
             chain_id: session.chain_id,
             entry_point,
+            signer: match kind {
+                IntentKind::Call => session.session_key().kind(),
+                IntentKind::Registration | IntentKind::Revocation => session.owner_key().kind(),
+            },
             interactions: Vec::new(),
             user_op,
             user_op_hash,
@@ -374,9 +383,14 @@ impl Intent {
     /// The EIP-712 typed data a wallet signs for the owner's operation (see
     /// [`typed_data_v08`]); `None` for a session key's, which signs the bare hash.
     pub fn typed_data(&self) -> Option<serde_json::Value> {
-        self.valid_until
-            .is_none()
+        (self.valid_until.is_none() && self.signer == SignerKind::Secp256k1)
             .then(|| typed_data_v08(&self.user_op, self.entry_point, self.chain_id))
+    }
+
+    /// The challenge a WebAuthn signer's assertion carries (base64url of the signable hash);
+    /// `None` for the other kinds.
+    pub fn webauthn_challenge(&self) -> Option<String> {
+        (self.signer == SignerKind::WebAuthn).then(|| webauthn::challenge(self.signable_hash()))
     }
 
     /// The user operation's signature field for `signature`, framed for its signer.

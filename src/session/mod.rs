@@ -13,6 +13,7 @@ pub use crate::ids::SessionId;
 use crate::{
     auth::TenantId,
     ids::{IntentId, PolicyId},
+    signer::PublicKey,
 };
 
 /// Who holds a session key.
@@ -161,14 +162,23 @@ pub struct Session {
     pub id: SessionId,
     /// The smart account.
     pub account: Address,
-    /// The account's owner, who signs registration and revocation.
+    /// The id of the account's owner, who signs registration and revocation: an Ethereum
+    /// owner's address, or a passkey's id (see [`Session::owner_key`]).
     pub owner: Address,
+    /// A passkey owner's public key; `None` for an Ethereum owner, whose address is all
+    /// there is to know.
+    #[serde(default)]
+    pub owner_p256: Option<PublicKey>,
     /// The account's CREATE2 salt.
     pub salt: U256,
     /// The chain the session lives on.
     pub chain_id: u64,
-    /// The session key's address.
+    /// The session key's id: a secp256k1 key's address, or a P-256 key's id (see
+    /// [`Session::session_key`]). Its nonce lanes carry it.
     pub key: Address,
+    /// A P-256 session key's public key; `None` for a secp256k1 key.
+    #[serde(default)]
+    pub key_p256: Option<PublicKey>,
     /// Who holds the key.
     pub custody: KeyCustody,
     /// Operations are valid when `valid_after < block time`.
@@ -203,6 +213,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// The owner's public key, of its kind.
+    pub fn owner_key(&self) -> PublicKey {
+        self.owner_p256.unwrap_or(PublicKey::Secp256k1(self.owner))
+    }
+
+    /// The session key's public key, of its kind.
+    pub fn session_key(&self) -> PublicKey {
+        self.key_p256.unwrap_or(PublicKey::Secp256k1(self.key))
+    }
+
     /// Applies `event`: the new status, and the update time.
     pub fn apply(
         &mut self,

@@ -487,6 +487,7 @@ async fn a_tenant_never_sees_nor_touches_another_tenants_records() {
             .submit_session_signature(proto::SubmitSessionSignatureRequest {
                 name: pending.name.clone(),
                 signature: signature.clone(),
+                ..Default::default()
             }),
         Code::NotFound,
         "not found",
@@ -499,6 +500,7 @@ async fn a_tenant_never_sees_nor_touches_another_tenants_records() {
             .submit_intent_signature(proto::SubmitIntentSignatureRequest {
                 name: intent.name.clone(),
                 signature,
+                ..Default::default()
             }),
         Code::NotFound,
         "not found",

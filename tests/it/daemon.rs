@@ -326,6 +326,7 @@ impl Clients {
             .submit_session_signature(proto::SubmitSessionSignatureRequest {
                 name: session.name.clone(),
                 signature: signature.to_string(),
+                ..Default::default()
             })
             .await
             .expect("submit signature");
@@ -558,6 +559,7 @@ pub async fn mint_session_request(
             }],
         }),
         policy: String::new(),
+        ..Default::default()
     }
 }
 

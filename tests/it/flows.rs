@@ -92,6 +92,7 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
         .submit_intent_signature(proto::SubmitIntentSignatureRequest {
             name: intent.name.clone(),
             signature: wrong.to_string(),
+            ..Default::default()
         })
         .await
         .expect_err("the owner is not the session key");
@@ -104,6 +105,7 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
         .submit_intent_signature(proto::SubmitIntentSignatureRequest {
             name: intent.name.clone(),
             signature: prefixed.to_string(),
+            ..Default::default()
         })
         .await
         .expect_err("a session key signs without the prefix");
@@ -115,6 +117,7 @@ async fn external_key_holder_signs_each_intent_and_the_watch_stream_shows_every_
         .submit_intent_signature(proto::SubmitIntentSignatureRequest {
             name: intent.name.clone(),
             signature: signature.to_string(),
+            ..Default::default()
         })
         .await
         .expect("submit signature");
@@ -354,6 +357,7 @@ async fn accounts_are_counterfactual_until_their_first_operation() {
         .compute_account_address(proto::ComputeAccountAddressRequest {
             owner: owner.address().to_string(),
             salt: "0".into(),
+            ..Default::default()
         })
         .await
         .expect("compute")
@@ -394,6 +398,7 @@ async fn accounts_are_counterfactual_until_their_first_operation() {
         .compute_account_address(proto::ComputeAccountAddressRequest {
             owner: "0x12".into(),
             salt: "-1".into(),
+            ..Default::default()
         })
         .await
         .expect_err("malformed owner");
@@ -505,6 +510,7 @@ async fn an_owner_signs_the_registrations_typed_data_as_a_wallet_does() {
         .submit_session_signature(proto::SubmitSessionSignatureRequest {
             name: session.name.clone(),
             signature: alloy::primitives::Bytes::from(signature.as_bytes().to_vec()).to_string(),
+            ..Default::default()
         })
         .await
         .expect("a typed-data signature is the owner's");

@@ -11,7 +11,10 @@ use alloy::{
 };
 use latchkey::{
     api::proto::{self, TransactionIntentStatus as S},
-    chain::{contracts::SessionKeyAccountFactory, ops::factory_owner},
+    chain::{
+        contracts::SessionKeyAccountFactory,
+        ops::{ContractSigner, factory_owner},
+    },
 };
 
 use crate::{
@@ -125,7 +128,7 @@ async fn deploy_as_stranger(chain: &TestChain, owner: Address) {
         .wallet(EthereumWallet::from(stranger))
         .connect_http(chain.chain.rpc_url());
     SessionKeyAccountFactory::new(chain.chain.deployment.factory, &wallet)
-        .createAccount(factory_owner(owner), U256::ZERO)
+        .createAccount(factory_owner(&ContractSigner::ethereum(owner)), U256::ZERO)
         .send()
         .await
         .expect("send createAccount")

@@ -18,7 +18,7 @@ use latchkey::chain::{
         SessionKeyAccount, SessionKeyAccountFactory,
     },
     devnet::{DevChain, DevChainOptions, anvil_path},
-    ops::{factory_data, factory_owner},
+    ops::{ContractSigner, factory_data, factory_owner},
     user_operation::UserOperation,
 };
 
@@ -105,7 +105,10 @@ impl TestChain {
         let salt = U256::from(rand::random::<u64>());
         let factory = SessionKeyAccountFactory::new(self.chain.deployment.factory, &self.relayer);
         let account = factory
-            .getAddress(factory_owner(owner.address()), salt)
+            .getAddress(
+                factory_owner(&ContractSigner::ethereum(owner.address())),
+                salt,
+            )
             .call()
             .await
             .expect("getAddress");
@@ -178,7 +181,7 @@ impl Player {
     /// initCode fields that deploy this player's account through the factory.
     pub fn deploy_with(&self, chain: &TestChain, op: &mut UserOperation) {
         op.factory = Some(chain.chain.deployment.factory);
-        op.factory_data = factory_data(self.owner.address(), self.salt);
+        op.factory_data = factory_data(&ContractSigner::ethereum(self.owner.address()), self.salt);
     }
 }
 

@@ -228,6 +228,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
     let owner_as = |owner: &str| proto::ComputeAccountAddressRequest {
         owner: owner.to_owned(),
         salt: "0".into(),
+        ..Default::default()
     };
     t.add(
         "ComputeAccountAddress: empty owner",
@@ -276,6 +277,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             accounts.compute_account_address(proto::ComputeAccountAddressRequest {
                 owner: owner.address().to_string(),
                 salt: over_uint256.into(),
+                ..Default::default()
             })
         ),
     );
@@ -287,6 +289,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             accounts.compute_account_address(proto::ComputeAccountAddressRequest {
                 owner: owner.address().to_string(),
                 salt: "-1".into(),
+                ..Default::default()
             })
         ),
     );
@@ -511,6 +514,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
     let submit_session = |signature: String| proto::SubmitSessionSignatureRequest {
         name: pending.name.clone(),
         signature,
+        ..Default::default()
     };
     t.add(
         "SubmitSessionSignature: 64 bytes",
@@ -556,6 +560,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             sessions.submit_session_signature(proto::SubmitSessionSignatureRequest {
                 name: session.name.clone(),
                 signature: sixty_five.clone(),
+                ..Default::default()
             })
         ),
     );
@@ -805,6 +810,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             intents.submit_intent_signature(proto::SubmitIntentSignatureRequest {
                 name: intent.name.clone(),
                 signature: sixty_five.clone(),
+                ..Default::default()
             })
         ),
     );
@@ -816,6 +822,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             intents.submit_intent_signature(proto::SubmitIntentSignatureRequest {
                 name: intent.name.clone(),
                 signature: "0x".into(),
+                ..Default::default()
             })
         ),
     );

@@ -13,8 +13,9 @@ use std::{
 /// it, never from one after it.
 const LAYERS: &[&str] = &[
     // Plain values every layer shares: ids, the clock, a contract call.
-    "ids", "clock", "call",  // The chain: bindings, user operations, the client.
-    "chain", // The domain: API keys, sessions, policies, intents, held keys.
+    "ids", "clock", "call",   // The chain: bindings, user operations, the client.
+    "chain",  // The signer kinds: secp256k1, P-256 and WebAuthn, and their checks.
+    "signer", // The domain: API keys, sessions, policies, intents, held keys.
     "auth", "session", "policy", "intent", "keys",
     // Intent changes told, persistence, counting, and the relay on top of them.
     "events", "store", "metrics", "relay", // The use cases and the edge.

@@ -32,6 +32,7 @@ mod logs;
 mod malformed;
 mod metrics;
 mod outcomes;
+mod passkeys;
 mod policy_cli;
 mod reflection;
 mod refusals;

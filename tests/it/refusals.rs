@@ -244,6 +244,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
         sessions.submit_session_signature(proto::SubmitSessionSignatureRequest {
             name: session.name.clone(),
             signature: wrong.to_string(),
+            ..Default::default()
         }),
         Code::InvalidArgument,
         "not a signature",
@@ -256,6 +257,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
         sessions.submit_session_signature(proto::SubmitSessionSignatureRequest {
             name: session.name.clone(),
             signature: other_hash.to_string(),
+            ..Default::default()
         }),
         Code::InvalidArgument,
         "signature",
@@ -267,6 +269,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
         sessions.submit_session_signature(proto::SubmitSessionSignatureRequest {
             name: session.name.clone(),
             signature: "0x1234".into(),
+            ..Default::default()
         }),
         Code::InvalidArgument,
         "signature",
@@ -309,6 +312,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
         .submit_session_signature(proto::SubmitSessionSignatureRequest {
             name: session.name.clone(),
             signature: format!("0x{}", alloy::hex::encode(&zero_one)),
+            ..Default::default()
         })
         .await
         .expect("a v=0/1 signature is accepted");
@@ -325,6 +329,7 @@ async fn signatures_from_anyone_but_the_owner_are_refused_before_any_gas_is_spen
         sessions.submit_session_signature(proto::SubmitSessionSignatureRequest {
             name: active.name.clone(),
             signature: late.to_string(),
+            ..Default::default()
         }),
         Code::FailedPrecondition,
         "no signature is pending",

@@ -9,7 +9,7 @@ use alloy::{
 };
 use latchkey::chain::{
     contracts::{EntryPoint, GameItems, SessionKeyAccount},
-    ops::registration_call_data,
+    ops::{ContractSigner, registration_call_data},
     signature::{
         owner_signature, session_operation_hash, session_signature, sign_hash, sign_personal,
     },
@@ -58,7 +58,7 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
     let call_data = registration_call_data(
         player.account,
         registration_id,
-        session_key.address(),
+        &ContractSigner::ethereum(session_key.address()),
         valid_after,
         valid_until,
         permissions,

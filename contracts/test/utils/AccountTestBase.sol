@@ -4,16 +4,29 @@ pragma solidity ^0.8.28;
 import {GameItems} from "../../src/GameItems.sol";
 import {SessionKeyAccount} from "../../src/SessionKeyAccount.sol";
 import {SessionKeyAccountFactory} from "../../src/SessionKeyAccountFactory.sol";
+import {Signer, SignerKind} from "../../src/Signers.sol";
+import {P256PrecompileStandIn} from "./P256PrecompileStandIn.sol";
 import {TestBase, Vm} from "./TestBase.sol";
 import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
 import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint.sol";
 import {
     PackedUserOperation
 } from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
+import {Base64} from "@openzeppelin/contracts/utils/Base64.sol";
 
 /// @notice The world every account test runs in: the canonical EntryPoint v0.8 (deployed from
 /// its npm artifact through the CREATE2 deployer, at its mainnet address), the factory, two
 /// GameItems contracts, and the helpers that build, sign and bundle user operations.
+///
+/// Signatures follow the account's v2 framing: `0x00 ‖ ownerSignature` for the owner, and
+/// `0x01 ‖ registration ‖ validUntil ‖ keySignature` for a session key, whose key signs
+/// `sessionOperationHash(userOpHash, registration, validUntil)`. The helpers remember the latest
+/// registration id of each key id (`registrationOf`), so a test can say "an op by this key" and
+/// get it framed with the key's current registration and a deadline an hour from now.
+///
+/// A suite that overrides `_p256PrecompileStandIn` to return true gets a P-256 precompile
+/// stand-in at 0x100 before the factory (and so the account implementation) is deployed, and
+/// its accounts verify P-256 through 0x100; otherwise they use the Solidity verifier.
 abstract contract AccountTestBase is TestBase {
     // ---------------------------------------------------------------------------------------
     // Canonical deployment of EntryPoint v0.8
@@ -47,9 +60,41 @@ abstract contract AccountTestBase is TestBase {
     /// @dev Gas budget of the default permissions: hundreds of default ops.
     uint128 internal constant DEFAULT_GAS_BUDGET = 1 ether;
     uint256 internal constant ITEM_ID = 7;
+    /// @dev How long a session-key op stays valid after it is signed, by default: the op's own
+    /// deadline, `validUntil` of its signature frame.
+    uint256 internal constant OP_LIFETIME = 1 hours;
 
     uint256 internal constant SECP256K1_N =
         0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+    uint256 internal constant P256_N =
+        0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551;
+    address internal constant P256_PRECOMPILE = address(0x100);
+
+    /// @dev The signer byte that starts a user operation's signature.
+    uint8 internal constant OWNER_SIGNATURE = 0x00;
+    uint8 internal constant SESSION_KEY_SIGNATURE = 0x01;
+    /// @dev Pinned here rather than read from the account: the relayer computes it off-chain.
+    bytes32 internal constant SESSION_OPERATION_TYPEHASH =
+        keccak256("SessionOperation(bytes32 userOpHash,bytes32 registration,uint48 validUntil)");
+
+    /// @dev WebAuthn: the relying party, the origin, and the authenticator flags of an everyday
+    /// assertion (user present, user verified).
+    string internal constant RP_ID = "latchkey.example";
+    string internal constant ORIGIN = "https://latchkey.example";
+    bytes1 internal constant FLAG_UP = 0x01;
+    bytes1 internal constant FLAG_UV = 0x04;
+    bytes1 internal constant FLAG_BE = 0x08;
+    bytes1 internal constant FLAG_BS = 0x10;
+    bytes1 internal constant FLAGS_UP_UV = 0x05;
+    /// @dev Where `"type":"..."` starts in the client data this suite builds: right after `{`.
+    uint256 internal constant TYPE_INDEX = 1;
+
+    /// @dev A private key and the kind of signer it is used as. A P-256 private key serves as a
+    /// raw P-256 key or as a WebAuthn credential; the two have different ids.
+    struct Key {
+        SignerKind kind;
+        uint256 privateKey;
+    }
 
     IEntryPoint internal entryPoint;
     SessionKeyAccountFactory internal factory;
@@ -71,10 +116,25 @@ abstract contract AccountTestBase is TestBase {
     /// @dev A plain EOA that session keys may pay (selector 0x00000000).
     address payable internal recipient = payable(address(0x7EC1E17));
 
+    /// @dev The latest registration id the helpers made for each key id.
+    mapping(address keyId => bytes32) internal registrationOf;
+    uint256 private _registrationCount;
+
+    /// @dev Whether this suite's accounts verify P-256 through a stand-in at 0x100.
+    function _p256PrecompileStandIn() internal pure virtual returns (bool) {
+        return false;
+    }
+
     function setUp() public virtual {
         vm.warp(NOW);
         entryPoint = _deployCanonicalEntryPoint();
+        if (_p256PrecompileStandIn()) _etchP256PrecompileStandIn();
         factory = new SessionKeyAccountFactory(entryPoint);
+        vm.assertEq(
+            factory.accountImplementation().usesP256Precompile(),
+            _p256PrecompileStandIn(),
+            "the implementation picked the expected P-256 path"
+        );
         items = new GameItems();
         otherItems = new GameItems();
 
@@ -108,6 +168,179 @@ abstract contract AccountTestBase is TestBase {
         );
         vm.assertGt(ENTRY_POINT_ADDRESS.code.length, 0, "EntryPoint has no code");
         return IEntryPoint(ENTRY_POINT_ADDRESS);
+    }
+
+    /// @dev Puts the precompile stand-in at 0x100. Only implementations deployed afterwards use
+    /// it.
+    function _etchP256PrecompileStandIn() internal {
+        vm.etch(P256_PRECOMPILE, type(P256PrecompileStandIn).runtimeCode);
+        vm.label(P256_PRECOMPILE, "P256PrecompileStandIn");
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Signers
+    // ---------------------------------------------------------------------------------------
+
+    function _ethKey(uint256 privateKey) internal pure returns (Key memory) {
+        return Key({kind: SignerKind.Secp256k1, privateKey: privateKey});
+    }
+
+    function _p256Key(uint256 privateKey) internal pure returns (Key memory) {
+        return Key({kind: SignerKind.P256, privateKey: privateKey});
+    }
+
+    function _webAuthnKey(uint256 privateKey) internal pure returns (Key memory) {
+        return Key({kind: SignerKind.WebAuthn, privateKey: privateKey});
+    }
+
+    /// @dev An Ethereum signer: its key is the 20-byte address.
+    function _ethSigner(address account) internal pure returns (Signer memory) {
+        return Signer({kind: SignerKind.Secp256k1, key: abi.encodePacked(account)});
+    }
+
+    /// @dev The public form of `key`, as the account and the factory take it.
+    function _signerOf(Key memory key) internal pure returns (Signer memory) {
+        if (key.kind == SignerKind.Secp256k1) return _ethSigner(vm.addr(key.privateKey));
+        (uint256 x, uint256 y) = vm.publicKeyP256(key.privateKey);
+        return Signer({kind: key.kind, key: abi.encodePacked(x, y)});
+    }
+
+    /// @dev The 160-bit id of `key`: its address, or the low 160 bits of
+    /// keccak256(uint8(kind) ‖ x ‖ y) for a P-256 kind.
+    function _idOf(Key memory key) internal pure returns (address) {
+        if (key.kind == SignerKind.Secp256k1) return vm.addr(key.privateKey);
+        (uint256 x, uint256 y) = vm.publicKeyP256(key.privateKey);
+        return _p256Id(key.kind, x, y);
+    }
+
+    function _p256Id(SignerKind kind, uint256 x, uint256 y) internal pure returns (address) {
+        return address(uint160(uint256(keccak256(abi.encodePacked(uint8(kind), x, y)))));
+    }
+
+    function _privateKey(uint256 seed) internal pure returns (uint256) {
+        return bound(seed, 1, SECP256K1_N - 1);
+    }
+
+    function _p256PrivateKey(uint256 seed) internal pure returns (uint256) {
+        return bound(seed, 1, P256_N - 1);
+    }
+
+    /// @dev A private key valid for both curves, for a key of any kind.
+    function _keyOf(SignerKind kind, uint256 seed) internal pure returns (Key memory) {
+        return Key({kind: kind, privateKey: _p256PrivateKey(seed)});
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Raw signatures
+    // ---------------------------------------------------------------------------------------
+
+    /// @dev A secp256k1 signature `r ‖ s ‖ v` over `digest`, as it is.
+    function _sig(uint256 privateKey, bytes32 digest) internal pure returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(privateKey, digest);
+        return abi.encodePacked(r, s, v);
+    }
+
+    function _personalDigest(bytes32 hash) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", hash));
+    }
+
+    /// @dev A low-s P-256 signature over the digest `digest`.
+    function _p256Sign(uint256 privateKey, bytes32 digest)
+        internal
+        pure
+        returns (bytes32 r, bytes32 s)
+    {
+        (r, s) = vm.signP256(privateKey, digest);
+        if (uint256(s) > P256_N / 2) s = bytes32(P256_N - uint256(s));
+    }
+
+    /// @dev What `key` signs for `message`: a secp256k1 key signs it raw, a raw P-256 key signs
+    /// sha256(message) as WebCrypto does (`r ‖ s`), a WebAuthn key signs an assertion whose
+    /// challenge is `message`.
+    function _keySignature(Key memory key, bytes32 message) internal pure returns (bytes memory) {
+        if (key.kind == SignerKind.Secp256k1) return _sig(key.privateKey, message);
+        if (key.kind == SignerKind.P256) {
+            (bytes32 r, bytes32 s) = _p256Sign(key.privateKey, sha256(abi.encodePacked(message)));
+            return abi.encodePacked(r, s);
+        }
+        return _webAuthn(key.privateKey, message);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // WebAuthn assertions
+    // ---------------------------------------------------------------------------------------
+
+    /// @dev rpIdHash ‖ flags ‖ signCount.
+    function _authenticatorData(bytes1 flags) internal pure returns (bytes memory) {
+        return abi.encodePacked(sha256(bytes(RP_ID)), flags, uint32(7));
+    }
+
+    /// @dev The client data a browser makes for `navigator.credentials.get` of `challenge`, with
+    /// `type_` as its type.
+    function _clientDataJSON(string memory type_, bytes32 challenge)
+        internal
+        pure
+        returns (string memory)
+    {
+        return string.concat(
+            '{"type":"',
+            type_,
+            '","challenge":"',
+            Base64.encodeURL(abi.encodePacked(challenge)),
+            '","origin":"',
+            ORIGIN,
+            '","crossOrigin":false}'
+        );
+    }
+
+    /// @dev Where `"challenge":"..."` starts in `_clientDataJSON(type_, ...)`.
+    function _challengeIndex(string memory type_) internal pure returns (uint256) {
+        return bytes('{"type":"').length + bytes(type_).length + bytes('",').length;
+    }
+
+    /// @dev The P-256 digest a WebAuthn assertion signs.
+    function _webAuthnDigest(bytes memory authenticatorData, string memory clientDataJSON)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return sha256(abi.encodePacked(authenticatorData, sha256(bytes(clientDataJSON))));
+    }
+
+    /// @dev OpenZeppelin's `WebAuthnAuth`, ABI-encoded as the account decodes it: the tuple
+    /// (r, s, challengeIndex, typeIndex, authenticatorData, clientDataJSON).
+    function _encodeAssertion(
+        bytes32 r,
+        bytes32 s,
+        uint256 challengeIndex,
+        uint256 typeIndex,
+        bytes memory authenticatorData,
+        string memory clientDataJSON
+    ) internal pure returns (bytes memory) {
+        return abi.encode(r, s, challengeIndex, typeIndex, authenticatorData, clientDataJSON);
+    }
+
+    /// @dev A signed assertion over the given authenticator and client data.
+    function _webAuthn(
+        uint256 privateKey,
+        bytes memory authenticatorData,
+        string memory clientDataJSON,
+        uint256 challengeIndex
+    ) internal pure returns (bytes memory) {
+        (bytes32 r, bytes32 s) = _p256Sign(
+            privateKey, _webAuthnDigest(authenticatorData, clientDataJSON)
+        );
+        return _encodeAssertion(r, s, challengeIndex, TYPE_INDEX, authenticatorData, clientDataJSON);
+    }
+
+    /// @dev An everyday assertion (user present and verified) whose challenge is `challenge`.
+    function _webAuthn(uint256 privateKey, bytes32 challenge) internal pure returns (bytes memory) {
+        return _webAuthn(
+            privateKey,
+            _authenticatorData(FLAGS_UP_UV),
+            _clientDataJSON("webauthn.get", challenge),
+            _challengeIndex("webauthn.get")
+        );
     }
 
     // ---------------------------------------------------------------------------------------
@@ -187,13 +420,45 @@ abstract contract AccountTestBase is TestBase {
     }
 
     // ---------------------------------------------------------------------------------------
+    // Registrations
+    // ---------------------------------------------------------------------------------------
+
+    /// @dev A registration id never used before in this test, recorded as the current
+    /// registration of `keyId`.
+    function _newRegistration(address keyId) internal returns (bytes32 registration) {
+        registration = keccak256(abi.encode("latchkey.test.registration", ++_registrationCount));
+        registrationOf[keyId] = registration;
+    }
+
+    /// @dev The state of the current registration of `keyId` on `account`.
+    function _sessionOf(SessionKeyAccount account, address keyId)
+        internal
+        view
+        returns (SessionKeyAccount.SessionKey memory)
+    {
+        return account.getSessionKey(registrationOf[keyId]);
+    }
+
+    function _callsUsed(SessionKeyAccount account, address keyId) internal view returns (uint256) {
+        return _sessionOf(account, keyId).callsUsed;
+    }
+
+    function _isRegistered(SessionKeyAccount account, address keyId) internal view returns (bool) {
+        return _sessionOf(account, keyId).registered;
+    }
+
+    // ---------------------------------------------------------------------------------------
     // Call data
     // ---------------------------------------------------------------------------------------
 
-    function _initCode(address owner_, uint256 salt) internal view returns (bytes memory) {
+    function _initCode(Signer memory owner_, uint256 salt) internal view returns (bytes memory) {
         return abi.encodePacked(
             address(factory), abi.encodeCall(SessionKeyAccountFactory.createAccount, (owner_, salt))
         );
+    }
+
+    function _initCode(address owner_, uint256 salt) internal view returns (bytes memory) {
+        return _initCode(_ethSigner(owner_), salt);
     }
 
     function _execute(address target, uint256 value, bytes memory data)
@@ -209,25 +474,88 @@ abstract contract AccountTestBase is TestBase {
     }
 
     function _registerData(
-        address key,
+        bytes32 registration,
+        Signer memory key,
         uint48 validAfter,
         uint48 validUntil,
         SessionKeyAccount.SessionPermissions memory permissions
     ) internal pure returns (bytes memory) {
         return abi.encodeCall(
-            SessionKeyAccount.registerSessionKey, (key, validAfter, validUntil, permissions)
+            SessionKeyAccount.registerSessionKey,
+            (registration, key, validAfter, validUntil, permissions)
         );
     }
 
     /// @dev `execute(account, 0, registerSessionKey(...))`: what an owner op sends.
     function _registerCallData(
         address account,
-        address key,
+        bytes32 registration,
+        Signer memory key,
         uint48 validAfter,
         uint48 validUntil,
         SessionKeyAccount.SessionPermissions memory permissions
     ) internal pure returns (bytes memory) {
-        return _execute(account, 0, _registerData(key, validAfter, validUntil, permissions));
+        return
+            _execute(
+                account, 0, _registerData(registration, key, validAfter, validUntil, permissions)
+            );
+    }
+
+    /// @dev As above, for the Ethereum key `key` under a fresh registration id, which becomes
+    /// the key's current one.
+    function _registerCallData(
+        address account,
+        address key,
+        uint48 validAfter,
+        uint48 validUntil,
+        SessionKeyAccount.SessionPermissions memory permissions
+    ) internal returns (bytes memory) {
+        return _registerCallData(
+            account, _newRegistration(key), _ethSigner(key), validAfter, validUntil, permissions
+        );
+    }
+
+    /// @dev As above, for `key` of any kind.
+    function _registerCallData(
+        address account,
+        Key memory key,
+        uint48 validAfter,
+        uint48 validUntil,
+        SessionKeyAccount.SessionPermissions memory permissions
+    ) internal returns (bytes memory) {
+        return _registerCallData(
+            account,
+            _newRegistration(_idOf(key)),
+            _signerOf(key),
+            validAfter,
+            validUntil,
+            permissions
+        );
+    }
+
+    /// @dev `execute(account, 0, revokeSessionKey(registration))`.
+    function _revokeCallData(address account, bytes32 registration)
+        internal
+        pure
+        returns (bytes memory)
+    {
+        return _execute(
+            account, 0, abi.encodeCall(SessionKeyAccount.revokeSessionKey, (registration))
+        );
+    }
+
+    /// @dev `execute(account, 0, revokeAllSessionKeys())`.
+    function _revokeAllCallData(address account) internal pure returns (bytes memory) {
+        return _execute(account, 0, abi.encodeCall(SessionKeyAccount.revokeAllSessionKeys, ()));
+    }
+
+    /// @dev `execute(account, 0, transferOwnership(newOwner))`.
+    function _transferCallData(address account, Signer memory newOwner)
+        internal
+        pure
+        returns (bytes memory)
+    {
+        return _execute(account, 0, abi.encodeCall(SessionKeyAccount.transferOwnership, (newOwner)));
     }
 
     function _mintData(address to, uint256 amount) internal pure returns (bytes memory) {
@@ -280,42 +608,82 @@ abstract contract AccountTestBase is TestBase {
         op.gasFees = bytes32((uint256(MAX_PRIORITY_FEE) << 128) | MAX_FEE);
     }
 
-    function _personalDigest(bytes32 userOpHash) internal pure returns (bytes32) {
-        return keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", userOpHash));
-    }
-
-    function _sig(uint256 privateKey, bytes32 digest) internal pure returns (bytes memory) {
-        (uint8 v, bytes32 r, bytes32 s) = vm.sign(privateKey, digest);
-        return abi.encodePacked(r, s, v);
-    }
-
-    /// @dev The EntryPoint nonce key an op signed by `signer` uses: a session key uses the
-    /// first lane of its own family (its address in the top 160 bits); the owner, and whoever
-    /// signs a counterfactual account's first op, uses key 0.
-    function _nonceKeyFor(address sender, address signer) internal view returns (uint192) {
+    /// @dev The EntryPoint nonce key an op signed by `signerId` uses: a session key uses the
+    /// first lane of its own family (its id in the top 160 bits); the owner, and whoever signs
+    /// a counterfactual account's first op, uses key 0.
+    function _nonceKeyFor(address sender, address signerId) internal view returns (uint192) {
         if (sender.code.length == 0) return 0;
-        if (SessionKeyAccount(payable(sender)).owner() == signer) return 0;
-        return _lane(signer, 0);
+        if (SessionKeyAccount(payable(sender)).owner() == signerId) return 0;
+        return _lane(signerId, 0);
     }
 
-    /// @dev Lane `subLane` of the nonce keys that belong to session key `key`.
-    function _lane(address key, uint32 subLane) internal pure returns (uint192) {
-        return (uint192(uint160(key)) << 32) | subLane;
+    /// @dev Lane `subLane` of the nonce keys that belong to the session key with id `keyId`.
+    function _lane(address keyId, uint32 subLane) internal pure returns (uint192) {
+        return (uint192(uint160(keyId)) << 32) | subLane;
     }
 
-    /// @dev Puts `op` in the signer's nonce lane, at that lane's next sequence number.
-    function _useNonceLaneOf(PackedUserOperation memory op, uint256 privateKey) internal view {
-        op.nonce = entryPoint.getNonce(op.sender, _nonceKeyFor(op.sender, vm.addr(privateKey)));
+    /// @dev Puts `op` in the nonce lane of `signerId`, at that lane's next sequence number.
+    function _useNonceLaneOf(PackedUserOperation memory op, address signerId) internal view {
+        op.nonce = entryPoint.getNonce(op.sender, _nonceKeyFor(op.sender, signerId));
     }
 
-    /// @dev EIP-191 personal-sign over the userOpHash: what `signMessage({raw: hash})` makes.
-    /// The op moves to the signer's nonce lane first.
+    /// @dev The default deadline of a session-key op signed now.
+    function _opDeadline() internal view returns (uint48) {
+        uint256 deadline = block.timestamp + OP_LIFETIME;
+        return deadline > type(uint48).max ? type(uint48).max : uint48(deadline);
+    }
+
+    /// @dev What a session key signs for an op (see `SessionKeyAccount.sessionOperationHash`).
+    function _sessionOperationHash(bytes32 userOpHash, bytes32 registration, uint48 validUntil)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return
+            keccak256(abi.encode(SESSION_OPERATION_TYPEHASH, userOpHash, registration, validUntil));
+    }
+
+    /// @dev What the owner signs for ERC-1271 approval of `hash` on `account`, computed as
+    /// documented: the EIP-712 digest of `SessionKeyAccountMessage(hash)` under the domain
+    /// (name "SessionKeyAccount", version "2", this chain, the account).
+    function _replaySafeHash(address account, bytes32 hash) internal view returns (bytes32) {
+        bytes32 domainSeparator = keccak256(
+            abi.encode(
+                keccak256(
+                    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+                ),
+                keccak256("SessionKeyAccount"),
+                keccak256("2"),
+                block.chainid,
+                account
+            )
+        );
+        bytes32 structHash =
+            keccak256(abi.encode(keccak256("SessionKeyAccountMessage(bytes32 hash)"), hash));
+        return keccak256(abi.encodePacked("\x19\x01", domainSeparator, structHash));
+    }
+
+    function _ownerFrame(bytes memory ownerSignature) internal pure returns (bytes memory) {
+        return abi.encodePacked(OWNER_SIGNATURE, ownerSignature);
+    }
+
+    function _sessionFrame(bytes32 registration, uint48 validUntil, bytes memory keySignature)
+        internal
+        pure
+        returns (bytes memory)
+    {
+        return abi.encodePacked(SESSION_KEY_SIGNATURE, registration, validUntil, keySignature);
+    }
+
+    /// @dev EIP-191 personal-sign over the userOpHash by an Ethereum owner (what
+    /// `signMessage({raw: hash})` makes), owner-framed. The op moves to the signer's nonce lane
+    /// first.
     function _signPersonal(PackedUserOperation memory op, uint256 privateKey)
         internal
         view
         returns (PackedUserOperation memory)
     {
-        _useNonceLaneOf(op, privateKey);
+        _useNonceLaneOf(op, vm.addr(privateKey));
         return _signPersonalAsIs(op, privateKey);
     }
 
@@ -325,19 +693,126 @@ abstract contract AccountTestBase is TestBase {
         view
         returns (PackedUserOperation memory)
     {
-        op.signature = _sig(privateKey, _personalDigest(entryPoint.getUserOpHash(op)));
+        op.signature = _ownerFrame(_sig(privateKey, _personalDigest(entryPoint.getUserOpHash(op))));
         return op;
     }
 
-    /// @dev A signature over the raw EIP-712 userOpHash, no prefix, in the signer's nonce lane.
+    /// @dev An Ethereum owner's signature over the raw EIP-712 userOpHash, no prefix,
+    /// owner-framed, in the signer's nonce lane.
     function _signRaw(PackedUserOperation memory op, uint256 privateKey)
         internal
         view
         returns (PackedUserOperation memory)
     {
-        _useNonceLaneOf(op, privateKey);
-        op.signature = _sig(privateKey, entryPoint.getUserOpHash(op));
+        _useNonceLaneOf(op, vm.addr(privateKey));
+        op.signature = _ownerFrame(_sig(privateKey, entryPoint.getUserOpHash(op)));
         return op;
+    }
+
+    /// @dev The owner's signature of `op` as it is: personal-sign for an Ethereum owner, an
+    /// assertion over the userOpHash for a passkey.
+    function _signAsOwner(PackedUserOperation memory op, Key memory key)
+        internal
+        view
+        returns (PackedUserOperation memory)
+    {
+        if (key.kind == SignerKind.Secp256k1) return _signPersonalAsIs(op, key.privateKey);
+        op.signature = _ownerFrame(_webAuthn(key.privateKey, entryPoint.getUserOpHash(op)));
+        return op;
+    }
+
+    /// @dev A session key's signature of `op` as it is, under `registration`, valid until
+    /// `validUntil`.
+    function _signSession(
+        PackedUserOperation memory op,
+        Key memory key,
+        bytes32 registration,
+        uint48 validUntil
+    ) internal view returns (PackedUserOperation memory) {
+        bytes32 message = _sessionOperationHash(
+            entryPoint.getUserOpHash(op), registration, validUntil
+        );
+        op.signature = _sessionFrame(registration, validUntil, _keySignature(key, message));
+        return op;
+    }
+
+    /// @dev As above, for an Ethereum session key; it signs the message raw. (Kept apart from
+    /// the generic version so that suites with Ethereum keys only do not compile the P-256
+    /// helpers.)
+    function _signSession(
+        PackedUserOperation memory op,
+        uint256 privateKey,
+        bytes32 registration,
+        uint48 validUntil
+    ) internal view returns (PackedUserOperation memory) {
+        bytes32 message = _sessionOperationHash(
+            entryPoint.getUserOpHash(op), registration, validUntil
+        );
+        op.signature = _sessionFrame(registration, validUntil, _sig(privateKey, message));
+        return op;
+    }
+
+    /// @dev The session key `key`'s signature of `op`, moved to the first nonce lane of the key
+    /// first, under the key's current registration with the default deadline.
+    function _signBySession(PackedUserOperation memory op, Key memory key)
+        internal
+        view
+        returns (PackedUserOperation memory)
+    {
+        address keyId = _idOf(key);
+        op.nonce = entryPoint.getNonce(op.sender, _lane(keyId, 0));
+        return _signSession(op, key, registrationOf[keyId], _opDeadline());
+    }
+
+    function _signBySession(PackedUserOperation memory op, uint256 privateKey)
+        internal
+        view
+        returns (PackedUserOperation memory)
+    {
+        address keyId = vm.addr(privateKey);
+        op.nonce = entryPoint.getNonce(op.sender, _lane(keyId, 0));
+        return _signSession(op, privateKey, registrationOf[keyId], _opDeadline());
+    }
+
+    /// @dev An op from `account` carrying `callData`, signed by `key` with its nonce lane: as
+    /// the owner when `key` owns the account (or the account is not deployed yet, or the key
+    /// has no registration), else as a session key under its current registration with the
+    /// default deadline.
+    function _opBy(SessionKeyAccount account, Key memory key, bytes memory callData)
+        internal
+        view
+        returns (PackedUserOperation memory op)
+    {
+        op = _op(address(account), "", callData);
+        address keyId = _idOf(key);
+        bytes32 registration = registrationOf[keyId];
+        if (
+            address(account).code.length == 0 || account.owner() == keyId
+                || registration == bytes32(0)
+        ) {
+            return _signAsOwner(op, key);
+        }
+        op.nonce = entryPoint.getNonce(address(account), _lane(keyId, 0));
+        return _signSession(op, key, registration, _opDeadline());
+    }
+
+    /// @dev As above, for an Ethereum key.
+    function _opBy(SessionKeyAccount account, uint256 privateKey, bytes memory callData)
+        internal
+        view
+        returns (PackedUserOperation memory op)
+    {
+        op = _op(address(account), "", callData);
+        address keyId = vm.addr(privateKey);
+        bytes32 registration = registrationOf[keyId];
+        if (
+            address(account).code.length == 0 || account.owner() == keyId
+                || registration == bytes32(0)
+        ) {
+            return _signPersonalAsIs(op, privateKey);
+        }
+        op.nonce = entryPoint.getNonce(address(account), _lane(keyId, 0));
+        return _signSession(op, privateKey, registration, _opDeadline());
     }
 
     function _one(PackedUserOperation memory op)
@@ -389,7 +864,13 @@ abstract contract AccountTestBase is TestBase {
 
     /// @dev Bundles `op` and expects handleOps to revert with exactly `revertData`.
     function _handleExpectRevert(PackedUserOperation memory op, bytes memory revertData) internal {
-        PackedUserOperation[] memory ops = _one(op);
+        _handleExpectRevert(_one(op), revertData);
+    }
+
+    /// @dev Bundles `ops` and expects handleOps to revert with exactly `revertData`.
+    function _handleExpectRevert(PackedUserOperation[] memory ops, bytes memory revertData)
+        internal
+    {
         vm.prank(bundler, bundler);
         vm.expectRevert(revertData);
         entryPoint.handleOps(ops, beneficiary);
@@ -410,6 +891,10 @@ abstract contract AccountTestBase is TestBase {
     // EntryPoint revert data
     // ---------------------------------------------------------------------------------------
 
+    function _failedOp(uint256 index, string memory reason) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(IEntryPoint.FailedOp.selector, index, reason);
+    }
+
     /// @dev validateUserOp reverted (a session key broke a rule).
     function _aa23(bytes memory inner) internal pure returns (bytes memory) {
         return abi.encodeWithSelector(
@@ -417,17 +902,16 @@ abstract contract AccountTestBase is TestBase {
         );
     }
 
+    function _aa10() internal pure returns (bytes memory) {
+        return _failedOp(0, "AA10 sender already constructed");
+    }
+
     function _aa22() internal pure returns (bytes memory) {
-        return abi.encodeWithSelector(
-            IEntryPoint.FailedOp.selector, uint256(0), "AA22 expired or not due"
-        );
+        return _failedOp(0, "AA22 expired or not due");
     }
 
     function _aa24() internal pure returns (bytes memory) {
-        return
-            abi.encodeWithSelector(
-                IEntryPoint.FailedOp.selector, uint256(0), "AA24 signature error"
-            );
+        return _failedOp(0, "AA24 signature error");
     }
 
     // ---------------------------------------------------------------------------------------
@@ -443,13 +927,13 @@ abstract contract AccountTestBase is TestBase {
         return _deployFor(ownerKey, salt, callData);
     }
 
-    /// @dev As `_deploy`, for the owner with private key `ownerPrivateKey`.
+    /// @dev As `_deploy`, for the Ethereum owner with private key `ownerPrivateKey`.
     function _deployFor(uint256 ownerPrivateKey, uint256 salt, bytes memory callData)
         internal
         returns (SessionKeyAccount account)
     {
         address accountOwner = vm.addr(ownerPrivateKey);
-        address predicted = factory.getAddress(accountOwner, salt);
+        address predicted = factory.getAddress(_ethSigner(accountOwner), salt);
         vm.deal(predicted, ACCOUNT_FUNDING);
         _handleOk(
             _signPersonal(_op(predicted, _initCode(accountOwner, salt), callData), ownerPrivateKey)
@@ -458,14 +942,40 @@ abstract contract AccountTestBase is TestBase {
         vm.label(predicted, "account");
     }
 
-    /// @dev Deploys the account and registers `key` in its first op.
+    /// @dev As `_deploy`, for the owner `ownerSigningKey` of any owner kind.
+    function _deployFor(Key memory ownerSigningKey, uint256 salt, bytes memory callData)
+        internal
+        returns (SessionKeyAccount account)
+    {
+        Signer memory accountOwner = _signerOf(ownerSigningKey);
+        address predicted = factory.getAddress(accountOwner, salt);
+        vm.deal(predicted, ACCOUNT_FUNDING);
+        _handleOk(
+            _signAsOwner(_op(predicted, _initCode(accountOwner, salt), callData), ownerSigningKey)
+        );
+        account = SessionKeyAccount(payable(predicted));
+        vm.label(predicted, "account");
+    }
+
+    /// @dev Deploys the owner's account (salt 0) and registers `key` in its first op.
+    function _deployWithKey(
+        Key memory key,
+        uint48 validAfter,
+        uint48 validUntil,
+        SessionKeyAccount.SessionPermissions memory permissions
+    ) internal returns (SessionKeyAccount account) {
+        address predicted = factory.getAddress(_ethSigner(owner), 0);
+        account = _deploy(0, _registerCallData(predicted, key, validAfter, validUntil, permissions));
+    }
+
+    /// @dev As above, for the Ethereum key `key`.
     function _deployWithKey(
         address key,
         uint48 validAfter,
         uint48 validUntil,
         SessionKeyAccount.SessionPermissions memory permissions
     ) internal returns (SessionKeyAccount account) {
-        address predicted = factory.getAddress(owner, 0);
+        address predicted = factory.getAddress(_ethSigner(owner), 0);
         account = _deploy(0, _registerCallData(predicted, key, validAfter, validUntil, permissions));
     }
 
@@ -477,31 +987,38 @@ abstract contract AccountTestBase is TestBase {
         return _deployWithKey(session, NOW - 1, NOW + 1 days, permissions);
     }
 
-    /// @dev An op from `account` carrying `callData`, personal-signed by `privateKey`.
-    function _opBy(SessionKeyAccount account, uint256 privateKey, bytes memory callData)
-        internal
-        view
-        returns (PackedUserOperation memory)
-    {
-        return _signPersonal(_op(address(account), "", callData), privateKey);
-    }
-
-    /// @dev Runs an owner-signed op on `account` and requires it to succeed.
+    /// @dev Runs an op signed by the default owner on `account` and requires it to succeed.
     function _ownerOp(SessionKeyAccount account, bytes memory callData) internal {
         _handleOk(_opBy(account, ownerKey, callData));
     }
 
-    /// @dev Registers `key` through an owner-signed op.
+    /// @dev Registers `key` through an owner-signed op under a fresh registration id, and
+    /// returns the id.
+    function _registerByOp(
+        SessionKeyAccount account,
+        Key memory key,
+        uint48 validAfter,
+        uint48 validUntil,
+        SessionKeyAccount.SessionPermissions memory permissions
+    ) internal returns (bytes32) {
+        _ownerOp(
+            account, _registerCallData(address(account), key, validAfter, validUntil, permissions)
+        );
+        return registrationOf[_idOf(key)];
+    }
+
+    /// @dev As above, for the Ethereum key `key`.
     function _registerByOp(
         SessionKeyAccount account,
         address key,
         uint48 validAfter,
         uint48 validUntil,
         SessionKeyAccount.SessionPermissions memory permissions
-    ) internal {
+    ) internal returns (bytes32) {
         _ownerOp(
             account, _registerCallData(address(account), key, validAfter, validUntil, permissions)
         );
+        return registrationOf[key];
     }
 
     /// @dev A session-key op minting one item to the account, which must succeed.
@@ -509,15 +1026,13 @@ abstract contract AccountTestBase is TestBase {
         _handleOk(_opBy(account, privateKey, _mintCall(address(account))));
     }
 
+    /// @dev As above, for a key of any kind.
+
+    function _sessionMint(SessionKeyAccount account, Key memory key) internal {
+        _handleOk(_opBy(account, key, _mintCall(address(account))));
+    }
+
     function _balance(SessionKeyAccount account) internal view returns (uint256) {
         return items.balanceOf(address(account), ITEM_ID);
-    }
-
-    function _callsUsed(SessionKeyAccount account, address key) internal view returns (uint256) {
-        return account.getSessionKey(key).callsUsed;
-    }
-
-    function _privateKey(uint256 seed) internal pure returns (uint256) {
-        return bound(seed, 1, SECP256K1_N - 1);
     }
 }

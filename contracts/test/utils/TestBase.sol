@@ -22,6 +22,12 @@ interface Vm {
     function stopPrank() external;
     function label(address account, string calldata newLabel) external;
     function getCode(string calldata artifactPath) external view returns (bytes memory);
+    function chainId(uint256 newChainId) external;
+    /// @dev Marks `target` and its storage as not accessed, so the next access pays the cold
+    /// price, as it would in a transaction of its own.
+    function cool(address target) external;
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
 
     // Keys
     function addr(uint256 privateKey) external pure returns (address);
@@ -29,6 +35,12 @@ interface Vm {
         external
         pure
         returns (uint8 v, bytes32 r, bytes32 s);
+    /// @dev A P-256 signature over the digest `digest` (Foundry returns the low-s form).
+    function signP256(uint256 privateKey, bytes32 digest)
+        external
+        pure
+        returns (bytes32 r, bytes32 s);
+    function publicKeyP256(uint256 privateKey) external pure returns (uint256 x, uint256 y);
 
     // Expectations
     function expectRevert() external;
@@ -51,15 +63,26 @@ interface Vm {
     function assertEq(uint256 left, uint256 right, string calldata error) external pure;
     function assertEq(address left, address right, string calldata error) external pure;
     function assertEq(bytes32 left, bytes32 right, string calldata error) external pure;
+    function assertEq(bool left, bool right, string calldata error) external pure;
+    function assertEq(bytes calldata left, bytes calldata right, string calldata error)
+        external
+        pure;
+    function assertNotEq(address left, address right, string calldata error) external pure;
+    function assertNotEq(bytes32 left, bytes32 right, string calldata error) external pure;
     function assertGt(uint256 left, uint256 right, string calldata error) external pure;
     function assertLt(uint256 left, uint256 right, string calldata error) external pure;
     function assertLe(uint256 left, uint256 right, string calldata error) external pure;
 }
 
-/// @notice `console.log(string,uint256)` through Foundry's console address, so `forge test -vv`
-/// prints it.
+/// @notice `console.log(string)` and `console.log(string,uint256)` through Foundry's console
+/// address, so `forge test -vv` prints them.
 library console {
     address internal constant CONSOLE_ADDRESS = 0x000000000000000000636F6e736F6c652e6c6f67;
+
+    function log(string memory line) internal view {
+        (bool ok,) = CONSOLE_ADDRESS.staticcall(abi.encodeWithSignature("log(string)", line));
+        ok;
+    }
 
     function log(string memory label, uint256 value) internal view {
         (bool ok,) =

@@ -22,6 +22,7 @@ use crate::{
         calldata::{FunctionSignature, encode_call, validate_raw_calldata},
     },
     session::{CallPermission, KeyCustody, Permissions, SelectorRule, SessionId, SessionStatus},
+    signer::{Assertion, P256Point, PublicKey, SignerKind, SubmittedSignature},
 };
 
 /// Most allowlist entries one session may have: each costs an SSTORE at registration.
@@ -92,19 +93,120 @@ pub fn uint128(field: &str, text: &str) -> Result<u128, AppError> {
     u128::try_from(value).map_err(|_| AppError::invalid(field, "does not fit in uint128"))
 }
 
-/// A 65-byte ECDSA signature, 0x-prefixed hex.
-pub fn signature(field: &str, text: &str) -> Result<Bytes, AppError> {
-    let bytes = hex_bytes(field, text)?;
-    if bytes.len() != 65 {
-        return Err(AppError::invalid(
-            field,
-            format!(
-                "expected a 65-byte signature (r, s, v), got {} bytes",
-                bytes.len()
-            ),
-        ));
+/// Longest DER encoding of a P-256 signature.
+const MAX_DER_SIGNATURE_LEN: usize = 72;
+
+/// A submitted signature: `signature` bytes (a 65-byte ECDSA signature, or a P-256 one as
+/// 64 bytes or DER), or a WebAuthn assertion; exactly one of the two.
+pub fn submitted_signature(
+    text: &str,
+    assertion: Option<proto::WebAuthnAssertion>,
+) -> Result<SubmittedSignature, AppError> {
+    match (text.is_empty(), assertion) {
+        (false, None) => {
+            let bytes = hex_bytes("signature", text)?;
+            if !(64..=MAX_DER_SIGNATURE_LEN).contains(&bytes.len()) {
+                return Err(AppError::invalid(
+                    "signature",
+                    format!(
+                        "expected a 65-byte secp256k1 signature (r, s, v), or a P-256 one (64 \
+                         bytes r ‖ s, or DER), got {} bytes",
+                        bytes.len()
+                    ),
+                ));
+            }
+            Ok(SubmittedSignature::Bytes(bytes))
+        }
+        (true, Some(assertion)) => Ok(SubmittedSignature::WebAuthn(Assertion {
+            authenticator_data: hex_bytes(
+                "webauthn.authenticator_data",
+                &assertion.authenticator_data,
+            )?,
+            client_data_json: hex_bytes("webauthn.client_data_json", &assertion.client_data_json)?,
+            signature: hex_bytes("webauthn.signature", &assertion.signature)?,
+        })),
+        (false, Some(_)) => Err(AppError::invalid(
+            "webauthn",
+            "give either signature or webauthn, not both",
+        )),
+        (true, None) => Err(AppError::invalid(
+            "signature",
+            "required (or webauthn, for a WebAuthn signer)",
+        )),
     }
-    Ok(bytes)
+}
+
+/// A signer given as `{kind, key}` under the request field `field`.
+pub fn signer(field: &str, value: &proto::Signer) -> Result<PublicKey, AppError> {
+    let key_field = format!("{field}.key");
+    let kind = proto::SignerKind::try_from(value.kind).unwrap_or(proto::SignerKind::Unspecified);
+    match kind {
+        proto::SignerKind::Secp256k1 => Ok(PublicKey::Secp256k1(owner(&key_field, &value.key)?)),
+        proto::SignerKind::P256 | proto::SignerKind::Webauthn => {
+            let bytes = hex_bytes(&key_field, &value.key)?;
+            let point = P256Point::parse(&bytes).ok_or_else(|| {
+                AppError::invalid(
+                    &key_field,
+                    "expected an uncompressed P-256 public key on the curve: 64 bytes x ‖ y, \
+                     or 65 bytes 0x04 ‖ x ‖ y",
+                )
+            })?;
+            Ok(match kind {
+                proto::SignerKind::P256 => PublicKey::P256(point),
+                _ => PublicKey::WebAuthn(point),
+            })
+        }
+        proto::SignerKind::Unspecified => Err(AppError::invalid(
+            format!("{field}.kind"),
+            "expected SIGNER_KIND_SECP256K1, SIGNER_KIND_P256 or SIGNER_KIND_WEBAUTHN",
+        )),
+    }
+}
+
+/// An account owner given as an address (`owner`) or a signer (`owner_signer`): exactly one.
+pub fn owner_of(
+    address: &str,
+    signer_field: Option<&proto::Signer>,
+) -> Result<PublicKey, AppError> {
+    match (address.is_empty(), signer_field) {
+        (false, None) => Ok(PublicKey::Secp256k1(owner("owner", address)?)),
+        (true, Some(value)) => {
+            let key = signer("owner_signer", value)?;
+            if matches!(key, PublicKey::P256(_)) {
+                return Err(AppError::invalid(
+                    "owner_signer.kind",
+                    "an account's owner is SIGNER_KIND_SECP256K1 or SIGNER_KIND_WEBAUTHN (a \
+                     passkey); raw P-256 keys are session keys only",
+                ));
+            }
+            Ok(key)
+        }
+        (false, Some(_)) => Err(AppError::invalid(
+            "owner_signer",
+            "give either owner or owner_signer, not both",
+        )),
+        (true, None) => Err(AppError::invalid(
+            "owner",
+            "required: the owner's address (or owner_signer)",
+        )),
+    }
+}
+
+/// A signer as the API shows it.
+pub fn signer_message(key: &PublicKey) -> proto::Signer {
+    proto::Signer {
+        kind: match key.kind() {
+            SignerKind::Secp256k1 => proto::SignerKind::Secp256k1,
+            SignerKind::P256 => proto::SignerKind::P256,
+            SignerKind::WebAuthn => proto::SignerKind::Webauthn,
+        }
+        .into(),
+        key: match key {
+            PublicKey::Secp256k1(address) => address.to_string(),
+            _ => key.key_bytes().to_string(),
+        },
+        id: key.id().to_string(),
+    }
 }
 
 fn hex_bytes(field: &str, text: &str) -> Result<Bytes, AppError> {
@@ -382,6 +484,7 @@ fn next_action(intent: &Intent) -> proto::NextAction {
             .typed_data()
             .map(|typed| typed.to_string())
             .unwrap_or_default(),
+        webauthn_challenge: intent.webauthn_challenge().unwrap_or_default(),
     }
 }
 
@@ -478,6 +581,8 @@ pub fn session_message(view: &SessionView) -> proto::Session {
         tenant: session.tenant.to_string(),
         account: format!("accounts/{}", session.account),
         owner: session.owner.to_string(),
+        owner_signer: Some(signer_message(&session.owner_key())),
+        key_signer: Some(signer_message(&session.session_key())),
         salt: session.salt.to_string(),
         chain_id: session.chain_id,
         key_address: session.key.to_string(),
@@ -734,9 +839,20 @@ mod tests {
         assert!(uint256("v", "-1").is_err());
         assert!(uint256("v", "0x10").is_err());
         assert!(uint128("v", &U256::MAX.to_string()).is_err());
-        assert!(signature("s", &format!("0x{}", "ab".repeat(65))).is_ok());
-        assert!(signature("s", &format!("0x{}", "ab".repeat(64))).is_err());
-        assert!(signature("s", "0xabc").is_err());
+        assert!(submitted_signature(&format!("0x{}", "ab".repeat(65)), None).is_ok());
+        assert!(submitted_signature(&format!("0x{}", "ab".repeat(63)), None).is_err());
+        assert!(submitted_signature("0xabc", None).is_err());
+        assert!(submitted_signature("", None).is_err());
+        let assertion = proto::WebAuthnAssertion::default();
+        assert!(submitted_signature("0x00", Some(assertion.clone())).is_err());
+        // An assertion's parts are named when they are not hex.
+        assert_eq!(
+            submitted_signature("", Some(assertion))
+                .unwrap_err()
+                .to_string(),
+            AppError::invalid("webauthn.authenticator_data", "expected 0x-prefixed hex")
+                .to_string()
+        );
         assert!(session_name("name", "sessions/nope").is_err());
         assert!(
             intent_name(

@@ -201,11 +201,11 @@ proptest! {
 
     #[test]
     fn signatures_never_panic_and_refusals_name_the_field(text in hostile()) {
-        names("signature", signature("signature", &text))?;
+        names("signature", submitted_signature(&text, None))?;
     }
 
     #[test]
-    fn signatures_round_trip_and_only_65_bytes_pass(
+    fn signatures_round_trip_and_only_64_to_72_bytes_pass(
         bytes in proptest::collection::vec(any::<u8>(), 0..140),
         upper in any::<bool>(),
     ) {
@@ -214,9 +214,9 @@ proptest! {
         } else {
             alloy::hex::encode(&bytes)
         };
-        let result = signature("signature", &format!("0x{digits}"));
-        if bytes.len() == 65 {
-            prop_assert_eq!(result.unwrap(), Bytes::from(bytes));
+        let result = submitted_signature(&format!("0x{digits}"), None);
+        if (64..=72).contains(&bytes.len()) {
+            prop_assert_eq!(result.unwrap(), SubmittedSignature::Bytes(Bytes::from(bytes)));
         } else {
             prop_assert_eq!(field_of(result.unwrap_err()), "signature");
         }
