@@ -237,10 +237,7 @@ impl App {
                 signature,
             )
             .map_err(|error| {
-                AppError::invalid(
-                    error.field(),
-                    format!("refused as the session key's signature: {error}"),
-                )
+                AppError::invalid(error.field(), format!("{error}: the session key signs it"))
             })?;
             intent.user_op.signature = intent.framed_signature(&accepted);
             intent.apply(&IntentEvent::Signed, now_ms())?;

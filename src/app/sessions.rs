@@ -396,7 +396,7 @@ impl App {
                     .map_err(|error| {
                         AppError::invalid(
                             error.field(),
-                            format!("refused as the account owner's signature: {error}"),
+                            format!("{error}: the account owner signs it"),
                         )
                     })?;
             let now_ms = now_ms();

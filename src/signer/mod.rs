@@ -235,7 +235,7 @@ pub fn verify(
                     Role::SessionKey => "signed as it is, without an EIP-191 prefix",
                 };
                 return Err(SignatureError::NotTheSigner(format!(
-                    "not {address}'s signature of {hash} ({form})"
+                    "not a signature of {hash} by {address} ({form})"
                 )));
             }
             Ok(canonical)
@@ -253,7 +253,7 @@ pub fn verify(
             // WebCrypto hashes the message with SHA-256 and signs that; so does `verify`.
             if key.verify(hash.as_slice(), &signature).is_err() {
                 return Err(SignatureError::NotTheSigner(format!(
-                    "not the P-256 key's signature of {hash} (ECDSA over SHA-256 of the 32 \
+                    "not a signature of {hash} by the P-256 key (ECDSA over SHA-256 of its 32 \
                      bytes)"
                 )));
             }

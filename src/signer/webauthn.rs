@@ -58,13 +58,13 @@ pub struct Assertion {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AssertionError {
     /// The authenticator data is malformed, or its flags are not accepted.
-    #[error("webauthn.authenticator_data: {0}")]
+    #[error("{0}")]
     AuthenticatorData(String),
     /// The client data is not what the account accepts.
-    #[error("webauthn.client_data_json: {0}")]
+    #[error("{0}")]
     ClientData(String),
     /// The signature is malformed or does not verify.
-    #[error("webauthn.signature: {0}")]
+    #[error("{0}")]
     Signature(String),
 }
 

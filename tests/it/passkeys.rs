@@ -16,7 +16,7 @@ use tonic::Code;
 use crate::{
     daemon::{
         TestDaemon, account_address, mint_interaction, mint_session_request, next_action_hash,
-        registration,
+        refused, registration,
     },
     harness::TestChain,
 };
@@ -168,6 +168,12 @@ async fn a_passkey_owner_registers_a_webcrypto_key_that_mints() {
         .wait_session(&session.name, proto::SessionStatus::Active)
         .await;
 
+    report_registration_gas(
+        &chain,
+        "passkey owner: deploy + register a P-256 key",
+        &active,
+    )
+    .await;
     let contract = SessionKeyAccount::new(account, &chain.relayer);
     assert_eq!(contract.ownerKind().call().await.expect("view"), 2);
     let stored = contract
@@ -255,6 +261,139 @@ async fn a_webauthn_session_key_mints() {
     }
 }
 
+#[tokio::test]
+async fn signer_fields_are_checked_at_the_edge_by_name_and_write_nothing() {
+    let chain = TestChain::start().await;
+    let daemon = TestDaemon::start(&chain).await;
+    let mut sessions = daemon.sessions.clone();
+    let device = Device::new();
+    let base = mint_session_request(&chain, alloy::primitives::Address::ZERO, 3).await;
+    let passkey_owner = proto::CreateSessionRequest {
+        owner: String::new(),
+        owner_signer: Some(device.signer(proto::SignerKind::Webauthn)),
+        ..base.clone()
+    };
+    let mut off_curve = device.signer(proto::SignerKind::P256);
+    off_curve.key.replace_range(off_curve.key.len() - 2.., "00");
+    let cases: Vec<(&str, proto::CreateSessionRequest, &str)> = vec![
+        (
+            "a raw P-256 owner",
+            proto::CreateSessionRequest {
+                owner_signer: Some(device.signer(proto::SignerKind::P256)),
+                ..passkey_owner.clone()
+            },
+            "owner_signer.kind",
+        ),
+        (
+            "no kind",
+            proto::CreateSessionRequest {
+                owner_signer: Some(device.signer(proto::SignerKind::Unspecified)),
+                ..passkey_owner.clone()
+            },
+            "owner_signer.kind",
+        ),
+        (
+            "both owner forms",
+            proto::CreateSessionRequest {
+                owner: PrivateKeySigner::random().address().to_string(),
+                ..passkey_owner.clone()
+            },
+            "owner_signer",
+        ),
+        (
+            "a key off the curve",
+            proto::CreateSessionRequest {
+                custody: proto::KeyCustody::External as i32,
+                key_signer: Some(off_curve),
+                ..passkey_owner.clone()
+            },
+            "key_signer.key",
+        ),
+        (
+            "both key forms",
+            proto::CreateSessionRequest {
+                custody: proto::KeyCustody::External as i32,
+                key_address: PrivateKeySigner::random().address().to_string(),
+                key_signer: Some(device.signer(proto::SignerKind::P256)),
+                ..passkey_owner.clone()
+            },
+            "key_signer",
+        ),
+        (
+            "a signer for a HELD key",
+            proto::CreateSessionRequest {
+                key_signer: Some(device.signer(proto::SignerKind::P256)),
+                ..passkey_owner.clone()
+            },
+            "key_signer",
+        ),
+        (
+            "the owner's passkey as its session key",
+            proto::CreateSessionRequest {
+                custody: proto::KeyCustody::External as i32,
+                key_signer: Some(device.signer(proto::SignerKind::Webauthn)),
+                ..passkey_owner.clone()
+            },
+            "key_signer",
+        ),
+    ];
+    for (what, request, field) in cases {
+        refused(
+            &daemon,
+            what,
+            sessions.create_session(request),
+            Code::InvalidArgument,
+            field,
+        )
+        .await;
+    }
+
+    // A passkey's registration takes an assertion, not signature bytes, and never both.
+    let session = sessions
+        .create_session(passkey_owner)
+        .await
+        .expect("create session")
+        .into_inner();
+    let challenge = challenge_of(session.next_action.as_ref());
+    let hash = next_action_hash(session.next_action.as_ref());
+    for (what, signature, webauthn, field) in [
+        (
+            "bytes for a passkey",
+            device.sign_raw(hash),
+            None,
+            "signature",
+        ),
+        (
+            "both forms",
+            device.sign_raw(hash),
+            Some(device.assert(&challenge, UP_UV)),
+            "webauthn",
+        ),
+        (
+            "an assertion that is not hex",
+            String::new(),
+            Some(proto::WebAuthnAssertion {
+                client_data_json: "{}".into(),
+                ..device.assert(&challenge, UP_UV)
+            }),
+            "webauthn.client_data_json",
+        ),
+    ] {
+        refused(
+            &daemon,
+            what,
+            sessions.submit_session_signature(proto::SubmitSessionSignatureRequest {
+                name: session.name.clone(),
+                signature,
+                webauthn,
+            }),
+            Code::InvalidArgument,
+            field,
+        )
+        .await;
+    }
+}
+
 /// The baseline for the gas of the two tests above: the same mints, signed by an EXTERNAL
 /// secp256k1 key.
 #[tokio::test]
@@ -266,6 +405,12 @@ async fn a_secp256k1_session_key_mints_for_comparison() {
     let session = daemon
         .active_external_session(&chain, &owner, key.address(), 3)
         .await;
+    report_registration_gas(
+        &chain,
+        "Ethereum owner: deploy + register a secp256k1 key",
+        &session,
+    )
+    .await;
     for id in [5, 6] {
         let intent = create_mint(&mut daemon, &chain, &session, id).await;
         let hash = next_action_hash(intent.next_action.as_ref());
@@ -311,6 +456,17 @@ async fn create_mint(
         .await
         .expect("create intent")
         .into_inner()
+}
+
+/// Prints what the session's registration transaction used.
+async fn report_registration_gas(chain: &TestChain, what: &str, session: &proto::Session) {
+    let receipt = chain
+        .relayer
+        .get_transaction_receipt(session.registration_transaction_hash.parse().expect("hash"))
+        .await
+        .expect("receipt")
+        .expect("mined");
+    println!("{what}: handleOps gas {}", receipt.gas_used);
 }
 
 /// Prints what the operation's one-operation `handleOps` transaction used: the figure the
