@@ -19,7 +19,7 @@ use alloy::primitives::{Address, FixedBytes};
 use serde::{Deserialize, Serialize};
 
 pub use self::usage::{Amount, Charge, PolicyUsage, WindowKey};
-use crate::call::{Interaction, SelectorRule};
+use crate::call::{Callee, Interaction, SelectorRule};
 pub use crate::ids::PolicyId;
 
 /// Who pays for a sponsored operation.
@@ -63,8 +63,8 @@ pub struct ContractFunction {
 }
 
 impl ContractFunction {
-    fn covers(&self, target: Address, selector: FixedBytes<4>) -> bool {
-        self.contract.is_none_or(|contract| contract == target) && self.selector.covers(selector)
+    fn covers(&self, target: Address, callee: Callee) -> bool {
+        self.contract.is_none_or(|contract| contract == target) && self.selector.covers(callee)
     }
 }
 
@@ -376,11 +376,15 @@ impl Policy {
         match operation {
             Operation::Calls(interactions) => {
                 for (index, interaction) in interactions.iter().enumerate() {
-                    let selector = interaction.selector().unwrap_or_default();
+                    // Calldata too short for a selector is covered by no entry but `*`.
+                    let callee = interaction
+                        .callee()
+                        .unwrap_or(Callee::Function(FixedBytes::ZERO));
+                    let selector = callee.selector();
                     let covered = self.rules.iter().any(|rule| match rule {
                         Rule::ContractFunctions(entries) => entries
                             .iter()
-                            .any(|entry| entry.covers(interaction.to, selector)),
+                            .any(|entry| entry.covers(interaction.to, callee)),
                         _ => false,
                     });
                     if !covered {

@@ -443,6 +443,12 @@ fn a_plain_transfer_is_selector_zero() {
             .check(Operation::Calls(&[call(SHOP, MINT)]), CHAIN)
             .is_err()
     );
+    // Calldata that starts with four zero bytes calls a function, not a transfer.
+    assert!(
+        transfers
+            .check(Operation::Calls(&[call(SHOP, FixedBytes::ZERO)]), CHAIN)
+            .is_err()
+    );
 }
 
 #[test]

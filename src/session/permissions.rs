@@ -4,7 +4,7 @@ use alloy::primitives::{Address, FixedBytes};
 use serde::{Deserialize, Serialize};
 
 pub use crate::call::SelectorRule;
-use crate::chain::contracts::SessionKeyAccount;
+use crate::{call::Callee, chain::contracts::SessionKeyAccount};
 
 /// One allowlist entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,11 +35,11 @@ pub struct Permissions {
 }
 
 impl Permissions {
-    /// Whether the allowlist lets the key call `selector` on `target`.
-    pub fn allows(&self, target: Address, selector: FixedBytes<4>) -> bool {
+    /// Whether the allowlist lets the key call `callee` on `target`.
+    pub fn allows(&self, target: Address, callee: Callee) -> bool {
         self.calls
             .iter()
-            .any(|permission| permission.target == target && permission.selector.covers(selector))
+            .any(|permission| permission.target == target && permission.selector.covers(callee))
     }
 
     /// The struct `registerSessionKey` takes.
@@ -136,10 +136,10 @@ mod tests {
                 signature: None,
             },
         ]);
-        assert!(rules.allows(game, mint));
-        assert!(!rules.allows(game, burn));
-        assert!(rules.allows(shop, burn));
-        assert!(!rules.allows(Address::repeat_byte(3), mint));
+        assert!(rules.allows(game, Callee::Function(mint)));
+        assert!(!rules.allows(game, Callee::Function(burn)));
+        assert!(rules.allows(shop, Callee::Function(burn)));
+        assert!(!rules.allows(Address::repeat_byte(3), Callee::Function(mint)));
     }
 
     #[test]

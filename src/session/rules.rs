@@ -186,17 +186,17 @@ pub fn check_intent(
         if ctx.forbidden.contains(&target) || target == Address::ZERO {
             return Err(RuleError::ForbiddenTarget { index, target });
         }
-        let Some(selector) = interaction.selector() else {
+        let Some(callee) = interaction.callee() else {
             return Err(RuleError::MalformedCalldata {
                 index,
                 len: interaction.data.len(),
             });
         };
-        if !rules.allows(target, selector) {
+        if !rules.allows(target, callee) {
             return Err(RuleError::CallNotAllowed {
                 index,
                 target,
-                selector,
+                selector: callee.selector(),
             });
         }
         if interaction.value > U256::from(rules.value_per_call_limit) {
@@ -347,6 +347,27 @@ mod tests {
             check_window(&s, &ctx(1_971)),
             Err(RuleError::WindowClosing { .. })
         ));
+    }
+
+    #[test]
+    fn a_plain_transfer_entry_admits_empty_calldata_only_as_the_account_does() {
+        let s = session();
+        let transfer = Interaction {
+            to: Address::repeat_byte(0x22),
+            value: U256::from(1),
+            data: Bytes::new(),
+            function: None,
+        };
+        assert!(check_intent(&s, std::slice::from_ref(&transfer), 1, &ctx(1_500)).is_ok());
+        let zero_prefixed = Interaction {
+            data: Bytes::from(vec![0, 0, 0, 0, 0xde, 0xad]),
+            ..transfer
+        };
+        let error = check_intent(&s, &[zero_prefixed], 1, &ctx(1_500)).unwrap_err();
+        assert!(
+            matches!(error, RuleError::CallNotAllowed { index: 0, .. }),
+            "{error}"
+        );
     }
 
     #[test]
