@@ -114,7 +114,7 @@ impl App {
                 call_gas_limit: ops::call_gas_limit(call_gas),
                 verification_gas_limit: ops::session_verification_gas(
                     calls,
-                    session.key_p256.is_some(),
+                    session.key_p256.map(|_| chain.p256_path()),
                 ),
                 max_fee_per_gas: fees.max_fee_per_gas,
                 max_priority_fee_per_gas: fees.max_priority_fee_per_gas,

@@ -186,8 +186,9 @@ impl App {
             ),
             call_gas_limit: ops::REGISTRATION_CALL_GAS
                 + ops::REGISTRATION_CALL_GAS_PER_PERMISSION * permission_count,
-            verification_gas_limit: ops::owner_verification_gas(request.owner.is_p256())
-                + if deployed { 0 } else { ops::DEPLOYMENT_GAS },
+            verification_gas_limit: ops::owner_verification_gas(
+                request.owner.is_p256().then(|| chain.p256_path()),
+            ) + if deployed { 0 } else { ops::DEPLOYMENT_GAS },
             max_fee_per_gas: fees.max_fee_per_gas,
             max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
             ..Default::default()
@@ -450,7 +451,9 @@ impl App {
                     registration_id(session.id.as_str()),
                 ),
                 call_gas_limit: ops::REVOCATION_CALL_GAS,
-                verification_gas_limit: ops::owner_verification_gas(session.owner_p256.is_some()),
+                verification_gas_limit: ops::owner_verification_gas(
+                    session.owner_p256.map(|_| chain.p256_path()),
+                ),
                 max_fee_per_gas: fees.max_fee_per_gas,
                 max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
                 ..Default::default()

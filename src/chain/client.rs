@@ -11,6 +11,7 @@ use super::{
     ChainError,
     contracts::{EntryPoint, SessionKeyAccount, SessionKeyAccountFactory, SponsorPaymaster},
     deploy::Deployment,
+    ops::{ContractSigner, P256Path, factory_owner},
     revert::RevertReason,
 };
 use crate::call::Interaction;
@@ -42,6 +43,7 @@ pub struct ChainClient {
     deployment: Deployment,
     chain_id: u64,
     max_fee_per_gas_cap: u128,
+    p256_path: P256Path,
 }
 
 impl ChainClient {
@@ -60,12 +62,29 @@ impl ChainClient {
                 return Err(ChainError::MissingContract { contract, address });
             }
         }
+        let factory = SessionKeyAccountFactory::new(deployment.factory, &provider);
+        let implementation = factory.accountImplementation().call().await?;
+        let p256_path = if SessionKeyAccount::new(implementation, &provider)
+            .usesP256Precompile()
+            .call()
+            .await?
+        {
+            P256Path::Precompile
+        } else {
+            P256Path::Solidity
+        };
         Ok(Self {
             provider,
             deployment,
             chain_id,
             max_fee_per_gas_cap,
+            p256_path,
         })
+    }
+
+    /// How the accounts verify P-256 signatures on this chain.
+    pub fn p256_path(&self) -> P256Path {
+        self.p256_path
     }
 
     /// The provider, for callers that need more than this view.
@@ -91,12 +110,12 @@ impl ChainClient {
     /// The counterfactual address of the account of (owner, salt).
     pub async fn account_address(
         &self,
-        owner: &super::ops::ContractSigner,
+        owner: &ContractSigner,
         salt: U256,
     ) -> Result<Address, ChainError> {
         let factory = SessionKeyAccountFactory::new(self.deployment.factory, &self.provider);
         Ok(factory
-            .getAddress(super::ops::factory_owner(owner), salt)
+            .getAddress(factory_owner(owner), salt)
             .call()
             .await?)
     }

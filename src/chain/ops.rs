@@ -22,11 +22,27 @@ use crate::call::Interaction;
 
 /// Gas for `validateUserOp` of an owner operation (two ecrecovers at worst).
 pub const OWNER_VERIFICATION_GAS: u128 = 120_000;
-/// Extra verification gas when a P-256 signature is checked (a passkey owner, a P-256 or
-/// WebAuthn session key): enough for OpenZeppelin's Solidity verifier on a chain without the
-/// precompile (about 300,000 with a WebAuthn assertion), far more than the precompile needs.
-/// Verification gas left unused is not charged.
-pub const P256_VERIFICATION_GAS: u128 = 400_000;
+/// How the account implementation verifies P-256 signatures (a passkey owner's, a P-256 or
+/// WebAuthn session key's): it decided once, at deployment (`usesP256Precompile()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum P256Path {
+    /// The precompile at 0x100 (6,900 gas a verification under EIP-7951).
+    Precompile,
+    /// OpenZeppelin's Solidity verifier, about 300,000 gas with a WebAuthn assertion.
+    Solidity,
+}
+
+impl P256Path {
+    /// Verification gas an operation gets beyond a secp256k1 one's when a P-256 signature is
+    /// checked: the verification, SHA-256, and for WebAuthn the challenge's base64url and the
+    /// assertion's checks. Verification gas left unused is not charged.
+    pub fn verification_gas(self) -> u128 {
+        match self {
+            Self::Precompile => 60_000,
+            Self::Solidity => 400_000,
+        }
+    }
+}
 /// Extra verification gas when the operation deploys the account (clone + initialize).
 pub const DEPLOYMENT_GAS: u128 = 180_000;
 /// Verification gas of a session-key operation, before its per-call share.
@@ -39,16 +55,18 @@ pub const REGISTRATION_CALL_GAS: u128 = 130_000;
 pub const REGISTRATION_CALL_GAS_PER_PERMISSION: u128 = 30_000;
 /// Execution gas of `revokeSessionKey`.
 pub const REVOCATION_CALL_GAS: u128 = 60_000;
-/// Verification gas of an owner operation, without deployment: more for a passkey.
-pub fn owner_verification_gas(passkey: bool) -> u128 {
-    OWNER_VERIFICATION_GAS + if passkey { P256_VERIFICATION_GAS } else { 0 }
+/// Verification gas of an owner operation, without deployment; `p256` is the path a
+/// passkey owner's signature takes, `None` for an Ethereum owner.
+pub fn owner_verification_gas(p256: Option<P256Path>) -> u128 {
+    OWNER_VERIFICATION_GAS + p256.map_or(0, P256Path::verification_gas)
 }
 
-/// Verification gas of a session key's operation making `calls` calls: more for a P-256 key.
-pub fn session_verification_gas(calls: u128, p256: bool) -> u128 {
+/// Verification gas of a session key's operation making `calls` calls; `p256` is the path a
+/// P-256 key's signature takes, `None` for a secp256k1 key.
+pub fn session_verification_gas(calls: u128, p256: Option<P256Path>) -> u128 {
     SESSION_VERIFICATION_GAS
         + SESSION_VERIFICATION_GAS_PER_CALL * calls
-        + if p256 { P256_VERIFICATION_GAS } else { 0 }
+        + p256.map_or(0, P256Path::verification_gas)
 }
 
 /// Call gas given beyond an estimate's fifth more: room for the state an operation lands
