@@ -13,6 +13,7 @@ use crate::{
     chain::{ChainError, ops, sponsor, user_operation::UserOperation},
     clock::now_ms,
     intent::{Intent, IntentEvent, IntentKind},
+    store::StoreError,
 };
 
 /// The EntryPoint's code for an operation whose initCode meets a deployed account.
@@ -27,9 +28,12 @@ pub(super) enum RebuildError {
     /// The deployed account has another owner than the session's.
     #[error("the account deployed meanwhile is owned by {0}, not by the session's owner")]
     OtherOwner(alloy::primitives::Address),
-    /// The chain failed.
+    /// The chain failed: the operation stays QUEUED and is looked at again next pass.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The store failed, likewise.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// `op` without its initCode: the same calls, nonce, fees and paymaster approval window,
@@ -90,6 +94,10 @@ impl Relay {
                 info!(target: "relay", intent = %intent.id, user_op_hash = %intent.user_op_hash, "account deployed by someone else: operation rebuilt without initCode");
                 self.commit(vec![(intent, IntentEvent::Rebuilt)]).await
             }
+            // Not the operation's fault: nothing is written, and the next pass simulates it
+            // again and comes back here.
+            Err(RebuildError::Chain(error)) => Err(error.into()),
+            Err(RebuildError::Store(error)) => Err(error.into()),
             Err(error) => {
                 warn!(target: "relay", intent = %intent.id, %error, "front-run operation cannot be rebuilt");
                 intent.failure_reason = Some(format!(
@@ -102,7 +110,7 @@ impl Relay {
     }
 
     async fn rebuilt(&self, intent: &Intent) -> Result<UserOperation, RebuildError> {
-        let session = self.store.session(&intent.session).await.ok().flatten();
+        let session = self.store.session(&intent.session).await?;
         let owner = self.chain.owner_of(intent.account).await?;
         if let Some(session) = session
             && session.owner != owner
