@@ -200,23 +200,13 @@ async fn a_passkey_owner_registers_a_webcrypto_key_that_mints() {
             .expect_err("another key");
         assert_eq!(wrong.code(), Code::InvalidArgument);
         assert!(wrong.message().contains("signature"), "{wrong:?}");
-        daemon
-            .intents
-            .submit_intent_signature(proto::SubmitIntentSignatureRequest {
-                name: intent.name.clone(),
-                signature: browser_key.sign_raw(hash),
-                ..Default::default()
-            })
-            .await
-            .expect("the browser key's signature");
-        let done = daemon.wait_final(&intent.name).await;
-        assert_eq!(done.status, S::Confirmed as i32, "{done:?}");
-        report_gas(
-            &chain,
-            &format!("P-256 (WebCrypto) session-key mint of item {id}"),
-            &done,
-        )
-        .await;
+        let signed = proto::SubmitIntentSignatureRequest {
+            name: intent.name.clone(),
+            signature: browser_key.sign_raw(hash),
+            ..Default::default()
+        };
+        let what = format!("P-256 (WebCrypto) session-key mint of item {id}");
+        sign_and_confirm(&chain, &mut daemon, signed, &what).await;
     }
 }
 
@@ -241,23 +231,13 @@ async fn a_webauthn_session_key_mints() {
     for id in [5, 6] {
         let intent = create_mint(&mut daemon, &chain, &active, id).await;
         let challenge = challenge_of(intent.next_action.as_ref());
-        daemon
-            .intents
-            .submit_intent_signature(proto::SubmitIntentSignatureRequest {
-                name: intent.name.clone(),
-                webauthn: Some(credential.assert(&challenge, UP_UV)),
-                ..Default::default()
-            })
-            .await
-            .expect("the credential's assertion");
-        let done = daemon.wait_final(&intent.name).await;
-        assert_eq!(done.status, S::Confirmed as i32, "{done:?}");
-        report_gas(
-            &chain,
-            &format!("WebAuthn session-key mint of item {id}"),
-            &done,
-        )
-        .await;
+        let signed = proto::SubmitIntentSignatureRequest {
+            name: intent.name.clone(),
+            webauthn: Some(credential.assert(&challenge, UP_UV)),
+            ..Default::default()
+        };
+        let what = format!("WebAuthn session-key mint of item {id}");
+        sign_and_confirm(&chain, &mut daemon, signed, &what).await;
     }
 }
 
@@ -415,23 +395,13 @@ async fn a_secp256k1_session_key_mints_for_comparison() {
         let intent = create_mint(&mut daemon, &chain, &session, id).await;
         let hash = next_action_hash(intent.next_action.as_ref());
         let signature = latchkey::chain::signature::sign_hash(&key, hash).expect("sign");
-        daemon
-            .intents
-            .submit_intent_signature(proto::SubmitIntentSignatureRequest {
-                name: intent.name.clone(),
-                signature: signature.to_string(),
-                ..Default::default()
-            })
-            .await
-            .expect("the key's signature");
-        let done = daemon.wait_final(&intent.name).await;
-        assert_eq!(done.status, S::Confirmed as i32, "{done:?}");
-        report_gas(
-            &chain,
-            &format!("secp256k1 session-key mint of item {id}"),
-            &done,
-        )
-        .await;
+        let signed = proto::SubmitIntentSignatureRequest {
+            name: intent.name.clone(),
+            signature: signature.to_string(),
+            ..Default::default()
+        };
+        let what = format!("secp256k1 session-key mint of item {id}");
+        sign_and_confirm(&chain, &mut daemon, signed, &what).await;
     }
 }
 
@@ -456,6 +426,25 @@ async fn create_mint(
         .await
         .expect("create intent")
         .into_inner()
+}
+
+/// Submits `signed`, waits for its intent to confirm, and prints the gas of the bundle that
+/// carried it as `what`.
+async fn sign_and_confirm(
+    chain: &TestChain,
+    daemon: &mut TestDaemon,
+    signed: proto::SubmitIntentSignatureRequest,
+    what: &str,
+) {
+    let name = signed.name.clone();
+    daemon
+        .intents
+        .submit_intent_signature(signed)
+        .await
+        .unwrap_or_else(|status| panic!("{what}: the signature is refused: {status:?}"));
+    let done = daemon.wait_final(&name).await;
+    assert_eq!(done.status, S::Confirmed as i32, "{what}: {done:?}");
+    report_gas(chain, what, &done).await;
 }
 
 /// Prints what the session's registration transaction used.
