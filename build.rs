@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
 /// The messages `latchkey ... --json` prints as they are.
 const CLI_JSON_MESSAGES: &[&str] = &[
+    "ArgumentRule",
     "CallPermission",
     "ChainHead",
     "Paymaster",
@@ -49,6 +50,9 @@ const CLI_JSON_MESSAGES: &[&str] = &[
     "RelayerStatus",
     "RevertDetails",
     "SessionPermissions",
+    "SessionUsage",
+    "SpendLimit",
+    "SpendLimitUsage",
     "Sponsorship",
     "StatusTransition",
     "TransactionIntentResult",
@@ -57,6 +61,10 @@ const CLI_JSON_MESSAGES: &[&str] = &[
 
 /// How a field of those messages reads in JSON, where it is not the field as it is.
 const CLI_JSON_FIELDS: &[(&str, &str)] = &[
+    (
+        "ArgumentRule.condition",
+        r#"serialize_with = "crate::cli::json::argument_condition""#,
+    ),
     ("CallPermission.selector", "skip"),
     (
         "ChainHead.block_time",
@@ -86,6 +94,15 @@ const CLI_JSON_FIELDS: &[(&str, &str)] = &[
         "SessionPermissions.gas_budget",
         r#"rename = "gas_budget_wei", serialize_with = "crate::cli::json::zero_if_empty""#,
     ),
+    (
+        "SpendLimit.asset",
+        r#"serialize_with = "crate::cli::json::asset_kind""#,
+    ),
+    ("SpendLimit.id", NULL),
+    ("SpendLimit.token", NULL),
+    ("SpendLimit.per_period", NULL),
+    ("SpendLimitUsage.period_spent", NULL),
+    ("SpendLimitUsage.period_left", NULL),
     ("Sponsorship.valid_until", TIME),
     (
         "StatusTransition.status",

@@ -103,10 +103,12 @@ pub async fn connect_chain(settings: &Settings) -> Result<ChainClient, DaemonErr
     let provider = ProviderBuilder::new()
         .connect_client(RpcClient::new(transport, is_local))
         .erased();
+    let examples = crate::chain::deploy::expected_addresses(chain_settings.entry_point);
     let deployment = Deployment {
         entry_point: chain_settings.entry_point,
         factory: chain_settings.factory,
-        game_items: crate::chain::deploy::expected_addresses(chain_settings.entry_point).game_items,
+        game_items: examples.game_items,
+        game_gold: examples.game_gold,
     };
     let chain =
         ChainClient::connect(provider, deployment, chain_settings.max_fee_per_gas_wei).await?;

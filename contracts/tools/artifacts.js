@@ -16,7 +16,7 @@ const outDir = path.join(root, 'out');
 const artifactsDir = path.join(root, 'artifacts');
 
 // Our contracts, from forge's output.
-const OWN = ['SessionKeyAccount', 'SessionKeyAccountFactory', 'GameItems', 'SponsorPaymaster'];
+const OWN = ['SessionKeyAccount', 'SessionKeyAccountFactory', 'GameItems', 'GameGold', 'SponsorPaymaster'];
 // The canonical EntryPoint v0.8, from its npm package: these are the exact bytes that the
 // CREATE2 deployer places at 0x4337084D9E255Ff0702461CF8895CE9E3b5Ff108.
 const ENTRY_POINT = path.join(

@@ -260,6 +260,51 @@ fn rule_metadata(rule: &RuleError) -> Vec<(&'static str, String)> {
             ("target", target.to_string()),
             ("selector", selector.to_string()),
         ]),
+        RuleError::ArgumentNotAllowed {
+            index,
+            target,
+            selector,
+            param,
+        } => metadata.extend([
+            ("field", format!("interactions[{index}]")),
+            ("target", target.to_string()),
+            ("selector", selector.to_string()),
+            ("param", param.to_string()),
+        ]),
+        RuleError::SpendNotCountable { index, token, .. } => metadata.extend([
+            ("field", format!("interactions[{index}]")),
+            ("token", token.to_string()),
+        ]),
+        RuleError::SpendLimitExceeded {
+            limit,
+            token,
+            id,
+            requested,
+            left,
+            ..
+        } => metadata.extend([
+            ("field", format!("permissions.limits[{limit}]")),
+            ("token", token.to_string()),
+            ("id", id.to_string()),
+            ("requested", requested.to_string()),
+            ("left", left.to_string()),
+        ]),
+        RuleError::PeriodAllowanceExceeded {
+            limit,
+            token,
+            id,
+            requested,
+            left,
+            period_end,
+            ..
+        } => metadata.extend([
+            ("field", format!("permissions.limits[{limit}]")),
+            ("token", token.to_string()),
+            ("id", id.to_string()),
+            ("requested", requested.to_string()),
+            ("left", left.to_string()),
+            ("period_end", period_end.to_string()),
+        ]),
         RuleError::ValuePerCallExceeded {
             index,
             value,

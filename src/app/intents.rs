@@ -66,13 +66,15 @@ impl App {
         // session and re-decides, so concurrent intents on one session (which each write
         // its usage) race over microseconds, not over RPC round trips.
         check_active(&session)?;
+        let now = chain.inclusion_time().await?;
         let ctx = CheckContext {
-            now: chain.inclusion_time().await?,
+            now,
             window_margin_secs: self.config().window_margin_secs,
             forbidden: [session.account, deployment.entry_point],
+            deadline: self.operation_deadline(&session, now),
         };
         // Refuse what the rules refuse before asking the chain anything about the calls.
-        rules::check_intent(&session, &interactions, 0, &ctx)?;
+        let charges = rules::check_intent(&session, &interactions, 0, &ctx)?.charges;
         // The intent's own policy, else its session's: named means sponsored or refused.
         let named = policy;
         let policy = self
@@ -107,6 +109,10 @@ impl App {
                 self.check_unsigned_room(&session).await?;
             }
             let calls = interactions.len() as u128;
+            let rule_checks = interactions
+                .iter()
+                .filter_map(|call| Some(session.permissions.rules_for(call.to, call.callee()?)))
+                .sum();
             let mut op = UserOperation {
                 sender: session.account,
                 nonce: ops::session_nonce(session.key, session.next_intent_lane),
@@ -115,7 +121,7 @@ impl App {
                 verification_gas_limit: ops::session_verification_gas(
                     calls,
                     session.key_p256.map(|_| chain.p256_path()),
-                ),
+                ) + ops::permission_verification_gas(rule_checks, charges),
                 max_fee_per_gas: fees.max_fee_per_gas,
                 max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
                 ..Default::default()
@@ -130,7 +136,7 @@ impl App {
             )?;
             // A sponsored operation costs the account nothing, so it takes nothing of the
             // session's gas budget.
-            let reserved =
+            let admission =
                 rules::check_intent(&session, interactions, ops::worst_case_cost(&op), ctx)?;
             let user_op_hash = op.hash_v08(deployment.entry_point, chain.chain_id())?;
             let status = match session.custody {
@@ -146,7 +152,7 @@ impl App {
                 status,
                 now_ms,
             );
-            intent.valid_until = Some(self.operation_deadline(&session, ctx.now));
+            intent.valid_until = Some(admission.deadline);
             match session.custody {
                 KeyCustody::Held => {
                     let sealed = self
@@ -168,12 +174,12 @@ impl App {
             }
             intent.interactions = interactions.clone();
             intent.idempotency_key = idempotency_key.clone();
-            intent.reserved = reserved;
-            intent.charge = charge;
             session.usage = session
                 .usage
-                .checked_add(reserved)
+                .checked_add(&admission.usage)
                 .ok_or(AppError::Internal("session usage overflow"))?;
+            intent.reserved = admission.usage;
+            intent.charge = charge;
             session.next_intent_lane =
                 session.next_intent_lane.checked_add(1).ok_or_else(|| {
                     AppError::precondition(

@@ -172,7 +172,6 @@ impl App {
         let session_id = SessionId::generate();
         let intent_id = IntentId::generate();
         let fees = chain.fees().await?;
-        let permission_count = request.permissions.calls.len() as u128;
         let mut op = UserOperation {
             sender: account,
             nonce: ops::owner_nonce(intent_id.as_str().as_bytes()),
@@ -184,8 +183,7 @@ impl App {
                 request.valid_until,
                 request.permissions.to_contract(),
             ),
-            call_gas_limit: ops::REGISTRATION_CALL_GAS
-                + ops::REGISTRATION_CALL_GAS_PER_PERMISSION * permission_count,
+            call_gas_limit: request.permissions.registration_call_gas(),
             verification_gas_limit: ops::owner_verification_gas(
                 request.owner.is_p256().then(|| chain.p256_path()),
             ) + if deployed { 0 } else { ops::DEPLOYMENT_GAS },

@@ -59,6 +59,13 @@ sol!(
 sol!(
     #[sol(rpc)]
     #[derive(Debug)]
+    GameGold,
+    "contracts/artifacts/GameGold.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
     SponsorPaymaster,
     "contracts/artifacts/SponsorPaymaster.json"
 );

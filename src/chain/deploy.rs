@@ -16,7 +16,7 @@ use tracing::info;
 use super::{
     ChainError,
     contracts::{
-        CREATE2_DEPLOYER, ENTRY_POINT_V08, ENTRY_POINT_V08_SALT, EntryPoint, GameItems,
+        CREATE2_DEPLOYER, ENTRY_POINT_V08, ENTRY_POINT_V08_SALT, EntryPoint, GameGold, GameItems,
         SessionKeyAccountFactory, SponsorPaymaster,
     },
 };
@@ -34,6 +34,8 @@ pub struct Deployment {
     pub factory: Address,
     /// The GameItems example contract.
     pub game_items: Address,
+    /// The GameGold example contract, an ERC-20 game currency.
+    pub game_gold: Address,
 }
 
 /// A contract that latchkey places through the CREATE2 deployer. Its salt and init code
@@ -74,6 +76,15 @@ impl Create2Contract {
             name: "GameItems",
             salt: LATCHKEY_SALT,
             init_code: GameItems::BYTECODE.clone(),
+        }
+    }
+
+    /// The GameGold example contract.
+    pub fn game_gold() -> Self {
+        Self {
+            name: "GameGold",
+            salt: LATCHKEY_SALT,
+            init_code: GameGold::BYTECODE.clone(),
         }
     }
 
@@ -158,10 +169,12 @@ pub async fn deploy_all<P: Provider>(provider: &P) -> Result<Deployment, ChainEr
     }
     let factory = deploy_logged(provider, Create2Contract::factory(entry_point)).await?;
     let game_items = deploy_logged(provider, Create2Contract::game_items()).await?;
+    let game_gold = deploy_logged(provider, Create2Contract::game_gold()).await?;
     Ok(Deployment {
         entry_point,
         factory: factory.address,
         game_items: game_items.address,
+        game_gold: game_gold.address,
     })
 }
 
@@ -231,6 +244,7 @@ pub fn expected_addresses(entry_point: Address) -> Deployment {
         entry_point,
         factory: Create2Contract::factory(entry_point).address(),
         game_items: Create2Contract::game_items().address(),
+        game_gold: Create2Contract::game_gold().address(),
     }
 }
 

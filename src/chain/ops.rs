@@ -53,6 +53,16 @@ pub const SESSION_VERIFICATION_GAS_PER_CALL: u128 = 15_000;
 pub const REGISTRATION_CALL_GAS: u128 = 130_000;
 /// Execution gas per allowlist entry written.
 pub const REGISTRATION_CALL_GAS_PER_PERMISSION: u128 = 30_000;
+/// Verification gas per argument rule a session-key operation checks: a few storage reads.
+pub const ARGUMENT_RULE_VERIFICATION_GAS: u128 = 10_000;
+/// Verification gas per spend-limit charge: the limit's slots read and written, and its event.
+pub const SPEND_CHARGE_VERIFICATION_GAS: u128 = 50_000;
+/// Execution gas per argument rule written at registration, before its values.
+pub const REGISTRATION_CALL_GAS_PER_RULE: u128 = 50_000;
+/// Execution gas per value of an argument rule written at registration.
+pub const REGISTRATION_CALL_GAS_PER_RULE_VALUE: u128 = 25_000;
+/// Execution gas per spend limit written at registration.
+pub const REGISTRATION_CALL_GAS_PER_LIMIT: u128 = 100_000;
 /// Execution gas of `revokeSessionKey`.
 pub const REVOCATION_CALL_GAS: u128 = 60_000;
 /// Verification gas of an owner operation, without deployment; `p256` is the path a
@@ -67,6 +77,12 @@ pub fn session_verification_gas(calls: u128, p256: Option<P256Path>) -> u128 {
     SESSION_VERIFICATION_GAS
         + SESSION_VERIFICATION_GAS_PER_CALL * calls
         + p256.map_or(0, P256Path::verification_gas)
+}
+
+/// Verification gas a session-key operation needs beyond [`session_verification_gas`] for
+/// its permissions: `rules` argument rules checked and `charges` spend-limit charges.
+pub fn permission_verification_gas(rules: usize, charges: usize) -> u128 {
+    ARGUMENT_RULE_VERIFICATION_GAS * rules as u128 + SPEND_CHARGE_VERIFICATION_GAS * charges as u128
 }
 
 /// Call gas given beyond an estimate's fifth more: room for the state an operation lands

@@ -185,8 +185,9 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
                     calls: vec![proto::CallPermission {
                         target: chain.deployment.game_items.to_string(),
                         function: "mint(address,uint256,uint256)".into(),
-                        selector: String::new(),
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 }),
                 policy: policy.clone(),
                 ..Default::default()

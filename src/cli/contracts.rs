@@ -79,8 +79,8 @@ pub struct DeployArgs {
     /// Deploy no paymaster: the daemon then runs without sponsorship.
     #[arg(long, conflicts_with_all = ["paymaster_signer", "paymaster_owner", "deposit"])]
     pub no_paymaster: bool,
-    /// Also deploy GameItems, the example game contract that the local stack and the
-    /// walkthrough mint from.
+    /// Also deploy the example game contracts that the local stack and the walkthrough use:
+    /// GameItems (ERC-1155 items) and GameGold (an ERC-20 currency).
     #[arg(long)]
     pub example_contracts: bool,
     /// Also write a latchkey config file naming the chain and the contracts, which
@@ -136,6 +136,7 @@ enum Item {
     Factory,
     Paymaster,
     GameItems,
+    GameGold,
 }
 
 impl Item {
@@ -146,6 +147,7 @@ impl Item {
             Self::Factory => "SessionKeyAccountFactory",
             Self::Paymaster => "SponsorPaymaster",
             Self::GameItems => "GameItems",
+            Self::GameGold => "GameGold",
         }
     }
 
@@ -156,6 +158,7 @@ impl Item {
             Self::Factory => "factory",
             Self::Paymaster => "paymaster",
             Self::GameItems => "game_items",
+            Self::GameGold => "game_gold",
         }
     }
 
@@ -167,6 +170,7 @@ impl Item {
             Self::Factory => 3_600_000,
             Self::Paymaster => 1_550_000,
             Self::GameItems => 1_550_000,
+            Self::GameGold => 1_550_000,
         }
     }
 }
@@ -197,6 +201,7 @@ impl Plan {
         });
         if args.example_contracts {
             contracts.push((Item::GameItems, Create2Contract::game_items()));
+            contracts.push((Item::GameGold, Create2Contract::game_gold()));
         }
         Self {
             contracts,
@@ -267,6 +272,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         factory: String::new(),
         paymaster: None,
         game_items: None,
+        game_gold: None,
         contracts: BTreeMap::new(),
         paymaster_owner: None,
         paymaster_signer: None,
@@ -302,6 +308,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             Item::EntryPoint => report.entry_point = address,
             Item::Factory => report.factory = address,
             Item::GameItems => report.game_items = Some(address),
+            Item::GameGold => report.game_gold = Some(address),
             Item::Paymaster => {
                 let (owner, signer, deposit) = plan.paymaster.context("a paymaster is planned")?;
                 check_paymaster_signer(&provider, placed.address, signer).await?;
@@ -577,6 +584,7 @@ struct Report {
     factory: String,
     paymaster: Option<String>,
     game_items: Option<String>,
+    game_gold: Option<String>,
     /// Each contract considered, by its config name.
     contracts: BTreeMap<&'static str, ContractJson>,
     paymaster_owner: Option<String>,
@@ -671,6 +679,7 @@ impl Report {
             Item::Factory,
             Item::Paymaster,
             Item::GameItems,
+            Item::GameGold,
         ] {
             let Some(contract) = self.contracts.get(item.key()) else {
                 continue;
@@ -909,10 +918,11 @@ mod tests {
                 Item::EntryPoint,
                 Item::Factory,
                 Item::Paymaster,
-                Item::GameItems
+                Item::GameItems,
+                Item::GameGold
             ]
         );
-        assert_eq!(plan.steps(), 5, "four contracts and the deposit");
+        assert_eq!(plan.steps(), 6, "five contracts and the deposit");
         assert_eq!(plan.address(Item::EntryPoint), Some(ENTRY_POINT_V08));
         assert_eq!(
             plan.address(Item::Paymaster),
@@ -1074,6 +1084,7 @@ mod tests {
             factory: factory.to_string(),
             paymaster: Some(paymaster.to_string()),
             game_items: None,
+            game_gold: None,
             contracts,
             paymaster_owner: None,
             paymaster_signer: None,

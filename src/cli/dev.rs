@@ -232,6 +232,7 @@ fn print_dev_banner(
     println!("  EntryPoint  {}", deployment.entry_point);
     println!("  factory     {}", deployment.factory);
     println!("  GameItems   {}", deployment.game_items);
+    println!("  GameGold    {}", deployment.game_gold);
     println!("  relayer     {} (funded)", chain.relayer.address());
     println!(
         "  paymaster   {} ({} ETH deposited)",

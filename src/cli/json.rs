@@ -71,8 +71,20 @@ macro_rules! proto_names {
     )*};
 }
 
+/// An argument rule's condition by its name: `EQUAL`, `IS_ACCOUNT`.
+pub fn argument_condition<S: Serializer>(value: &i32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&enum_name::<proto::ArgumentCondition>(*value))
+}
+
+/// A spend limit's asset kind by its name: `ERC20`, `NATIVE`.
+pub fn asset_kind<S: Serializer>(value: &i32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&enum_name::<proto::AssetKind>(*value))
+}
+
 proto_names! {
     ApiKeyScope => "API_KEY_SCOPE_",
+    ArgumentCondition => "ARGUMENT_CONDITION_",
+    AssetKind => "ASSET_KIND_",
     KeyCustody => "KEY_CUSTODY_",
     SessionStatus => "SESSION_STATUS_",
     SponsorStrategy => "SPONSOR_STRATEGY_",

@@ -271,6 +271,8 @@ pub struct SessionJson {
     pub valid_until: String,
     /// What the key may do.
     pub permissions: proto::SessionPermissions,
+    /// What the key has used of its limits and what is left, per limit and per period.
+    pub usage: Option<proto::SessionUsage>,
     /// The hash the account owner must sign next (the registration's or the revocation's
     /// userOpHash), while the session waits for a signature.
     pub next_action_hash: Option<String>,
@@ -297,6 +299,47 @@ pub struct SessionJson {
     pub update_time: Option<String>,
 }
 
+/// An argument rule for people: `param 0 (address) IS_ACCOUNT`, `param 1 (uint256) AT_MOST 100`.
+fn rule_text(rule: &proto::ArgumentRule) -> String {
+    let condition = enum_name::<proto::ArgumentCondition>(rule.condition);
+    let mut text = format!("param {} ({}) {condition}", rule.param, rule.r#type);
+    if !rule.values.is_empty() {
+        text.push(' ');
+        text.push_str(&rule.values.join(", "));
+    }
+    text
+}
+
+/// A spend limit and its usage for people: `ERC20 0x... 150 of 10000 spent; 150 of 1000
+/// this period (850 left, until 2026-12-04T23:59:59Z)`.
+fn limit_text(limit: &proto::SpendLimit, usage: Option<&proto::SpendLimitUsage>) -> String {
+    let asset = enum_name::<proto::AssetKind>(limit.asset);
+    let mut text = match (limit.token.is_empty(), limit.id.is_empty()) {
+        (true, _) => asset,
+        (false, true) => format!("{asset} {}", limit.token),
+        (false, false) => format!("{asset} {} id {}", limit.token, limit.id),
+    };
+    let spent = usage.map_or("0", |usage| usage.spent.as_str());
+    text.push_str(&format!(": {spent} of {} spent", limit.total));
+    if limit.period_seconds != 0 {
+        match usage.filter(|usage| usage.period_end != 0) {
+            Some(usage) => text.push_str(&format!(
+                "; {} of {} this {} s period ({} left, until {})",
+                usage.period_spent,
+                limit.per_period,
+                limit.period_seconds,
+                usage.period_left,
+                unix_text(usage.period_end)
+            )),
+            None => text.push_str(&format!(
+                "; {} per {} s period",
+                limit.per_period, limit.period_seconds
+            )),
+        }
+    }
+    text
+}
+
 /// The JSON shape of a session.
 pub fn session_json(session: &proto::Session) -> SessionJson {
     SessionJson {
@@ -312,6 +355,7 @@ pub fn session_json(session: &proto::Session) -> SessionJson {
         valid_after: (session.valid_after > 0).then(|| unix_text(session.valid_after)),
         valid_until: unix_text(session.valid_until),
         permissions: session.permissions.clone().unwrap_or_default(),
+        usage: session.usage.clone(),
         next_action_hash: session
             .next_action
             .as_ref()
@@ -392,6 +436,28 @@ pub fn render_session(session: &proto::Session) -> String {
     for (index, call) in permissions.calls.iter().enumerate() {
         let label = if index == 0 { "may call" } else { "" };
         out.push_str(&field(label, &format!("{} {}", call.target, call.function)));
+        for rule in &call.rules {
+            out.push_str(&field("", &format!("  where {}", rule_text(rule))));
+        }
+    }
+    let usage = json.usage.clone().unwrap_or_default();
+    if json.usage.is_some() {
+        out.push_str(&field(
+            "used",
+            &format!(
+                "{} calls ({} left), {} wei value ({} left), {} wei gas ({} left)",
+                usage.calls,
+                usage.calls_left,
+                or_zero(&usage.value),
+                or_zero(&usage.value_left),
+                or_zero(&usage.gas),
+                or_zero(&usage.gas_left),
+            ),
+        ));
+    }
+    for (index, limit) in permissions.limits.iter().enumerate() {
+        let label = if index == 0 { "spend limits" } else { "" };
+        out.push_str(&field(label, &limit_text(limit, usage.limits.get(index))));
     }
 
     // The registration always shows; the revocation once one was asked for.
@@ -515,6 +581,7 @@ mod tests {
             signature_deadline: None,
             owner_signer: None,
             key_signer: None,
+            usage: None,
             name: format!("sessions/{ID}"),
             id: ID.to_owned(),
             account: format!("accounts/{ACCOUNT}"),
@@ -534,7 +601,9 @@ mod tests {
                     target: ACCOUNT.to_owned(),
                     function: "0x40c10f19".to_owned(),
                     selector: String::new(),
+                    ..Default::default()
                 }],
+                ..Default::default()
             }),
             status: proto::SessionStatus::Revoking.into(),
             next_action: Some(proto::NextAction {

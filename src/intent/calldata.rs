@@ -392,6 +392,19 @@ impl FunctionSignature {
     }
 }
 
+impl FunctionSignature {
+    /// Parses `text` as a value of parameter `index` (in the syntax of the
+    /// [module docs](self)) and returns the 32-byte word the ABI encodes it as; `None` when
+    /// there is no such parameter or its type is dynamic, with no word of its own.
+    pub fn param_word(&self, index: usize, text: &str) -> Option<Result<B256, CalldataError>> {
+        let ty = self.params.get(index)?;
+        if ty.is_dynamic() || ty.minimum_words() != 1 {
+            return None;
+        }
+        Some(parse_argument(index, ty, text).map(|value| B256::from_slice(&value.abi_encode())))
+    }
+}
+
 impl FromStr for FunctionSignature {
     type Err = CalldataError;
 

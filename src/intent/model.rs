@@ -429,7 +429,7 @@ impl Intent {
         };
         let event = match (self.kind, self.status) {
             (IntentKind::Call, status) if status.is_final() && !status.spent_limits() => {
-                session.usage = session.usage.saturating_sub(self.reserved);
+                session.usage = session.usage.saturating_sub(&self.reserved);
                 session.updated_at_ms = now_ms;
                 return Ok(true);
             }

@@ -4,11 +4,15 @@
 
 mod permissions;
 pub mod rules;
+pub mod spend;
 
 use alloy::primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
 
-pub use self::permissions::{CallPermission, Permissions, SelectorRule, Usage};
+pub use self::permissions::{
+    ArgumentRule, Asset, CallPermission, Condition, LimitUsage, Permissions, Refusal, SelectorRule,
+    SpendLimit, Usage, argument, fits,
+};
 pub use crate::ids::SessionId;
 use crate::{
     auth::TenantId,

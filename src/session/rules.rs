@@ -7,7 +7,10 @@ use alloy::primitives::{Address, FixedBytes, U256};
 
 use crate::{
     call::Interaction,
-    session::{Session, Usage},
+    session::{
+        Asset, LimitUsage, Refusal, Session, Usage,
+        spend::{self, SpendError},
+    },
 };
 
 /// Why an intent breaks its session's rules. Each names the rule.
@@ -64,6 +67,68 @@ pub enum RuleError {
         /// Its selector (0x00000000 for a plain transfer).
         selector: FixedBytes<4>,
     },
+    /// The call's arguments break a rule of every entry that lists it.
+    #[error(
+        "interactions[{index}]: argument {param} of selector {selector} on {target} breaks the session's argument rules"
+    )]
+    ArgumentNotAllowed {
+        /// Index of the interaction.
+        index: usize,
+        /// Its target.
+        target: Address,
+        /// Its selector.
+        selector: FixedBytes<4>,
+        /// The failing parameter (of the last entry tried, as the account reports it).
+        param: u8,
+    },
+    /// A call to a limited token that no limit can count.
+    #[error("interactions[{index}]: a spend limit guards {token}, and {error}")]
+    SpendNotCountable {
+        /// Index of the interaction.
+        index: usize,
+        /// The token.
+        token: Address,
+        /// Why.
+        error: SpendError,
+    },
+    /// Not enough left of a spend limit's total.
+    #[error(
+        "the intent spends {requested} of {asset} {token} id {id}, but permissions.limits[{limit}] has {left} left in all"
+    )]
+    SpendLimitExceeded {
+        /// Index of the limit.
+        limit: usize,
+        /// The asset kind's API name.
+        asset: &'static str,
+        /// The token (zero for native value).
+        token: Address,
+        /// The ERC-1155 id (0 otherwise).
+        id: U256,
+        /// What the intent spends.
+        requested: U256,
+        /// What is left, counting intents already on their way.
+        left: u128,
+    },
+    /// Not enough left of a spend limit's allowance in the current period.
+    #[error(
+        "the intent spends {requested} of {asset} {token} id {id}, but permissions.limits[{limit}] has {left} left in the period that ends at {period_end} (unix seconds)"
+    )]
+    PeriodAllowanceExceeded {
+        /// Index of the limit.
+        limit: usize,
+        /// The asset kind's API name.
+        asset: &'static str,
+        /// The token (zero for native value).
+        token: Address,
+        /// The ERC-1155 id (0 otherwise).
+        id: U256,
+        /// What the intent spends.
+        requested: U256,
+        /// What is left in the period.
+        left: u128,
+        /// The period's last second; a new allowance starts the second after.
+        period_end: u64,
+    },
     /// One call carries more value than the per-call limit.
     #[error(
         "interactions[{index}]: value {value} wei is over the session's per-call limit of {limit} wei"
@@ -113,6 +178,10 @@ impl RuleError {
             Self::WindowNotOpen { .. } | Self::WindowClosing { .. } => "window",
             Self::NoInteractions | Self::MalformedCalldata { .. } => "interactions",
             Self::ForbiddenTarget { .. } | Self::CallNotAllowed { .. } => "allowlist",
+            Self::ArgumentNotAllowed { .. } => "argument_rules",
+            Self::SpendNotCountable { .. }
+            | Self::SpendLimitExceeded { .. }
+            | Self::PeriodAllowanceExceeded { .. } => "spend_limits",
             Self::ValuePerCallExceeded { .. } => "value_per_call_limit",
             Self::CallLimitReached { .. } => "call_limit",
             Self::ValueBudgetExceeded { .. } => "value_budget",
@@ -129,6 +198,10 @@ impl RuleError {
             Self::MalformedCalldata { .. } => "CALLDATA_MALFORMED",
             Self::ForbiddenTarget { .. } => "CALL_FORBIDDEN",
             Self::CallNotAllowed { .. } => "CALL_NOT_ALLOWED",
+            Self::ArgumentNotAllowed { .. } => "ARGUMENT_NOT_ALLOWED",
+            Self::SpendNotCountable { .. } => "SPEND_NOT_COUNTABLE",
+            Self::SpendLimitExceeded { .. } => "SPEND_LIMIT_EXCEEDED",
+            Self::PeriodAllowanceExceeded { .. } => "PERIOD_ALLOWANCE_EXCEEDED",
             Self::ValuePerCallExceeded { .. } => "VALUE_PER_CALL_EXCEEDED",
             Self::CallLimitReached { .. } => "CALL_LIMIT_REACHED",
             Self::ValueBudgetExceeded { .. } => "VALUE_BUDGET_EXCEEDED",
@@ -146,6 +219,23 @@ pub struct CheckContext {
     pub window_margin_secs: u64,
     /// Addresses no session key may call: the account itself and the EntryPoint.
     pub forbidden: [Address; 2],
+    /// The deadline the operation gets unless a periodic limit it spends needs an earlier
+    /// one (unix seconds).
+    pub deadline: u64,
+}
+
+/// What an admitted intent reserves, and the deadline its operation must carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// What it uses of the session's limits.
+    pub usage: Usage,
+    /// Its operation's deadline: the context's, or the end of the current period of a
+    /// periodic limit it spends, whichever is first. The account charges a periodic limit
+    /// to the period that holds the deadline and makes the op valid only from that period's
+    /// start, so an operation must end in the period it was admitted in.
+    pub deadline: u64,
+    /// How many spend-limit charges the account will make, to size validation gas.
+    pub charges: usize,
 }
 
 /// The window check alone: intents need it before an operation is even built.
@@ -174,13 +264,15 @@ pub fn check_intent(
     interactions: &[Interaction],
     gas_cost: u128,
     ctx: &CheckContext,
-) -> Result<Usage, RuleError> {
+) -> Result<Admission, RuleError> {
     check_window(session, ctx)?;
     if interactions.is_empty() {
         return Err(RuleError::NoInteractions);
     }
     let rules = &session.permissions;
     let mut total_value = U256::ZERO;
+    let mut amounts = vec![U256::ZERO; rules.limits.len()];
+    let mut charges = 0;
     for (index, interaction) in interactions.iter().enumerate() {
         let target = interaction.to;
         if ctx.forbidden.contains(&target) || target == Address::ZERO {
@@ -192,12 +284,23 @@ pub fn check_intent(
                 len: interaction.data.len(),
             });
         };
-        if !rules.allows(target, callee) {
-            return Err(RuleError::CallNotAllowed {
-                index,
-                target,
-                selector: callee.selector(),
-            });
+        match rules.admits(target, callee, &interaction.data, session.account) {
+            Ok(()) => {}
+            Err(Refusal::NotListed) => {
+                return Err(RuleError::CallNotAllowed {
+                    index,
+                    target,
+                    selector: callee.selector(),
+                });
+            }
+            Err(Refusal::Argument { param }) => {
+                return Err(RuleError::ArgumentNotAllowed {
+                    index,
+                    target,
+                    selector: callee.selector(),
+                    param,
+                });
+            }
         }
         if interaction.value > U256::from(rules.value_per_call_limit) {
             return Err(RuleError::ValuePerCallExceeded {
@@ -207,9 +310,30 @@ pub fn check_intent(
             });
         }
         total_value = total_value.saturating_add(interaction.value);
+        if let Some(asset) = rules.limited_asset(target) {
+            let spends =
+                spend::spends(asset, &interaction.data, session.account).map_err(|error| {
+                    RuleError::SpendNotCountable {
+                        index,
+                        token: target,
+                        error,
+                    }
+                })?;
+            for spent in spends {
+                if let Some(limit) = rules.limit_index(target, spent.id) {
+                    amounts[limit] = amounts[limit].saturating_add(spent.amount);
+                    charges += usize::from(spent.amount != U256::ZERO);
+                }
+            }
+        }
     }
+    if let Some(limit) = rules.limit_index(Address::ZERO, U256::ZERO) {
+        amounts[limit] = total_value;
+        charges += usize::from(total_value != U256::ZERO);
+    }
+    let (limits, deadline) = check_spend_limits(session, &amounts, ctx)?;
 
-    let used = session.usage;
+    let used = &session.usage;
     let calls_left = rules.call_limit.saturating_sub(used.calls);
     let calls = u32::try_from(interactions.len()).unwrap_or(u32::MAX);
     if calls > calls_left {
@@ -235,11 +359,91 @@ pub fn check_intent(
             left: gas_left,
         });
     }
-    Ok(Usage {
-        calls,
-        value,
-        gas: gas_cost,
+    Ok(Admission {
+        usage: Usage {
+            calls,
+            value,
+            gas: gas_cost,
+            limits,
+        },
+        deadline,
+        charges,
     })
+}
+
+/// Checks what the intent spends of each limit (`amounts`, in the order of the session's
+/// limits) against what is left, in all and in the period it is charged to. Returns the
+/// usage to reserve and the operation's deadline.
+fn check_spend_limits(
+    session: &Session,
+    amounts: &[U256],
+    ctx: &CheckContext,
+) -> Result<(Vec<LimitUsage>, u64), RuleError> {
+    let limits = &session.permissions.limits;
+    let spent = |index: &usize| amounts[*index] != U256::ZERO;
+    // Every periodic limit the intent spends must be charged to the current period, so the
+    // operation must end within it.
+    let deadline = (0..limits.len())
+        .filter(spent)
+        .filter_map(|index| {
+            let limit = &limits[index];
+            limit
+                .period_of(ctx.now)
+                .map(|period| limit.period_bounds(period).1)
+        })
+        .fold(ctx.deadline, u64::min);
+    let mut usage = vec![LimitUsage::default(); limits.len()];
+    for index in (0..limits.len()).filter(spent) {
+        let limit = &limits[index];
+        let requested = amounts[index];
+        let used = session.usage.limit(index);
+        let asset = Asset::api_name(limit.asset);
+        let left = limit.total.saturating_sub(used.spent);
+        let Some(amount) = u128::try_from(requested)
+            .ok()
+            .filter(|amount| *amount <= left)
+        else {
+            return Err(RuleError::SpendLimitExceeded {
+                limit: index,
+                asset,
+                token: limit.token,
+                id: limit.id,
+                requested,
+                left,
+            });
+        };
+        usage[index].spent = amount;
+        let Some(period) = limit.period_of(deadline) else {
+            continue;
+        };
+        // A period before the latest one spent in can no longer be charged at all.
+        let period_left = if period < used.period {
+            0
+        } else {
+            limit.per_period.saturating_sub(used.spent_in(period))
+        };
+        if amount > period_left {
+            return Err(RuleError::PeriodAllowanceExceeded {
+                limit: index,
+                asset,
+                token: limit.token,
+                id: limit.id,
+                requested,
+                left: period_left,
+                period_end: limit.period_bounds(period).1,
+            });
+        }
+        usage[index].period = period;
+        usage[index].period_spent = amount;
+    }
+    // Trailing limits the intent does not touch need no entry.
+    while usage
+        .last()
+        .is_some_and(|last| *last == LimitUsage::default())
+    {
+        usage.pop();
+    }
+    Ok((usage, deadline))
 }
 
 #[cfg(test)]
@@ -283,13 +487,16 @@ mod tests {
                         target: GAME,
                         selector: SelectorRule::Exact(MINT),
                         signature: None,
+                        rules: Vec::new(),
                     },
                     CallPermission {
                         target: Address::repeat_byte(0x22),
                         selector: SelectorRule::Exact(FixedBytes::ZERO),
                         signature: None,
+                        rules: Vec::new(),
                     },
                 ],
+                limits: Vec::new(),
             },
             policy: None,
             status: SessionStatus::Active,
@@ -309,6 +516,7 @@ mod tests {
             now,
             window_margin_secs: 30,
             forbidden: [ACCOUNT, ENTRY_POINT],
+            deadline: now + 60,
         }
     }
 
@@ -323,13 +531,15 @@ mod tests {
 
     #[test]
     fn an_allowed_intent_reports_what_it_uses() {
-        let usage = check_intent(&session(), &[mint(4), mint(5)], 7, &ctx(1_500)).unwrap();
+        let admission = check_intent(&session(), &[mint(4), mint(5)], 7, &ctx(1_500)).unwrap();
+        assert_eq!(admission.deadline, 1_560);
         assert_eq!(
-            usage,
+            admission.usage,
             Usage {
                 calls: 2,
                 value: 9,
-                gas: 7
+                gas: 7,
+                limits: Vec::new(),
             }
         );
     }
@@ -413,6 +623,7 @@ mod tests {
             calls: 2,
             value: 10,
             gas: 95,
+            limits: Vec::new(),
         };
         assert!(matches!(
             check_intent(&s, &[mint(0), mint(0)], 1, &ctx(1_500)),

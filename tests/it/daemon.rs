@@ -556,7 +556,9 @@ pub async fn mint_session_request(
                 target: chain.chain.deployment.game_items.to_string(),
                 function: "mint(address,uint256,uint256)".into(),
                 selector: String::new(),
+                ..Default::default()
             }],
+            ..Default::default()
         }),
         policy: String::new(),
         ..Default::default()

@@ -21,6 +21,7 @@ mod edge;
 mod faults;
 mod flows;
 mod front_run;
+mod game_currency;
 mod harness;
 mod held_flow;
 mod hostile;

@@ -57,6 +57,7 @@ async fn an_execution_revert_is_reported_with_its_decoded_custom_error() {
             target: chain.chain.deployment.game_items.to_string(),
             function: "burn(uint256,uint256)".into(),
             selector: String::new(),
+            ..Default::default()
         });
     }
     let session = daemon

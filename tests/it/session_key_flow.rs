@@ -52,7 +52,9 @@ async fn session_key_registers_with_deployment_then_mints_until_expiry() {
             target: deployment.game_items,
             selector: GameItems::mintCall::SELECTOR.into(),
             anySelector: false,
+            rules: Vec::new(),
         }],
+        limits: Vec::new(),
     };
     let registration_id = B256::repeat_byte(0x5e);
     let call_data = registration_call_data(

@@ -49,6 +49,7 @@ async fn paying_session(
             target: payee.to_string(),
             function: "0x00000000".into(),
             selector: String::new(),
+            ..Default::default()
         }));
     // Funded for its own gas; the transfers themselves are a few wei.
     let session = api.activate(chain, &owner, request).await;

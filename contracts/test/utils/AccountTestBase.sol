@@ -353,7 +353,10 @@ abstract contract AccountTestBase is TestBase {
         returns (SessionKeyAccount.CallPermission memory)
     {
         return SessionKeyAccount.CallPermission({
-            target: target, selector: selector, anySelector: false
+            target: target,
+            selector: selector,
+            anySelector: false,
+            rules: new SessionKeyAccount.ArgumentRule[](0)
         });
     }
 
@@ -363,7 +366,10 @@ abstract contract AccountTestBase is TestBase {
         returns (SessionKeyAccount.CallPermission memory)
     {
         return SessionKeyAccount.CallPermission({
-            target: target, selector: bytes4(0), anySelector: true
+            target: target,
+            selector: bytes4(0),
+            anySelector: true,
+            rules: new SessionKeyAccount.ArgumentRule[](0)
         });
     }
 
@@ -406,7 +412,8 @@ abstract contract AccountTestBase is TestBase {
             valuePerCallLimit: valuePerCallLimit,
             valueBudget: valueBudget,
             gasBudget: gasBudget,
-            calls: calls
+            calls: calls,
+            limits: new SessionKeyAccount.SpendLimit[](0)
         });
     }
 

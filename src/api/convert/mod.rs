@@ -6,6 +6,7 @@ use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
 use prost_types::Timestamp;
 
 mod access;
+mod limits;
 mod policy;
 #[cfg(test)]
 mod properties;
@@ -345,14 +346,20 @@ pub fn permissions(value: Option<proto::SessionPermissions>) -> Result<Permissio
             let field = format!("permissions.calls[{index}].function");
             let selector = selector_rule(&field, &call.function)?;
             let signature = canonical_signature(&field, &call.function)?;
+            let rules = limits::argument_rules(
+                &format!("permissions.calls[{index}]"),
+                &call.function,
+                &call.rules,
+            )?;
             Ok(CallPermission {
                 target,
                 selector,
                 signature,
+                rules,
             })
         })
         .collect::<Result<Vec<_>, AppError>>()?;
-    Ok(Permissions {
+    let mut permissions = Permissions {
         call_limit: value.call_limit,
         value_per_call_limit: uint128(
             "permissions.value_per_call_limit",
@@ -361,7 +368,10 @@ pub fn permissions(value: Option<proto::SessionPermissions>) -> Result<Permissio
         value_budget: uint128("permissions.value_budget", &value.value_budget)?,
         gas_budget: uint128("permissions.gas_budget", &value.gas_budget)?,
         calls,
-    })
+        limits: Vec::new(),
+    };
+    permissions.limits = limits::spend_limits(&value.limits, &permissions)?;
+    Ok(permissions)
 }
 
 /// Which functions an allowlist entry covers: a signature such as `mint(address,uint256)`,
@@ -609,9 +619,26 @@ pub fn session_message(view: &SessionView) -> proto::Session {
                         .clone()
                         .unwrap_or_else(|| function_text(call.selector)),
                     selector: function_text(call.selector),
+                    rules: call
+                        .rules
+                        .iter()
+                        .map(limits::argument_rule_message)
+                        .collect(),
+                    ..Default::default()
                 })
                 .collect(),
+            limits: session
+                .permissions
+                .limits
+                .iter()
+                .map(limits::spend_limit_message)
+                .collect(),
         }),
+        usage: Some(limits::usage_message(
+            &session.permissions,
+            &session.usage,
+            crate::clock::now_ms() / 1_000,
+        )),
         status: session_status(session.status).into(),
         next_action: view.pending_signature().map(next_action),
         signature_deadline: view
@@ -882,18 +909,22 @@ mod tests {
                     target: target.clone(),
                     function: "mint(address,uint256,uint256)".into(),
                     selector: String::new(),
+                    ..Default::default()
                 },
                 proto::CallPermission {
                     target: target.clone(),
                     function: "0x00000000".into(),
                     selector: String::new(),
+                    ..Default::default()
                 },
                 proto::CallPermission {
                     target: target.clone(),
                     function: "*".into(),
                     selector: String::new(),
+                    ..Default::default()
                 },
             ],
+            ..Default::default()
         }))
         .unwrap();
         assert_eq!(
@@ -912,6 +943,7 @@ mod tests {
                 target,
                 function: "*".into(),
                 selector: String::new(),
+                ..Default::default()
             }],
             ..Default::default()
         }));

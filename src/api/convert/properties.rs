@@ -82,6 +82,7 @@ fn call_permission() -> impl Strategy<Value = proto::CallPermission> {
         target,
         function,
         selector: String::new(),
+        ..Default::default()
     })
 }
 
@@ -299,6 +300,7 @@ proptest! {
             value_budget,
             gas_budget,
             calls,
+            ..Default::default()
         });
         names_under("permissions", permissions(value))?;
     }

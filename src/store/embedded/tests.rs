@@ -44,6 +44,7 @@ fn session_on(account: Address) -> Session {
             value_budget: 0,
             gas_budget: 1_000_000,
             calls: Vec::new(),
+            limits: Vec::new(),
         },
         policy: None,
         status: SessionStatus::PendingSignature,
