@@ -165,17 +165,16 @@ async fn a_daily_gold_allowance_confirms_within_and_is_refused_beyond_on_and_off
         .expect_err("past today's allowance");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(
-        status.message().contains("permissions.limits[0] has 0 left in the period"),
+        status
+            .message()
+            .contains("permissions.limits[0] has 0 left in the period"),
         "{status:?}"
     );
     let details = tonic_types::StatusExt::get_error_details(&status);
     let info = details.error_info().expect("error info");
     assert_eq!(info.reason, "PERIOD_ALLOWANCE_EXCEEDED");
     assert_eq!(info.metadata.get("left").map(String::as_str), Some("0"));
-    assert_eq!(
-        info.metadata.get("period_end"),
-        Some(&day_end.to_string())
-    );
+    assert_eq!(info.metadata.get("period_end"), Some(&day_end.to_string()));
 
     // Another recipient breaks the argument rule.
     let status = daemon

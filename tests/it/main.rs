@@ -40,6 +40,7 @@ mod refusals;
 mod restart;
 mod session_key_flow;
 mod shutdown;
+mod spend_agreement;
 mod sponsor;
 mod sponsorship;
 mod tls;
