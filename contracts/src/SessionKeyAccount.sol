@@ -648,7 +648,12 @@ contract SessionKeyAccount is
             for (uint256 i = 0; i < batch.length; i++) {
                 Call memory call = batch[i];
                 uint48 start = _checkCall(
-                    registration, valuePerCallLimit, opValidUntil, call.target, call.value, call.data
+                    registration,
+                    valuePerCallLimit,
+                    opValidUntil,
+                    call.target,
+                    call.value,
+                    call.data
                 );
                 if (start > periodStart) periodStart = start;
                 value += call.value;
@@ -990,8 +995,7 @@ contract SessionKeyAccount is
         }
         Asset existing = _limitedAsset[registration][token];
         SpendState storage state = _spendLimits[registration][token][limit.id];
-        if (!valid || (existing != Asset.None && existing != asset) || state.asset != Asset.None)
-        {
+        if (!valid || (existing != Asset.None && existing != asset) || state.asset != Asset.None) {
             revert InvalidSpendLimit(index);
         }
         _limitedAsset[registration][token] = asset;
@@ -1045,9 +1049,10 @@ contract SessionKeyAccount is
         SignerKind kind = ownerKind;
         if (kind == SignerKind.Secp256k1) return Signers.recover(message, signature) == ownerId;
         PublicKey storage key = _publicKeys[ownerId];
-        return _PASSKEYS.verify(
-            SignerKind.WebAuthn, key.x, key.y, message, signature, _P256_PRECOMPILE
-        );
+        return
+            _PASSKEYS.verify(
+                SignerKind.WebAuthn, key.x, key.y, message, signature, _P256_PRECOMPILE
+            );
     }
 
     function _startNewEpoch() private {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
+import {GameGold} from "../src/GameGold.sol";
 import {GameItems} from "../src/GameItems.sol";
 import {SessionKeyAccount} from "../src/SessionKeyAccount.sol";
 import {SessionKeyAccountFactory} from "../src/SessionKeyAccountFactory.sol";
@@ -11,11 +12,14 @@ import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint
 import {
     PackedUserOperation
 } from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
 /// @notice Gas of the ops the relayer sends, one op per handleOps: the first op of an account
 /// (deploy and register a session key) and a steady-state mint (the account, the key and the
 /// item balance already in use), by the owner and by a session key of every kind, on both
-/// P-256 paths. `forge test --match-contract GasTest -vv` prints the table.
+/// P-256 paths, and a steady-state session-key GameGold `transfer` with no argument rule, with
+/// one rule (`to` is the treasury) and with an ERC-20 spend limit that has a daily allowance.
+/// `forge test --match-contract GasTest -vv` prints the table.
 ///
 /// Every op is built in setUp, so each test's transaction starts with all storage cold and
 /// unwritten, as a bundle's transaction does; `test_gas_table` reverts to its starting state
@@ -32,6 +36,8 @@ contract GasTest is AccountTestBase {
     /// (EIP-7951) plus the warm access of a precompile address.
     uint256 internal constant EIP7951_P256VERIFY_CALL_GAS = 6900 + 100;
     uint256 internal constant PASSKEY = 0xFA55C0DE;
+    uint128 internal constant GOLD_AMOUNT = 1 ether;
+    address internal constant TREASURY = address(0x7EA5C2E);
 
     struct Row {
         string label;
@@ -41,6 +47,7 @@ contract GasTest is AccountTestBase {
 
     SessionKeyAccountFactory internal solidityFactory;
     SessionKeyAccountFactory internal standInFactory;
+    GameGold internal gold;
 
     Row[] internal rows;
     PackedUserOperation[] internal ops;
@@ -93,6 +100,29 @@ contract GasTest is AccountTestBase {
             "session-key mint, WebAuthn, precompile stand-in", account, _webAuthnKey(0x9358), 1
         );
         factory = solidityFactory;
+
+        // Steady-state GameGold transfers to the treasury by secp256k1 session keys.
+        gold = new GameGold();
+        account = _deploy(21, "");
+        gold.mint(address(account), 1000 * GOLD_AMOUNT);
+        _addTransferRow(
+            "session-key GameGold transfer, no argument rule",
+            account,
+            _ethKey(0x601D),
+            _goldPermissions(new SessionKeyAccount.ArgumentRule[](0), false)
+        );
+        _addTransferRow(
+            "session-key GameGold transfer, one argument rule (to == treasury)",
+            account,
+            _ethKey(0x601E),
+            _goldPermissions(_toTreasury(), false)
+        );
+        _addTransferRow(
+            "session-key GameGold transfer, ERC-20 spend limit with a daily allowance",
+            account,
+            _ethKey(0x601F),
+            _goldPermissions(new SessionKeyAccount.ArgumentRule[](0), true)
+        );
     }
 
     // ---------------------------------------------------------------------------------------
@@ -157,6 +187,67 @@ contract GasTest is AccountTestBase {
         _registerByOp(account, key, NOW - 1, NOW + 1 days, _gamePermissions());
         _sessionMint(account, key);
         _addRow(label, _opBy(account, key, _mintCall(address(account))), precompileCalls);
+    }
+
+    /// @dev `transfer` on GameGold, with `rules`, and with a spend limit when `limited`: a
+    /// lifetime total and a daily allowance, both far above what the rows spend.
+    function _goldPermissions(SessionKeyAccount.ArgumentRule[] memory rules, bool limited)
+        internal
+        view
+        returns (SessionKeyAccount.SessionPermissions memory permissions)
+    {
+        permissions = _permissions(
+            100,
+            0,
+            0,
+            _list(
+                SessionKeyAccount.CallPermission({
+                    target: address(gold),
+                    selector: IERC20.transfer.selector,
+                    anySelector: false,
+                    rules: rules
+                })
+            )
+        );
+        if (limited) {
+            permissions.limits = new SessionKeyAccount.SpendLimit[](1);
+            permissions.limits[0] = SessionKeyAccount.SpendLimit({
+                asset: SessionKeyAccount.Asset.ERC20,
+                token: address(gold),
+                id: 0,
+                total: 100 * GOLD_AMOUNT,
+                perPeriod: 10 * GOLD_AMOUNT,
+                period: 1 days
+            });
+        }
+    }
+
+    /// @dev One rule: parameter 0 of `transfer(to, amount)` is the treasury.
+    function _toTreasury() internal pure returns (SessionKeyAccount.ArgumentRule[] memory rules) {
+        bytes32[] memory values = new bytes32[](1);
+        values[0] = bytes32(uint256(uint160(TREASURY)));
+        rules = new SessionKeyAccount.ArgumentRule[](1);
+        rules[0] = SessionKeyAccount.ArgumentRule({
+            param: 0, width: 20, condition: SessionKeyAccount.Condition.Equal, values: values
+        });
+    }
+
+    function _goldTransferCall() internal view returns (bytes memory) {
+        return _execute(address(gold), 0, abi.encodeCall(IERC20.transfer, (TREASURY, GOLD_AMOUNT)));
+    }
+
+    /// @dev A session-key transfer of gold to the treasury by `key`, registered on `account`
+    /// with `permissions`, after one such transfer by it (the treasury's balance, the key's
+    /// counters and any spend limit already written).
+    function _addTransferRow(
+        string memory label,
+        SessionKeyAccount account,
+        Key memory key,
+        SessionKeyAccount.SessionPermissions memory permissions
+    ) internal {
+        _registerByOp(account, key, NOW - 1, NOW + 1 days, permissions);
+        _handleOk(_opBy(account, key, _goldTransferCall()));
+        _addRow(label, _opBy(account, key, _goldTransferCall()), 0);
     }
 
     function _predict(Key memory accountOwner, uint256 salt) internal view returns (address) {
@@ -322,6 +413,33 @@ contract GasTest is AccountTestBase {
 
     function test_gas_sessionKeyMint_webAuthn_standIn() public {
         _assertMints(10);
+    }
+
+    function test_gas_sessionKeyTransfer_noRule() public {
+        _assertTransfers(11);
+    }
+
+    function test_gas_sessionKeyTransfer_argumentRule() public {
+        _assertTransfers(12);
+    }
+
+    function test_gas_sessionKeyTransfer_spendLimit() public {
+        _assertTransfers(13);
+        SessionKeyAccount account = SessionKeyAccount(payable(ops[13].sender));
+        SessionKeyAccount.SpendState memory state =
+            account.getSpendLimit(registrationOf[_idOf(_ethKey(0x601F))], address(gold), 0);
+        vm.assertEq(state.spent, 2 * GOLD_AMOUNT, "both transfers counted");
+        vm.assertEq(state.periodSpent, 2 * GOLD_AMOUNT, "in today's allowance");
+    }
+
+    /// @dev Measures row `i` and checks it paid the treasury, reading the balance before in a
+    /// state that is then reverted (see `_assertMints`).
+    function _assertTransfers(uint256 i) internal {
+        uint256 start = vm.snapshotState();
+        uint256 before = gold.balanceOf(TREASURY);
+        vm.revertToState(start);
+        _log(i);
+        vm.assertEq(gold.balanceOf(TREASURY), before + GOLD_AMOUNT, "transferred");
     }
 
     /// @dev Measures row `i` and checks it minted. The balance before is read in a state that
