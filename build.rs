@@ -94,6 +94,10 @@ const CLI_JSON_FIELDS: &[(&str, &str)] = &[
         "SessionPermissions.gas_budget",
         r#"rename = "gas_budget_wei", serialize_with = "crate::cli::json::zero_if_empty""#,
     ),
+    ("SessionUsage.value", r#"rename = "value_wei""#),
+    ("SessionUsage.value_left", r#"rename = "value_left_wei""#),
+    ("SessionUsage.gas", r#"rename = "gas_wei""#),
+    ("SessionUsage.gas_left", r#"rename = "gas_left_wei""#),
     (
         "SpendLimit.asset",
         r#"serialize_with = "crate::cli::json::asset_kind""#,

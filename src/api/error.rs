@@ -275,36 +275,18 @@ fn rule_metadata(rule: &RuleError) -> Vec<(&'static str, String)> {
             ("field", format!("interactions[{index}]")),
             ("token", token.to_string()),
         ]),
-        RuleError::SpendLimitExceeded {
-            limit,
-            token,
-            id,
-            requested,
-            left,
-            ..
-        } => metadata.extend([
-            ("field", format!("permissions.limits[{limit}]")),
-            ("token", token.to_string()),
-            ("id", id.to_string()),
-            ("requested", requested.to_string()),
-            ("left", left.to_string()),
-        ]),
-        RuleError::PeriodAllowanceExceeded {
-            limit,
-            token,
-            id,
-            requested,
-            left,
-            period_end,
-            ..
-        } => metadata.extend([
-            ("field", format!("permissions.limits[{limit}]")),
-            ("token", token.to_string()),
-            ("id", id.to_string()),
-            ("requested", requested.to_string()),
-            ("left", left.to_string()),
-            ("period_end", period_end.to_string()),
-        ]),
+        RuleError::SpendLimitExceeded(refusal) | RuleError::PeriodAllowanceExceeded(refusal) => {
+            metadata.extend([
+                ("field", format!("permissions.limits[{}]", refusal.limit)),
+                ("token", refusal.token.to_string()),
+                ("id", refusal.id.to_string()),
+                ("requested", refusal.requested.to_string()),
+                ("left", refusal.left.to_string()),
+            ]);
+            if refusal.period_end != 0 {
+                metadata.push(("period_end", refusal.period_end.to_string()));
+            }
+        }
         RuleError::ValuePerCallExceeded {
             index,
             value,

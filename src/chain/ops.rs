@@ -55,14 +55,16 @@ pub const REGISTRATION_CALL_GAS: u128 = 130_000;
 pub const REGISTRATION_CALL_GAS_PER_PERMISSION: u128 = 30_000;
 /// Verification gas per argument rule a session-key operation checks: a few storage reads.
 pub const ARGUMENT_RULE_VERIFICATION_GAS: u128 = 10_000;
-/// Verification gas per spend-limit charge: the limit's slots read and written, and its event.
-pub const SPEND_CHARGE_VERIFICATION_GAS: u128 = 50_000;
-/// Execution gas per argument rule written at registration, before its values.
-pub const REGISTRATION_CALL_GAS_PER_RULE: u128 = 50_000;
+/// Verification gas per spend-limit charge: the limit's three slots read, two of them written
+/// from zero on a first spend (2 x 22,100), and its event.
+pub const SPEND_CHARGE_VERIFICATION_GAS: u128 = 60_000;
+/// Execution gas per argument rule written at registration, before its values: its two slots
+/// and, for an entry's first rule, the entry's array slots.
+pub const REGISTRATION_CALL_GAS_PER_RULE: u128 = 90_000;
 /// Execution gas per value of an argument rule written at registration.
 pub const REGISTRATION_CALL_GAS_PER_RULE_VALUE: u128 = 25_000;
-/// Execution gas per spend limit written at registration.
-pub const REGISTRATION_CALL_GAS_PER_LIMIT: u128 = 100_000;
+/// Execution gas per spend limit written at registration: four slots from zero.
+pub const REGISTRATION_CALL_GAS_PER_LIMIT: u128 = 120_000;
 /// Execution gas of `revokeSessionKey`.
 pub const REVOCATION_CALL_GAS: u128 = 60_000;
 /// Verification gas of an owner operation, without deployment; `p256` is the path a

@@ -299,7 +299,7 @@ pub struct SessionJson {
     pub update_time: Option<String>,
 }
 
-/// An argument rule for people: `param 0 (address) IS_ACCOUNT`, `param 1 (uint256) AT_MOST 100`.
+/// An argument rule for people: `param 0 (address) is_account`, `param 1 (uint256) at_most 100`.
 fn rule_text(rule: &proto::ArgumentRule) -> String {
     let condition = enum_name::<proto::ArgumentCondition>(rule.condition);
     let mut text = format!("param {} ({}) {condition}", rule.param, rule.r#type);
@@ -310,7 +310,7 @@ fn rule_text(rule: &proto::ArgumentRule) -> String {
     text
 }
 
-/// A spend limit and its usage for people: `ERC20 0x... 150 of 10000 spent; 150 of 1000
+/// A spend limit and its usage for people: `erc20 0x...: 150 of 10000 spent; 150 of 1000
 /// this period (850 left, until 2026-12-04T23:59:59Z)`.
 fn limit_text(limit: &proto::SpendLimit, usage: Option<&proto::SpendLimitUsage>) -> String {
     let asset = enum_name::<proto::AssetKind>(limit.asset);
@@ -790,5 +790,60 @@ mod tests {
         );
         assert_eq!(seconds_text(None), "-");
         assert_eq!(unix_text(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn rules_limits_and_usage_read_by_name_in_text_and_json() {
+        let mut session = sample();
+        let permissions = session.permissions.as_mut().expect("permissions");
+        permissions.calls[0].rules.push(proto::ArgumentRule {
+            param: 0,
+            condition: proto::ArgumentCondition::IsAccount.into(),
+            values: Vec::new(),
+            r#type: "address".into(),
+        });
+        permissions.limits.push(proto::SpendLimit {
+            asset: proto::AssetKind::Erc20.into(),
+            token: ACCOUNT.to_owned(),
+            total: "5000".into(),
+            per_period: "1000".into(),
+            period_seconds: 86_400,
+            ..Default::default()
+        });
+        session.usage = Some(proto::SessionUsage {
+            calls: 2,
+            calls_left: 8,
+            limits: vec![proto::SpendLimitUsage {
+                spent: "1500".into(),
+                left: "3500".into(),
+                period_spent: "600".into(),
+                period_left: "400".into(),
+                period_start: 86_400,
+                period_end: 172_799,
+            }],
+            ..Default::default()
+        });
+        let text = render_session(&session);
+        assert!(
+            text.contains("where param 0 (address) is_account"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "erc20 {ACCOUNT}: 1500 of 5000 spent; 600 of 1000 this 86400 s period (400 left, until 1970-01-02T23:59:59Z)"
+            )),
+            "{text}"
+        );
+        let json = serde_json::to_value(session_json(&session)).expect("json");
+        assert_eq!(
+            json["permissions"]["calls"][0]["rules"][0]["condition"],
+            "is_account"
+        );
+        assert_eq!(json["permissions"]["limits"][0]["asset"], "erc20");
+        assert_eq!(
+            json["permissions"]["limits"][0]["id"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["usage"]["limits"][0]["period_left"], "400");
     }
 }

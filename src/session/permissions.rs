@@ -107,7 +107,7 @@ impl ArgumentRule {
         SessionKeyAccount::ArgumentRule {
             param: self.param,
             width: self.width,
-            condition: condition.into(),
+            condition,
             values: self.values.iter().map(|value| (*value).into()).collect(),
         }
     }
@@ -190,7 +190,7 @@ impl SpendLimit {
             Asset::Erc1155 => 4,
         };
         SessionKeyAccount::SpendLimit {
-            asset: asset.into(),
+            asset,
             token: self.token,
             id: self.id,
             total: self.total,

@@ -93,42 +93,16 @@ pub enum RuleError {
     },
     /// Not enough left of a spend limit's total.
     #[error(
-        "the intent spends {requested} of {asset} {token} id {id}, but permissions.limits[{limit}] has {left} left in all"
+        "the intent spends {} of {} {} id {}, but permissions.limits[{}] has {} left in all",
+        .0.requested, .0.asset, .0.token, .0.id, .0.limit, .0.left
     )]
-    SpendLimitExceeded {
-        /// Index of the limit.
-        limit: usize,
-        /// The asset kind's API name.
-        asset: &'static str,
-        /// The token (zero for native value).
-        token: Address,
-        /// The ERC-1155 id (0 otherwise).
-        id: U256,
-        /// What the intent spends.
-        requested: U256,
-        /// What is left, counting intents already on their way.
-        left: u128,
-    },
+    SpendLimitExceeded(Box<LimitRefusal>),
     /// Not enough left of a spend limit's allowance in the current period.
     #[error(
-        "the intent spends {requested} of {asset} {token} id {id}, but permissions.limits[{limit}] has {left} left in the period that ends at {period_end} (unix seconds)"
+        "the intent spends {} of {} {} id {}, but permissions.limits[{}] has {} left in the period that ends at {} (unix seconds)",
+        .0.requested, .0.asset, .0.token, .0.id, .0.limit, .0.left, .0.period_end
     )]
-    PeriodAllowanceExceeded {
-        /// Index of the limit.
-        limit: usize,
-        /// The asset kind's API name.
-        asset: &'static str,
-        /// The token (zero for native value).
-        token: Address,
-        /// The ERC-1155 id (0 otherwise).
-        id: U256,
-        /// What the intent spends.
-        requested: U256,
-        /// What is left in the period.
-        left: u128,
-        /// The period's last second; a new allowance starts the second after.
-        period_end: u64,
-    },
+    PeriodAllowanceExceeded(Box<LimitRefusal>),
     /// One call carries more value than the per-call limit.
     #[error(
         "interactions[{index}]: value {value} wei is over the session's per-call limit of {limit} wei"
@@ -180,8 +154,8 @@ impl RuleError {
             Self::ForbiddenTarget { .. } | Self::CallNotAllowed { .. } => "allowlist",
             Self::ArgumentNotAllowed { .. } => "argument_rules",
             Self::SpendNotCountable { .. }
-            | Self::SpendLimitExceeded { .. }
-            | Self::PeriodAllowanceExceeded { .. } => "spend_limits",
+            | Self::SpendLimitExceeded(_)
+            | Self::PeriodAllowanceExceeded(_) => "spend_limits",
             Self::ValuePerCallExceeded { .. } => "value_per_call_limit",
             Self::CallLimitReached { .. } => "call_limit",
             Self::ValueBudgetExceeded { .. } => "value_budget",
@@ -200,14 +174,33 @@ impl RuleError {
             Self::CallNotAllowed { .. } => "CALL_NOT_ALLOWED",
             Self::ArgumentNotAllowed { .. } => "ARGUMENT_NOT_ALLOWED",
             Self::SpendNotCountable { .. } => "SPEND_NOT_COUNTABLE",
-            Self::SpendLimitExceeded { .. } => "SPEND_LIMIT_EXCEEDED",
-            Self::PeriodAllowanceExceeded { .. } => "PERIOD_ALLOWANCE_EXCEEDED",
+            Self::SpendLimitExceeded(_) => "SPEND_LIMIT_EXCEEDED",
+            Self::PeriodAllowanceExceeded(_) => "PERIOD_ALLOWANCE_EXCEEDED",
             Self::ValuePerCallExceeded { .. } => "VALUE_PER_CALL_EXCEEDED",
             Self::CallLimitReached { .. } => "CALL_LIMIT_REACHED",
             Self::ValueBudgetExceeded { .. } => "VALUE_BUDGET_EXCEEDED",
             Self::GasBudgetExceeded { .. } => "GAS_BUDGET_EXCEEDED",
         }
     }
+}
+
+/// Which spend limit refused an intent, and the numbers it was decided on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRefusal {
+    /// Index of the limit in the session's permissions.
+    pub limit: usize,
+    /// The asset kind's API name.
+    pub asset: &'static str,
+    /// The token (zero for native value).
+    pub token: Address,
+    /// The ERC-1155 id (0 otherwise).
+    pub id: U256,
+    /// What the intent spends.
+    pub requested: U256,
+    /// What is left, counting intents already on their way: in all, or in the period.
+    pub left: u128,
+    /// The last second of the period the intent was charged to (0 for a total).
+    pub period_end: u64,
 }
 
 /// The clock and margin a check runs with.
@@ -403,14 +396,15 @@ fn check_spend_limits(
             .ok()
             .filter(|amount| *amount <= left)
         else {
-            return Err(RuleError::SpendLimitExceeded {
+            return Err(RuleError::SpendLimitExceeded(Box::new(LimitRefusal {
                 limit: index,
                 asset,
                 token: limit.token,
                 id: limit.id,
                 requested,
                 left,
-            });
+                period_end: 0,
+            })));
         };
         usage[index].spent = amount;
         let Some(period) = limit.period_of(deadline) else {
@@ -423,7 +417,7 @@ fn check_spend_limits(
             limit.per_period.saturating_sub(used.spent_in(period))
         };
         if amount > period_left {
-            return Err(RuleError::PeriodAllowanceExceeded {
+            return Err(RuleError::PeriodAllowanceExceeded(Box::new(LimitRefusal {
                 limit: index,
                 asset,
                 token: limit.token,
@@ -431,7 +425,7 @@ fn check_spend_limits(
                 requested,
                 left: period_left,
                 period_end: limit.period_bounds(period).1,
-            });
+            })));
         }
         usage[index].period = period;
         usage[index].period_spent = amount;

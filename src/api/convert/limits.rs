@@ -387,3 +387,280 @@ pub(super) fn usage_message(
         limits,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::convert::permissions;
+
+    const TOKEN: &str = "0x52908400098527886e0f7030069857d2e4169ee7";
+
+    fn transfer_entry(rules: Vec<proto::ArgumentRule>) -> proto::CallPermission {
+        proto::CallPermission {
+            target: TOKEN.into(),
+            function: "transfer(address,uint256)".into(),
+            rules,
+            ..Default::default()
+        }
+    }
+
+    fn request(
+        calls: Vec<proto::CallPermission>,
+        limits: Vec<proto::SpendLimit>,
+    ) -> Option<proto::SessionPermissions> {
+        Some(proto::SessionPermissions {
+            call_limit: 5,
+            gas_budget: "1000".into(),
+            calls,
+            limits,
+            ..Default::default()
+        })
+    }
+
+    fn rule(
+        param: u32,
+        condition: proto::ArgumentCondition,
+        values: &[&str],
+    ) -> proto::ArgumentRule {
+        proto::ArgumentRule {
+            param,
+            condition: condition.into(),
+            values: values.iter().map(|value| (*value).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn gold_limit() -> proto::SpendLimit {
+        proto::SpendLimit {
+            asset: proto::AssetKind::Erc20.into(),
+            token: TOKEN.into(),
+            total: "5000".into(),
+            per_period: "1000".into(),
+            period_seconds: 86_400,
+            ..Default::default()
+        }
+    }
+
+    /// The field an invalid request is refused for.
+    fn refused_field(value: Option<proto::SessionPermissions>) -> String {
+        match permissions(value) {
+            Err(AppError::InvalidArgument { field, .. }) => field,
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rules_take_their_type_from_the_signature_and_values_in_it() {
+        use proto::ArgumentCondition as C;
+        let parsed = permissions(request(
+            vec![transfer_entry(vec![
+                rule(
+                    0,
+                    C::OneOf,
+                    &["0x00000000000000000000000000000000000000aa", TOKEN],
+                ),
+                rule(1, C::AtMost, &["0x10"]),
+            ])],
+            vec![gold_limit()],
+        ))
+        .unwrap();
+        let rules = &parsed.calls[0].rules;
+        assert_eq!(
+            (rules[0].width, rules[0].param_type.as_str()),
+            (20, "address")
+        );
+        assert_eq!(rules[0].values[0], U256::from(0xaa));
+        assert_eq!((rules[1].width, rules[1].values[0]), (32, U256::from(16)));
+        assert_eq!(parsed.limits[0].per_period, 1_000);
+        // Rendered back in the parameter's own type.
+        let shown = argument_rule_message(&rules[0]);
+        assert_eq!(
+            shown.values[1],
+            TOKEN.parse::<Address>().unwrap().to_string()
+        );
+    }
+
+    #[test]
+    fn each_bad_rule_is_refused_naming_its_field() {
+        use proto::ArgumentCondition as C;
+        let cases: Vec<(proto::CallPermission, &str)> = vec![
+            (
+                proto::CallPermission {
+                    function: "0xa9059cbb".into(),
+                    ..transfer_entry(vec![rule(0, C::IsAccount, &[])])
+                },
+                "permissions.calls[0].rules",
+            ),
+            (
+                transfer_entry(vec![rule(2, C::Equal, &["1"])]),
+                "permissions.calls[0].rules[0].param",
+            ),
+            (
+                transfer_entry(vec![rule(0, C::Unspecified, &["1"])]),
+                "permissions.calls[0].rules[0].condition",
+            ),
+            (
+                transfer_entry(vec![rule(0, C::AtMost, &[TOKEN])]),
+                "permissions.calls[0].rules[0].condition",
+            ),
+            (
+                transfer_entry(vec![rule(1, C::IsAccount, &[])]),
+                "permissions.calls[0].rules[0].condition",
+            ),
+            (
+                transfer_entry(vec![rule(0, C::Equal, &[])]),
+                "permissions.calls[0].rules[0].values",
+            ),
+            (
+                transfer_entry(vec![rule(0, C::OneOf, &[TOKEN; 17])]),
+                "permissions.calls[0].rules[0].values",
+            ),
+            (
+                transfer_entry(vec![rule(1, C::Equal, &["-1"])]),
+                "permissions.calls[0].rules[0].values[0]",
+            ),
+            (
+                transfer_entry(vec![rule(0, C::Equal, &["0x1234"])]),
+                "permissions.calls[0].rules[0].values[0]",
+            ),
+            (
+                proto::CallPermission {
+                    function: "setName(string,uint256)".into(),
+                    ..transfer_entry(vec![rule(0, C::Equal, &["x"])])
+                },
+                "permissions.calls[0].rules[0].param",
+            ),
+            (
+                transfer_entry(vec![rule(1, C::AtLeast, &["1"]); 9]),
+                "permissions.calls[0].rules",
+            ),
+        ];
+        for (entry, field) in cases {
+            assert_eq!(
+                refused_field(request(vec![entry.clone()], vec![])),
+                field,
+                "{entry:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_bad_limit_is_refused_naming_its_field() {
+        let cases: Vec<(proto::SpendLimit, &str)> = vec![
+            (
+                proto::SpendLimit {
+                    asset: 0,
+                    ..gold_limit()
+                },
+                "permissions.limits[0].asset",
+            ),
+            (
+                proto::SpendLimit {
+                    asset: proto::AssetKind::Native.into(),
+                    ..gold_limit()
+                },
+                "permissions.limits[0].token",
+            ),
+            (
+                proto::SpendLimit {
+                    id: "3".into(),
+                    ..gold_limit()
+                },
+                "permissions.limits[0].id",
+            ),
+            (
+                proto::SpendLimit {
+                    total: String::new(),
+                    ..gold_limit()
+                },
+                "permissions.limits[0].total",
+            ),
+            (
+                proto::SpendLimit {
+                    period_seconds: 0,
+                    ..gold_limit()
+                },
+                "permissions.limits[0].per_period",
+            ),
+            (
+                proto::SpendLimit {
+                    per_period: String::new(),
+                    ..gold_limit()
+                },
+                "permissions.limits[0].per_period",
+            ),
+            (
+                proto::SpendLimit {
+                    total: "340282366920938463463374607431768211456".into(),
+                    ..gold_limit()
+                },
+                "permissions.limits[0].total",
+            ),
+        ];
+        for (limit, field) in cases {
+            assert_eq!(
+                refused_field(request(vec![transfer_entry(vec![])], vec![limit.clone()])),
+                field,
+                "{limit:?}"
+            );
+        }
+        // Two limits on one token and id, or two kinds of asset for one token.
+        let twice = request(
+            vec![transfer_entry(vec![])],
+            vec![gold_limit(), gold_limit()],
+        );
+        assert_eq!(refused_field(twice), "permissions.limits[1]");
+        let other_kind = proto::SpendLimit {
+            asset: proto::AssetKind::Erc721.into(),
+            per_period: String::new(),
+            period_seconds: 0,
+            ..gold_limit()
+        };
+        let mixed = request(vec![transfer_entry(vec![])], vec![gold_limit(), other_kind]);
+        assert_eq!(refused_field(mixed), "permissions.limits[1].asset");
+        // A limited token may not be allowed with `*`.
+        let open = proto::CallPermission {
+            function: "*".into(),
+            ..transfer_entry(vec![])
+        };
+        assert_eq!(
+            refused_field(request(vec![open], vec![gold_limit()])),
+            "permissions.limits[0].token"
+        );
+    }
+
+    #[test]
+    fn usage_shows_the_current_period_from_zero_once_it_is_new() {
+        let parsed =
+            permissions(request(vec![transfer_entry(vec![])], vec![gold_limit()])).unwrap();
+        let usage = Usage {
+            limits: vec![crate::session::LimitUsage {
+                spent: 1_200,
+                period: 1,
+                period_spent: 700,
+            }],
+            ..Usage::default()
+        };
+        let today = usage_message(&parsed, &usage, 86_400 + 10);
+        assert_eq!(
+            (
+                today.limits[0].period_spent.as_str(),
+                today.limits[0].period_left.as_str()
+            ),
+            ("700", "300")
+        );
+        assert_eq!(
+            (today.limits[0].period_start, today.limits[0].period_end),
+            (86_400, 172_799)
+        );
+        let tomorrow = usage_message(&parsed, &usage, 2 * 86_400);
+        assert_eq!(
+            (
+                tomorrow.limits[0].period_spent.as_str(),
+                tomorrow.limits[0].period_left.as_str()
+            ),
+            ("0", "1000")
+        );
+        assert_eq!(tomorrow.limits[0].left, "3800");
+    }
+}

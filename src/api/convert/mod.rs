@@ -624,7 +624,6 @@ pub fn session_message(view: &SessionView) -> proto::Session {
                         .iter()
                         .map(limits::argument_rule_message)
                         .collect(),
-                    ..Default::default()
                 })
                 .collect(),
             limits: session

@@ -78,12 +78,62 @@ fn call_permission() -> impl Strategy<Value = proto::CallPermission> {
         Just("mint(address,uint256)".to_owned()),
         "0x[0-9a-f]{0,10}",
     ];
-    (target, function).prop_map(|(target, function)| proto::CallPermission {
+    let function = prop_oneof![
+        function,
+        Just("transfer(address,uint256)".to_owned()),
+        Just("setName(string,bool)".to_owned()),
+    ];
+    let rules = proptest::collection::vec(argument_rule(), 0..10);
+    (target, function, rules).prop_map(|(target, function, rules)| proto::CallPermission {
         target,
         function,
-        selector: String::new(),
+        rules,
         ..Default::default()
     })
+}
+
+fn argument_rule() -> impl Strategy<Value = proto::ArgumentRule> {
+    let value = prop_oneof![
+        hostile(),
+        any::<u128>().prop_map(|v| v.to_string()),
+        any::<[u8; 20]>().prop_map(|b| Address::from(b).to_string()),
+        Just("true".to_owned()),
+    ];
+    (0u32..4, -1i32..8, proptest::collection::vec(value, 0..18)).prop_map(
+        |(param, condition, values)| proto::ArgumentRule {
+            param,
+            condition,
+            values,
+            ..Default::default()
+        },
+    )
+}
+
+fn spend_limit() -> impl Strategy<Value = proto::SpendLimit> {
+    let token = prop_oneof![
+        hostile(),
+        Just(String::new()),
+        Just(Address::repeat_byte(7).to_string()),
+    ];
+    let amount = prop_oneof![hostile(), any::<u128>().prop_map(|v| v.to_string())];
+    (
+        -1i32..6,
+        token,
+        hostile(),
+        amount.clone(),
+        amount,
+        any::<u32>(),
+    )
+        .prop_map(
+            |(asset, token, id, total, per_period, period_seconds)| proto::SpendLimit {
+                asset,
+                token,
+                id,
+                total,
+                per_period,
+                period_seconds,
+            },
+        )
 }
 
 fn interaction() -> impl Strategy<Value = proto::Interaction> {
@@ -292,6 +342,7 @@ proptest! {
         value_budget in hostile(),
         gas_budget in prop_oneof![hostile(), any::<u128>().prop_map(|v| v.to_string())],
         calls in proptest::collection::vec(call_permission(), 0..70),
+        limits in proptest::collection::vec(spend_limit(), 0..18),
         present in proptest::bool::weighted(0.95),
     ) {
         let value = present.then_some(proto::SessionPermissions {
@@ -300,7 +351,7 @@ proptest! {
             value_budget,
             gas_budget,
             calls,
-            ..Default::default()
+            limits,
         });
         names_under("permissions", permissions(value))?;
     }
