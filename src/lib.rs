@@ -23,9 +23,11 @@
 //!   the account's signature checks, WebAuthn assertions included.
 //! - [`auth`]: who may call: API keys with their tenant and scopes, the per-key request rate
 //!   and the per-peer budget of failed authentications.
-//! - [`session`]: session keys on accounts: the record, permissions, the pure state
-//!   machine of registration, expiry and revocation, and the off-chain mirror of the
-//!   account's session-key rules, checked before any gas is spent.
+//! - [`session`]: session keys on accounts: the record, permissions (allowlist, argument
+//!   rules, spend limits) and their usage, the pure state machine of registration, expiry
+//!   and revocation, and the off-chain mirror of the account's session-key rules
+//!   (`session::rules`, with `session::spend` reading what a token call spends), checked
+//!   before any gas is spent.
 //! - [`policy`]: gas sponsorship policies: their rules, rate limits and budgets, and the
 //!   amounts an operation is charged against them.
 //! - [`intent`]: transaction intents: the record, its pure state machine, how its outcome

@@ -170,6 +170,8 @@ contract SessionKeyAccount is
         bool revoked;
         uint32 callLimit;
         uint32 callsUsed;
+        /// Whether the registration has spend limits: a call reads a limit's slots only then.
+        bool hasSpendLimits;
         uint48 validAfter;
         uint48 validUntil;
         uint64 epoch;
@@ -388,6 +390,7 @@ contract SessionKeyAccount is
         session.valuePerCallLimit = permissions.valuePerCallLimit;
         session.valueBudget = permissions.valueBudget;
         session.gasBudget = permissions.gasBudget;
+        session.hasSpendLimits = permissions.limits.length != 0;
         if (key.kind != SignerKind.Secp256k1) _storePoint(keyId, key.key);
 
         uint256 count = permissions.calls.length;
@@ -575,8 +578,10 @@ contract SessionKeyAccount is
         (uint256 calls, uint256 value, uint48 periodStart) =
             _checkCalls(registration, session.valuePerCallLimit, opValidUntil, userOp.callData);
         _charge(registration, session, calls, value, _maxGasCost(userOp));
-        uint48 nativeStart = _spend(registration, address(0), 0, value, opValidUntil);
-        if (nativeStart > periodStart) periodStart = nativeStart;
+        if (session.hasSpendLimits) {
+            uint48 nativeStart = _spend(registration, address(0), 0, value, opValidUntil);
+            if (nativeStart > periodStart) periodStart = nativeStart;
+        }
 
         uint48 validUntil = session.validUntil;
         if (opValidUntil < validUntil) validUntil = opValidUntil;
@@ -684,6 +689,8 @@ contract SessionKeyAccount is
         if (value > valuePerCallLimit) {
             revert SessionKeyValuePerCallExceeded(value, valuePerCallLimit);
         }
+        // A warm read: validation has read this slot of the registration already.
+        if (!_sessions[registration].hasSpendLimits) return 0;
         Asset asset = _limitedAsset[registration][target];
         if (asset == Asset.None) return 0;
         return _chargeTokenCall(registration, target, asset, selector, data, opValidUntil);

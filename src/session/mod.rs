@@ -1,6 +1,6 @@
-//! Sessions: a session key registered on a player's account, what it may do, and the pure
-//! state machine of its life. Storage and the chain only carry out what [`transition`]
-//! decides.
+//! Sessions: a session key registered on a player's account, what it may do (its allowlist,
+//! argument rules and spend limits) and what it has used, and the pure state machine of its
+//! life. Storage and the chain only carry out what [`transition`] decides.
 
 mod permissions;
 pub mod rules;
