@@ -643,4 +643,75 @@ mod tests {
             Err(RuleError::NoInteractions)
         ));
     }
+
+    #[test]
+    fn a_periodic_allowance_caps_the_deadline_and_counts_only_its_own_period() {
+        use crate::session::{Asset, LimitUsage, SpendLimit};
+        let gold = Address::repeat_byte(0x60);
+        let mut s = session();
+        s.permissions.calls.push(CallPermission {
+            target: gold,
+            selector: SelectorRule::Exact(fixed_bytes!("a9059cbb")),
+            signature: None,
+            rules: Vec::new(),
+        });
+        s.permissions.limits.push(SpendLimit {
+            asset: Asset::Erc20,
+            token: gold,
+            id: U256::ZERO,
+            total: 1_000,
+            per_period: 100,
+            period_secs: 100,
+        });
+        let transfer = |amount: u64| {
+            let mut data = fixed_bytes!("a9059cbb").to_vec();
+            data.extend_from_slice(&U256::from(0x77).to_be_bytes::<32>());
+            data.extend_from_slice(&U256::from(amount).to_be_bytes::<32>());
+            Interaction {
+                to: gold,
+                value: U256::ZERO,
+                data: Bytes::from(data),
+                function: None,
+            }
+        };
+        // 1,550 is in period 15, which ends at 1,599: before the context's deadline.
+        s.usage.limits = vec![LimitUsage {
+            spent: 90,
+            period: 15,
+            period_spent: 90,
+        }];
+        let error = check_intent(&s, &[transfer(20)], 1, &ctx(1_550)).unwrap_err();
+        let RuleError::PeriodAllowanceExceeded(refusal) = &error else {
+            panic!("{error}");
+        };
+        assert_eq!((refusal.left, refusal.period_end), (10, 1_599));
+        assert_eq!(error.reason(), "PERIOD_ALLOWANCE_EXCEEDED");
+        let admission = check_intent(&s, &[transfer(6), transfer(4)], 1, &ctx(1_550)).unwrap();
+        assert_eq!(admission.deadline, 1_599);
+        assert_eq!(
+            admission.usage.limits,
+            [LimitUsage {
+                spent: 10,
+                period: 15,
+                period_spent: 10,
+            }]
+        );
+        assert_eq!(admission.charges, 2);
+        // What an earlier period spent does not count in a later one, but counts in all.
+        s.usage.limits[0].period = 14;
+        s.usage.limits[0].spent = 990;
+        assert!(check_intent(&s, &[transfer(10)], 1, &ctx(1_550)).is_ok());
+        let error = check_intent(&s, &[transfer(11)], 1, &ctx(1_550)).unwrap_err();
+        assert!(
+            matches!(&error, RuleError::SpendLimitExceeded(refusal) if refusal.left == 10),
+            "{error}"
+        );
+        // A mint spends nothing, and keeps the context's deadline.
+        assert_eq!(
+            check_intent(&s, &[mint(0)], 1, &ctx(1_550))
+                .unwrap()
+                .deadline,
+            1_610
+        );
+    }
 }
