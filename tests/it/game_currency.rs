@@ -6,6 +6,7 @@
 
 use alloy::{
     primitives::{Address, U256},
+    providers::Provider,
     signers::local::PrivateKeySigner,
     sol_types::SolCall,
 };
@@ -73,6 +74,21 @@ async fn a_daily_gold_allowance_confirms_within_and_is_refused_beyond_on_and_off
     });
     let session = daemon.activate(&chain, &owner, request).await;
     let account = account_address(&session.account);
+    let registration_receipt = chain
+        .relayer
+        .get_transaction_receipt(
+            session
+                .registration_transaction_hash
+                .parse()
+                .expect("a hash"),
+        )
+        .await
+        .expect("receipt")
+        .expect("mined");
+    println!(
+        "deploy + register with 2 entries, 1 argument rule, 1 spend limit: handleOps gas {}",
+        registration_receipt.gas_used
+    );
     GameGold::new(gold, &chain.relayer)
         .mint(account, U256::from(10_000))
         .send()
@@ -112,6 +128,11 @@ async fn a_daily_gold_allowance_confirms_within_and_is_refused_beyond_on_and_off
             .expect("signature accepted");
         let done = daemon.wait_final(&intent.name).await;
         assert_eq!(done.status, Status::Confirmed as i32, "{done:?}");
+        let result = done.result.as_ref().expect("a result");
+        println!(
+            "GOLD transfer of {amount} under a rule and a daily limit: op actualGasUsed {}",
+            result.gas_used
+        );
     }
     let treasury_balance = GameGold::new(gold, &chain.relayer)
         .balanceOf(TREASURY)
