@@ -154,11 +154,17 @@ impl From<AppError> for Status {
                 reason,
                 [("rule", rule.clone())],
             ),
-            AppError::SessionRule(ref rule) => refusal(
+            AppError::SessionRule(ref rule) => refusal_with(
                 Code::FailedPrecondition,
                 error.to_string(),
                 reason,
                 rule_metadata(rule),
+                |details| {
+                    // A periodic allowance comes back when its period ends.
+                    if let Some(wait) = rule.retry_after_secs() {
+                        details.set_retry_info(Some(Duration::from_secs(wait)));
+                    }
+                },
             ),
             AppError::Sponsorship(ref refusal) => policy_refusal(error.to_string(), refusal),
             AppError::Exhausted { limit, .. } => refusal(
@@ -287,6 +293,16 @@ fn rule_metadata(rule: &RuleError) -> Vec<(&'static str, String)> {
                 metadata.push(("period_end", refusal.period_end.to_string()));
             }
         }
+        RuleError::PeriodEnding {
+            limit,
+            period_end,
+            now,
+            ..
+        } => metadata.extend([
+            ("field", format!("permissions.limits[{limit}]")),
+            ("period_end", period_end.to_string()),
+            ("now", now.to_string()),
+        ]),
         RuleError::ValuePerCallExceeded {
             index,
             value,

@@ -103,6 +103,21 @@ pub enum RuleError {
         .0.requested, .0.asset, .0.token, .0.id, .0.limit, .0.left, .0.period_end
     )]
     PeriodAllowanceExceeded(Box<LimitRefusal>),
+    /// The current period of a periodic limit the intent spends ends too soon for the
+    /// operation to land within it, where the account charges it.
+    #[error(
+        "the current period of permissions.limits[{limit}] ends at {period_end} (unix seconds), within {margin_secs} s of now ({now}); retry in the next period"
+    )]
+    PeriodEnding {
+        /// Index of the limit.
+        limit: usize,
+        /// The period's last second.
+        period_end: u64,
+        /// The refusal margin.
+        margin_secs: u64,
+        /// The current time.
+        now: u64,
+    },
     /// One call carries more value than the per-call limit.
     #[error(
         "interactions[{index}]: value {value} wei is over the session's per-call limit of {limit} wei"
@@ -155,12 +170,26 @@ impl RuleError {
             Self::ArgumentNotAllowed { .. } => "argument_rules",
             Self::SpendNotCountable { .. }
             | Self::SpendLimitExceeded(_)
-            | Self::PeriodAllowanceExceeded(_) => "spend_limits",
+            | Self::PeriodAllowanceExceeded(_)
+            | Self::PeriodEnding { .. } => "spend_limits",
             Self::ValuePerCallExceeded { .. } => "value_per_call_limit",
             Self::CallLimitReached { .. } => "call_limit",
             Self::ValueBudgetExceeded { .. } => "value_budget",
             Self::GasBudgetExceeded { .. } => "gas_budget",
         }
+    }
+
+    /// How long until a refused periodic allowance comes back, in seconds: the rest of its
+    /// period. `None` for every other refusal.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        let (period_end, now) = match self {
+            Self::PeriodAllowanceExceeded(refusal) => (refusal.period_end, refusal.now),
+            Self::PeriodEnding {
+                period_end, now, ..
+            } => (*period_end, *now),
+            _ => return None,
+        };
+        Some(period_end.saturating_add(1).saturating_sub(now).max(1))
     }
 
     /// The stable machine-readable reason of the refusal.
@@ -176,6 +205,7 @@ impl RuleError {
             Self::SpendNotCountable { .. } => "SPEND_NOT_COUNTABLE",
             Self::SpendLimitExceeded(_) => "SPEND_LIMIT_EXCEEDED",
             Self::PeriodAllowanceExceeded(_) => "PERIOD_ALLOWANCE_EXCEEDED",
+            Self::PeriodEnding { .. } => "PERIOD_ENDING",
             Self::ValuePerCallExceeded { .. } => "VALUE_PER_CALL_EXCEEDED",
             Self::CallLimitReached { .. } => "CALL_LIMIT_REACHED",
             Self::ValueBudgetExceeded { .. } => "VALUE_BUDGET_EXCEEDED",
@@ -201,6 +231,8 @@ pub struct LimitRefusal {
     pub left: u128,
     /// The last second of the period the intent was charged to (0 for a total).
     pub period_end: u64,
+    /// The time the check ran at.
+    pub now: u64,
 }
 
 /// The clock and margin a check runs with.
@@ -208,7 +240,8 @@ pub struct LimitRefusal {
 pub struct CheckContext {
     /// Now, unix seconds.
     pub now: u64,
-    /// Refuse when `valid_until` is closer than this.
+    /// Refuse when `valid_until`, or the end of the current period of a periodic limit the
+    /// intent spends, is closer than this.
     pub window_margin_secs: u64,
     /// Addresses no session key may call: the account itself and the EntryPoint.
     pub forbidden: [Address; 2],
@@ -375,16 +408,25 @@ fn check_spend_limits(
     let limits = &session.permissions.limits;
     let spent = |index: &usize| amounts[*index] != U256::ZERO;
     // Every periodic limit the intent spends must be charged to the current period, so the
-    // operation must end within it.
-    let deadline = (0..limits.len())
-        .filter(spent)
-        .filter_map(|index| {
-            let limit = &limits[index];
-            limit
-                .period_of(ctx.now)
-                .map(|period| limit.period_bounds(period).1)
-        })
-        .fold(ctx.deadline, u64::min);
+    // operation must end within it, and the period must leave it time to land, as the
+    // session's window must.
+    let mut deadline = ctx.deadline;
+    for index in (0..limits.len()).filter(spent) {
+        let limit = &limits[index];
+        let Some(period) = limit.period_of(ctx.now) else {
+            continue;
+        };
+        let period_end = limit.period_bounds(period).1;
+        if ctx.now.saturating_add(ctx.window_margin_secs) > period_end {
+            return Err(RuleError::PeriodEnding {
+                limit: index,
+                period_end,
+                margin_secs: ctx.window_margin_secs,
+                now: ctx.now,
+            });
+        }
+        deadline = deadline.min(period_end);
+    }
     let mut usage = vec![LimitUsage::default(); limits.len()];
     for index in (0..limits.len()).filter(spent) {
         let limit = &limits[index];
@@ -404,6 +446,7 @@ fn check_spend_limits(
                 requested,
                 left,
                 period_end: 0,
+                now: ctx.now,
             })));
         };
         usage[index].spent = amount;
@@ -425,6 +468,7 @@ fn check_spend_limits(
                 requested,
                 left: period_left,
                 period_end: limit.period_bounds(period).1,
+                now: ctx.now,
             })));
         }
         usage[index].period = period;
@@ -685,6 +729,7 @@ mod tests {
             panic!("{error}");
         };
         assert_eq!((refusal.left, refusal.period_end), (10, 1_599));
+        assert_eq!(error.retry_after_secs(), Some(50));
         assert_eq!(error.reason(), "PERIOD_ALLOWANCE_EXCEEDED");
         let admission = check_intent(&s, &[transfer(6), transfer(4)], 1, &ctx(1_550)).unwrap();
         assert_eq!(admission.deadline, 1_599);
@@ -706,6 +751,18 @@ mod tests {
             matches!(&error, RuleError::SpendLimitExceeded(refusal) if refusal.left == 10),
             "{error}"
         );
+        // Within the margin of the period's end, the intent could not land in time.
+        let error = check_intent(&s, &[transfer(1)], 1, &ctx(1_570)).unwrap_err();
+        assert_eq!(
+            error,
+            RuleError::PeriodEnding {
+                limit: 0,
+                period_end: 1_599,
+                margin_secs: 30,
+                now: 1_570,
+            }
+        );
+        assert_eq!(error.retry_after_secs(), Some(30));
         // A mint spends nothing, and keeps the context's deadline.
         assert_eq!(
             check_intent(&s, &[mint(0)], 1, &ctx(1_550))

@@ -49,6 +49,12 @@ async fn a_daily_gold_allowance_confirms_within_and_is_refused_beyond_on_and_off
     let owner = PrivateKeySigner::random();
     let key = PrivateKeySigner::random();
 
+    // The test needs today's allowance for a while: near midnight UTC, move to tomorrow.
+    let now = chain.latest_timestamp().await;
+    let day_end = (now / u64::from(DAY) + 1) * u64::from(DAY) - 1;
+    if day_end - now < 600 {
+        chain.mine_at(day_end + 3_600).await;
+    }
     let mut request = mint_session_request(&chain, owner.address(), 100).await;
     request.custody = proto::KeyCustody::External as i32;
     request.key_address = key.address().to_string();
@@ -196,6 +202,14 @@ async fn a_daily_gold_allowance_confirms_within_and_is_refused_beyond_on_and_off
     assert_eq!(info.reason, "PERIOD_ALLOWANCE_EXCEEDED");
     assert_eq!(info.metadata.get("left").map(String::as_str), Some("0"));
     assert_eq!(info.metadata.get("period_end"), Some(&day_end.to_string()));
+    // The allowance comes back after the day's last second.
+    let retry = details.retry_info().expect("retry info");
+    let wait = retry.retry_delay.expect("a delay").as_secs();
+    let latest = chain.latest_timestamp().await;
+    assert!(
+        wait <= day_end + 1 - now && wait + 5 >= (day_end + 1).saturating_sub(latest),
+        "retry in {wait} s, with the day ending at {day_end} and the chain at {latest}"
+    );
 
     // Another recipient breaks the argument rule.
     let status = daemon
