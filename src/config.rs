@@ -165,6 +165,13 @@ pub struct ApiConfig {
     pub auth_failures_per_second: u32,
     /// Failed authentications one peer address may make at once.
     pub auth_failure_burst: u32,
+    /// How far from the server's clock a client's stamp may be made, either way, in
+    /// seconds; each stamp's nonce is remembered that long, so it is good once.
+    pub stamp_window_secs: u64,
+    /// The web origins (`https://game.example`) whose pages may call the application API
+    /// from a browser, over gRPC-web: the CORS allowlist. Empty lets no page of another
+    /// origin in.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -178,6 +185,8 @@ impl Default for ApiConfig {
             rate_limit_burst: 200,
             auth_failures_per_second: 1,
             auth_failure_burst: 30,
+            stamp_window_secs: 300,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -870,6 +879,18 @@ impl Config {
                 return Err(invalid(field, "must be between 1 and 1000000"));
             }
         }
+        if !(10..=3600).contains(&self.api.stamp_window_secs) {
+            return Err(invalid(
+                "api.stamp_window_secs",
+                "must be between 10 and 3600",
+            ));
+        }
+        for origin in &self.api.cors_allowed_origins {
+            check_origin(origin).map_err(|reason| ConfigError::Invalid {
+                field: "api.cors_allowed_origins",
+                reason: format!("{origin:?}: {reason}"),
+            })?;
+        }
         let tls = self.tls.identity()?;
         let master_key = self.keys.master_key()?;
         if let Some(token) = &self.admin.token {
@@ -1061,6 +1082,22 @@ fn invalid(field: &'static str, reason: &str) -> ConfigError {
         field,
         reason: reason.to_owned(),
     }
+}
+
+/// Whether `text` is a web origin as a browser sends it: `http` or `https`, a host, an
+/// optional port, and nothing else (no path, no trailing `/`).
+fn check_origin(text: &str) -> Result<(), &'static str> {
+    let url = url::Url::parse(text).map_err(|_| "not a URL such as https://game.example")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the scheme must be http or https");
+    }
+    if url.origin().ascii_serialization() != text {
+        return Err(
+            "an origin is the scheme, the host and the port alone, as browsers send it \
+             (https://game.example, http://localhost:5173: no path, no trailing /, lowercase)",
+        );
+    }
+    Ok(())
 }
 
 fn parse<T: FromStr>(field: &'static str, value: &str) -> Result<T, ConfigError> {
@@ -1368,6 +1405,45 @@ mod tests {
             assert!(error.contains(field), "{error}");
         }
         assert!(validate(|c| c.api.max_watch_streams = 1).is_ok());
+    }
+
+    #[test]
+    fn cors_origins_and_the_stamp_window_are_checked_by_name() {
+        let validate = |adjust: &dyn Fn(&mut Config)| {
+            let mut config = valid();
+            adjust(&mut config);
+            config.validate().map(|_| ())
+        };
+        for good in [
+            "https://game.example",
+            "http://localhost:5173",
+            "http://127.0.0.1:8080",
+        ] {
+            assert!(
+                validate(&|c| c.api.cors_allowed_origins = vec![good.to_owned()]).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "*",
+            "game.example",
+            "https://game.example/",
+            "https://game.example/play",
+            "https://Game.example",
+            "ftp://game.example",
+            "https://game.example:443",
+        ] {
+            let error = validate(&|c| c.api.cors_allowed_origins = vec![bad.to_owned()])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("api.cors_allowed_origins"), "{bad}: {error}");
+        }
+        for window in [0, 9, 3601] {
+            let error = validate(&|c| c.api.stamp_window_secs = window)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("api.stamp_window_secs"), "{error}");
+        }
     }
 
     #[test]

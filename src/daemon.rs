@@ -32,7 +32,10 @@ use crate::{
         watch::{WatchLimits, WatchSlots, Watches},
     },
     app::{App, AppConfig},
-    auth::RateLimit,
+    auth::{
+        RateLimit,
+        stamp::{StampWindow, UsedNonces},
+    },
     chain::{ChainError, client::ChainClient, deploy::Deployment},
     config::{Settings, TlsIdentity},
     metrics::Metrics,
@@ -148,6 +151,8 @@ pub struct Daemon {
     tls: Option<TlsIdentity>,
     /// Largest request message any service decodes.
     max_request_bytes: usize,
+    /// The web origins whose pages may call the application API over gRPC-web.
+    cors_allowed_origins: Vec<http::HeaderValue>,
     /// How many watch streams each server holds open.
     watch_limits: WatchLimits,
     app: App,
@@ -246,7 +251,19 @@ impl Daemon {
                 per_second: api.auth_failures_per_second,
                 burst: api.auth_failure_burst,
             },
+            UsedNonces::new(StampWindow {
+                millis: api.stamp_window_secs.saturating_mul(1000),
+            }),
         ));
+        let cors_allowed_origins = api
+            .cors_allowed_origins
+            .iter()
+            .map(|origin| {
+                http::HeaderValue::from_str(origin).map_err(|_| {
+                    DaemonError::Server(format!("api.cors_allowed_origins: {origin:?}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             gate,
             listener,
@@ -254,6 +271,7 @@ impl Daemon {
             admin,
             tls,
             max_request_bytes: api.max_request_bytes,
+            cors_allowed_origins,
             watch_limits: WatchLimits {
                 total: api.max_watch_streams,
                 per_tenant: api.max_watch_streams_per_tenant,
@@ -358,6 +376,7 @@ impl Daemon {
                             self.app.clone(),
                             self.gate.clone(),
                             Surface::Admin,
+                            self.max_request_bytes,
                         ))
                         .add_service(reflection)
                         .add_service(reflection_v1alpha)
@@ -412,11 +431,18 @@ impl Daemon {
         });
 
         info!(target: "daemon", %addr, tls = self.tls.is_some(), "serving gRPC");
+        // Browsers reach the application API over gRPC-web, on this same port: HTTP/1.1
+        // (or HTTP/2) with CORS for the allowed origins, translated to gRPC before the edge,
+        // which so checks a browser's call exactly as any other.
         let served = server_builder(self.tls.as_ref())?
+            .accept_http1(true)
+            .layer(browser_cors(self.cors_allowed_origins.clone()))
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(EdgeLayer::new(
                 self.app.clone(),
                 self.gate.clone(),
                 Surface::Api,
+                self.max_request_bytes,
             ))
             .add_service(health_service)
             .add_service(reflection)
@@ -526,6 +552,34 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A gRPC server builder with the HTTP/2 limits above, presenting `tls` when given.
+/// How long a browser may cache the answer to a CORS preflight.
+const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// CORS for gRPC-web calls from pages of `origins`: what they may send (the gRPC-web
+/// headers, a client's stamp, or an API key) and read (the call's status and its details).
+fn browser_cors(origins: Vec<http::HeaderValue>) -> tower_http::cors::CorsLayer {
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+    let allowed = [
+        CONTENT_TYPE,
+        AUTHORIZATION,
+        HeaderName::from_static(crate::auth::stamp::STAMP_HEADER),
+        HeaderName::from_static("x-grpc-web"),
+        HeaderName::from_static("x-user-agent"),
+        HeaderName::from_static("grpc-timeout"),
+    ];
+    let exposed = [
+        HeaderName::from_static("grpc-status"),
+        HeaderName::from_static("grpc-message"),
+        HeaderName::from_static("grpc-status-details-bin"),
+    ];
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+        .allow_methods([http::Method::POST])
+        .allow_headers(allowed)
+        .expose_headers(exposed)
+        .max_age(CORS_MAX_AGE)
+}
+
 fn server_builder(tls: Option<&TlsIdentity>) -> Result<Server, DaemonError> {
     let builder = Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)

@@ -36,9 +36,10 @@ impl AdminService for Admin {
         let (_, request) = admitted(request)?;
         let tenant = convert::tenant("tenant", &request.tenant)?;
         let scopes = convert::api_key_scopes("scopes", &request.scopes)?;
+        let client_access = convert::client_access("client_access", request.client_access)?;
         let issued = self
             .app
-            .create_api_key(tenant, scopes, request.display_name)
+            .create_api_key(tenant, scopes, client_access, request.display_name)
             .await?;
         Ok(Response::new(proto::CreateApiKeyResponse {
             api_key: Some(convert::api_key_message(&issued.key)),

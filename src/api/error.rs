@@ -13,6 +13,7 @@ use tracing::error;
 use crate::{
     api::gate::AuthError,
     app::{AppError, reasons},
+    auth::stamp::{STAMP_HEADER, StampError},
     clock::now_ms,
     policy::Refusal,
     session::rules::RuleError,
@@ -115,6 +116,64 @@ impl From<AuthError> for Status {
                 "SCOPE_MISSING",
                 [("method", method.to_owned()), ("scope", scope.to_string())],
             ),
+            AuthError::Stamp(ref stamp) => {
+                let reason = match stamp {
+                    StampError::Malformed(_) => "STAMP_MALFORMED",
+                    StampError::Stale { .. } => "STAMP_STALE",
+                    StampError::BadSignature => "STAMP_SIGNATURE_INVALID",
+                    StampError::Replayed => "STAMP_REPLAYED",
+                    StampError::Full => {
+                        return refusal_with(
+                            Code::ResourceExhausted,
+                            message,
+                            "STAMPS_LIMITED",
+                            [],
+                            |details| {
+                                details.set_retry_info(Some(UNAVAILABLE_RETRY));
+                            },
+                        );
+                    }
+                };
+                refusal(
+                    Code::Unauthenticated,
+                    message,
+                    reason,
+                    [("field", STAMP_HEADER.into())],
+                )
+            }
+            AuthError::TwoCredentials => refusal(
+                Code::Unauthenticated,
+                message,
+                "CREDENTIALS_MALFORMED",
+                [("field", "authorization".into())],
+            ),
+            AuthError::UnknownClientSession => refusal(
+                Code::Unauthenticated,
+                message,
+                "CLIENT_SESSION_UNKNOWN",
+                [("field", format!("{STAMP_HEADER}.session"))],
+            ),
+            AuthError::ClientSessionEnded { ref session, .. } => refusal(
+                Code::Unauthenticated,
+                message.clone(),
+                "CLIENT_SESSION_ENDED",
+                [("session", session.resource_name())],
+            ),
+            AuthError::ClientAccessMissing {
+                method, needs, has, ..
+            } => refusal(
+                Code::PermissionDenied,
+                message,
+                "CLIENT_ACCESS_MISSING",
+                [
+                    ("method", method.to_owned()),
+                    (
+                        "needs",
+                        needs.map_or("API_KEY".to_owned(), |access| access.to_string()),
+                    ),
+                    ("has", has.to_string()),
+                ],
+            ),
             AuthError::Store(detail) => {
                 error!(target: "api", error = %detail, "reading an API key failed");
                 unavailable(
@@ -153,6 +212,12 @@ impl From<AppError> for Status {
                 error.to_string(),
                 reason,
                 [("rule", rule.clone())],
+            ),
+            AppError::PermissionDenied { field, .. } => refusal(
+                Code::PermissionDenied,
+                error.to_string(),
+                reason,
+                [("field", field.to_owned())],
             ),
             AppError::SessionRule(ref rule) => refusal_with(
                 Code::FailedPrecondition,

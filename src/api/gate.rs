@@ -1,6 +1,7 @@
-//! The gate every call passes first: who is calling, whether their key may call again this
-//! soon, and whether its scopes cover the method. Which records the caller may touch is the
-//! use case's to check, by tenant.
+//! The gate every call passes first: who is calling (by API key, the admin token, or a
+//! client session's stamp), whether they may call again this soon, and whether their scopes
+//! cover the method. Which records the caller may touch is the use case's to check, by
+//! tenant, and for a client by session.
 
 use std::time::{Duration, Instant};
 
@@ -8,9 +9,13 @@ use alloy::primitives::{B256, keccak256};
 
 use crate::{
     auth::{
-        ADMIN_TOKEN_CALLER, ApiKeyId, Caller, FailedAuthentications, Peer, RateLimit, RateLimiter,
-        RefusalLog, Scope, Scopes, TOKEN_PREFIX, parse_token,
+        ADMIN_TOKEN_CALLER, ApiKeyId, Caller, ClientAccess, ClientSession, FailedAuthentications,
+        Peer, RateLimit, RateLimiter, RefusalLog, Scope, Scopes, TOKEN_PREFIX, parse_token,
+        stamp::{Stamp, StampError, UsedNonces},
     },
+    clock::{now_ms, wall_clock_secs},
+    session::{SessionId, SessionStatus},
+    signer::PublicKey,
     store::{Store, StoreError},
 };
 
@@ -80,6 +85,49 @@ pub enum AuthError {
         /// What the caller's key has.
         has: Scopes,
     },
+    /// A stamp that is malformed, stale, replayed or not the key's signature of the request.
+    #[error(transparent)]
+    Stamp(#[from] StampError),
+    /// Both an API key and a stamp: a call has one credential.
+    #[error("authorization: give either an API key or a latchkey-stamp, not both")]
+    TwoCredentials,
+    /// The stamp names no session that is open to clients and has the stamp's key. The
+    /// three are told alike, so a stamp learns nothing of sessions it does not hold.
+    #[error(
+        "latchkey-stamp.session: no session with client access has this id and key \
+         (publicKey)"
+    )]
+    UnknownClientSession,
+    /// The stamp's session has ended, and its client access with it.
+    #[error(
+        "latchkey-stamp.session: {session} is {status}; its client access ended with it",
+        session = .session.resource_name()
+    )]
+    ClientSessionEnded {
+        /// The session.
+        session: SessionId,
+        /// Why it has ended, as the API names its status.
+        status: &'static str,
+    },
+    /// A client's session may not call this method at all, or not with its access.
+    #[error(
+        "latchkey-stamp: {method} {needs}; session {session} has {has}",
+        needs = match .needs {
+            Some(access) => format!("needs {access}"),
+            None => "is not open to client sessions (use an API key)".to_owned(),
+        },
+        session = .session.resource_name()
+    )]
+    ClientAccessMissing {
+        /// The method, as `Service/Method`.
+        method: &'static str,
+        /// The access it needs; `None` when clients may not call it.
+        needs: Option<ClientAccess>,
+        /// The session.
+        session: SessionId,
+        /// What the session's client may do.
+        has: ClientAccess,
+    },
     /// The key could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -90,6 +138,7 @@ impl AuthError {
     pub fn known_caller(&self) -> Option<&str> {
         match self {
             Self::RateLimited { key, .. } | Self::ScopeMissing { key, .. } => Some(key),
+            Self::ClientAccessMissing { session, .. } => Some(session.as_str()),
             _ => None,
         }
     }
@@ -99,7 +148,14 @@ impl AuthError {
     pub fn is_failed_authentication(&self) -> bool {
         matches!(
             self,
-            Self::Missing | Self::Malformed(_) | Self::UnknownKey | Self::Revoked(_)
+            Self::Missing
+                | Self::Malformed(_)
+                | Self::UnknownKey
+                | Self::Revoked(_)
+                | Self::Stamp(_)
+                | Self::TwoCredentials
+                | Self::UnknownClientSession
+                | Self::ClientSessionEnded { .. }
         )
     }
 }
@@ -114,6 +170,7 @@ pub struct Gate {
     limiter: RateLimiter,
     failures: FailedAuthentications,
     refusals: RefusalLog,
+    nonces: UsedNonces,
 }
 
 /// Most callers whose request rate is tracked at once; callers are keys, so this is far more
@@ -122,14 +179,94 @@ const MAX_RATED_CALLERS: usize = 100_000;
 
 impl Gate {
     /// A gate that also lets `admin_token` into the admin service, gives each caller `limit`
-    /// and each peer `failure_limit` failed authentications.
-    pub fn new(admin_token: Option<&str>, limit: RateLimit, failure_limit: RateLimit) -> Self {
+    /// and each peer `failure_limit` failed authentications, and takes client stamps made
+    /// within `stamps`' window, each once.
+    pub fn new(
+        admin_token: Option<&str>,
+        limit: RateLimit,
+        failure_limit: RateLimit,
+        stamps: UsedNonces,
+    ) -> Self {
         Self {
             admin_token_hash: admin_token.map(|token| keccak256(token.as_bytes())),
             limiter: RateLimiter::new(limit, MAX_RATED_CALLERS),
             failures: FailedAuthentications::new(failure_limit),
             refusals: RefusalLog::default(),
+            nonces: stamps,
         }
+    }
+
+    /// Who the stamp in `header` says is calling `path` with `message` (the request's protobuf bytes),
+    /// from `peer` at `now`: its session's client, if the stamp is the session key's
+    /// signature of this request, fresh, never used before, and the session is open to
+    /// clients and has not ended. A failure is charged to the peer's budget, as a bad key's
+    /// is; a client is charged its session's request rate.
+    pub async fn authenticate_client(
+        &self,
+        store: &dyn Store,
+        header: &str,
+        path: &str,
+        message: &[u8],
+        peer: Peer,
+        now: Instant,
+    ) -> Result<Caller, AuthError> {
+        self.charged(
+            peer,
+            now,
+            self.identify_client(store, header, path, message),
+        )
+        .await
+    }
+
+    async fn identify_client(
+        &self,
+        store: &dyn Store,
+        header: &str,
+        path: &str,
+        message: &[u8],
+    ) -> Result<Caller, AuthError> {
+        let stamp = &Stamp::parse(header)?;
+        let session = store
+            .session(&stamp.session)
+            .await?
+            .filter(|session| {
+                session.client_access != ClientAccess::None
+                    && session.key_p256 == Some(PublicKey::P256(stamp.public_key))
+            })
+            .ok_or(AuthError::UnknownClientSession)?;
+        // The signature first: only the key's holder learns anything more, and only a
+        // verified stamp may use up a nonce.
+        stamp.verify(path, message)?;
+        self.nonces.window().check(stamp.timestamp_ms, now_ms())?;
+        let ended = match session.status {
+            SessionStatus::Expired | SessionStatus::Revoked | SessionStatus::Failed => {
+                Some(session.status.api_name())
+            }
+            _ if session.valid_until < wall_clock_secs() => Some("past its valid_until"),
+            _ => None,
+        };
+        if let Some(status) = ended {
+            return Err(AuthError::ClientSessionEnded {
+                session: session.id,
+                status,
+            });
+        }
+        self.nonces.claim(stamp, now_ms())?;
+        let mut scopes = vec![Scope::Read];
+        if session.client_access == ClientAccess::ReadWrite {
+            scopes.push(Scope::Write);
+        }
+        Ok(Caller {
+            key: session.id.to_string(),
+            tenant: Some(session.tenant.clone()),
+            scopes: scopes.into_iter().collect(),
+            client_access: session.client_access,
+            client: Some(ClientSession {
+                tenant: session.tenant,
+                session: session.id,
+                account: session.account,
+            }),
+        })
     }
 
     /// When the gate's refusals were last written to the audit log, by whom they refused.
@@ -153,13 +290,25 @@ impl Gate {
         peer: Peer,
         now: Instant,
     ) -> Result<Caller, AuthError> {
+        self.charged(peer, now, self.identify(store, authorization, surface))
+            .await
+    }
+
+    /// The caller `identified` names, if `peer` may still try to authenticate at `now`: a
+    /// failure is charged to the peer's budget, and the caller one request of its rate.
+    async fn charged(
+        &self,
+        peer: Peer,
+        now: Instant,
+        identified: impl Future<Output = Result<Caller, AuthError>>,
+    ) -> Result<Caller, AuthError> {
         self.failures
             .check(peer, now)
             .map_err(|retry_after| AuthError::TooManyFailures {
                 limit: self.failures.limit(),
                 retry_after,
             })?;
-        let caller = self.identify(store, authorization, surface).await;
+        let caller = identified.await;
         if let Err(error) = &caller
             && error.is_failed_authentication()
         {
@@ -201,6 +350,8 @@ impl Gate {
                     key: ADMIN_TOKEN_CALLER.to_owned(),
                     tenant: None,
                     scopes: [Scope::Admin].into_iter().collect(),
+                    client_access: ClientAccess::None,
+                    client: None,
                 }
             }
             _ => {
@@ -219,6 +370,8 @@ impl Gate {
                     key: key.id.to_string(),
                     tenant: Some(key.tenant),
                     scopes: key.scopes,
+                    client_access: key.client_access,
+                    client: None,
                 }
             }
         };

@@ -1,9 +1,13 @@
-//! Every method latchkey serves, once: which server it is on and the scope a key needs to
-//! call it. The edge layer admits each call by this table, so a handler never checks who is
+//! Every method latchkey serves, once: which server it is on, the scope a key needs to
+//! call it, and the client access a session's own client needs (if clients may call it at
+//! all). The edge layer admits each call by this table, so a handler never checks who is
 //! calling, and a method missing from it (a test compares it with the protos) is a build
 //! that does not pass.
 
-use crate::{api::gate::Surface, auth::Scope};
+use crate::{
+    api::gate::Surface,
+    auth::{ClientAccess, Scope},
+};
 
 /// One method's place and scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +18,9 @@ pub struct MethodRule {
     pub surface: Surface,
     /// The scope a caller's key needs.
     pub scope: Scope,
+    /// The client access a session's client needs to call it with a stamp; `None` when
+    /// only API keys may.
+    pub client: Option<ClientAccess>,
 }
 
 /// The package every latchkey method's path starts with.
@@ -24,30 +31,58 @@ const fn rule(name: &'static str, surface: Surface, scope: Scope) -> MethodRule 
         name,
         surface,
         scope,
+        client: None,
     }
 }
 
+/// A method of the application API that a session's client may call with `access`.
+const fn client(name: &'static str, scope: Scope, access: ClientAccess) -> MethodRule {
+    MethodRule {
+        name,
+        surface: Api,
+        scope,
+        client: Some(access),
+    }
+}
+
+use ClientAccess::{ReadOnly, ReadWrite};
 use Scope::{Admin, Read, Write};
 use Surface::{Admin as AdminPort, Api};
 
 /// Every method, by service.
 pub const METHODS: &[MethodRule] = &[
     rule("AccountService/ComputeAccountAddress", Api, Read),
-    rule("AccountService/GetAccount", Api, Read),
+    client("AccountService/GetAccount", Read, ReadOnly),
     rule("SessionService/CreateSession", Api, Write),
-    rule("SessionService/SubmitSessionSignature", Api, Write),
-    rule("SessionService/GetSession", Api, Read),
-    rule("SessionService/ListSessions", Api, Read),
+    client("SessionService/SubmitSessionSignature", Write, ReadWrite),
+    client("SessionService/GetSession", Read, ReadOnly),
+    client("SessionService/ListSessions", Read, ReadOnly),
     rule("SessionService/RevokeSession", Api, Write),
-    rule(
+    client(
         "TransactionIntentService/CreateTransactionIntent",
-        Api,
         Write,
+        ReadWrite,
     ),
-    rule("TransactionIntentService/SubmitIntentSignature", Api, Write),
-    rule("TransactionIntentService/GetTransactionIntent", Api, Read),
-    rule("TransactionIntentService/ListTransactionIntents", Api, Read),
-    rule("TransactionIntentService/WatchTransactionIntent", Api, Read),
+    client(
+        "TransactionIntentService/SubmitIntentSignature",
+        Write,
+        ReadWrite,
+    ),
+    client(
+        "TransactionIntentService/GetTransactionIntent",
+        Read,
+        ReadOnly,
+    ),
+    client(
+        "TransactionIntentService/ListTransactionIntents",
+        Read,
+        ReadOnly,
+    ),
+    client(
+        "TransactionIntentService/WatchTransactionIntent",
+        Read,
+        ReadOnly,
+    ),
     rule("PolicyService/CreatePolicy", Api, Write),
     rule("PolicyService/GetPolicy", Api, Read),
     rule("PolicyService/ListPolicies", Api, Read),
@@ -123,7 +158,30 @@ mod tests {
             let admin = method.name.starts_with("AdminService/");
             assert_eq!(method.surface == AdminPort, admin, "{method:?}");
             assert_eq!(method.scope == Admin, admin, "{method:?}");
+            // A client reads with READ_ONLY and writes with READ_WRITE.
+            if let Some(access) = method.client {
+                assert_eq!(access == ReadWrite, method.scope == Write, "{method:?}");
+            }
         }
+    }
+
+    #[test]
+    fn clients_reach_their_own_session_and_intents_but_never_create_revoke_or_policies() {
+        let open: BTreeSet<&str> = METHODS
+            .iter()
+            .filter(|method| method.client.is_some())
+            .map(|method| method.name)
+            .collect();
+        for closed in [
+            "SessionService/CreateSession",
+            "SessionService/RevokeSession",
+            "AccountService/ComputeAccountAddress",
+            "PolicyService/GetPolicy",
+            "AdminService/GetSession",
+        ] {
+            assert!(!open.contains(closed), "{closed}");
+        }
+        assert_eq!(open.len(), 9, "{open:?}");
     }
 
     #[test]

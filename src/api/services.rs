@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     convert,
-    edge::{admitted, own_tenant},
+    edge::{admitted, admitted_caller, own_tenant},
     proto::{
         self, account_service_server::AccountService, policy_service_server::PolicyService,
         session_service_server::SessionService,
@@ -79,7 +79,7 @@ impl SessionService for Sessions {
         &self,
         request: Request<proto::CreateSessionRequest>,
     ) -> Result<Response<proto::Session>, Status> {
-        let (view, request) = admitted(request)?;
+        let (caller, view, request) = admitted_caller(request)?;
         let custody = convert::custody("custody", request.custody)?;
         let external_key = match (
             custody,
@@ -125,6 +125,8 @@ impl SessionService for Sessions {
             valid_until: convert::unix_seconds("valid_until", request.valid_until)?,
             permissions: convert::permissions(request.permissions)?,
             policy: convert::optional_policy_name("policy", &request.policy)?,
+            client_access: convert::client_access("client_access", request.client_access)?,
+            may_grant: caller.client_access,
         };
         let session = self.0.create_session(new_session).await?;
         Ok(Response::new(convert::session_message(&session)))
@@ -331,6 +333,23 @@ pub(super) async fn list_sessions(
         size: convert::page_size("page_size", request.page_size)?,
         token: convert::page_token(&request.page_token),
     };
+    if let Some(client) = view.client() {
+        // A client's list holds its own session, when the filter admits it.
+        let own = app.session(&client.session, view).await?;
+        let admitted = filter
+            .account
+            .is_none_or(|account| account == own.session.account)
+            && filter
+                .status
+                .is_none_or(|status| status == own.session.status);
+        return Ok(proto::ListSessionsResponse {
+            sessions: admitted
+                .then(|| convert::session_message(&own))
+                .into_iter()
+                .collect(),
+            next_page_token: String::new(),
+        });
+    }
     let sessions = app.list_sessions(&filter, &page).await?;
     Ok(proto::ListSessionsResponse {
         sessions: sessions
@@ -367,7 +386,7 @@ pub(super) async fn list_intents(
     view: &Visibility,
     request: proto::ListTransactionIntentsRequest,
 ) -> Result<proto::ListTransactionIntentsResponse, Status> {
-    let filter = IntentFilter {
+    let mut filter = IntentFilter {
         tenant: view.tenant().cloned(),
         session: match request.session.as_str() {
             "" => None,
@@ -384,6 +403,17 @@ pub(super) async fn list_intents(
         size: convert::page_size("page_size", request.page_size)?,
         token: convert::page_token(&request.page_token),
     };
+    if let Some(client) = view.client() {
+        // A client lists its own session's intents; asking for another's finds none.
+        if filter
+            .session
+            .as_ref()
+            .is_some_and(|session| session != &client.session)
+        {
+            return Ok(proto::ListTransactionIntentsResponse::default());
+        }
+        filter.session = Some(client.session.clone());
+    }
     let intents = app.list_intents(&filter, &page).await?;
     Ok(proto::ListTransactionIntentsResponse {
         transaction_intents: intents.items.iter().map(convert::intent_message).collect(),

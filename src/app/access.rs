@@ -4,7 +4,7 @@ use tracing::info;
 
 use super::{App, AppError};
 use crate::{
-    auth::{ApiKey, ApiKeyId, IssuedKey, Scope, Scopes, TenantId},
+    auth::{ApiKey, ApiKeyId, ClientAccess, IssuedKey, Scope, Scopes, TenantId},
     clock::now_ms,
     store::{RecordId, StoreError},
 };
@@ -13,12 +13,14 @@ use crate::{
 pub const MAX_KEY_NAME_CHARS: usize = 100;
 
 impl App {
-    /// Creates a key of `tenant` with `scopes`. The answer holds the only copy of the full
+    /// Creates a key of `tenant` with `scopes`, whose sessions may grant their clients up to
+    /// `client_access`. The answer holds the only copy of the full
     /// key; the store keeps a hash of its secret. Durable before it returns.
     pub async fn create_api_key(
         &self,
         tenant: TenantId,
         scopes: Scopes,
+        client_access: ClientAccess,
         display_name: String,
     ) -> Result<IssuedKey, AppError> {
         if scopes.is_empty() {
@@ -35,13 +37,14 @@ impl App {
                 format!("at most {MAX_KEY_NAME_CHARS} characters, none of them control characters"),
             ));
         }
-        let issued = crate::auth::issue(tenant, scopes, display_name, now_ms());
+        let issued = crate::auth::issue(tenant, scopes, client_access, display_name, now_ms());
         self.store().create_api_key(&issued.key).await?;
         info!(
             target: "audit",
             api_key = %issued.key.id,
             tenant = %issued.key.tenant,
             scopes = %issued.key.scopes,
+            client_access = %issued.key.client_access,
             "API key created"
         );
         Ok(issued)

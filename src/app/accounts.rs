@@ -44,6 +44,13 @@ impl App {
         address: Address,
         visibility: &Visibility,
     ) -> Result<AccountView, AppError> {
+        if visibility
+            .client()
+            .is_some_and(|client| client.account != address)
+        {
+            // A client sees its own session's account alone.
+            return Err(AppError::not_found("name", format!("accounts/{address}")));
+        }
         let deployed = self.chain().is_deployed(address).await?;
         let known = self
             .store()

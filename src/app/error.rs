@@ -38,6 +38,16 @@ pub enum AppError {
         /// Why, and what to do.
         message: String,
     },
+    /// The caller may not do this, whoever it is: its credential does not reach so far.
+    #[error("{field}: {message}")]
+    PermissionDenied {
+        /// The stable machine-readable reason, such as `CLIENT_ACCESS_NOT_GRANTED`.
+        reason: &'static str,
+        /// The request field that asks for too much.
+        field: &'static str,
+        /// Why, and what would be allowed.
+        message: String,
+    },
     /// The intent breaks its session's rules.
     #[error("{rule}: {0}", rule = .0.rule())]
     SessionRule(#[from] RuleError),
@@ -129,7 +139,9 @@ impl AppError {
                 Some("apiKeys") => reasons::API_KEY_NOT_FOUND,
                 _ => reasons::NOT_FOUND,
             },
-            Self::FailedPrecondition { reason, .. } => reason,
+            Self::FailedPrecondition { reason, .. } | Self::PermissionDenied { reason, .. } => {
+                reason
+            }
             Self::SessionRule(rule) => rule.reason(),
             Self::Sponsorship(refusal) => refusal.reason(),
             Self::Exhausted { reason, .. } => reason,
@@ -199,4 +211,8 @@ pub mod reasons {
     pub const STORE_FAILED: &str = "STORE_FAILED";
     /// Something that should never happen did.
     pub const INTERNAL: &str = "INTERNAL";
+    /// The API key may not open sessions to their clients this far.
+    pub const CLIENT_ACCESS_NOT_GRANTED: &str = "CLIENT_ACCESS_NOT_GRANTED";
+    /// A client asked for what only the backend decides, such as another policy.
+    pub const CLIENT_NOT_ALLOWED: &str = "CLIENT_NOT_ALLOWED";
 }

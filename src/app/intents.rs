@@ -52,6 +52,17 @@ impl App {
     ) -> Result<Intent, AppError> {
         // Whose session it is decides first: another tenant's idempotency keys say nothing.
         let session = self.visible_session(session_id, visibility).await?;
+        if visibility.client().is_some() && policy.is_some() {
+            // Which policy pays is the backend's to decide; a client's intents use its
+            // session's.
+            return Err(AppError::PermissionDenied {
+                reason: reasons::CLIENT_NOT_ALLOWED,
+                field: "policy",
+                message: "a client's intents are sponsored by its session's policy; leave it \
+                          empty"
+                    .into(),
+            });
+        }
         if let Some(key) = &idempotency_key
             && let Some(existing) = self
                 .store()

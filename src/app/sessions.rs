@@ -6,13 +6,16 @@ use tracing::info;
 
 use super::{App, AppError, intents::check_deadline, reasons};
 use crate::{
-    auth::{TenantId, Visibility},
+    auth::{ClientAccess, TenantId, Visibility},
     chain::{ops, signature::registration_id, user_operation::UserOperation},
     clock::now_ms,
     intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus},
     keys,
     policy::{Charge, Operation, PolicyId},
-    session::{KeyCustody, Permissions, Session, SessionEvent, SessionId, SessionStatus, Usage},
+    session::{
+        DEFAULT_LIFETIME_SECS, KeyCustody, Permissions, Session, SessionEvent, SessionId,
+        SessionStatus, Usage,
+    },
     signer::{self, PublicKey, Role, SubmittedSignature},
     store::{Page, PageRequest, SessionFilter, retry_lost_races},
 };
@@ -32,12 +35,43 @@ pub struct NewSession {
     pub external_key: Option<PublicKey>,
     /// Start of the window (exclusive), unix seconds; 0 for no start.
     pub valid_after: u64,
-    /// End of the window, unix seconds.
+    /// End of the window, unix seconds; 0 for [`DEFAULT_LIFETIME_SECS`] from now.
     pub valid_until: u64,
     /// What the key may do.
     pub permissions: Permissions,
     /// The policy that sponsors the session's operations, if any.
     pub policy: Option<PolicyId>,
+    /// What the session's own client may do with stamps of its key.
+    pub client_access: ClientAccess,
+    /// The most client access the caller's API key may grant.
+    pub may_grant: ClientAccess,
+}
+
+/// Whether the caller may open the session to its client as asked: its API key must grant
+/// that much, and the client's stamps need a key the browser holds, a raw P-256 one.
+fn check_client_access(request: &NewSession) -> Result<(), AppError> {
+    if request.client_access == ClientAccess::None {
+        return Ok(());
+    }
+    if request.client_access > request.may_grant {
+        return Err(AppError::PermissionDenied {
+            reason: reasons::CLIENT_ACCESS_NOT_GRANTED,
+            field: "client_access",
+            message: format!(
+                "{} is more than this API key may grant ({}); an operator sets it when \
+                 creating the key",
+                request.client_access, request.may_grant
+            ),
+        });
+    }
+    if !matches!(request.external_key, Some(PublicKey::P256(_))) {
+        return Err(AppError::invalid(
+            "key_signer",
+            "a session with client access needs an EXTERNAL SIGNER_KIND_P256 key: the \
+             client's WebCrypto key, which signs its stamps",
+        ));
+    }
+    Ok(())
 }
 
 /// A session with the intent that waits for the owner's signature, if any.
@@ -65,9 +99,13 @@ impl SessionView {
 impl App {
     /// Creates a session in `PendingSignature`, with the registration operation the owner
     /// must sign. Nothing is written unless every check passes.
-    pub async fn create_session(&self, request: NewSession) -> Result<SessionView, AppError> {
+    pub async fn create_session(&self, mut request: NewSession) -> Result<SessionView, AppError> {
+        check_client_access(&request)?;
         let chain = self.chain();
         let now = chain.inclusion_time().await?;
+        if request.valid_until == 0 {
+            request.valid_until = now.saturating_add(DEFAULT_LIFETIME_SECS);
+        }
         if request.valid_until <= now.saturating_add(self.config().window_margin_secs) {
             return Err(AppError::invalid(
                 "valid_until",
@@ -221,6 +259,7 @@ impl App {
             valid_until: request.valid_until,
             permissions: request.permissions,
             policy: request.policy,
+            client_access: request.client_access,
             status: SessionStatus::PendingSignature,
             registration_intent: intent_id.clone(),
             revocation_intent: None,

@@ -13,13 +13,21 @@
 //! "not found", exactly like ones that never existed. Its scopes say what it may call:
 //! [`Scope::Read`] the gets, lists and watches, [`Scope::Write`] what creates, signs or
 //! revokes, and [`Scope::Admin`] the operator's admin service, which sees every tenant.
+//!
+//! # Client sessions
+//!
+//! A session may also be opened to the player's own client ([`ClientAccess`]): its browser
+//! then calls with a [`stamp`] made by the session key instead of an API key, and sees and
+//! acts on that one session alone ([`Visibility::Client`]). An API key's `client_access`
+//! is the most access the sessions it creates may grant.
 
 mod failures;
 mod rate;
+pub mod stamp;
 
 use std::{collections::BTreeSet, fmt};
 
-use alloy::primitives::{B256, keccak256};
+use alloy::primitives::{Address, B256, keccak256};
 use chacha20poly1305::aead::{OsRng, rand_core::RngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -28,6 +36,7 @@ pub use self::{
     failures::{FAILURE_LOG_INTERVAL, FailedAuthentications, Peer, RefusalLog, Refused},
     rate::{RateLimit, RateLimiter},
 };
+use crate::ids::SessionId;
 pub use crate::ids::{ApiKeyId, TenantId};
 
 /// What a key may call.
@@ -97,6 +106,38 @@ impl fmt::Display for Scopes {
     }
 }
 
+/// What a session's own client (the player's browser, calling with stamps) may do.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum ClientAccess {
+    /// Nothing: only API keys call on the session.
+    #[default]
+    None,
+    /// Get, list and watch its own session, account and intents.
+    ReadOnly,
+    /// Also create intents on its own session and submit their signatures, and the owner's
+    /// signature of its registration or revocation.
+    ReadWrite,
+}
+
+impl ClientAccess {
+    /// The access's name as the API spells it.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::None => "CLIENT_ACCESS_UNSPECIFIED",
+            Self::ReadOnly => "CLIENT_ACCESS_READ_ONLY",
+            Self::ReadWrite => "CLIENT_ACCESS_READ_WRITE",
+        }
+    }
+}
+
+impl fmt::Display for ClientAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.api_name())
+    }
+}
+
 /// An API key as stored: everything but its secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
@@ -108,6 +149,10 @@ pub struct ApiKey {
     pub scopes: Scopes,
     /// The operator's label for it (who holds it, what for).
     pub display_name: String,
+    /// The most client access a session this key creates may grant; none for keys made
+    /// before client sessions.
+    #[serde(default)]
+    pub client_access: ClientAccess,
     /// keccak256 of the secret, bound to the id (see `secret_hash`).
     pub secret_hash: B256,
     /// Creation time, unix ms.
@@ -137,8 +182,15 @@ impl fmt::Debug for IssuedKey {
 pub const TOKEN_PREFIX: &str = "lk_";
 const SECRET_LEN: usize = 32;
 
-/// A new key of `tenant` with `scopes`, created at `now_ms`.
-pub fn issue(tenant: TenantId, scopes: Scopes, display_name: String, now_ms: u64) -> IssuedKey {
+/// A new key of `tenant` with `scopes`, that may open sessions to their clients up to
+/// `client_access`, created at `now_ms`.
+pub fn issue(
+    tenant: TenantId,
+    scopes: Scopes,
+    client_access: ClientAccess,
+    display_name: String,
+    now_ms: u64,
+) -> IssuedKey {
     let id = ApiKeyId::generate();
     let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
     OsRng.fill_bytes(secret.as_mut_slice());
@@ -154,6 +206,7 @@ pub fn issue(tenant: TenantId, scopes: Scopes, display_name: String, now_ms: u64
             tenant,
             scopes,
             display_name,
+            client_access,
             created_at_ms: now_ms,
             revoked_at_ms: None,
         },
@@ -193,6 +246,22 @@ pub struct Caller {
     pub tenant: Option<TenantId>,
     /// What it may call.
     pub scopes: Scopes,
+    /// For an API key, the most client access the sessions it creates may grant; for a
+    /// client, its session's access.
+    pub client_access: ClientAccess,
+    /// The session a client's stamp acts for; `None` for API keys and the admin token.
+    pub client: Option<ClientSession>,
+}
+
+/// The session a client calls for, and what it may see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSession {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The session.
+    pub session: SessionId,
+    /// The session's account.
+    pub account: Address,
 }
 
 /// How the audit log names a call made with the configured admin token.
@@ -205,14 +274,20 @@ pub enum Visibility {
     Tenant(TenantId),
     /// Every tenant's: the admin service.
     All,
+    /// One session's, and its intents and account: a client's.
+    Client(ClientSession),
 }
 
 impl Visibility {
-    /// Whether a record of `tenant` is visible.
-    pub fn sees(&self, tenant: &TenantId) -> bool {
+    /// Whether a record of `tenant` is visible, when it is (or belongs to) `session`;
+    /// `None` for records of no session, which no client sees.
+    pub fn sees(&self, tenant: &TenantId, session: Option<&SessionId>) -> bool {
         match self {
             Self::Tenant(mine) => mine == tenant,
             Self::All => true,
+            Self::Client(client) => {
+                &client.tenant == tenant && session.is_some_and(|id| id == &client.session)
+            }
         }
     }
 
@@ -220,7 +295,16 @@ impl Visibility {
     pub fn tenant(&self) -> Option<&TenantId> {
         match self {
             Self::Tenant(tenant) => Some(tenant),
+            Self::Client(client) => Some(&client.tenant),
             Self::All => None,
+        }
+    }
+
+    /// The client's session, for a client's view.
+    pub fn client(&self) -> Option<&ClientSession> {
+        match self {
+            Self::Client(client) => Some(client),
+            Self::Tenant(_) | Self::All => None,
         }
     }
 }
@@ -234,6 +318,7 @@ mod tests {
         let issued = issue(
             TenantId::parse("studio-a").unwrap(),
             [Scope::Read, Scope::Write].into_iter().collect(),
+            ClientAccess::None,
             "backend".to_owned(),
             1,
         );
@@ -285,9 +370,30 @@ mod tests {
     fn a_tenant_view_sees_only_its_tenant_and_the_admin_view_every_one() {
         let a = TenantId::parse("a").unwrap();
         let b = TenantId::parse("b").unwrap();
-        assert!(Visibility::Tenant(a.clone()).sees(&a));
-        assert!(!Visibility::Tenant(a.clone()).sees(&b));
-        assert!(Visibility::All.sees(&b));
+        assert!(Visibility::Tenant(a.clone()).sees(&a, None));
+        assert!(!Visibility::Tenant(a.clone()).sees(&b, None));
+        assert!(Visibility::All.sees(&b, None));
+    }
+
+    #[test]
+    fn a_client_view_sees_only_its_own_session_in_its_tenant() {
+        let a = TenantId::parse("a").unwrap();
+        let b = TenantId::parse("b").unwrap();
+        let mine = SessionId::generate();
+        let other = SessionId::generate();
+        let view = Visibility::Client(ClientSession {
+            tenant: a.clone(),
+            session: mine.clone(),
+            account: Address::repeat_byte(1),
+        });
+        assert!(view.sees(&a, Some(&mine)));
+        assert!(!view.sees(&a, Some(&other)));
+        assert!(!view.sees(&b, Some(&mine)));
+        assert!(
+            !view.sees(&a, None),
+            "records of no session, such as policies"
+        );
+        assert_eq!(view.tenant(), Some(&a));
     }
 
     #[test]

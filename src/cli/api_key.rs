@@ -25,6 +25,11 @@ pub enum ApiKeyCommand {
         /// with commas.
         #[arg(long = "scope", value_delimiter = ',', required = true)]
         scopes: Vec<Choice<proto::ApiKeyScope>>,
+        /// The most a session this key creates may open to its client, the player's
+        /// browser calling with stamps of the session key: `read-only` or `read-write`.
+        /// Without it, the key's sessions have no client access.
+        #[arg(long)]
+        client_access: Option<Choice<proto::ClientAccess>>,
         /// A label: who holds the key, and what for.
         #[arg(long, default_value = "")]
         name: String,
@@ -51,6 +56,8 @@ pub struct ApiKeyJson {
     pub tenant: String,
     /// `READ`, `WRITE`, `ADMIN`.
     pub scopes: Vec<String>,
+    /// The most client access its sessions may grant: `NONE`, `READ_ONLY`, `READ_WRITE`.
+    pub client_access: String,
     /// The label.
     pub display_name: String,
     /// RFC 3339.
@@ -72,6 +79,10 @@ impl From<&proto::ApiKey> for ApiKeyJson {
                 .iter()
                 .map(|&scope| enum_name::<proto::ApiKeyScope>(scope).to_ascii_uppercase())
                 .collect(),
+            client_access: match proto::ClientAccess::try_from(key.client_access) {
+                Ok(proto::ClientAccess::Unspecified) => "NONE".to_owned(),
+                _ => enum_name::<proto::ClientAccess>(key.client_access).to_ascii_uppercase(),
+            },
             display_name: key.display_name.clone(),
             created_at: key.create_time.as_ref().map(rfc3339),
             revoked_at: key.revoke_time.as_ref().map(rfc3339),
@@ -87,9 +98,12 @@ pub async fn run(args: ClientArgs, command: ApiKeyCommand) -> anyhow::Result<i32
         ApiKeyCommand::Create {
             tenant,
             scopes,
+            client_access,
             name,
         } => {
-            let created = create(&mut client, tenant, &scopes, name).await?;
+            let access =
+                client_access.map_or(proto::ClientAccess::Unspecified, |choice| choice.value);
+            let created = create(&mut client, tenant, &scopes, access, name).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
@@ -142,6 +156,7 @@ async fn create(
     client: &mut AdminClient,
     tenant: String,
     scopes: &[Choice<proto::ApiKeyScope>],
+    client_access: proto::ClientAccess,
     display_name: String,
 ) -> anyhow::Result<ApiKeyJson> {
     let created = client
@@ -149,6 +164,7 @@ async fn create(
             tenant,
             scopes: scopes.iter().map(|choice| choice.value.into()).collect(),
             display_name,
+            client_access: client_access.into(),
         })
         .await
         .map_err(rpc_error)?
@@ -172,6 +188,7 @@ pub fn render(keys: &[ApiKeyJson]) -> String {
                 key.id.clone(),
                 key.tenant.clone(),
                 key.scopes.join(","),
+                key.client_access.clone(),
                 key.display_name.clone(),
                 key.created_at.clone().unwrap_or_default(),
                 key.revoked_at
@@ -181,7 +198,9 @@ pub fn render(keys: &[ApiKeyJson]) -> String {
         })
         .collect();
     table(
-        &["ID", "TENANT", "SCOPES", "NAME", "CREATED", "STATE"],
+        &[
+            "ID", "TENANT", "SCOPES", "CLIENTS", "NAME", "CREATED", "STATE",
+        ],
         &rows,
     )
 }
@@ -197,6 +216,7 @@ mod tests {
                 id: "key_01".into(),
                 tenant: "studio-a".into(),
                 scopes: vec!["READ".into(), "WRITE".into()],
+                client_access: "READ_WRITE".into(),
                 display_name: "backend".into(),
                 created_at: Some("2026-11-21T00:00:00Z".into()),
                 revoked_at: None,
@@ -206,6 +226,7 @@ mod tests {
                 id: "key_02".into(),
                 tenant: "ops".into(),
                 scopes: vec!["ADMIN".into()],
+                client_access: "NONE".into(),
                 display_name: String::new(),
                 created_at: Some("2026-11-21T00:00:00Z".into()),
                 revoked_at: Some("2026-11-21T01:00:00Z".into()),
@@ -218,6 +239,7 @@ mod tests {
         assert!(
             lines[1].contains("studio-a")
                 && lines[1].contains("READ,WRITE")
+                && lines[1].contains("READ_WRITE")
                 && lines[1].ends_with("live")
         );
         assert!(lines[2].contains("revoked 2026-11-21T01:00:00Z"), "{text}");
@@ -233,5 +255,14 @@ mod tests {
         let listed = serde_json::to_value(ApiKeyJson::from(&key)).unwrap();
         assert!(listed.get("secret").is_none());
         assert_eq!(listed["scopes"], serde_json::json!(["READ", "ADMIN"]));
+        assert_eq!(listed["client_access"], "NONE");
+        let opened = proto::ApiKey {
+            client_access: proto::ClientAccess::ReadOnly.into(),
+            ..key
+        };
+        assert_eq!(
+            serde_json::to_value(ApiKeyJson::from(&opened)).unwrap()["client_access"],
+            "READ_ONLY"
+        );
     }
 }

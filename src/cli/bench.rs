@@ -593,6 +593,7 @@ impl DaemonChild {
                             proto::ApiKeyScope::Write.into(),
                         ],
                         display_name: "latchkey bench".to_owned(),
+                        client_access: proto::ClientAccess::Unspecified.into(),
                     })
                     .await
                     .map_err(super::rpc_error)?

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::replace_file;
 use crate::{
     app::NewPolicy,
-    auth::{Scope, TenantId},
+    auth::{ClientAccess, Scope, TenantId},
     chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH},
     config::{AdminConfig, Config, KeysConfig},
     daemon::Daemon,
@@ -51,6 +51,17 @@ pub struct DevArgs {
     /// key, the admin token): `. target/latchkey-dev.env` in another shell.
     #[arg(long, default_value = "target/latchkey-dev.env")]
     pub env_file: PathBuf,
+    /// The web example to serve (`node <DIR>/server.mjs`): a page where a player with a
+    /// passkey mints items from the browser. Skipped when the directory has no server.mjs.
+    #[arg(long, default_value = "examples/web")]
+    pub web_dir: PathBuf,
+    /// Address the web example serves on; the page is at http://localhost:<port>, an origin
+    /// the API's CORS allowlist lets in.
+    #[arg(long, default_value = "127.0.0.1:5173")]
+    pub web_listen: SocketAddr,
+    /// Serve no web example.
+    #[arg(long)]
+    pub no_web: bool,
 }
 
 /// The tenant of the dev stack's API key and policy.
@@ -101,6 +112,14 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         "0x{}",
         alloy::hex::encode(chain.sponsor_signer.to_bytes())
     ));
+    let web = (!args.no_web && args.web_dir.join(WEB_SERVER).is_file()).then_some(&args.web_dir);
+    if web.is_some() {
+        let port = args.web_listen.port();
+        config.api.cors_allowed_origins = vec![
+            format!("http://localhost:{port}"),
+            format!("http://127.0.0.1:{port}"),
+        ];
+    }
     let daemon = Daemon::start(config.validate()?).await?;
     let tenant = TenantId::parse(DEV_TENANT).map_err(anyhow::Error::msg)?;
     let policy = daemon
@@ -113,6 +132,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .create_api_key(
             tenant,
             [Scope::Read, Scope::Write].into_iter().collect(),
+            ClientAccess::ReadWrite,
             "latchkey dev".to_owned(),
         )
         .await
@@ -128,6 +148,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             .map(|admin| (admin, token.as_str())),
     };
     write_dev_env(&args.env_file, &exports)?;
+    // Held until the stack stops: dropping it stops the example's server.
+    let _web_server = match web {
+        Some(dir) => Some(start_web_example(dir, args.web_listen, &exports, &chain)?),
+        None => None,
+    };
     print_dev_banner(
         &chain,
         addr,
@@ -135,9 +160,45 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         &exports,
         &args.env_file,
         &policy.policy,
+        web.map(|_| args.web_listen.port()),
     );
     daemon.run(shutdown).await?;
     Ok(())
+}
+
+/// The web example's server, in the example's directory.
+const WEB_SERVER: &str = "server.mjs";
+
+/// Starts the web example's server (Node.js) on `listen`, with what it needs to reach the
+/// stack in its environment: the endpoint, the dev API key (the example's stand-in for a
+/// game's backend holds it, never the page), the policy and the GameItems contract.
+fn start_web_example(
+    dir: &Path,
+    listen: SocketAddr,
+    exports: &DevExports<'_>,
+    chain: &DevChain,
+) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new("node")
+        .arg(WEB_SERVER)
+        .current_dir(dir)
+        .env("LATCHKEY_ENDPOINT", &exports.endpoint)
+        .env("LATCHKEY_API_KEY", exports.api_key)
+        .env("LATCHKEY_DEV_POLICY", &exports.policy)
+        .env(
+            "LATCHKEY_GAME_ITEMS",
+            chain.deployment.game_items.to_string(),
+        )
+        .env("LATCHKEY_CHAIN_ID", chain.chain_id().to_string())
+        .env("LATCHKEY_CHAIN_RPC", chain.rpc_url().to_string())
+        .env("WEB_LISTEN", listen.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting the web example ({}/{WEB_SERVER}) with node; pass --no-web to skip it",
+                dir.display()
+            )
+        })
 }
 
 /// The dev stack's sponsorship policy: the paymaster pays for every operation of every
@@ -220,6 +281,7 @@ fn print_dev_banner(
     exports: &DevExports<'_>,
     env_file: &Path,
     policy: &Policy,
+    web_port: Option<u16>,
 ) {
     let deployment = chain.deployment;
     let owner = chain.dev_accounts().get(1).copied().unwrap_or_default();
@@ -249,6 +311,12 @@ fn print_dev_banner(
     println!("  gRPC        {addr} (health and reflection on; every call needs the API key)");
     if let Some((admin_endpoint, _)) = &exports.admin {
         println!("  admin       {admin_endpoint}");
+    }
+    if let Some(port) = web_port {
+        println!(
+            "  web example http://localhost:{port} (a passkey player minting from the browser; \
+             gRPC-web on {addr})"
+        );
     }
     println!();
     println!(

@@ -85,6 +85,7 @@ proto_names! {
     ApiKeyScope => "API_KEY_SCOPE_",
     ArgumentCondition => "ARGUMENT_CONDITION_",
     AssetKind => "ASSET_KIND_",
+    ClientAccess => "CLIENT_ACCESS_",
     KeyCustody => "KEY_CUSTODY_",
     SessionStatus => "SESSION_STATUS_",
     SponsorStrategy => "SPONSOR_STRATEGY_",

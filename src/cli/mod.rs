@@ -345,6 +345,10 @@ choices! {
         Write => "Creates, signatures and revocations",
         Admin => "The admin service",
     }
+    crate::api::proto::ClientAccess {
+        ReadOnly => "The client gets, lists and watches its own session and intents",
+        ReadWrite => "It also creates intents on its session and submits their signatures",
+    }
     crate::api::proto::TransactionIntentKind {
         Call => "Calls a session key signs",
         Registration => "A session key's registration",

@@ -582,6 +582,7 @@ mod tests {
             owner_signer: None,
             key_signer: None,
             usage: None,
+            client_access: 0,
             name: format!("sessions/{ID}"),
             id: ID.to_owned(),
             account: format!("accounts/{ACCOUNT}"),

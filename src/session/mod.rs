@@ -15,10 +15,14 @@ pub use self::permissions::{
 };
 pub use crate::ids::SessionId;
 use crate::{
-    auth::TenantId,
+    auth::{ClientAccess, TenantId},
     ids::{IntentId, PolicyId},
     signer::PublicKey,
 };
+
+/// How long a session lasts when its creator gives no `valid_until`: 15 minutes, as long as
+/// a player's sitting, and short enough that a key left in a browser soon stops working.
+pub const DEFAULT_LIFETIME_SECS: u64 = 900;
 
 /// Who holds a session key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +198,9 @@ pub struct Session {
     /// The policy that sponsors the session's operations, unless an intent names another.
     #[serde(default)]
     pub policy: Option<PolicyId>,
+    /// What the session's own client may do, calling with stamps of the session key.
+    #[serde(default)]
+    pub client_access: ClientAccess,
     /// Where the session is in its life.
     pub status: SessionStatus,
     /// The internal intent that registers the key.

@@ -537,6 +537,7 @@ mod tests {
                 limits: Vec::new(),
             },
             policy: None,
+            client_access: Default::default(),
             status: SessionStatus::Active,
             registration_intent: IntentId::generate(),
             revocation_intent: None,

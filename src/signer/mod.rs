@@ -86,7 +86,8 @@ impl P256Point {
         bytes
     }
 
-    fn verifying_key(&self) -> Option<VerifyingKey> {
+    /// The key as p256 verifies with it; `None` off the curve.
+    pub(crate) fn verifying_key(&self) -> Option<VerifyingKey> {
         VerifyingKey::from_sec1_bytes(&[&[0x04], &self.to_bytes()[..]].concat()).ok()
     }
 }

@@ -19,6 +19,8 @@ pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync {
     fn key(&self) -> &str;
     /// The tenant the record belongs to.
     fn tenant(&self) -> &TenantId;
+    /// The session the record is or belongs to, if any: what a client's view is limited to.
+    fn session(&self) -> Option<&SessionId>;
     /// Whether `text` is an id of this kind of record.
     fn is_id(text: &str) -> bool;
     /// The revision this copy was read at (0 for a copy never stored).
@@ -30,7 +32,7 @@ pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync {
 /// Implements [`Record`] for a type with `id`, `tenant` and `revision` fields, named in errors by
 /// the given [`RecordId`] variant, with ids of the given type.
 macro_rules! revisioned_record {
-    ($($record:ty => $variant:ident($id:ty)),* $(,)?) => {$(
+    ($($record:ty => $variant:ident($id:ty), session: |$this:ident| $session:expr);* $(;)?) => {$(
         impl Record for $record {
             fn record_id(&self) -> RecordId {
                 RecordId::$variant(self.id.clone())
@@ -40,6 +42,10 @@ macro_rules! revisioned_record {
             }
             fn tenant(&self) -> &TenantId {
                 &self.tenant
+            }
+            fn session(&self) -> Option<&SessionId> {
+                let $this = self;
+                $session
             }
             fn is_id(text: &str) -> bool {
                 <$id>::parse(text).is_some()
@@ -55,7 +61,7 @@ macro_rules! revisioned_record {
 }
 
 revisioned_record!(
-    Session => Session(SessionId),
-    Intent => Intent(IntentId),
-    Policy => Policy(PolicyId),
+    Session => Session(SessionId), session: |session| Some(&session.id);
+    Intent => Intent(IntentId), session: |intent| Some(&intent.session);
+    Policy => Policy(PolicyId), session: |_policy| None;
 );

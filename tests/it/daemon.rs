@@ -67,6 +67,7 @@ pub async fn create_api_key(
             tenant: tenant.to_owned(),
             scopes: scopes.iter().map(|&scope| scope.into()).collect(),
             display_name: format!("tests ({tenant})"),
+            client_access: 0,
         })
         .await
         .expect("create an API key")

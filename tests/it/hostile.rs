@@ -1081,6 +1081,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
             tenant: TEST_TENANT.into(),
             scopes: vec![proto::ApiKeyScope::Admin.into()],
             display_name: String::new(),
+            client_access: 0,
         })),
     );
     t.add(
@@ -1092,6 +1093,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
                 tenant: "../ops".into(),
                 scopes: vec![proto::ApiKeyScope::Read.into()],
                 display_name: String::new(),
+                client_access: 0,
             },
             bearer()
         ))),
@@ -1105,6 +1107,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
                 tenant: "a".into(),
                 scopes: vec![9],
                 display_name: String::new(),
+                client_access: 0,
             },
             bearer()
         ))),
@@ -1118,6 +1121,7 @@ async fn hostile_requests_get_precise_refusals_and_write_nothing() {
                 tenant: "a".into(),
                 scopes: vec![proto::ApiKeyScope::Read.into()],
                 display_name: "\u{1b}[2J".into(),
+                client_access: 0,
             },
             bearer()
         ))),

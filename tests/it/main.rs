@@ -11,6 +11,7 @@ mod at_rest;
 mod bench;
 mod bundling;
 mod cli_json;
+mod client_sessions;
 mod config_check;
 mod contracts_cli;
 mod crash;

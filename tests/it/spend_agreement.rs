@@ -276,6 +276,7 @@ async fn the_daemons_check_and_the_account_agree_on_random_calls() {
         valid_until,
         permissions: permissions.clone(),
         policy: None,
+        client_access: Default::default(),
         status: SessionStatus::Active,
         registration_intent: IntentId::generate(),
         revocation_intent: None,

@@ -59,6 +59,8 @@ async fn the_readme_walkthrough_runs_as_written_against_latchkey_dev() {
             &free(),
             "--metrics-listen",
             &free(),
+            // The web example has a test of its own, in a real browser.
+            "--no-web",
         ])
         .current_dir(root)
         .env("RUST_LOG", "warn")

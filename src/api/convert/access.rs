@@ -4,7 +4,7 @@ use super::timestamp;
 use crate::{
     api::proto,
     app::AppError,
-    auth::{ApiKey, ApiKeyId, Scope, Scopes, TenantId},
+    auth::{ApiKey, ApiKeyId, ClientAccess, Scope, Scopes, TenantId},
 };
 
 /// Most scopes a request may list (each of the three, once).
@@ -53,6 +53,31 @@ pub fn api_key_scopes(field: &str, values: &[i32]) -> Result<Scopes, AppError> {
     Ok(scopes.into_iter().collect())
 }
 
+/// A client access; UNSPECIFIED means none.
+pub fn client_access(field: &str, value: i32) -> Result<ClientAccess, AppError> {
+    match proto::ClientAccess::try_from(value) {
+        Ok(proto::ClientAccess::Unspecified) => Ok(ClientAccess::None),
+        Ok(proto::ClientAccess::ReadOnly) => Ok(ClientAccess::ReadOnly),
+        Ok(proto::ClientAccess::ReadWrite) => Ok(ClientAccess::ReadWrite),
+        Err(_) => Err(AppError::invalid(
+            field,
+            format!(
+                "{value} is not CLIENT_ACCESS_UNSPECIFIED (0, none), CLIENT_ACCESS_READ_ONLY (1) \
+                 or CLIENT_ACCESS_READ_WRITE (2)"
+            ),
+        )),
+    }
+}
+
+/// The proto form of a client access.
+pub fn client_access_message(access: ClientAccess) -> proto::ClientAccess {
+    match access {
+        ClientAccess::None => proto::ClientAccess::Unspecified,
+        ClientAccess::ReadOnly => proto::ClientAccess::ReadOnly,
+        ClientAccess::ReadWrite => proto::ClientAccess::ReadWrite,
+    }
+}
+
 /// `apiKeys/{id}`, or the bare id.
 pub fn api_key_name(field: &str, name: &str) -> Result<ApiKeyId, AppError> {
     ApiKeyId::parse(name.strip_prefix("apiKeys/").unwrap_or(name))
@@ -80,6 +105,7 @@ pub fn api_key_message(key: &ApiKey) -> proto::ApiKey {
             .map(|scope| scope_message(scope).into())
             .collect(),
         display_name: key.display_name.clone(),
+        client_access: client_access_message(key.client_access).into(),
         create_time: timestamp(key.created_at_ms),
         revoke_time: key.revoked_at_ms.and_then(timestamp),
     }
@@ -104,6 +130,20 @@ mod tests {
             assert!(error.starts_with(&format!("{field}: ")), "{error}");
             assert!(error.contains(says), "{error}");
         }
+    }
+
+    #[test]
+    fn client_access_round_trips_and_unknown_values_are_refused() {
+        for access in [
+            ClientAccess::None,
+            ClientAccess::ReadOnly,
+            ClientAccess::ReadWrite,
+        ] {
+            let value = client_access_message(access) as i32;
+            assert_eq!(client_access("client_access", value).unwrap(), access);
+        }
+        let error = client_access("client_access", 7).unwrap_err().to_string();
+        assert!(error.starts_with("client_access: 7 is not"), "{error}");
     }
 
     #[test]

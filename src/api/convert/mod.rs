@@ -12,7 +12,10 @@ mod policy;
 mod properties;
 
 pub use self::{
-    access::{api_key_message, api_key_name, api_key_scopes, scope_message, tenant},
+    access::{
+        api_key_message, api_key_name, api_key_scopes, client_access, client_access_message,
+        scope_message, tenant,
+    },
     policy::{new_policy, optional_policy_name, paymaster_message, policy_message, policy_name},
 };
 use super::proto;
@@ -603,6 +606,7 @@ pub fn session_message(view: &SessionView) -> proto::Session {
         .into(),
         valid_after: i64::try_from(session.valid_after).unwrap_or(i64::MAX),
         valid_until: i64::try_from(session.valid_until).unwrap_or(i64::MAX),
+        client_access: client_access_message(session.client_access).into(),
         permissions: Some(proto::SessionPermissions {
             call_limit: session.permissions.call_limit,
             value_per_call_limit: session.permissions.value_per_call_limit.to_string(),

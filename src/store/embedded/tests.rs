@@ -47,6 +47,7 @@ fn session_on(account: Address) -> Session {
             limits: Vec::new(),
         },
         policy: None,
+        client_access: Default::default(),
         status: SessionStatus::PendingSignature,
         registration_intent: IntentId::generate(),
         revocation_intent: None,
