@@ -21,8 +21,10 @@
 //! - [`signer`]: the kinds of key that own accounts and act as session keys (secp256k1,
 //!   raw P-256 as WebCrypto signs, WebAuthn passkeys): their ids, and the off-chain mirror of
 //!   the account's signature checks, WebAuthn assertions included.
-//! - [`auth`]: who may call: API keys with their tenant and scopes, the per-key request rate
-//!   and the per-peer budget of failed authentications.
+//! - [`auth`]: who may call: API keys with their tenant, scopes and the client access their
+//!   sessions may grant; client sessions' stamps (`auth::stamp`: the signed bytes, the
+//!   window, the nonces used); the per-caller request rate and the per-peer budget of
+//!   failed authentications.
 //! - [`session`]: session keys on accounts: the record, permissions (allowlist, argument
 //!   rules, spend limits) and their usage, the pure state machine of registration, expiry
 //!   and revocation, and the off-chain mirror of the account's session-key rules
@@ -57,19 +59,21 @@
 //!   ([`store::retry_lost_races`]) re-reads and decides again when a write loses an
 //!   optimistic-concurrency race.
 //! - [`api`]: the gRPC API: generated code; the table of every method with its server and
-//!   scope; the gate (credentials, rate, failed-authentication budget) and the edge, a tower
-//!   layer that admits, counts and audits each call from its headers before the body is
-//!   read; proto <-> domain conversion; the one error -> status mapping; handlers that
+//!   scope (and client access); the gate (API keys, stamps, rate, failed-authentication
+//!   budget) and the edge, a tower layer that admits, counts and audits each call before its
+//!   message is decoded (from its headers, or for a stamped call from its exact bytes); proto <-> domain conversion; the one error -> status mapping; handlers that
 //!   convert, call and convert; watch streams and their per-tenant slots; and the admin
 //!   service.
 //! - [`config`]: layered configuration (defaults < TOML < env < flags, each flag reading its
 //!   `LATCHKEY_*` variable when absent), checked once at start into the `Settings` the
 //!   daemon runs on: keys parsed and the TLS files read there, never again.
-//! - [`daemon`]: wiring: store, chain, relay and gRPC server, with one shutdown path, and
-//!   the HTTP/2 limits both servers set.
+//! - [`daemon`]: wiring: store, chain, relay and gRPC server (with gRPC-web and CORS for
+//!   browsers on the application port), with one shutdown path, and the HTTP/2 limits both
+//!   servers set.
 //! - [`cli`]: operator subcommands: `bench`, the load generator; `contracts deploy` and
-//!   `config check`; and the clients of a running daemon: `status`, `session`, `intent` and
-//!   `relayer` on the admin service, `policy` and `paymaster` on the application API.
+//!   `config check`; `dev`, the local stack with the web example; and the clients of a
+//!   running daemon: `status`, `session`, `intent` and `relayer` on the admin service,
+//!   `policy` and `paymaster` on the application API.
 
 #![warn(missing_docs, unreachable_pub)]
 

@@ -55,7 +55,7 @@ pub struct DevArgs {
     /// passkey mints items from the browser. Skipped when the directory has no server.mjs.
     #[arg(long, default_value = "examples/web")]
     pub web_dir: PathBuf,
-    /// Address the web example serves on; the page is at http://localhost:<port>, an origin
+    /// Address the web example serves on; the page is at `http://localhost:<port>`, an origin
     /// the API's CORS allowlist lets in.
     #[arg(long, default_value = "127.0.0.1:5173")]
     pub web_listen: SocketAddr,
