@@ -719,3 +719,65 @@ async fn browsers_of_allowed_origins_call_over_grpc_web_with_stamps() {
         Some((Code::Unauthenticated as i32).to_string().as_str())
     );
 }
+
+/// The median of `samples`, in microseconds.
+fn median_micros(mut samples: Vec<Duration>) -> u128 {
+    samples.sort();
+    samples[samples.len() / 2].as_micros()
+}
+
+#[tokio::test]
+async fn a_stamped_read_costs_what_its_signature_check_adds_to_a_keyed_one() {
+    // Not a timed test: it prints what it measured, for the closing figures; the machine is
+    // shared, so only the ratio within one run means much.
+    const CALLS: usize = 300;
+    let chain = TestChain::start().await;
+    let daemon = TestDaemon::start(&chain).await;
+    let mut backend = Clients::new(
+        daemon.channel.clone(),
+        &backend_key(&daemon, proto::ClientAccess::ReadOnly).await,
+    );
+    let key = BrowserKey::new();
+    let owner = PrivateKeySigner::random();
+    let session = backend
+        .sessions
+        .create_session(
+            client_session_request(&chain, &owner, &key, proto::ClientAccess::ReadOnly).await,
+        )
+        .await
+        .expect("create")
+        .into_inner();
+    let get = proto::GetSessionRequest {
+        name: session.name.clone(),
+    };
+    let mut client = Client::new(&daemon.channel);
+    let (mut keyed, mut stamped_calls) = (Vec::new(), Vec::new());
+    for _ in 0..CALLS {
+        let started = std::time::Instant::now();
+        backend
+            .sessions
+            .get_session(get.clone())
+            .await
+            .expect("keyed read");
+        keyed.push(started.elapsed());
+        // The stamp is made (and signed) before the clock starts: the browser's cost, not
+        // the daemon's.
+        let request = stamped(
+            get.clone(),
+            &key.stamp(&session.name, "SessionService/GetSession", &get),
+        );
+        let started = std::time::Instant::now();
+        client
+            .sessions
+            .get_session(request)
+            .await
+            .expect("stamped read");
+        stamped_calls.push(started.elapsed());
+    }
+    let (keyed, stamped_median) = (median_micros(keyed), median_micros(stamped_calls));
+    println!(
+        "GetSession over one connection, median of {CALLS}: API key {keyed} µs, stamp \
+         {stamped_median} µs ({:.2}x)",
+        stamped_median as f64 / keyed as f64
+    );
+}

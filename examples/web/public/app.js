@@ -158,14 +158,23 @@ async function onMint() {
     },
   }]);
   log(`intent ${intent.name} created`);
-  // Touch-free: the session key signs the intent's hash, as the account will check it.
-  const signature = hex(await signWith(state.keys.privateKey, unhex(intent.nextAction.signableHash)));
-  await client().submitIntentSignature(intent.name, signature);
+  // Watch first: the stream's first message is the intent as it stands (waiting for its
+  // signature), so every change after the signature is seen as it happens.
+  const updates = client().watchIntent(intent.name);
   let last;
-  for await (const update of client().watchIntent(intent.name)) {
+  const show = (update) => {
     last = statusName(update.status);
     log(`item #${item}: ${last}`);
     say(`Item #${item}: ${last}`);
+  };
+  const current = await updates.next();
+  if (current.done) throw new Error(`the watch of ${intent.name} ended at once`);
+  show(current.value);
+  // Touch-free: the session key signs the intent's hash, as the account will check it.
+  const signature = hex(await signWith(state.keys.privateKey, unhex(intent.nextAction.signableHash)));
+  await client().submitIntentSignature(intent.name, signature);
+  for await (const update of updates) {
+    show(update);
     if (FINAL.has(last)) break;
   }
   if (last === "TRANSACTION_INTENT_STATUS_CONFIRMED") {
