@@ -51,7 +51,9 @@ impl App {
         policy: Option<PolicyId>,
     ) -> Result<Intent, AppError> {
         // Whose session it is decides first: another tenant's idempotency keys say nothing.
-        let session = self.visible_session(session_id, visibility).await?;
+        let session = self
+            .visible_session("session", session_id, visibility)
+            .await?;
         if visibility.client().is_some() && policy.is_some() {
             // Which policy pays is the backend's to decide; a client's intents use its
             // session's.
@@ -271,6 +273,7 @@ impl App {
         super::visible(
             self.store().intent(id).await?,
             visibility,
+            "name",
             id.resource_name(),
         )
     }

@@ -144,16 +144,17 @@ impl App {
 }
 
 /// `record` when `visibility` covers its tenant (and, for a client, is its session or one
-/// of its intents); any other is not found (by its resource `name`), exactly like one that
-/// never existed, so a tenant learns nothing of another's ids.
+/// of its intents); any other is not found (by the request's `field` and its resource
+/// `name`), exactly like one that never existed, so a tenant learns nothing of another's ids.
 fn visible<T: Record>(
     record: Option<T>,
     visibility: &Visibility,
+    field: &'static str,
     name: String,
 ) -> Result<T, AppError> {
     record
         .filter(|record| visibility.sees(record.tenant(), record.session()))
-        .ok_or_else(|| AppError::not_found("name", name))
+        .ok_or_else(|| AppError::not_found(field, name))
 }
 
 impl LostRace for AppError {

@@ -109,6 +109,7 @@ impl App {
         let policy = super::visible(
             self.store().policy(id).await?,
             visibility,
+            "name",
             id.resource_name(),
         )?;
         self.policy_view(policy).await
@@ -145,6 +146,7 @@ impl App {
             let mut policy = super::visible(
                 self.store().policy(id).await?,
                 visibility,
+                "name",
                 id.resource_name(),
             )?;
             if !policy.enabled {

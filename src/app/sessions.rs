@@ -329,16 +329,19 @@ impl App {
         intent
     }
 
-    /// A session `visibility` covers; any other is not found, exactly like one that never
-    /// existed, so a tenant learns nothing of another's ids.
+    /// A session `visibility` covers, named by the request's `field`; any other is not
+    /// found, exactly like one that never existed, so a tenant learns nothing of another's
+    /// ids.
     pub(super) async fn visible_session(
         &self,
+        field: &'static str,
         id: &SessionId,
         visibility: &Visibility,
     ) -> Result<Session, AppError> {
         super::visible(
             self.store().session(id).await?,
             visibility,
+            field,
             id.resource_name(),
         )
     }
@@ -349,7 +352,7 @@ impl App {
         id: &SessionId,
         visibility: &Visibility,
     ) -> Result<SessionView, AppError> {
-        let session = self.visible_session(id, visibility).await?;
+        let session = self.visible_session("name", id, visibility).await?;
         let registration = self
             .store()
             .intent(&session.registration_intent)
@@ -459,7 +462,7 @@ impl App {
         visibility: &Visibility,
     ) -> Result<SessionView, AppError> {
         // Not found before anything is asked of the chain, whoever's session it is.
-        self.visible_session(id, visibility).await?;
+        self.visible_session("name", id, visibility).await?;
         let chain = self.chain();
         let inclusion_time = chain.inclusion_time().await?;
         let fees = &chain.fees().await?;

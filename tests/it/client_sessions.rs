@@ -438,7 +438,7 @@ async fn a_client_session_acts_with_stamps_and_every_bad_stamp_is_refused_writin
             &key.stamp(&session.name, CREATE_INTENT, &foreign),
         )),
         Code::NotFound,
-        &format!("{} not found", other.name),
+        &format!("session: {} not found", other.name),
     )
     .await;
     let their_intent = proto::GetTransactionIntentRequest {
