@@ -75,6 +75,39 @@ pub struct Config {
     pub api: ApiConfig,
     /// TLS for the gRPC API and the admin service; plaintext when absent.
     pub tls: TlsConfig,
+    /// The bundler JSON-RPC (ERC-7769) and the paymaster service (ERC-7677).
+    pub jsonrpc: JsonRpcConfig,
+}
+
+/// The bundler JSON-RPC: the ERC-4337 methods SDKs call (ERC-7769), and the paymaster
+/// service (ERC-7677), on a listener of their own. Off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonRpcConfig {
+    /// Address to serve it on (`POST /`, JSON-RPC 2.0 over HTTP); off when absent.
+    pub listen: Option<SocketAddr>,
+    /// A tenant whose calls need no API key: every caller without an `authorization`
+    /// header acts as this tenant with READ and WRITE. For a local stack only: anyone who
+    /// reaches the port can send operations.
+    pub open_tenant: Option<String>,
+    /// Largest request body, in bytes; a larger one is refused before it is parsed.
+    pub max_request_bytes: usize,
+    /// Most calls in one batch; a larger batch is refused whole.
+    pub max_batch_calls: usize,
+    /// Most operations of one sender on their way at once (each under its own nonce key).
+    pub max_operations_per_sender: usize,
+}
+
+impl Default for JsonRpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            open_tenant: None,
+            max_request_bytes: 512 * 1024,
+            max_batch_calls: 100,
+            max_operations_per_sender: 8,
+        }
+    }
 }
 
 /// The certificate and key both gRPC servers (application and admin) present. Give both or
@@ -463,6 +496,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             api: ApiConfig::default(),
             tls: TlsConfig::default(),
+            jsonrpc: JsonRpcConfig::default(),
         }
     }
 }
@@ -677,6 +711,23 @@ pub struct Settings {
     /// The certificate and key both servers present, as read during validation;
     /// plaintext when `None`.
     pub tls: Option<TlsIdentity>,
+    /// The bundler JSON-RPC, with its open tenant parsed.
+    pub jsonrpc: JsonRpcSettings,
+}
+
+/// The bundler JSON-RPC, as the daemon serves it.
+#[derive(Debug, Clone)]
+pub struct JsonRpcSettings {
+    /// Address to serve it on; off when absent.
+    pub listen: Option<SocketAddr>,
+    /// The tenant callers without an API key act as; `None` requires a key of every call.
+    pub open_tenant: Option<crate::ids::TenantId>,
+    /// Largest request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Most calls in one batch.
+    pub max_batch_calls: usize,
+    /// Most operations of one sender on their way at once.
+    pub max_operations_per_sender: usize,
 }
 
 /// The chain, as the daemon connects to it.
@@ -709,6 +760,7 @@ impl fmt::Debug for Settings {
             master_key,
             api,
             tls,
+            jsonrpc,
         } = self;
         let relayers: Vec<Address> = relayers.iter().map(PrivateKeySigner::address).collect();
         f.debug_struct("Settings")
@@ -724,6 +776,7 @@ impl fmt::Debug for Settings {
             .field("master_key", master_key)
             .field("api", api)
             .field("tls", &tls.as_ref().map(|_| "<certificate and key>"))
+            .field("jsonrpc", jsonrpc)
             .finish()
     }
 }
@@ -879,6 +932,7 @@ impl Config {
                 return Err(invalid(field, "must be between 1 and 1000000"));
             }
         }
+        let jsonrpc = self.jsonrpc_settings()?;
         if !(10..=3600).contains(&self.api.stamp_window_secs) {
             return Err(invalid(
                 "api.stamp_window_secs",
@@ -968,6 +1022,41 @@ impl Config {
             master_key,
             api: self.api,
             tls,
+            jsonrpc,
+        })
+    }
+
+    /// The bundler JSON-RPC's settings, each limit checked.
+    fn jsonrpc_settings(&self) -> Result<JsonRpcSettings, ConfigError> {
+        let jsonrpc = &self.jsonrpc;
+        let open_tenant = match &jsonrpc.open_tenant {
+            Some(name) => Some(
+                crate::ids::TenantId::parse(name)
+                    .map_err(|reason| invalid("jsonrpc.open_tenant", &reason))?,
+            ),
+            None => None,
+        };
+        if !(1024..=16 * 1024 * 1024).contains(&jsonrpc.max_request_bytes) {
+            return Err(invalid(
+                "jsonrpc.max_request_bytes",
+                "must be from 1024 to 16777216",
+            ));
+        }
+        if !(1..=1000).contains(&jsonrpc.max_batch_calls) {
+            return Err(invalid("jsonrpc.max_batch_calls", "must be from 1 to 1000"));
+        }
+        if !(1..=1024).contains(&jsonrpc.max_operations_per_sender) {
+            return Err(invalid(
+                "jsonrpc.max_operations_per_sender",
+                "must be from 1 to 1024",
+            ));
+        }
+        Ok(JsonRpcSettings {
+            listen: jsonrpc.listen,
+            open_tenant,
+            max_request_bytes: jsonrpc.max_request_bytes,
+            max_batch_calls: jsonrpc.max_batch_calls,
+            max_operations_per_sender: jsonrpc.max_operations_per_sender,
         })
     }
 

@@ -9,6 +9,7 @@ use alloy::{
     rpc::client::RpcClient,
     transports::http::{Http, reqwest},
 };
+use axum::serve::ListenerExt;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -31,15 +32,16 @@ use crate::{
         services::{Accounts, Intents, Policies, Sessions},
         watch::{WatchLimits, WatchSlots, Watches},
     },
-    app::{App, AppConfig},
+    app::{App, AppConfig, BundlerConfig},
     auth::{
         RateLimit,
         stamp::{StampWindow, UsedNonces},
     },
     chain::{ChainError, client::ChainClient, deploy::Deployment},
-    config::{Settings, TlsIdentity},
+    config::{JsonRpcSettings, Settings, TlsIdentity},
     metrics::Metrics,
     relay::{HEALTH_SERVICE, Relay, RelayHealth},
+    rpc::JsonRpc,
     store::{SharedStore, SledStore, StoreError},
 };
 
@@ -145,6 +147,8 @@ pub struct Daemon {
     gate: Arc<Gate>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// The bundler JSON-RPC's listener and settings, when it is served.
+    jsonrpc: Option<(TcpListener, JsonRpcSettings)>,
     /// The admin service's listener, when anyone can use it.
     admin: Option<TcpListener>,
     /// The TLS certificate and key both servers present; plaintext when `None`.
@@ -183,8 +187,10 @@ impl Daemon {
             master_key,
             api,
             tls,
+            jsonrpc,
             ..
         } = settings;
+        let relay_max_bundle_gas = relay.max_bundle_gas;
         let metrics = Arc::new(Metrics::default());
         let queue_timeout = relay.queue_timeout;
         let relay = Relay::new(
@@ -204,6 +210,10 @@ impl Daemon {
                 sponsor,
                 master_key,
                 admin_token: admin_config.token.is_some(),
+                bundler: BundlerConfig {
+                    max_operations_per_sender: jsonrpc.max_operations_per_sender,
+                    max_operation_gas: relay_max_bundle_gas,
+                },
             },
             metrics,
             relay.handle(),
@@ -211,6 +221,12 @@ impl Daemon {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|error| DaemonError::Server(format!("bind {}: {error}", listen)))?;
+        let jsonrpc_listener = match jsonrpc.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|error| {
+                DaemonError::Server(format!("bind jsonrpc.listen {addr}: {error}"))
+            })?),
+            None => None,
+        };
         let metrics_listener = match metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|error| {
                 DaemonError::Server(format!("bind metrics_listen {addr}: {error}"))
@@ -268,6 +284,7 @@ impl Daemon {
             gate,
             listener,
             metrics_listener,
+            jsonrpc: jsonrpc_listener.map(|listener| (listener, jsonrpc)),
             admin,
             tls,
             max_request_bytes: api.max_request_bytes,
@@ -294,6 +311,13 @@ impl Daemon {
         self.metrics_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// The address the bundler JSON-RPC listens on, when it is served.
+    pub fn jsonrpc_addr(&self) -> Option<SocketAddr> {
+        self.jsonrpc
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The address the admin service listens on, when it is served.
@@ -358,6 +382,28 @@ impl Daemon {
                 }
             });
             info!(target: "daemon", addr = ?metrics_addr, "serving metrics at /metrics");
+        }
+
+        if let Some((listener, settings)) = self.jsonrpc {
+            let jsonrpc_addr = listener.local_addr().ok();
+            let router = JsonRpc::new(self.app.clone(), self.gate.clone(), settings).router();
+            let stop = shutdown.clone().cancelled_owned();
+            let listener = listener.tap_io(|stream| {
+                // Small JSON answers go out at once, as on the gRPC servers.
+                let _ = stream.set_nodelay(true);
+            });
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop)
+                .await
+                {
+                    tracing::error!(target: "daemon", %error, "bundler JSON-RPC server failed");
+                }
+            });
+            info!(target: "daemon", addr = ?jsonrpc_addr, "serving the bundler JSON-RPC");
         }
 
         let admin_server = match self.admin {

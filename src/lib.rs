@@ -16,8 +16,9 @@
 //!   sessions allow, policies sponsor and the chain encodes.
 //! - [`chain`]: contract bindings, user operations and the v0.8 userOpHash, the signature
 //!   frames the account takes (`chain::signature`), the gas
-//!   constants of an operation (`chain::ops`), deployment, the paymaster's signature, and
-//!   the local dev chain.
+//!   constants of an operation (`chain::ops`), the simulation of any account's operation
+//!   through EntryPointSimulations (`chain::simulation`), deployment, the paymaster's
+//!   signature, and the local dev chain.
 //! - [`signer`]: the kinds of key that own accounts and act as session keys (secp256k1,
 //!   raw P-256 as WebCrypto signs, WebAuthn passkeys): their ids, and the off-chain mirror of
 //!   the account's signature checks, WebAuthn assertions included.
@@ -42,8 +43,9 @@
 //!   durable, so no writer publishes by hand.
 //! - [`store`]: persistence. The [`store::Store`] trait is what the use cases and the relay
 //!   need of a database: one atomic [`store::Batch`] of revision-checked records per state
-//!   change, with its outbox entry; the lookups and lists by index that the API and restart
-//!   recovery read; held keys kept sealed (and moved to a new master key). The embedded
+//!   change, with its outbox entry; the lookups and lists by index that the API, the
+//!   bundler JSON-RPC (by userOpHash, a sender's nonce keys in use) and restart recovery
+//!   read; held keys kept sealed (and moved to a new master key). The embedded
 //!   backend on sled ([`store::embedded`]) declares its tables once
 //!   (`store/embedded/layout.rs`) and does sponsorship admission: a policy's limits are
 //!   checked against its stored usage inside the write that charges it
@@ -54,7 +56,8 @@
 //!   follows through reorgs, settles. It works on the store and the chain alone; the rest of
 //!   the daemon holds its [`relay::RelayHandle`] (relayers, progress, wake-up).
 //! - [`app`]: the use cases, one file per resource (accounts, sessions, intents, policies,
-//!   API keys, status, and the sponsorship decision in `app/sponsor.rs`), over a small
+//!   API keys, status, the sponsorship decision in `app/sponsor.rs`, and the bundler's
+//!   operations of any account in `app/bundler.rs`), over a small
 //!   context: store, chain, settings, metrics and the relay's handle. One helper
 //!   ([`store::retry_lost_races`]) re-reads and decides again when a write loses an
 //!   optimistic-concurrency race.
@@ -67,6 +70,11 @@
 //! - [`config`]: layered configuration (defaults < TOML < env < flags, each flag reading its
 //!   `LATCHKEY_*` variable when absent), checked once at start into the `Settings` the
 //!   daemon runs on: keys parsed and the TLS files read there, never again.
+//! - [`rpc`]: the bundler JSON-RPC that account-abstraction SDKs speak (ERC-7769 for
+//!   EntryPoint v0.8, and the gas-price methods they call), on a listener of its own: the
+//!   JSON-RPC framing, user operations as JSON, each method and its scope, and the error
+//!   codes; the operations it takes run through `app`'s bundler use case (simulated by
+//!   `chain::simulation`) into the same store and relay as latchkey's own.
 //! - [`daemon`]: wiring: store, chain, relay and gRPC server (with gRPC-web and CORS for
 //!   browsers on the application port), with one shutdown path, and the HTTP/2 limits both
 //!   servers set.
@@ -93,6 +101,7 @@ pub mod keys;
 pub mod metrics;
 pub mod policy;
 pub mod relay;
+pub mod rpc;
 pub mod session;
 pub mod signer;
 pub mod store;

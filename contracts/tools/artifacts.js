@@ -16,13 +16,15 @@ const outDir = path.join(root, 'out');
 const artifactsDir = path.join(root, 'artifacts');
 
 // Our contracts, from forge's output.
-const OWN = ['SessionKeyAccount', 'SessionKeyAccountFactory', 'GameItems', 'GameGold', 'SponsorPaymaster'];
+const OWN = ['SessionKeyAccount', 'SessionKeyAccountFactory', 'GameItems', 'GameGold', 'SponsorPaymaster', 'Counter'];
 // The canonical EntryPoint v0.8, from its npm package: these are the exact bytes that the
 // CREATE2 deployer places at 0x4337084D9E255Ff0702461CF8895CE9E3b5Ff108.
-const ENTRY_POINT = path.join(
-  root,
-  'node_modules/@account-abstraction/contracts/artifacts/EntryPoint.json',
-);
+const ENTRY_POINT_PACKAGE = path.join(root, 'node_modules/@account-abstraction/contracts/artifacts');
+const ENTRY_POINT = path.join(ENTRY_POINT_PACKAGE, 'EntryPoint.json');
+// From the same package: the simulation contract the bundler JSON-RPC runs in place of the
+// EntryPoint (through a state override, never deployed), and the v0.8 sample account and
+// its factory, which the bundler's tests and benchmark send operations from.
+const FROM_ENTRY_POINT_PACKAGE = ['EntryPointSimulations', 'SimpleAccount', 'SimpleAccountFactory'];
 
 function hex(value) {
   const text = typeof value === 'string' ? value : value.object;
@@ -51,6 +53,9 @@ function expected() {
     files.set(`${name}.json`, slim(readJson(path.join(outDir, `${name}.sol`, `${name}.json`))));
   }
   files.set('EntryPoint.json', slim(readJson(ENTRY_POINT)));
+  for (const name of FROM_ENTRY_POINT_PACKAGE) {
+    files.set(`${name}.json`, slim(readJson(path.join(ENTRY_POINT_PACKAGE, `${name}.json`))));
+  }
   const rendered = new Map();
   for (const [file, content] of files) rendered.set(file, `${JSON.stringify(content, null, 2)}\n`);
   return rendered;

@@ -294,6 +294,18 @@ impl Gate {
             .await
     }
 
+    /// Charges `caller` one more request at `now`: each call of a JSON-RPC batch after the
+    /// first, which its authentication paid for.
+    pub fn charge(&self, caller: &Caller, now: Instant) -> Result<(), AuthError> {
+        self.limiter
+            .try_acquire(&caller.key, now)
+            .map_err(|retry_after| AuthError::RateLimited {
+                key: caller.key.clone(),
+                limit: self.limiter.limit(),
+                retry_after,
+            })
+    }
+
     /// The caller `identified` names, if `peer` may still try to authenticate at `now`: a
     /// failure is charged to the peer's budget, and the caller one request of its rate.
     async fn charged(

@@ -242,11 +242,11 @@ impl App {
                     ),
                 ));
             }
-            let session = self
-                .store()
-                .session(&intent.session)
-                .await?
-                .ok_or(AppError::Internal("an intent's session is missing"))?;
+            let session = match &intent.session {
+                Some(id) => self.store().session(id).await?,
+                None => None,
+            }
+            .ok_or(AppError::Internal("an intent's session is missing"))?;
             check_deadline(&intent)?;
             check_active(&session)?;
             let accepted = signer::verify(

@@ -12,10 +12,13 @@
 //! - `access`: API keys;
 //! - `status`: the daemon's status and the relay's pause;
 //! - `observe`: the levels behind the metrics, read at each scrape;
-//! - `sponsor`: the paymaster's approvals, as a policy admits an operation.
+//! - `sponsor`: the paymaster's approvals, as a policy admits an operation;
+//! - `bundler`: user operations of any v0.8 account, as the bundler JSON-RPC sends,
+//!   estimates and looks them up.
 
 mod access;
 mod accounts;
+mod bundler;
 mod error;
 mod intents;
 mod observe;
@@ -29,6 +32,7 @@ use std::{sync::Arc, time::Duration};
 pub use self::{
     access::MAX_KEY_NAME_CHARS,
     accounts::AccountView,
+    bundler::{BundlerConfig, BundlerRefusal, GasEstimate, GasPrice, has_receipt},
     error::{AppError, reasons},
     intents::MAX_UNSIGNED_INTENTS_PER_SESSION,
     policies::{NewPolicy, PaymasterView, PolicyView, WindowView},
@@ -63,6 +67,8 @@ pub struct AppConfig {
     pub master_key: keys::MasterKey,
     /// Whether an admin token lets callers into the admin service (besides ADMIN keys).
     pub admin_token: bool,
+    /// The bundler's limits.
+    pub bundler: BundlerConfig,
 }
 
 /// The application: the context every use case runs in (store, chain, settings, metrics and

@@ -69,3 +69,70 @@ sol!(
     SponsorPaymaster,
     "contracts/artifacts/SponsorPaymaster.json"
 );
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    Counter,
+    "contracts/artifacts/Counter.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    SimpleAccountFactory,
+    "contracts/artifacts/SimpleAccountFactory.json"
+);
+
+/// SimpleAccount, the EntryPoint package's v0.8 sample account, in a module of its own:
+/// its ABI names `BaseAccount` as SessionKeyAccount's does.
+pub mod simple_account {
+    #![allow(missing_docs)]
+
+    use alloy::sol;
+
+    sol!(
+        #[sol(rpc)]
+        #[derive(Debug)]
+        SimpleAccount,
+        "contracts/artifacts/SimpleAccount.json"
+    );
+}
+
+/// EntryPointSimulations, the EntryPoint with the view-only entry points a bundler runs
+/// through `eth_call` with its code put in place of the EntryPoint's by a state override.
+/// Never deployed: its simulation functions skip signature checks. In a module of its own,
+/// since its ABI declares the EntryPoint's types again.
+pub mod simulations {
+    #![allow(missing_docs, clippy::too_many_arguments)]
+
+    use alloy::sol;
+
+    pub use super::PackedUserOperation;
+
+    /// The same operation as the simulation's ABI names its type.
+    pub fn packed(op: PackedUserOperation) -> EntryPointSimulations::PackedUserOperation {
+        EntryPointSimulations::PackedUserOperation {
+            sender: op.sender,
+            nonce: op.nonce,
+            initCode: op.initCode,
+            callData: op.callData,
+            accountGasLimits: op.accountGasLimits,
+            preVerificationGas: op.preVerificationGas,
+            gasFees: op.gasFees,
+            paymasterAndData: op.paymasterAndData,
+            signature: op.signature,
+        }
+    }
+
+    sol!(
+        #[derive(Debug)]
+        EntryPointSimulations,
+        "contracts/artifacts/EntryPointSimulations.json"
+    );
+
+    /// The runtime code put at the EntryPoint's address for a simulation.
+    pub fn runtime_code() -> alloy::primitives::Bytes {
+        EntryPointSimulations::DEPLOYED_BYTECODE.clone()
+    }
+}

@@ -16,8 +16,8 @@ use tracing::info;
 use super::{
     ChainError,
     contracts::{
-        CREATE2_DEPLOYER, ENTRY_POINT_V08, ENTRY_POINT_V08_SALT, EntryPoint, GameGold, GameItems,
-        SessionKeyAccountFactory, SponsorPaymaster,
+        CREATE2_DEPLOYER, Counter, ENTRY_POINT_V08, ENTRY_POINT_V08_SALT, EntryPoint, GameGold,
+        GameItems, SessionKeyAccountFactory, SimpleAccountFactory, SponsorPaymaster,
     },
 };
 
@@ -103,6 +103,30 @@ impl Create2Contract {
         }
     }
 
+    /// The EntryPoint package's SimpleAccountFactory for `entry_point`: the sample v0.8
+    /// account the bundler JSON-RPC's tests and benchmark send operations from.
+    pub fn simple_account_factory(entry_point: Address) -> Self {
+        Self {
+            name: "SimpleAccountFactory",
+            salt: LATCHKEY_SALT,
+            init_code: [
+                &SimpleAccountFactory::BYTECODE[..],
+                &entry_point.abi_encode()[..],
+            ]
+            .concat()
+            .into(),
+        }
+    }
+
+    /// The Counter the bundler benchmark's operations call.
+    pub fn counter() -> Self {
+        Self {
+            name: "Counter",
+            salt: LATCHKEY_SALT,
+            init_code: Counter::BYTECODE.clone(),
+        }
+    }
+
     /// Where the CREATE2 deployer puts it.
     pub fn address(&self) -> Address {
         create2_address(self.salt, &self.init_code)
@@ -175,6 +199,44 @@ pub async fn deploy_all<P: Provider>(provider: &P) -> Result<Deployment, ChainEr
         factory: factory.address,
         game_items: game_items.address,
         game_gold: game_gold.address,
+    })
+}
+
+/// Where the bundler's sample contracts live: the SimpleAccountFactory and the Counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundlerSamples {
+    /// The EntryPoint package's SimpleAccountFactory.
+    pub simple_account_factory: Address,
+    /// The Counter.
+    pub counter: Address,
+}
+
+/// Where [`deploy_bundler_samples`] puts them for `entry_point`, known without a chain.
+pub fn bundler_samples(entry_point: Address) -> BundlerSamples {
+    BundlerSamples {
+        simple_account_factory: Create2Contract::simple_account_factory(entry_point).address(),
+        counter: Create2Contract::counter().address(),
+    }
+}
+
+/// Deploys whatever is missing of the bundler's sample contracts, from the provider's
+/// default sender.
+pub async fn deploy_bundler_samples<P: Provider>(
+    provider: &P,
+    entry_point: Address,
+) -> Result<BundlerSamples, ChainError> {
+    let factory = deploy_logged(
+        provider,
+        Create2Contract::simple_account_factory(entry_point),
+    )
+    .await?
+    .address;
+    let counter = deploy_logged(provider, Create2Contract::counter())
+        .await?
+        .address;
+    Ok(BundlerSamples {
+        simple_account_factory: factory,
+        counter,
     })
 }
 

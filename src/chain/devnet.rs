@@ -13,7 +13,7 @@ use url::Url;
 
 use super::{
     ChainError,
-    deploy::{Deployment, deploy_all, deploy_paymaster},
+    deploy::{BundlerSamples, Deployment, deploy_all, deploy_bundler_samples, deploy_paymaster},
 };
 
 /// Environment variable that points at an anvil binary other than the project's own.
@@ -61,6 +61,8 @@ pub struct DevChain {
     pub paymaster: Address,
     /// A fresh key the paymaster accepts approvals from.
     pub sponsor_signer: PrivateKeySigner,
+    /// The bundler's sample contracts: SimpleAccountFactory and Counter.
+    pub samples: BundlerSamples,
 }
 
 impl DevChain {
@@ -87,6 +89,7 @@ impl DevChain {
             .connect_http(anvil.endpoint_url())
             .erased();
         let deployment = deploy_all(&provider).await?;
+        let samples = deploy_bundler_samples(&provider, deployment.entry_point).await?;
 
         let relayer = PrivateKeySigner::random();
         let funding: U256 = parse_ether(RELAYER_FUNDING_ETH).expect("constant parses");
@@ -111,6 +114,7 @@ impl DevChain {
             relayer,
             paymaster,
             sponsor_signer,
+            samples,
         })
     }
 

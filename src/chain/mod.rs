@@ -8,6 +8,7 @@ pub mod devnet;
 pub mod ops;
 pub mod revert;
 pub mod signature;
+pub mod simulation;
 pub mod sponsor;
 pub mod user_operation;
 
@@ -88,6 +89,9 @@ pub enum ChainError {
         /// The decoded revert.
         reason: String,
     },
+    /// The node answered with something that does not decode as what was asked for.
+    #[error("the node's answer cannot be read: {0}")]
+    Decode(String),
     /// The node returned no latest block.
     #[error("the node returned no latest block")]
     NoLatestBlock,

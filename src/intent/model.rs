@@ -26,6 +26,16 @@ pub enum IntentKind {
     Registration,
     /// The owner-signed operation that revokes the session key.
     Revocation,
+    /// An operation signed outside latchkey, by any v0.8 account's own key, and sent through
+    /// the bundler JSON-RPC: it belongs to no session, and latchkey only relays it.
+    External,
+}
+
+impl IntentKind {
+    /// Whether the intent belongs to a session, whose state its outcome settles.
+    pub fn has_session(self) -> bool {
+        !matches!(self, Self::External)
+    }
 }
 
 /// Where an intent is on its way to the chain.
@@ -264,8 +274,9 @@ pub struct Intent {
     pub id: IntentId,
     /// What its operation does.
     pub kind: IntentKind,
-    /// The session it belongs to.
-    pub session: SessionId,
+    /// The session it belongs to; `None` for an [`IntentKind::External`] operation.
+    #[serde(default)]
+    pub session: Option<SessionId>,
     /// Its session's tenant, kept here so lists filter without reading each session.
     #[serde(default)]
     pub tenant: TenantId,
@@ -289,6 +300,7 @@ pub struct Intent {
     pub user_op_hash: B256,
     /// The deadline a session key's signature carries (unix seconds): the account refuses
     /// the operation after it, so once it has passed, the operation can never execute.
+    /// For an external operation, the `validUntil` its account's validation returned.
     /// `None` for the owner's operations, whose signature carries none.
     #[serde(default)]
     pub valid_until: Option<u64>,
@@ -338,14 +350,16 @@ impl Intent {
         Self {
             id,
             kind,
-            session: session.id.clone(),
+            session: Some(session.id.clone()),
             tenant: session.tenant.clone(),
             account: session.account,
             chain_id: session.chain_id,
             entry_point,
             signer: match kind {
                 IntentKind::Call => session.session_key().kind(),
-                IntentKind::Registration | IntentKind::Revocation => session.owner_key().kind(),
+                IntentKind::Registration | IntentKind::Revocation | IntentKind::External => {
+                    session.owner_key().kind()
+                }
             },
             interactions: Vec::new(),
             user_op,
@@ -367,23 +381,69 @@ impl Intent {
         }
     }
 
+    /// An external operation, signed by its account's own key and accepted by the bundler
+    /// JSON-RPC for `tenant`: QUEUED at once, for the relay. `valid_until` is the end of the
+    /// window its validation returned, when it returned one.
+    pub fn external(
+        id: IntentId,
+        tenant: TenantId,
+        chain_id: u64,
+        (user_op, user_op_hash): (UserOperation, B256),
+        entry_point: Address,
+        valid_until: Option<u64>,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            id,
+            kind: IntentKind::External,
+            session: None,
+            tenant,
+            account: user_op.sender,
+            chain_id,
+            entry_point,
+            signer: SignerKind::default(),
+            interactions: Vec::new(),
+            user_op,
+            user_op_hash,
+            valid_until,
+            status: IntentStatus::Queued,
+            history: vec![(IntentStatus::Queued, now_ms)],
+            submission: None,
+            result: None,
+            failure_reason: None,
+            refusal: None,
+            idempotency_key: None,
+            signature_deadline_ms: None,
+            reserved: Usage::default(),
+            charge: None,
+            revision: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+
     /// The hash its signer signs: the userOpHash for the owner, the session operation hash
     /// (bound to the session's registration and the deadline) for a session key.
     pub fn signable_hash(&self) -> B256 {
-        match self.valid_until {
-            Some(valid_until) => session_operation_hash(
+        match (self.session_key_deadline(), &self.session) {
+            (Some(valid_until), Some(session)) => session_operation_hash(
                 self.user_op_hash,
-                registration_id(self.session.as_str()),
+                registration_id(session.as_str()),
                 valid_until,
             ),
-            None => self.user_op_hash,
+            _ => self.user_op_hash,
         }
+    }
+
+    /// The deadline a session key signs into its operation: only a call's carries one.
+    fn session_key_deadline(&self) -> Option<u64> {
+        self.valid_until.filter(|_| self.kind == IntentKind::Call)
     }
 
     /// The EIP-712 typed data a wallet signs for the owner's operation (see
     /// [`typed_data_v08`]); `None` for a session key's, which signs the bare hash.
     pub fn typed_data(&self) -> Option<serde_json::Value> {
-        (self.valid_until.is_none() && self.signer == SignerKind::Secp256k1)
+        (self.session_key_deadline().is_none() && self.signer == SignerKind::Secp256k1)
             .then(|| typed_data_v08(&self.user_op, self.entry_point, self.chain_id))
     }
 
@@ -395,13 +455,11 @@ impl Intent {
 
     /// The user operation's signature field for `signature`, framed for its signer.
     pub fn framed_signature(&self, signature: &[u8]) -> Bytes {
-        match self.valid_until {
-            Some(valid_until) => session_signature(
-                registration_id(self.session.as_str()),
-                valid_until,
-                signature,
-            ),
-            None => owner_signature(signature),
+        match (self.session_key_deadline(), &self.session) {
+            (Some(valid_until), Some(session)) => {
+                session_signature(registration_id(session.as_str()), valid_until, signature)
+            }
+            _ => owner_signature(signature),
         }
     }
 
@@ -472,6 +530,9 @@ impl Intent {
     /// Whether the status the relay just gave the intent changes its session: a final one,
     /// or a rebuilt registration, which the owner must sign again.
     pub fn moves_session(&self) -> bool {
+        if !self.kind.has_session() {
+            return false;
+        }
         self.status.is_final()
             || (self.kind == IntentKind::Registration
                 && self.status == IntentStatus::PendingSignature)

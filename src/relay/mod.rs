@@ -399,18 +399,18 @@ impl Relay {
                 ended.push((intent, IntentEvent::SignatureTimedOut));
                 continue;
             }
-            if intent.kind != IntentKind::Call {
+            let (IntentKind::Call, Some(session)) = (intent.kind, &intent.session) else {
                 continue;
-            }
-            if !sessions.contains_key(&intent.session) {
+            };
+            if !sessions.contains_key(session) {
                 let status = self
                     .store
-                    .session(&intent.session)
+                    .session(session)
                     .await?
                     .map(|session| session.status);
-                sessions.insert(intent.session.clone(), status);
+                sessions.insert(session.clone(), status);
             }
-            if let Some(Some(status)) = sessions.get(&intent.session)
+            if let Some(Some(status)) = sessions.get(session)
                 && status.is_final()
             {
                 intent.failure_reason = Some(format!(
@@ -503,15 +503,18 @@ impl Relay {
             let mut intents = intents.clone();
             let mut sessions: BTreeMap<SessionId, (Session, bool)> = BTreeMap::new();
             for intent in intents.iter().filter(|intent| intent.moves_session()) {
-                if !sessions.contains_key(&intent.session) {
+                let Some(id) = &intent.session else {
+                    continue;
+                };
+                if !sessions.contains_key(id) {
                     let session = self
                         .store
-                        .session(&intent.session)
+                        .session(id)
                         .await?
-                        .ok_or_else(|| RelayError::MissingSession(intent.session.clone()))?;
-                    sessions.insert(intent.session.clone(), (session, false));
+                        .ok_or_else(|| RelayError::MissingSession(id.clone()))?;
+                    sessions.insert(id.clone(), (session, false));
                 }
-                let Some((session, changed)) = sessions.get_mut(&intent.session) else {
+                let Some((session, changed)) = sessions.get_mut(id) else {
                     continue;
                 };
                 *changed |= intent.settle_session(session, now)?;
@@ -561,9 +564,14 @@ fn queued_since(intent: &Intent) -> u64 {
 }
 
 /// The time after which `intent`'s operation can never execute (unix seconds): the earlier
-/// of the deadline a session key signed and the end of its paymaster approval. `None` for an
+/// of the deadline a session key signed and the end of its paymaster approval; for an
+/// external operation, the end of the window its validation returned. `None` for an
 /// unsponsored owner operation: the userOpHash an owner signs carries no deadline.
 pub(super) fn operation_deadline(intent: &Intent) -> Option<u64> {
+    if intent.kind == IntentKind::External {
+        // Its validation's window, the paymaster's included, whatever paymaster it has.
+        return intent.valid_until;
+    }
     let approval = parse_approval(&intent.user_op.paymaster_and_data())
         .map(|(approval, _)| approval.valid_until);
     [intent.valid_until, approval].into_iter().flatten().min()

@@ -110,7 +110,10 @@ impl Relay {
     }
 
     async fn rebuilt(&self, intent: &Intent) -> Result<UserOperation, RebuildError> {
-        let session = self.store.session(&intent.session).await?;
+        let session = match &intent.session {
+            Some(id) => self.store.session(id).await?,
+            None => None,
+        };
         let owner = self.chain.owner_of(intent.account).await?;
         if let Some(session) = session
             && session.owner != owner

@@ -79,6 +79,20 @@ pub enum StoreError {
         record: RecordId,
     },
 
+    /// An external operation's sender already has an operation on its way under the same
+    /// nonce key: two can never both execute. Nothing was written.
+    #[error(
+        "sender {sender} already has operation {existing} on its way under nonce key {nonce_key:#x}"
+    )]
+    NonceKeyInUse {
+        /// The account.
+        sender: Address,
+        /// The 192-bit nonce key.
+        nonce_key: alloy::primitives::aliases::U192,
+        /// The operation that holds it.
+        existing: IntentId,
+    },
+
     /// The policy that would sponsor a new operation refuses it (disabled, or a limit over
     /// time is reached). Decided inside the write, so concurrent operations never overrun a
     /// limit together.

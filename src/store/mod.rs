@@ -177,6 +177,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         client_key: &str,
     ) -> Result<Option<Intent>, StoreError>;
 
+    /// The intents whose operation has the userOpHash `hash`, newest first: the bundler
+    /// JSON-RPC's lookups. Usually one; a hash sent again after its first operation was
+    /// dropped has more.
+    async fn intents_by_user_op_hash(&self, hash: B256) -> Result<Vec<Intent>, StoreError>;
+
+    /// How many external operations of `sender` are on their way (not final): one per
+    /// nonce key at most.
+    async fn open_external_operations(&self, sender: Address) -> Result<usize, StoreError>;
+
     /// A page of sessions, newest first, through the most selective index the filter allows.
     async fn list_sessions(
         &self,
@@ -274,7 +283,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         held_key: Option<(Address, &[u8])>,
     ) -> Result<(), StoreError> {
         if session.registration_intent != registration.id
-            || registration.session != session.id
+            || registration.session.as_ref() != Some(&session.id)
             || registration.account != session.account
         {
             return Err(invalid(format!(
@@ -326,7 +335,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         session: &mut Session,
         intent: &mut Intent,
     ) -> Result<CreateIntent, StoreError> {
-        if intent.session != session.id || intent.account != session.account {
+        if intent.session.as_ref() != Some(&session.id) || intent.account != session.account {
             return Err(invalid(format!(
                 "intent {} does not belong to session {}",
                 intent.id, session.id
@@ -347,6 +356,25 @@ pub trait Store: Send + Sync + fmt::Debug {
                 Ok(CreateIntent::Created)
             }
         }
+    }
+
+    /// Stores a new external operation (an [`crate::intent::IntentKind::External`]
+    /// intent) at revision 1, holding its sender's nonce key while it is on its way:
+    /// [`StoreError::NonceKeyInUse`] when another holds it, and nothing is written.
+    async fn create_external(&self, intent: &mut Intent) -> Result<(), StoreError> {
+        if intent.kind != crate::intent::IntentKind::External || intent.session.is_some() {
+            return Err(invalid(format!(
+                "intent {} is not an external operation",
+                intent.id
+            )));
+        }
+        let batch = Batch {
+            intents: vec![Change::Create(&*intent)],
+            ..Batch::default()
+        };
+        self.write(&batch).await?;
+        intent.set_revision(1);
+        Ok(())
     }
 
     /// Writes changed sessions and the intents a change touched (for example intents
@@ -543,7 +571,7 @@ impl IntentFilter {
             && self
                 .session
                 .as_ref()
-                .is_none_or(|session| &intent.session == session)
+                .is_none_or(|session| intent.session.as_ref() == Some(session))
             && self.account.is_none_or(|account| intent.account == account)
             && self.status.is_none_or(|status| intent.status == status)
             && self.kind.is_none_or(|kind| intent.kind == kind)

@@ -62,6 +62,6 @@ macro_rules! revisioned_record {
 
 revisioned_record!(
     Session => Session(SessionId), session: |session| Some(&session.id);
-    Intent => Intent(IntentId), session: |intent| Some(&intent.session);
+    Intent => Intent(IntentId), session: |intent| intent.session.as_ref();
     Policy => Policy(PolicyId), session: |_policy| None;
 );

@@ -95,6 +95,8 @@ pub struct TestDaemon {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    /// The bundler JSON-RPC's address.
+    pub jsonrpc_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub store: SharedStore,
     pub api: Clients,
@@ -159,6 +161,7 @@ impl TestDaemon {
         let addr = daemon.local_addr().expect("bound");
         let metrics_addr = daemon.metrics_addr();
         let admin_addr = daemon.admin_addr();
+        let jsonrpc_addr = daemon.jsonrpc_addr();
         let store = daemon.app().store().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
@@ -178,6 +181,7 @@ impl TestDaemon {
             addr,
             metrics_addr,
             admin_addr,
+            jsonrpc_addr,
             data_dir,
             store,
             api: Clients::new(channel.clone(), &api_key),
@@ -507,6 +511,7 @@ pub fn test_config(chain: &TestChain, data_dir: &std::path::Path) -> Config {
     config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.admin.token = Some(ADMIN_TOKEN.to_owned());
+    config.jsonrpc.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     // Tests drive the daemon as fast as they can; the rate limit has its own test.
     config.api.rate_limit_per_second = 100_000;
     config.api.rate_limit_burst = 100_000;

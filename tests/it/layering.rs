@@ -19,8 +19,8 @@ const LAYERS: &[&str] = &[
     "auth", "session", "policy", "intent", "keys",
     // Intent changes told, persistence, counting, and the relay on top of them.
     "events", "store", "metrics", "relay", // The use cases and the edge.
-    "app", "api", // The process: config, wiring, operator commands.
-    "config", "daemon", "cli",
+    "app", "api", // The process: config, the bundler JSON-RPC, wiring, operator commands.
+    "config", "rpc", "daemon", "cli",
 ];
 
 /// Imports that run against the layers on purpose, each with its reason. Empty: none do.

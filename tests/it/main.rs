@@ -9,6 +9,7 @@ mod access;
 mod admin;
 mod at_rest;
 mod bench;
+mod bundler_rpc;
 mod bundling;
 mod cli_json;
 mod client_sessions;

@@ -518,6 +518,7 @@ fn intent_kind(kind: IntentKind) -> proto::TransactionIntentKind {
         IntentKind::Call => proto::TransactionIntentKind::Call,
         IntentKind::Registration => proto::TransactionIntentKind::Registration,
         IntentKind::Revocation => proto::TransactionIntentKind::Revocation,
+        IntentKind::External => proto::TransactionIntentKind::External,
     }
 }
 
@@ -528,6 +529,7 @@ pub fn intent_kind_filter(field: &str, value: i32) -> Result<Option<IntentKind>,
         Ok(P::Unspecified) => Ok(None),
         Ok(P::Call) => Ok(Some(IntentKind::Call)),
         Ok(P::Registration) => Ok(Some(IntentKind::Registration)),
+        Ok(P::External) => Ok(Some(IntentKind::External)),
         Ok(P::Revocation) => Ok(Some(IntentKind::Revocation)),
         Err(_) => Err(AppError::invalid(field, "unknown intent kind")),
     }
@@ -688,7 +690,11 @@ pub fn intent_message(intent: &Intent) -> proto::TransactionIntent {
         kind: intent_kind(intent.kind).into(),
         id: intent.id.to_string(),
         tenant: intent.tenant.to_string(),
-        session: format!("sessions/{}", intent.session),
+        session: intent
+            .session
+            .as_ref()
+            .map(|session| format!("sessions/{session}"))
+            .unwrap_or_default(),
         account: format!("accounts/{}", intent.account),
         chain_id: intent.chain_id,
         interactions: intent

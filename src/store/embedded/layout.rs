@@ -10,6 +10,8 @@
 //! | `intent_by_session`  | session id ++ `0x00` ++ intent id     | empty            |
 //! | `intent_by_account`  | account (20 bytes) ++ intent id       | empty            |
 //! | `intent_by_status`   | status code (1 byte) ++ intent id     | empty            |
+//! | `intent_by_op_hash`  | userOpHash (32 bytes) ++ intent id    | empty            |
+//! | `open_op_by_nonce_key` | sender (20 bytes) ++ nonce key (24 bytes) | intent id of the external operation on its way under it |
 //! | `idempotency`        | session id ++ `0x00` ++ client key    | intent id        |
 //! | `held_keys`          | key address (20 bytes)                | sealed key (see [`crate::keys`]) |
 //! | `policies`           | policy id                             | JSON [`Policy`]  |
@@ -33,7 +35,7 @@
 //! [`RelayPause`]: crate::store::RelayPause
 //! [`ApiKey`]: crate::auth::ApiKey
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256, aliases::U192};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
@@ -55,6 +57,8 @@ pub(super) enum Table {
     IntentBySession,
     IntentByAccount,
     IntentByStatus,
+    IntentByOpHash,
+    OpenOpByNonceKey,
     Idempotency,
     HeldKeys,
     Policies,
@@ -65,7 +69,7 @@ pub(super) enum Table {
 
 impl Table {
     /// Every table, in the order the store holds them.
-    pub(super) const ALL: [Self; 13] = [
+    pub(super) const ALL: [Self; 15] = [
         Self::Sessions,
         Self::Intents,
         Self::SessionByAccount,
@@ -73,6 +77,8 @@ impl Table {
         Self::IntentBySession,
         Self::IntentByAccount,
         Self::IntentByStatus,
+        Self::IntentByOpHash,
+        Self::OpenOpByNonceKey,
         Self::Idempotency,
         Self::HeldKeys,
         Self::Policies,
@@ -91,6 +97,8 @@ impl Table {
             Self::IntentBySession => "intent_by_session",
             Self::IntentByAccount => "intent_by_account",
             Self::IntentByStatus => "intent_by_status",
+            Self::IntentByOpHash => "intent_by_op_hash",
+            Self::OpenOpByNonceKey => "open_op_by_nonce_key",
             Self::Idempotency => "idempotency",
             Self::HeldKeys => "held_keys",
             Self::Policies => "policies",
@@ -145,6 +153,18 @@ const SEPARATOR: u8 = 0x00;
 /// The prefix of every index entry of `account`.
 pub(super) fn account_prefix(account: Address) -> Vec<u8> {
     account.as_slice().to_vec()
+}
+
+/// The prefix of every `intent_by_op_hash` entry of a userOpHash.
+pub(super) fn op_hash_prefix(hash: B256) -> Vec<u8> {
+    hash.as_slice().to_vec()
+}
+
+/// The `open_op_by_nonce_key` key of `sender`'s nonce key `nonce_key`.
+pub(super) fn nonce_key_key(sender: Address, nonce_key: U192) -> Vec<u8> {
+    let mut key = sender.as_slice().to_vec();
+    key.extend_from_slice(&nonce_key.to_be_bytes::<24>());
+    key
 }
 
 /// The prefix of every index entry of a status code.

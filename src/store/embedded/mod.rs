@@ -55,12 +55,20 @@ use crate::{
 ///   records read as the tenant `default`, so an older store is upgraded in place; a
 ///   version 3 binary refuses version 4, since it would drop the tenants and show every
 ///   tenant's records to every key.
-pub const SCHEMA_VERSION: u32 = 4;
+/// - 5: adds the `intent_by_op_hash` and `open_op_by_nonce_key` trees, and the external
+///   operations of the bundler JSON-RPC (intents without a session). An older store is
+///   upgraded in place: its intents are indexed by userOpHash when it is opened; a version
+///   4 binary refuses version 5, since it cannot read an intent without a session.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Versions this build upgrades in place, because their data reads as the current version
 /// (bare held keys are recognised by their length until the daemon seals them; records
-/// without a tenant belong to `default`).
-const UPGRADABLE_VERSIONS: &[u32] = &[1, 2, 3];
+/// without a tenant belong to `default`; intents gain their userOpHash index on opening).
+const UPGRADABLE_VERSIONS: &[u32] = &[1, 2, 3, 4];
+
+/// The first version with the `intent_by_op_hash` index: an older store is indexed on
+/// opening.
+const OP_HASH_INDEX_VERSION: u32 = 5;
 
 /// The store on sled. Share it as a [`super::SharedStore`].
 pub struct SledStore {
@@ -103,6 +111,9 @@ impl SledStore {
                         )
                     })?;
                 if UPGRADABLE_VERSIONS.contains(&found) {
+                    if found < OP_HASH_INDEX_VERSION {
+                        index_op_hashes(&db)?;
+                    }
                     meta.insert(layout::SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())?;
                     db.flush()?;
                     tracing::info!(target: "store", from = found, to = SCHEMA_VERSION, "schema upgraded");
@@ -267,6 +278,26 @@ impl Walk {
     }
 }
 
+/// Indexes every stored intent by its userOpHash: the upgrade of a store older than
+/// [`OP_HASH_INDEX_VERSION`]. Idempotent, so an upgrade cut short is redone whole at the
+/// next opening, before the version is restamped.
+fn index_op_hashes(db: &sled::Db) -> Result<(), StoreError> {
+    let intents = db.open_tree(Table::Intents.name())?;
+    let index = db.open_tree(Table::IntentByOpHash.name())?;
+    for entry in intents.iter() {
+        let (key, bytes) = entry?;
+        let intent: Intent = layout::decode(Table::Intents, &key, &bytes)?;
+        index.insert(
+            layout::index_key(
+                layout::op_hash_prefix(intent.user_op_hash),
+                intent.id.as_str(),
+            ),
+            layout::EMPTY,
+        )?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SledStore {
     async fn write(&self, batch: &Batch<'_>) -> Result<Written, StoreError> {
@@ -276,8 +307,8 @@ impl Store for SledStore {
         self.trees.transact(|tx| {
             for intent in intents.iter().filter(|staged| staged.create) {
                 if let Some(client_key) = &intent.record.idempotency_key
-                    && let Some(existing) =
-                        tx.intent_for_idempotency_key(&intent.record.session, client_key)?
+                    && let Some(session) = &intent.record.session
+                    && let Some(existing) = tx.intent_for_idempotency_key(session, client_key)?
                 {
                     return Ok(Written::Existing(Box::new(existing)));
                 }
@@ -365,6 +396,43 @@ impl Store for SledStore {
         self.stored(Table::Intents, id.as_str())?
             .ok_or_else(|| layout::corrupt(Table::Idempotency, &key, dangling(&id)))
             .map(Some)
+    }
+
+    async fn intents_by_user_op_hash(&self, hash: B256) -> Result<Vec<Intent>, StoreError> {
+        let prefix = layout::op_hash_prefix(hash);
+        let mut found = Vec::new();
+        for key in self
+            .trees
+            .tree(Table::IntentByOpHash)
+            .scan_prefix(&prefix)
+            .keys()
+            .rev()
+        {
+            let key = key?;
+            let id = layout::intent_id_at(Table::IntentByOpHash, &key, prefix.len())?;
+            let intent = self
+                .stored::<Intent>(Table::Intents, id.as_str())?
+                .ok_or_else(|| layout::corrupt(Table::IntentByOpHash, &key, dangling(&id)))?;
+            // A rebuilt operation keeps its old entry; only its current hash finds it.
+            if intent.user_op_hash == hash {
+                found.push(intent);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn open_external_operations(&self, sender: Address) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for entry in self
+            .trees
+            .tree(Table::OpenOpByNonceKey)
+            .scan_prefix(layout::account_prefix(sender))
+            .keys()
+        {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     async fn held_keys(&self) -> Result<Vec<(Address, Vec<u8>)>, StoreError> {

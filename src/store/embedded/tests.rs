@@ -809,7 +809,7 @@ async fn held_keys_are_stored_with_their_session_or_not_at_all() {
     };
     let mut twin_registration = Intent {
         id: twin.registration_intent.clone(),
-        session: twin.id.clone(),
+        session: Some(twin.id.clone()),
         ..registration.clone()
     };
     let error = store

@@ -12,7 +12,8 @@ use sled::{
 
 use super::layout::{self, EMPTY, Table};
 use crate::{
-    intent::{Intent, IntentId},
+    chain::ops::nonce_key,
+    intent::{Intent, IntentId, IntentKind},
     policy::{Charge, Policy, PolicyUsage, Refusal},
     session::{Session, SessionId},
     store::{Change, Record, RecordId, StoreError},
@@ -192,10 +193,6 @@ impl Tx<'_> {
             intent,
             [
                 (
-                    Table::IntentBySession,
-                    layout::session_prefix(&intent.session),
-                ),
-                (
                     Table::IntentByAccount,
                     layout::account_prefix(intent.account),
                 ),
@@ -203,13 +200,60 @@ impl Tx<'_> {
                     Table::IntentByStatus,
                     layout::status_prefix(intent.status.code()),
                 ),
+                (
+                    Table::IntentByOpHash,
+                    layout::op_hash_prefix(intent.user_op_hash),
+                ),
             ],
         )?;
-        if let Some(client_key) = &intent.idempotency_key {
-            self.at(Table::Idempotency).insert(
-                layout::idempotency_key(&intent.session, client_key),
-                intent.key().as_bytes(),
+        if let Some(session) = &intent.session {
+            self.index(
+                intent,
+                [(Table::IntentBySession, layout::session_prefix(session))],
             )?;
+            if let Some(client_key) = &intent.idempotency_key {
+                self.at(Table::Idempotency).insert(
+                    layout::idempotency_key(session, client_key),
+                    intent.key().as_bytes(),
+                )?;
+            }
+        }
+        if intent.kind == IntentKind::External && !intent.status.is_final() {
+            self.hold_nonce_key(intent)?;
+        }
+        Ok(())
+    }
+
+    /// Marks `intent`'s nonce key as held by it while it is on its way; `NonceKeyInUse`
+    /// when another external operation of its sender holds the key.
+    fn hold_nonce_key(&self, intent: &Intent) -> TxResult<()> {
+        let nonce_key = nonce_key(intent.user_op.nonce);
+        let key = layout::nonce_key_key(intent.account, nonce_key);
+        let table = self.at(Table::OpenOpByNonceKey);
+        if let Some(existing) = table.get(&key)? {
+            return fail(StoreError::NonceKeyInUse {
+                sender: intent.account,
+                nonce_key,
+                existing: abort_on_err(layout::intent_id_at(
+                    Table::OpenOpByNonceKey,
+                    &existing,
+                    0,
+                ))?,
+            });
+        }
+        table.insert(key, intent.key().as_bytes())?;
+        Ok(())
+    }
+
+    /// Frees the nonce key an external operation held, once it is final.
+    fn release_nonce_key(&self, intent: &Intent) -> TxResult<()> {
+        let key = layout::nonce_key_key(intent.account, nonce_key(intent.user_op.nonce));
+        let table = self.at(Table::OpenOpByNonceKey);
+        if table
+            .get(&key)?
+            .is_some_and(|holder| holder.as_ref() == intent.key().as_bytes())
+        {
+            table.remove(key)?;
         }
         Ok(())
     }
@@ -243,6 +287,23 @@ impl Tx<'_> {
         }
         let status = (stored.status.code(), intent.status.code());
         self.move_status(Table::IntentByStatus, intent, status)?;
+        if stored.user_op_hash != intent.user_op_hash {
+            // A rebuilt operation: found under its new hash too. The old entry stays, and a
+            // lookup by the old hash checks the intent still carries it.
+            self.index(
+                intent,
+                [(
+                    Table::IntentByOpHash,
+                    layout::op_hash_prefix(intent.user_op_hash),
+                )],
+            )?;
+        }
+        if intent.kind == IntentKind::External
+            && intent.status.is_final()
+            && !stored.status.is_final()
+        {
+            self.release_nonce_key(intent)?;
+        }
         self.replace(Table::Intents, staged)?;
         self.record_change(&staged.bytes)
     }
