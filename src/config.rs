@@ -103,7 +103,7 @@ impl Default for JsonRpcConfig {
         Self {
             listen: None,
             open_tenant: None,
-            max_request_bytes: 512 * 1024,
+            max_request_bytes: 1024 * 1024,
             max_batch_calls: 100,
             max_operations_per_sender: 8,
         }

@@ -353,6 +353,7 @@ choices! {
         Call => "Calls a session key signs",
         Registration => "A session key's registration",
         Revocation => "A session key's revocation",
+        External => "Sent through the bundler JSON-RPC, signed by its account's own key",
     }
     crate::api::proto::TransactionIntentStatus {
         PendingSignature => "Waiting for the session key holder's signature",

@@ -345,3 +345,455 @@ async fn a_simple_account_operation_is_estimated_accepted_relayed_and_served() {
     );
     daemon.stop().await;
 }
+
+/// Sends `op` and returns the error it gets, checking that the refusal wrote nothing.
+async fn refused_op(
+    daemon: &TestDaemon,
+    rpc: &Rpc,
+    chain: &TestChain,
+    op: &UserOperation,
+) -> Value {
+    let before = daemon.store.content_digest().await.expect("digest");
+    let error = rpc
+        .call(
+            "eth_sendUserOperation",
+            json!([rpc_op(op), entry_point(chain)]),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        daemon.store.content_digest().await.expect("digest"),
+        before,
+        "a refused operation wrote nothing: {error}"
+    );
+    error
+}
+
+/// `op` approved by the SponsorPaymaster's `signer` for `window` (validAfter, validUntil).
+fn sponsored(
+    chain: &TestChain,
+    mut op: UserOperation,
+    paymaster: Address,
+    signer: &PrivateKeySigner,
+    (valid_after, valid_until): (u64, u64),
+) -> UserOperation {
+    let sponsorship = latchkey::chain::sponsor::Sponsorship {
+        paymaster,
+        verification_gas_limit: 100_000,
+        post_op_gas_limit: 0,
+        valid_until,
+        valid_after,
+    };
+    latchkey::chain::sponsor::approve(&mut op, &sponsorship, chain.chain_id(), signer)
+        .expect("approve");
+    op
+}
+
+#[tokio::test]
+async fn each_refusal_gets_its_erc7769_code_and_writes_nothing() {
+    let chain = TestChain::start().await;
+    let daemon = TestDaemon::start_with(&chain, |config| {
+        config.jsonrpc.max_operations_per_sender = 1;
+    })
+    .await;
+    let rpc = Rpc::new(&daemon);
+    let fees = fees(&rpc).await;
+    let player = SimplePlayer::new(&chain).await;
+    let first = || player.op(&chain, U256::ZERO, true, fees);
+
+    // -32602: a field wrong as given, named.
+    let mut bad = rpc_op(&player.sign(&chain, first()));
+    bad["callGasLimit"] = json!("0xZZ");
+    let error = rpc
+        .call("eth_sendUserOperation", json!([bad, entry_point(&chain)]))
+        .await
+        .unwrap_err();
+    assert_eq!(error["code"], -32602, "{error}");
+    assert_eq!(error["data"]["field"], "params[0].callGasLimit", "{error}");
+    let error = rpc
+        .call(
+            "eth_sendUserOperation",
+            json!([
+                rpc_op(&player.sign(&chain, first())),
+                Address::repeat_byte(7)
+            ]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error["code"].clone(), error["data"]["field"].clone()),
+        (json!(-32602), json!("params[1]")),
+        "{error}"
+    );
+
+    // -32500: the EntryPoint refuses (AA25, a nonce the account is not at).
+    let error = refused_op(
+        &daemon,
+        &rpc,
+        &chain,
+        &player.sign(&chain, player.op(&chain, U256::from(5), true, fees)),
+    )
+    .await;
+    assert_eq!(error["code"], -32500, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().starts_with("AA25"),
+        "{error}"
+    );
+
+    // -32507: signed by another key.
+    let stranger = SimplePlayer {
+        owner: PrivateKeySigner::random(),
+        sender: player.sender,
+        factory: player.factory,
+    };
+    let error = refused_op(&daemon, &rpc, &chain, &stranger.sign(&chain, first())).await;
+    assert_eq!(error["code"], -32507, "{error}");
+
+    // -32501: the paymaster's validation reverts (an approval of the wrong length).
+    let mut op = sponsored(
+        &chain,
+        first(),
+        chain.chain.paymaster,
+        &chain.chain.sponsor_signer,
+        (0, 0),
+    );
+    op.paymaster_data = Bytes::from(vec![1, 2, 3]);
+    let error = refused_op(&daemon, &rpc, &chain, &player.sign(&chain, op)).await;
+    assert_eq!(error["code"], -32501, "{error}");
+    assert_eq!(
+        error["data"]["paymaster"],
+        json!(chain.chain.paymaster),
+        "{error}"
+    );
+
+    // -32503: the paymaster's approval window closed an hour ago.
+    let now = chain.latest_timestamp().await;
+    let op = sponsored(
+        &chain,
+        first(),
+        chain.chain.paymaster,
+        &chain.chain.sponsor_signer,
+        (0, now - 3600),
+    );
+    let error = refused_op(&daemon, &rpc, &chain, &player.sign(&chain, op)).await;
+    assert_eq!(error["code"], -32503, "{error}");
+    assert_eq!(
+        error["data"]["validUntil"],
+        json!(format!("{:#x}", now - 3600)),
+        "{error}"
+    );
+    assert_eq!(
+        error["data"]["paymaster"],
+        json!(chain.chain.paymaster),
+        "{error}"
+    );
+
+    // -32508: a paymaster with no deposit.
+    let broke_signer = PrivateKeySigner::random();
+    let broke = latchkey::chain::deploy::deploy_paymaster(
+        &chain.relayer,
+        chain.chain.deployment.entry_point,
+        chain.chain.dev_accounts()[0],
+        broke_signer.address(),
+        U256::ZERO,
+    )
+    .await
+    .expect("deploy an unfunded paymaster");
+    let op = sponsored(&chain, first(), broke, &broke_signer, (0, 0));
+    let error = refused_op(&daemon, &rpc, &chain, &player.sign(&chain, op)).await;
+    assert_eq!(error["code"], -32508, "{error}");
+    assert_eq!(error["data"]["paymaster"], json!(broke), "{error}");
+
+    // -32504: with the relay paused, the sender's one operation stays on its way, and a
+    // second one under another nonce key is over the limit of one.
+    let mut admin = crate::daemon::admin_client(daemon.admin_addr.unwrap()).await;
+    admin
+        .pause_relay(latchkey::api::proto::PauseRelayRequest {
+            reason: "hold the queue".into(),
+        })
+        .await
+        .expect("pause");
+    rpc.call(
+        "eth_sendUserOperation",
+        json!([rpc_op(&player.sign(&chain, first())), entry_point(&chain)]),
+    )
+    .await
+    .expect("the first is accepted");
+    let other_key = U256::from(1) << 64;
+    let error = refused_op(
+        &daemon,
+        &rpc,
+        &chain,
+        &player.sign(&chain, player.op(&chain, other_key, true, fees)),
+    )
+    .await;
+    assert_eq!(error["code"], -32504, "{error}");
+    assert_eq!(error["data"]["sender"], json!(player.sender), "{error}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_input_gets_the_right_json_rpc_error_and_writes_nothing() {
+    let chain = TestChain::start().await;
+    let daemon = TestDaemon::start(&chain).await;
+    let rpc = Rpc::new(&daemon);
+    let fees = fees(&rpc).await;
+    let player = SimplePlayer::new(&chain).await;
+    let good_op = rpc_op(&player.sign(&chain, player.op(&chain, U256::ZERO, true, fees)));
+    let send = |op: Value| {
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendUserOperation", "params": [op, entry_point(&chain)] })
+            .to_string()
+    };
+    let with = |field: &str, value: Value| {
+        let mut op = good_op.clone();
+        op[field] = value;
+        send(op)
+    };
+    let call = |method: &str, params: Value| {
+        json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string()
+    };
+    let ten_thousand = format!(
+        "[{}]",
+        vec![call("eth_chainId", json!([])); 10_000].join(",")
+    );
+    let oversize = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":["{}"]}}"#,
+        "a".repeat(1024 * 1024)
+    );
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let long_call_data = format!("0x{}", "ab".repeat(64 * 1024 + 1));
+
+    // (case, body, HTTP status, JSON-RPC code, what the message starts with)
+    let table: Vec<(&str, String, u16, i64, &str)> = vec![
+        (
+            "malformed JSON",
+            r#"{"jsonrpc":"2.0","#.to_owned(),
+            200,
+            -32700,
+            "the body is not JSON",
+        ),
+        (
+            "not JSON at all",
+            "hello".to_owned(),
+            200,
+            -32700,
+            "the body is not JSON",
+        ),
+        (
+            "nested 100,000 deep",
+            deep,
+            200,
+            -32700,
+            "the body is not JSON",
+        ),
+        (
+            "a number",
+            "42".to_owned(),
+            200,
+            -32600,
+            "a call must be a JSON object",
+        ),
+        (
+            "an empty batch",
+            "[]".to_owned(),
+            200,
+            -32600,
+            "the batch is empty",
+        ),
+        (
+            "a batch of 10,000 calls",
+            ten_thousand,
+            200,
+            -32600,
+            "the batch has 10000 calls",
+        ),
+        (
+            "oversize",
+            oversize,
+            413,
+            -32600,
+            "the request body is larger than 1048576 bytes",
+        ),
+        (
+            "no jsonrpc member",
+            r#"{"id":1,"method":"eth_chainId"}"#.to_owned(),
+            200,
+            -32600,
+            "jsonrpc must be \"2.0\"",
+        ),
+        (
+            "params an object",
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":{"a":1}}"#.to_owned(),
+            200,
+            -32600,
+            "params must be an array",
+        ),
+        (
+            "an unknown method",
+            call("eth_sendTransaction", json!([])),
+            200,
+            -32601,
+            "eth_sendTransaction is not a method",
+        ),
+        (
+            "a method name of 10,000 bytes",
+            call(&"m".repeat(10_000), json!([])),
+            200,
+            -32601,
+            "mmmm",
+        ),
+        (
+            "too many params",
+            call("eth_chainId", json!([1])),
+            200,
+            -32602,
+            "params: expected 0 parameter(s), got 1",
+        ),
+        (
+            "too few params",
+            call("eth_sendUserOperation", json!([good_op.clone()])),
+            200,
+            -32602,
+            "params: expected 2",
+        ),
+        (
+            "the operation a string",
+            send(json!("0x00")),
+            200,
+            -32602,
+            "params[0]: expected a user operation object, got a string",
+        ),
+        (
+            "the nonce a number",
+            with("nonce", json!(0)),
+            200,
+            -32602,
+            "params[0].nonce: expected a 0x-prefixed hex string, got a number",
+        ),
+        (
+            "the sender too short",
+            with("sender", json!("0x1234")),
+            200,
+            -32602,
+            "params[0].sender: \"0x1234\" is not an address",
+        ),
+        (
+            "callData not hex",
+            with("callData", json!("0xgg")),
+            200,
+            -32602,
+            "params[0].callData: \"0xgg\" is not hex",
+        ),
+        (
+            "callData too long",
+            with("callData", json!(long_call_data)),
+            200,
+            -32602,
+            "params[0].callData: is 65537 bytes long",
+        ),
+        (
+            "a gas limit over 128 bits",
+            with("callGasLimit", json!(format!("0x1{}", "0".repeat(32)))),
+            200,
+            -32602,
+            "params[0].callGasLimit: does not fit in 128 bits",
+        ),
+        (
+            "an unknown field",
+            with("initCode", json!("0x")),
+            200,
+            -32602,
+            "params[0].initCode: is not a field",
+        ),
+        (
+            "factory without factoryData",
+            {
+                let mut op = good_op.clone();
+                op.as_object_mut().unwrap().remove("factoryData");
+                send(op)
+            },
+            200,
+            -32602,
+            "params[0].factoryData: is required with factory",
+        ),
+        (
+            "the entry point a number",
+            call("eth_sendUserOperation", json!([good_op.clone(), 5])),
+            200,
+            -32602,
+            "params[1]: expected an address",
+        ),
+        (
+            "a userOpHash too short",
+            call("eth_getUserOperationReceipt", json!(["0x12"])),
+            200,
+            -32602,
+            "params[0]: expected a userOpHash",
+        ),
+        (
+            "a state override of the wrong shape",
+            call(
+                "eth_estimateUserOperationGas",
+                json!([good_op.clone(), entry_point(&chain), {"0x12": 5}]),
+            ),
+            200,
+            -32602,
+            "params[2]: not a state override",
+        ),
+    ];
+    let before = daemon.store.content_digest().await.expect("digest");
+    for (case, body, status, code, message) in table {
+        let (got_status, answer) = rpc.post(body).await;
+        assert_eq!(got_status, status, "{case}: {answer}");
+        let error = &answer["error"];
+        assert_eq!(error["code"], json!(code), "{case}: {answer}");
+        let text = error["message"].as_str().unwrap_or_default();
+        assert!(text.starts_with(message), "{case}: {text}");
+        assert!(
+            text.len() < 2_000,
+            "{case}: the message repeats no hostile input at length"
+        );
+        assert_eq!(
+            daemon.store.content_digest().await.expect("digest"),
+            before,
+            "{case} wrote nothing"
+        );
+    }
+
+    // A batch answers each call in order, the good ones too.
+    let (_, answer) = rpc
+        .post(format!(
+            "[{},{},{}]",
+            call("eth_chainId", json!([])),
+            "7",
+            call("nope", json!([]))
+        ))
+        .await;
+    let answers = answer.as_array().expect("a batch answer");
+    assert_eq!(answers.len(), 3);
+    assert_eq!(
+        answers[0]["result"],
+        json!(format!("{:#x}", chain.chain_id()))
+    );
+    assert_eq!(answers[1]["error"]["code"], -32600);
+    assert_eq!(answers[2]["error"]["code"], -32601);
+
+    // A notification gets no answer.
+    let (status, answer) = rpc
+        .post(r#"{"jsonrpc":"2.0","method":"eth_chainId","params":[]}"#)
+        .await;
+    assert_eq!((status, answer), (204, Value::Null));
+
+    // Without a key, or with a wrong one: 401, and nothing is read.
+    for authorization in [None, Some("Bearer lk_nope".to_owned())] {
+        let stranger = Rpc {
+            authorization,
+            ..Rpc::new(&daemon)
+        };
+        let (status, answer) = stranger.post(call("eth_chainId", json!([]))).await;
+        assert_eq!(status, 401, "{answer}");
+        assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    }
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), before);
+    daemon.stop().await;
+}
