@@ -96,6 +96,10 @@ pub struct JsonRpcConfig {
     pub max_batch_calls: usize,
     /// Most operations of one sender on their way at once (each under its own nonce key).
     pub max_operations_per_sender: usize,
+    /// Whether each operation's validation is traced and held to ERC-7562's rules before it
+    /// is accepted (the node must serve `debug_traceCall` with JavaScript tracers, as anvil
+    /// and geth do). Off, only the simulation's verdict counts.
+    pub trace_validation: bool,
 }
 
 impl Default for JsonRpcConfig {
@@ -106,6 +110,7 @@ impl Default for JsonRpcConfig {
             max_request_bytes: 1024 * 1024,
             max_batch_calls: 100,
             max_operations_per_sender: 8,
+            trace_validation: true,
         }
     }
 }
@@ -728,6 +733,8 @@ pub struct JsonRpcSettings {
     pub max_batch_calls: usize,
     /// Most operations of one sender on their way at once.
     pub max_operations_per_sender: usize,
+    /// Whether validation is traced and held to ERC-7562's rules.
+    pub trace_validation: bool,
 }
 
 /// The chain, as the daemon connects to it.
@@ -1057,6 +1064,7 @@ impl Config {
             max_request_bytes: jsonrpc.max_request_bytes,
             max_batch_calls: jsonrpc.max_batch_calls,
             max_operations_per_sender: jsonrpc.max_operations_per_sender,
+            trace_validation: jsonrpc.trace_validation,
         })
     }
 

@@ -213,6 +213,7 @@ impl Daemon {
                 bundler: BundlerConfig {
                     max_operations_per_sender: jsonrpc.max_operations_per_sender,
                     max_operation_gas: relay_max_bundle_gas,
+                    trace_validation: jsonrpc.trace_validation,
                 },
             },
             metrics,

@@ -21,6 +21,7 @@ use crate::{
         revert::AaError,
         simulation::{self, SimulationError, TracedExecution, Validation},
         user_operation::UserOperation,
+        validation_rules::{self, Entities, Violation},
     },
     clock::now_ms,
     intent::{Intent, IntentId, IntentStatus},
@@ -34,6 +35,9 @@ pub struct BundlerConfig {
     pub max_operations_per_sender: usize,
     /// Most gas one operation may ask for, every limit counted: what one bundle can hold.
     pub max_operation_gas: u128,
+    /// Whether validation is traced and held to ERC-7562's rules (see
+    /// [`crate::chain::validation_rules`]); without it, only the simulation's verdict counts.
+    pub trace_validation: bool,
 }
 
 /// Why the bundler refused an operation or a request about one. Each variant is one of
@@ -52,6 +56,9 @@ pub enum BundlerRefusal {
     /// The EntryPoint's simulation refused it, for the account or the factory (-32500).
     #[error("{0}")]
     EntryPoint(Box<AaError>),
+    /// The validation breaks an ERC-7562 rule (-32502).
+    #[error("{0}")]
+    RuleViolation(Violation),
     /// The simulation reverted with no `AAxx` refusal (-32500).
     #[error("the validation simulation reverted: {0}")]
     SimulationReverted(String),
@@ -472,10 +479,28 @@ impl App {
         op: &UserOperation,
         overrides: &StateOverride,
     ) -> Result<Validation, BundlerRefusal> {
-        let validation =
-            simulation::validate(self.chain().provider(), self.entry_point(), op, overrides)
+        let provider = self.chain().provider();
+        let validation = if self.bundler_config().trace_validation {
+            let (validation, traced) =
+                simulation::validate_traced(provider, self.entry_point(), op, overrides)
+                    .await
+                    .map_err(|error| simulation_refusal(error, op.paymaster))?;
+            let entities = Entities {
+                sender: op.sender,
+                factory: op.factory,
+                paymaster: op.paymaster,
+                entry_point: self.entry_point(),
+                sender_staked: validation.staked.sender,
+                factory_staked: validation.staked.factory,
+                paymaster_staked: validation.staked.paymaster,
+            };
+            validation_rules::check(&traced, &entities).map_err(BundlerRefusal::RuleViolation)?;
+            validation
+        } else {
+            simulation::validate(provider, self.entry_point(), op, overrides)
                 .await
-                .map_err(|error| simulation_refusal(error, op.paymaster))?;
+                .map_err(|error| simulation_refusal(error, op.paymaster))?
+        };
         if let Some(aggregator) = validation.account.aggregator {
             return Err(BundlerRefusal::UnsupportedAggregator(aggregator));
         }
@@ -562,15 +587,13 @@ fn is_out_of_gas(refusal: &AaError) -> bool {
 fn simulation_refusal(error: SimulationError, paymaster: Option<Address>) -> BundlerRefusal {
     match error {
         SimulationError::Refused(refusal) => match (paymaster, refusal.code) {
-            (Some(paymaster), "AA31") => BundlerRefusal::PaymasterDepositTooLow {
-                paymaster,
-                refusal: Box::new(refusal),
-            },
-            (Some(paymaster), code) if code.starts_with("AA3") => BundlerRefusal::Paymaster {
-                paymaster,
-                refusal: Box::new(refusal),
-            },
-            _ => BundlerRefusal::EntryPoint(Box::new(refusal)),
+            (Some(paymaster), "AA31") => {
+                BundlerRefusal::PaymasterDepositTooLow { paymaster, refusal }
+            }
+            (Some(paymaster), code) if code.starts_with("AA3") => {
+                BundlerRefusal::Paymaster { paymaster, refusal }
+            }
+            _ => BundlerRefusal::EntryPoint(refusal),
         },
         SimulationError::Reverted(reason) => BundlerRefusal::SimulationReverted(reason.to_string()),
         SimulationError::Chain(error) => error.into(),

@@ -1,5 +1,5 @@
 //! A local development chain: the project's anvil with latchkey's contracts deployed, a
-//! funded relayer and a funded paymaster. Integration tests and the local stack both start from here.
+//! funded relayer and a funded, staked paymaster, and the bundler's sample contracts. Integration tests and the local stack both start from here.
 
 use std::path::PathBuf;
 
@@ -13,7 +13,9 @@ use url::Url;
 
 use super::{
     ChainError,
+    contracts::SponsorPaymaster,
     deploy::{BundlerSamples, Deployment, deploy_all, deploy_bundler_samples, deploy_paymaster},
+    validation_rules::MIN_UNSTAKE_DELAY_SECS,
 };
 
 /// Environment variable that points at an anvil binary other than the project's own.
@@ -24,6 +26,10 @@ pub const RELAYER_FUNDING_ETH: &str = "1000";
 
 /// Ether deposited at the EntryPoint for the paymaster on a fresh dev chain.
 pub const PAYMASTER_DEPOSIT_ETH: &str = "100";
+
+/// The stake the dev chain's paymaster holds at the EntryPoint, in ETH, locked for
+/// ERC-7562's least unstake delay.
+pub const PAYMASTER_STAKE_ETH: &str = "1";
 
 /// The anvil binary to run: `$LATCHKEY_ANVIL`, or the one `npm ci` installs in
 /// `contracts/node_modules` of this source tree (pinned to Foundry 1.7.1 by its lockfile).
@@ -106,6 +112,15 @@ impl DevChain {
             parse_ether(PAYMASTER_DEPOSIT_ETH).expect("constant parses"),
         )
         .await?;
+        // Staked, as ERC-7562 asks of a paymaster that reads its own storage (its signer)
+        // during validation, so the bundler JSON-RPC accepts the operations it sponsors.
+        SponsorPaymaster::new(paymaster, &provider)
+            .addStake(MIN_UNSTAKE_DELAY_SECS as u32)
+            .value(parse_ether(PAYMASTER_STAKE_ETH).expect("constant parses"))
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
 
         Ok(Self {
             anvil,

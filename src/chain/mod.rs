@@ -11,6 +11,7 @@ pub mod signature;
 pub mod simulation;
 pub mod sponsor;
 pub mod user_operation;
+pub mod validation_rules;
 
 use std::path::PathBuf;
 

@@ -26,6 +26,7 @@ use super::{
     },
     revert::{AaError, RevertReason, decode_handle_ops_revert},
     user_operation::UserOperation,
+    validation_rules::{TracedValidation, tracer},
 };
 
 /// What an account's or paymaster's validation returned, unpacked from its 256-bit
@@ -84,6 +85,25 @@ pub struct Validation {
     pub pre_op_gas: U256,
     /// The prefund the EntryPoint takes from the deposit before execution, wei.
     pub prefund: U256,
+    /// Whether the EntryPoint holds a stake, with at least ERC-7562's unstake delay, for
+    /// the sender, the factory and the paymaster.
+    pub staked: Staked,
+}
+
+/// Which entities of an operation are staked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Staked {
+    /// The account.
+    pub sender: bool,
+    /// The factory.
+    pub factory: bool,
+    /// The paymaster.
+    pub paymaster: bool,
+}
+
+fn is_staked(info: &crate::chain::contracts::simulations::IStakeManager::StakeInfo) -> bool {
+    info.stake > U256::ZERO
+        && info.unstakeDelaySec >= U256::from(super::validation_rules::MIN_UNSTAKE_DELAY_SECS)
 }
 
 impl Validation {
@@ -101,7 +121,7 @@ impl Validation {
 pub enum SimulationError {
     /// The EntryPoint refused it (`FailedOp`, `FailedOpWithRevert`, or an `AAxx` require).
     #[error("{0}")]
-    Refused(AaError),
+    Refused(Box<AaError>),
     /// The simulation reverted with something that is no EntryPoint refusal.
     #[error("the simulation reverted: {0}")]
     Reverted(RevertReason),
@@ -127,7 +147,7 @@ fn overrides(entry_point: Address, extra: &StateOverride) -> StateOverride {
 /// The simulation's refusal in `data`, the revert data of a simulation call.
 fn refusal(data: &[u8]) -> SimulationError {
     match decode_handle_ops_revert(data) {
-        Some(refused) => SimulationError::Refused(refused),
+        Some(refused) => SimulationError::Refused(Box::new(refused)),
         None => SimulationError::Reverted(RevertReason::decode(data)),
     }
 }
@@ -164,13 +184,50 @@ pub async fn validate(
             );
         }
     };
-    let result = EntryPointSimulations::simulateValidationCall::abi_decode_returns(&output)
+    decode_validation(&output)
+}
+
+/// Runs `simulateValidation` for `op` like [`validate`], under the tracer of
+/// [`super::validation_rules`]: the validation, and what each entity did during it.
+pub async fn validate_traced(
+    provider: &DynProvider,
+    entry_point: Address,
+    op: &UserOperation,
+    extra: &StateOverride,
+) -> Result<(Validation, TracedValidation), SimulationError> {
+    let call = EntryPointSimulations::simulateValidationCall {
+        userOp: packed(op.pack()),
+    };
+    let request = TransactionRequest::default()
+        .to(entry_point)
+        .input(Bytes::from(call.abi_encode()).into());
+    let options = serde_json::json!({
+        "tracer": tracer(op.sender, entry_point),
+        "stateOverrides": overrides(entry_point, extra),
+    });
+    let traced: TracedValidation = provider
+        .raw_request("debug_traceCall".into(), (request, "latest", options))
+        .await
+        .map_err(ChainError::from)?;
+    if traced.failed {
+        return Err(refusal(&traced.output));
+    }
+    Ok((decode_validation(&traced.output)?, traced))
+}
+
+fn decode_validation(output: &[u8]) -> Result<Validation, SimulationError> {
+    let result = EntryPointSimulations::simulateValidationCall::abi_decode_returns(output)
         .map_err(|error| ChainError::Decode(format!("simulateValidation's result: {error}")))?;
     Ok(Validation {
         account: ValidationData::unpack(result.returnInfo.accountValidationData),
         paymaster: ValidationData::unpack(result.returnInfo.paymasterValidationData),
         pre_op_gas: result.returnInfo.preOpGas,
         prefund: result.returnInfo.prefund,
+        staked: Staked {
+            sender: is_staked(&result.senderInfo),
+            factory: is_staked(&result.factoryInfo),
+            paymaster: is_staked(&result.paymasterInfo),
+        },
     })
 }
 

@@ -15,7 +15,7 @@ use super::replace_file;
 use crate::{
     app::NewPolicy,
     auth::{ClientAccess, Scope, TenantId},
-    chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH},
+    chain::devnet::{DevChain, DevChainOptions, PAYMASTER_DEPOSIT_ETH, PAYMASTER_STAKE_ETH},
     config::{AdminConfig, Config, KeysConfig},
     daemon::Daemon,
     keys::MasterKey,
@@ -44,6 +44,10 @@ pub struct DevArgs {
     /// Address to serve the admin service on.
     #[arg(long, default_value = "127.0.0.1:50052")]
     pub admin_listen: SocketAddr,
+    /// Address to serve the bundler JSON-RPC on (ERC-7769), open to the dev tenant without
+    /// an API key.
+    #[arg(long, default_value = "127.0.0.1:4337")]
+    pub jsonrpc_listen: SocketAddr,
     /// The admin token; a random one is made (and printed) when absent.
     #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -107,6 +111,8 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         "0x{}",
         alloy::hex::encode(chain.relayer.to_bytes())
     ));
+    config.jsonrpc.listen = Some(args.jsonrpc_listen);
+    config.jsonrpc.open_tenant = Some(DEV_TENANT.to_owned());
     config.sponsor.paymaster = Some(chain.paymaster);
     config.sponsor.signer_private_key = Some(format!(
         "0x{}",
@@ -140,6 +146,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let addr = daemon.local_addr()?;
     let exports = DevExports {
         endpoint: format!("http://{addr}"),
+        bundler: daemon
+            .jsonrpc_addr()
+            .map(|bundler| format!("http://{bundler}")),
+        samples: chain.samples,
         api_key: api_key.token.as_str(),
         policy: policy.policy.id.resource_name(),
         admin: daemon
@@ -232,6 +242,10 @@ fn dev_policy(tenant: TenantId) -> NewPolicy {
 /// What a shell needs to reach the dev stack.
 struct DevExports<'a> {
     endpoint: String,
+    /// The bundler JSON-RPC's URL, when it is served.
+    bundler: Option<String>,
+    /// The SimpleAccountFactory and Counter the bundler's examples use.
+    samples: crate::chain::deploy::BundlerSamples,
     api_key: &'a str,
     /// The dev sponsorship policy's resource name.
     policy: String,
@@ -245,7 +259,15 @@ impl DevExports<'_> {
             format!("export LATCHKEY_ENDPOINT={}", self.endpoint),
             format!("export LATCHKEY_API_KEY={}", self.api_key),
             format!("export LATCHKEY_DEV_POLICY={}", self.policy),
+            format!(
+                "export LATCHKEY_SIMPLE_ACCOUNT_FACTORY={}",
+                self.samples.simple_account_factory
+            ),
+            format!("export LATCHKEY_COUNTER={}", self.samples.counter),
         ];
+        if let Some(bundler) = &self.bundler {
+            lines.push(format!("export LATCHKEY_BUNDLER_URL={bundler}"));
+        }
         if let Some((endpoint, token)) = &self.admin {
             lines.push(format!("export LATCHKEY_ADMIN_ENDPOINT={endpoint}"));
             lines.push(format!("export LATCHKEY_ADMIN_TOKEN={token}"));
@@ -297,8 +319,8 @@ fn print_dev_banner(
     println!("  GameGold    {}", deployment.game_gold);
     println!("  relayer     {} (funded)", chain.relayer.address());
     println!(
-        "  paymaster   {} ({} ETH deposited)",
-        chain.paymaster, PAYMASTER_DEPOSIT_ETH
+        "  paymaster   {} ({} ETH deposited, {} ETH staked)",
+        chain.paymaster, PAYMASTER_DEPOSIT_ETH, PAYMASTER_STAKE_ETH
     );
     println!(
         "  policy      policies/{} ({:?}: sponsors every operation)",
@@ -311,6 +333,12 @@ fn print_dev_banner(
     println!("  gRPC        {addr} (health and reflection on; every call needs the API key)");
     if let Some((admin_endpoint, _)) = &exports.admin {
         println!("  admin       {admin_endpoint}");
+    }
+    if let Some(bundler) = &exports.bundler {
+        println!(
+            "  bundler     {bundler} (ERC-7769 JSON-RPC, open to the {DEV_TENANT} tenant;              SimpleAccountFactory {}, Counter {})",
+            exports.samples.simple_account_factory, exports.samples.counter
+        );
     }
     if let Some(port) = web_port {
         println!(

@@ -104,6 +104,13 @@ pub(super) fn refusal(refusal: BundlerRefusal) -> RpcError {
             RpcError::new(codes::REJECTED_BY_ENTRY_POINT, refused.message.clone())
                 .with_data(json!({ "reason": refused.message, "explanation": message }))
         }
+        R::RuleViolation(violation) => {
+            let mut data = json!({ "entity": violation.entity, "rule": violation.rule });
+            if let Some(opcode) = &violation.opcode {
+                data["opcode"] = json!(opcode);
+            }
+            RpcError::new(codes::BANNED_OPCODE, message).with_data(data)
+        }
         R::SimulationReverted(reason) => RpcError::new(codes::REJECTED_BY_ENTRY_POINT, message)
             .with_data(json!({ "reason": reason })),
         R::Paymaster { paymaster, refusal } => {

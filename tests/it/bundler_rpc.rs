@@ -797,3 +797,51 @@ async fn hostile_input_gets_the_right_json_rpc_error_and_writes_nothing() {
     assert_eq!(daemon.store.content_digest().await.expect("digest"), before);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_validation_that_breaks_an_erc7562_rule_is_refused_with_32502() {
+    use alloy::providers::ext::AnvilApi;
+
+    let chain = TestChain::start().await;
+    let daemon = TestDaemon::start(&chain).await;
+    let rpc = Rpc::new(&daemon);
+    let fees = fees(&rpc).await;
+    // An account whose validateUserOp reads the block's timestamp, then approves anything:
+    // TIMESTAMP POP, then return a zero word. Its EntryPoint deposit pays the prefund.
+    let account = Address::repeat_byte(0x42);
+    chain
+        .relayer
+        .anvil_set_code(
+            account,
+            Bytes::from_static(&[
+                0x42, 0x50, 0x60, 0x00, 0x60, 0x00, 0x52, 0x60, 0x20, 0x60, 0x00, 0xf3,
+            ]),
+        )
+        .await
+        .expect("etch");
+    latchkey::chain::deploy::top_up_deposit(
+        &chain.relayer,
+        chain.chain.deployment.entry_point,
+        account,
+        alloy::primitives::utils::parse_ether("1").unwrap(),
+    )
+    .await
+    .expect("deposit");
+    let op = UserOperation {
+        sender: account,
+        call_data: Bytes::new(),
+        call_gas_limit: 50_000,
+        verification_gas_limit: 100_000,
+        pre_verification_gas: U256::from(60_000),
+        max_fee_per_gas: fees.0,
+        max_priority_fee_per_gas: fees.1,
+        signature: Bytes::from(vec![1]),
+        ..UserOperation::default()
+    };
+    let error = refused_op(&daemon, &rpc, &chain, &op).await;
+    assert_eq!(error["code"], -32502, "{error}");
+    assert_eq!(error["data"]["rule"], "OP-011", "{error}");
+    assert_eq!(error["data"]["opcode"], "TIMESTAMP", "{error}");
+    assert_eq!(error["data"]["entity"], "account", "{error}");
+    daemon.stop().await;
+}
