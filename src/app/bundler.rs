@@ -24,7 +24,7 @@ use crate::{
         validation_rules::{self, Entities, Violation},
     },
     clock::now_ms,
-    intent::{Intent, IntentId, IntentStatus},
+    intent::{Intent, IntentEvent, IntentId, IntentKind, IntentStatus},
     store::StoreError,
 };
 
@@ -56,6 +56,9 @@ pub enum BundlerRefusal {
     /// The EntryPoint's simulation refused it, for the account or the factory (-32500).
     #[error("{0}")]
     EntryPoint(Box<AaError>),
+    /// The sponsoring policy refuses the operation (-32602, with the policy's reason).
+    #[error("{0}")]
+    PolicyRefused(String),
     /// The validation breaks an ERC-7562 rule (-32502).
     #[error("{0}")]
     RuleViolation(Violation),
@@ -216,23 +219,36 @@ impl App {
         let hash = op
             .hash_v08(entry_point, self.chain().chain_id())
             .map_err(|error| invalid("factory", error.to_string()))?;
-        if let Some(existing) = self
+        let open = self
             .store()
             .intents_by_user_op_hash(hash)
             .await?
             .into_iter()
-            .find(|intent| !intent.status.is_final())
-        {
-            return Err(invalid(
-                "userOperation",
-                format!(
-                    "this operation ({hash}) was already accepted and is {}",
-                    existing.status.api_name()
-                ),
-            ));
-        }
+            .find(|intent| !intent.status.is_final());
+        // The paymaster service's approval of this very operation waits for it: the
+        // signature completes that intent, which already holds the nonce key and the
+        // policy's charge.
+        let approved = match open {
+            Some(intent)
+                if intent.status == IntentStatus::PendingSignature
+                    && intent.kind == IntentKind::External
+                    && &intent.tenant == tenant =>
+            {
+                Some(intent)
+            }
+            Some(existing) => {
+                return Err(invalid(
+                    "userOperation",
+                    format!(
+                        "this operation ({hash}) was already accepted and is {}",
+                        existing.status.api_name()
+                    ),
+                ));
+            }
+            None => None,
+        };
         let limit = self.bundler_config().max_operations_per_sender;
-        if self.store().open_external_operations(op.sender).await? >= limit {
+        if approved.is_none() && self.store().open_external_operations(op.sender).await? >= limit {
             return Err(BundlerRefusal::SenderThrottled {
                 sender: op.sender,
                 limit,
@@ -242,13 +258,35 @@ impl App {
         let at = self.chain().inclusion_time().await?;
         self.check_window(&op, &validation, at)?;
         let (_, valid_until) = validation.window();
+        let valid_until = (valid_until != u64::MAX).then_some(valid_until);
+        if let Some(mut intent) = approved {
+            intent.user_op.signature = op.signature;
+            intent.valid_until = valid_until;
+            intent.signature_deadline_ms = None;
+            intent
+                .apply(&IntentEvent::Signed, now_ms())
+                .map_err(|error| BundlerRefusal::Unavailable(error.to_string()))?;
+            match self.store().save(&mut [], &mut [&mut intent]).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(invalid(
+                        "userOperation",
+                        "its approval changed while it was being signed (it expired or was                          replaced): ask the paymaster service again",
+                    ));
+                }
+                Err(error) => return Err(error.into()),
+            }
+            self.store().flush().await?;
+            info!(target: "bundler", intent = %intent.id, user_op_hash = %hash, sender = %intent.account, "sponsored user operation accepted");
+            return Ok(hash);
+        }
         let mut intent = Intent::external(
             IntentId::generate(),
             tenant.clone(),
             self.chain().chain_id(),
             (op, hash),
             entry_point,
-            (valid_until != u64::MAX).then_some(valid_until),
+            valid_until,
             now_ms(),
         );
         match self.store().create_external(&mut intent).await {

@@ -14,7 +14,9 @@
 //! - `observe`: the levels behind the metrics, read at each scrape;
 //! - `sponsor`: the paymaster's approvals, as a policy admits an operation;
 //! - `bundler`: user operations of any v0.8 account, as the bundler JSON-RPC sends,
-//!   estimates and looks them up.
+//!   estimates and looks them up;
+//! - `paymaster_service`: the ERC-7677 paymaster service's approvals of such operations
+//!   under a policy.
 
 mod access;
 mod accounts;
@@ -22,6 +24,7 @@ mod bundler;
 mod error;
 mod intents;
 mod observe;
+mod paymaster_service;
 mod policies;
 mod sessions;
 mod sponsor;
@@ -35,6 +38,7 @@ pub use self::{
     bundler::{BundlerConfig, BundlerRefusal, GasEstimate, GasPrice, has_receipt},
     error::{AppError, reasons},
     intents::MAX_UNSIGNED_INTENTS_PER_SESSION,
+    paymaster_service::{PaymasterFields, calls_of},
     policies::{NewPolicy, PaymasterView, PolicyView, WindowView},
     sessions::{NewSession, SessionView},
     sponsor::Sponsor,

@@ -187,6 +187,15 @@ pub enum Operation<'a> {
     },
     /// A session revocation.
     Revocation,
+    /// An operation of any account, sponsored through the paymaster service: the calls its
+    /// `execute` or `executeBatch` makes, deploying the account first when
+    /// `deploys_account`.
+    External {
+        /// The calls.
+        calls: &'a [Interaction],
+        /// Whether the operation deploys the account.
+        deploys_account: bool,
+    },
 }
 
 /// Why a policy will not sponsor an operation. Each names the rule.
@@ -374,29 +383,15 @@ impl Policy {
             });
         }
         match operation {
-            Operation::Calls(interactions) => {
-                for (index, interaction) in interactions.iter().enumerate() {
-                    // Calldata too short for a selector is covered by no entry but `*`.
-                    let callee = interaction
-                        .callee()
-                        .unwrap_or(Callee::Function(FixedBytes::ZERO));
-                    let selector = callee.selector();
-                    let covered = self.rules.iter().any(|rule| match rule {
-                        Rule::ContractFunctions(entries) => entries
-                            .iter()
-                            .any(|entry| entry.covers(interaction.to, callee)),
-                        _ => false,
-                    });
-                    if !covered {
-                        return Err(Refusal::CallNotCovered {
-                            policy: self.id.clone(),
-                            index,
-                            target: interaction.to,
-                            selector,
-                        });
-                    }
+            Operation::Calls(interactions) => self.check_calls(interactions),
+            Operation::External {
+                calls,
+                deploys_account,
+            } => {
+                if deploys_account {
+                    self.check_account_function(AccountFunction::DeployAccount)?;
                 }
-                Ok(())
+                self.check_calls(calls)
             }
             Operation::Registration { deploys_account } => {
                 self.check_account_function(AccountFunction::RegisterSession)?;
@@ -407,6 +402,32 @@ impl Policy {
             }
             Operation::Revocation => self.check_account_function(AccountFunction::RevokeSession),
         }
+    }
+
+    /// Whether every one of `interactions` is covered by a contract-function rule.
+    fn check_calls(&self, interactions: &[Interaction]) -> Result<(), Refusal> {
+        for (index, interaction) in interactions.iter().enumerate() {
+            // Calldata too short for a selector is covered by no entry but `*`.
+            let callee = interaction
+                .callee()
+                .unwrap_or(Callee::Function(FixedBytes::ZERO));
+            let selector = callee.selector();
+            let covered = self.rules.iter().any(|rule| match rule {
+                Rule::ContractFunctions(entries) => entries
+                    .iter()
+                    .any(|entry| entry.covers(interaction.to, callee)),
+                _ => false,
+            });
+            if !covered {
+                return Err(Refusal::CallNotCovered {
+                    policy: self.id.clone(),
+                    index,
+                    target: interaction.to,
+                    selector,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks an operation's total gas (every gas limit it carries, the paymaster's

@@ -95,6 +95,8 @@ pub(super) fn refusal(refusal: BundlerRefusal) -> RpcError {
         R::Invalid { field, message } => {
             let field = match field {
                 "entryPoint" => "params[1]".to_owned(),
+                "chainId" => "params[2]".to_owned(),
+                "context.policyId" => "params[3].policyId".to_owned(),
                 "userOperation" => "params[0]".to_owned(),
                 field => format!("params[0].{field}"),
             };
@@ -104,6 +106,8 @@ pub(super) fn refusal(refusal: BundlerRefusal) -> RpcError {
             RpcError::new(codes::REJECTED_BY_ENTRY_POINT, refused.message.clone())
                 .with_data(json!({ "reason": refused.message, "explanation": message }))
         }
+        R::PolicyRefused(_) => RpcError::new(codes::INVALID_PARAMS, message)
+            .with_data(json!({ "field": "params[3].policyId", "reason": "POLICY_REFUSED" })),
         R::RuleViolation(violation) => {
             let mut data = json!({ "entity": violation.entity, "rule": violation.rule });
             if let Some(opcode) = &violation.opcode {

@@ -21,10 +21,11 @@ use crate::{
         simulation::{StateOverrides, state_override},
     },
     intent::Intent,
+    policy::PolicyId,
 };
 
 /// Every method served, with the scope its caller needs.
-pub const METHODS: [(&str, Scope); 8] = [
+pub const METHODS: [(&str, Scope); 10] = [
     ("eth_chainId", Scope::Read),
     ("eth_supportedEntryPoints", Scope::Read),
     ("eth_sendUserOperation", Scope::Write),
@@ -33,6 +34,8 @@ pub const METHODS: [(&str, Scope); 8] = [
     ("eth_getUserOperationReceipt", Scope::Read),
     ("pimlico_getUserOperationGasPrice", Scope::Read),
     ("rundler_maxPriorityFeePerGas", Scope::Read),
+    ("pm_getPaymasterStubData", Scope::Write),
+    ("pm_getPaymasterData", Scope::Write),
 ];
 
 /// Answers `method` with `params` for `caller`.
@@ -152,6 +155,39 @@ pub(super) async fn call(
             let price = app.user_operation_gas_price().await.map_err(refusal)?;
             Ok(json!(quantity(U256::from(price.max_priority_fee_per_gas))))
         }
+        "pm_getPaymasterStubData" | "pm_getPaymasterData" => {
+            arity(params, 4, 4)?;
+            let op = user_op::parse(&params[0], "params[0]", Completeness::Draft)?;
+            let entry_point = address_param(&params[1], "params[1]")?;
+            let chain_id = chain_id_param(&params[2], "params[2]")?;
+            let policy = policy_param(&params[3], "params[3]")?;
+            let Some(tenant) = tenant else {
+                return Err(RpcError::new(
+                    codes::UNAUTHORIZED,
+                    "sponsorship is asked for by an API key of a tenant",
+                ));
+            };
+            let stub = method == "pm_getPaymasterStubData";
+            let fields = if stub {
+                app.paymaster_stub_data(tenant, &op, (entry_point, chain_id), &policy)
+                    .await
+            } else {
+                app.paymaster_data(tenant, &op, (entry_point, chain_id), &policy)
+                    .await
+            }
+            .map_err(refusal)?;
+            let mut result = json!({
+                "paymaster": fields.paymaster,
+                "paymasterData": fields.paymaster_data,
+                "paymasterVerificationGasLimit": quantity(U256::from(fields.verification_gas_limit)),
+                "paymasterPostOpGasLimit": quantity(U256::from(fields.post_op_gas_limit)),
+            });
+            if stub {
+                result["sponsor"] = json!({ "name": fields.sponsor_name });
+                result["isFinal"] = json!(false);
+            }
+            Ok(result)
+        }
         _ => unreachable!("every method of METHODS is answered above"),
     }
 }
@@ -188,6 +224,59 @@ fn address_param(value: &Value, field: &str) -> Result<Address, RpcError> {
                 "expected an address, 0x and 40 hex digits, got {}",
                 describe(other)
             ),
+        )),
+    }
+}
+
+fn chain_id_param(value: &Value, field: &str) -> Result<u64, RpcError> {
+    let parsed = match value {
+        Value::String(text) => text
+            .strip_prefix("0x")
+            .and_then(|digits| u64::from_str_radix(digits, 16).ok()),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        RpcError::invalid_param(
+            field,
+            format!(
+                "expected a chain id as a hex quantity, got {}",
+                describe(value)
+            ),
+        )
+    })
+}
+
+/// The policy an ERC-7677 context names: `{"policyId": "policies/pol_…"}` (or the bare id).
+fn policy_param(value: &Value, field: &str) -> Result<PolicyId, RpcError> {
+    let Value::Object(context) = value else {
+        return Err(RpcError::invalid_param(
+            field,
+            format!(
+                "expected a context object with a policyId, got {}",
+                describe(value)
+            ),
+        ));
+    };
+    let field = format!("{field}.policyId");
+    match context.get("policyId") {
+        Some(Value::String(text)) => {
+            PolicyId::parse(text.strip_prefix("policies/").unwrap_or(text)).ok_or_else(|| {
+                RpcError::invalid_param(
+                    &field,
+                    format!(
+                        "{:?} is not a policy: expected policies/pol_…",
+                        user_op::shortened(text)
+                    ),
+                )
+            })
+        }
+        Some(other) => Err(RpcError::invalid_param(
+            &field,
+            format!("expected a string, got {}", kind(other)),
+        )),
+        None => Err(RpcError::invalid_param(
+            &field,
+            "is required: the policy that sponsors the operation",
         )),
     }
 }

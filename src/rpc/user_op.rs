@@ -116,10 +116,17 @@ pub(super) fn parse(
                 .optional(name, Fields::u128)
                 .map(Option::unwrap_or_default),
         };
-        if !fields.present("paymaster") {
-            return Err(fields.error("paymaster", "is required with the other paymaster fields"));
+        match (fields.present("paymaster"), completeness) {
+            (true, _) => op.paymaster = Some(fields.address("paymaster")?),
+            // A draft on its way to a paymaster service may carry the limits an estimate
+            // gave before it has a paymaster.
+            (false, Completeness::Draft) => {}
+            (false, Completeness::Signed) => {
+                return Err(
+                    fields.error("paymaster", "is required with the other paymaster fields")
+                );
+            }
         }
-        op.paymaster = Some(fields.address("paymaster")?);
         op.paymaster_verification_gas_limit = paymaster_gas("paymasterVerificationGasLimit")?;
         op.paymaster_post_op_gas_limit = paymaster_gas("paymasterPostOpGasLimit")?;
         op.paymaster_data = match completeness {

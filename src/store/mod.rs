@@ -377,6 +377,41 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Stores a sponsored external operation waiting for its account's signature (an
+    /// [`crate::intent::IntentKind::External`] intent in `PendingSignature`, with its
+    /// charge), in one write with the approval it replaces, `replaced`, already DROPPED:
+    /// the charge is admitted against the policy's limits, and the sender's nonce key held,
+    /// inside that write. The new intent is stored at revision 1, the replaced one at its
+    /// next.
+    async fn approve_external(
+        &self,
+        intent: &mut Intent,
+        replaced: Option<&mut Intent>,
+    ) -> Result<(), StoreError> {
+        if intent.kind != crate::intent::IntentKind::External || intent.session.is_some() {
+            return Err(invalid(format!(
+                "intent {} is not an external operation",
+                intent.id
+            )));
+        }
+        let mut intents = Vec::new();
+        if let Some(old) = replaced.as_deref() {
+            intents.push(Change::Update(old));
+        }
+        intents.push(Change::Create(&*intent));
+        let batch = Batch {
+            intents,
+            ..Batch::default()
+        };
+        let revisions = revisions(&batch.intents)?;
+        self.write(&batch).await?;
+        if let Some(old) = replaced {
+            old.set_revision(revisions[0]);
+        }
+        intent.set_revision(1);
+        Ok(())
+    }
+
     /// Writes changed sessions and the intents a change touched (for example intents
     /// confirmed and the session usage they settle) in one write, so they never disagree.
     /// Each is stored at `revision + 1` and each copy is set to match. A record must appear

@@ -225,13 +225,13 @@ async fn a_simple_account_operation_is_estimated_accepted_relayed_and_served() {
     let rpc = Rpc::new(&daemon);
 
     assert_eq!(
-        rpc.call("eth_chainId", json!([])).await.unwrap(),
+        rpc.call("eth_chainId", json!([])).await.expect("answered"),
         json!(format!("{:#x}", chain.chain_id()))
     );
     assert_eq!(
         rpc.call("eth_supportedEntryPoints", json!([]))
             .await
-            .unwrap(),
+            .expect("as set up"),
         json!([chain.chain.deployment.entry_point.to_checksum(None)])
     );
 
@@ -253,10 +253,13 @@ async fn a_simple_account_operation_is_estimated_accepted_relayed_and_served() {
         .expect("an estimate");
     let gas = |field: &str| {
         u128::from_str_radix(
-            estimate[field].as_str().unwrap().trim_start_matches("0x"),
+            estimate[field]
+                .as_str()
+                .expect("a string")
+                .trim_start_matches("0x"),
             16,
         )
-        .unwrap()
+        .expect("as set up")
     };
     let mut op = player.op(&chain, U256::ZERO, true, fees);
     op.call_gas_limit = gas("callGasLimit");
@@ -273,7 +276,7 @@ async fn a_simple_account_operation_is_estimated_accepted_relayed_and_served() {
     let op = player.sign(&chain, op);
     let expected_hash = op
         .hash_v08(chain.chain.deployment.entry_point, chain.chain_id())
-        .unwrap();
+        .expect("as set up");
 
     let hash = rpc
         .call(
@@ -290,7 +293,7 @@ async fn a_simple_account_operation_is_estimated_accepted_relayed_and_served() {
             json!([rpc_op(&op), entry_point(&chain)]),
         )
         .await
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(again["code"], -32602, "{again}");
 
     let receipt = wait_receipt(&rpc, &hash).await;
@@ -313,13 +316,13 @@ async fn a_simple_account_operation_is_estimated_accepted_relayed_and_served() {
         .counts(player.sender)
         .call()
         .await
-        .unwrap();
+        .expect("as set up");
     assert_eq!(count, 1);
 
     let found = rpc
         .call("eth_getUserOperationByHash", json!([hash]))
         .await
-        .unwrap();
+        .expect("as set up");
     assert_eq!(
         found["transactionHash"],
         receipt["receipt"]["transactionHash"]
@@ -334,13 +337,13 @@ async fn a_simple_account_operation_is_estimated_accepted_relayed_and_served() {
     assert_eq!(
         rpc.call("eth_getUserOperationReceipt", json!([B256::ZERO]))
             .await
-            .unwrap(),
+            .expect("as set up"),
         Value::Null
     );
     assert_eq!(
         rpc.call("eth_getUserOperationByHash", json!([B256::ZERO]))
             .await
-            .unwrap(),
+            .expect("as set up"),
         Value::Null
     );
     daemon.stop().await;
@@ -407,7 +410,7 @@ async fn each_refusal_gets_its_erc7769_code_and_writes_nothing() {
     let error = rpc
         .call("eth_sendUserOperation", json!([bad, entry_point(&chain)]))
         .await
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(error["code"], -32602, "{error}");
     assert_eq!(error["data"]["field"], "params[0].callGasLimit", "{error}");
     let error = rpc
@@ -419,7 +422,7 @@ async fn each_refusal_gets_its_erc7769_code_and_writes_nothing() {
             ]),
         )
         .await
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(
         (error["code"].clone(), error["data"]["field"].clone()),
         (json!(-32602), json!("params[1]")),
@@ -436,7 +439,10 @@ async fn each_refusal_gets_its_erc7769_code_and_writes_nothing() {
     .await;
     assert_eq!(error["code"], -32500, "{error}");
     assert!(
-        error["message"].as_str().unwrap().starts_with("AA25"),
+        error["message"]
+            .as_str()
+            .expect("a string")
+            .starts_with("AA25"),
         "{error}"
     );
 
@@ -506,7 +512,7 @@ async fn each_refusal_gets_its_erc7769_code_and_writes_nothing() {
 
     // -32504: with the relay paused, the sender's one operation stays on its way, and a
     // second one under another nonce key is over the limit of one.
-    let mut admin = crate::daemon::admin_client(daemon.admin_addr.unwrap()).await;
+    let mut admin = crate::daemon::admin_client(daemon.admin_addr.expect("served")).await;
     admin
         .pause_relay(latchkey::api::proto::PauseRelayRequest {
             reason: "hold the queue".into(),
@@ -709,7 +715,7 @@ async fn hostile_input_gets_the_right_json_rpc_error_and_writes_nothing() {
             "factory without factoryData",
             {
                 let mut op = good_op.clone();
-                op.as_object_mut().unwrap().remove("factoryData");
+                op.as_object_mut().expect("an object").remove("factoryData");
                 send(op)
             },
             200,
@@ -823,7 +829,7 @@ async fn a_validation_that_breaks_an_erc7562_rule_is_refused_with_32502() {
         &chain.relayer,
         chain.chain.deployment.entry_point,
         account,
-        alloy::primitives::utils::parse_ether("1").unwrap(),
+        alloy::primitives::utils::parse_ether("1").expect("as set up"),
     )
     .await
     .expect("deposit");
@@ -843,5 +849,199 @@ async fn a_validation_that_breaks_an_erc7562_rule_is_refused_with_32502() {
     assert_eq!(error["data"]["rule"], "OP-011", "{error}");
     assert_eq!(error["data"]["opcode"], "TIMESTAMP", "{error}");
     assert_eq!(error["data"]["entity"], "account", "{error}");
+    daemon.stop().await;
+}
+
+/// `op` with the paymaster fields of a paymaster service's answer.
+fn with_paymaster(mut op: UserOperation, fields: &Value) -> UserOperation {
+    let quantity = |name: &str| {
+        u128::from_str_radix(
+            fields[name]
+                .as_str()
+                .expect("a string")
+                .trim_start_matches("0x"),
+            16,
+        )
+        .expect("a hex quantity")
+    };
+    op.paymaster = Some(
+        fields["paymaster"]
+            .as_str()
+            .expect("a string")
+            .parse()
+            .expect("parses"),
+    );
+    op.paymaster_data = fields["paymasterData"]
+        .as_str()
+        .expect("a string")
+        .parse()
+        .expect("parses");
+    op.paymaster_verification_gas_limit = quantity("paymasterVerificationGasLimit");
+    op.paymaster_post_op_gas_limit = quantity("paymasterPostOpGasLimit");
+    op
+}
+
+#[tokio::test]
+async fn the_paymaster_service_sponsors_an_account_with_no_eth_under_a_policy() {
+    use alloy::providers::{Provider, ext::AnvilApi};
+
+    use crate::sponsorship::{
+        contract_functions, create_policy, get_policy, open_policy, pending_operations, settled,
+    };
+
+    let chain = TestChain::start().await;
+    let mut daemon = TestDaemon::start(&chain).await;
+    let rpc = Rpc::new(&daemon);
+    let policy = open_policy(&mut daemon.api).await;
+    let context = json!({ "policyId": policy.name });
+    let chain_id = json!(format!("{:#x}", chain.chain_id()));
+    let fees = fees(&rpc).await;
+    let player = SimplePlayer::new(&chain).await;
+    chain
+        .relayer
+        .anvil_set_balance(player.sender, U256::ZERO)
+        .await
+        .expect("as set up");
+    let stranger = SimplePlayer {
+        owner: PrivateKeySigner::random(),
+        sender: player.sender,
+        factory: player.factory,
+    };
+
+    // The stub: the approval's length, then an estimate with it.
+    let draft = player.op(&chain, U256::ZERO, true, fees);
+    let stub = rpc
+        .call(
+            "pm_getPaymasterStubData",
+            json!([
+                rpc_op(&stranger.sign(&chain, draft.clone())),
+                entry_point(&chain),
+                chain_id,
+                context
+            ]),
+        )
+        .await
+        .expect("stub data");
+    assert_eq!(stub["isFinal"], json!(false), "{stub}");
+    assert_eq!(
+        stub["sponsor"]["name"],
+        json!(policy.display_name),
+        "{stub}"
+    );
+    let stubbed = stranger.sign(&chain, with_paymaster(draft.clone(), &stub));
+    let estimate = rpc
+        .call(
+            "eth_estimateUserOperationGas",
+            json!([rpc_op(&stubbed), entry_point(&chain)]),
+        )
+        .await
+        .expect("an estimate with the stub");
+    let gas = |field: &str| {
+        u128::from_str_radix(
+            estimate[field]
+                .as_str()
+                .expect("a string")
+                .trim_start_matches("0x"),
+            16,
+        )
+        .expect("as set up")
+    };
+    let mut op = with_paymaster(draft, &stub);
+    op.call_gas_limit = gas("callGasLimit");
+    op.verification_gas_limit = gas("verificationGasLimit");
+    op.pre_verification_gas = U256::from(gas("preVerificationGas"));
+    op.paymaster_verification_gas_limit = gas("paymasterVerificationGasLimit");
+    op.paymaster_post_op_gas_limit = gas("paymasterPostOpGasLimit");
+    op.signature = Bytes::new();
+
+    // The approval, then the account's signature over the operation that carries it.
+    let mut unsigned = rpc_op(&op);
+    unsigned["signature"] = json!("0x");
+    let approval = rpc
+        .call(
+            "pm_getPaymasterData",
+            json!([unsigned, entry_point(&chain), chain_id, context]),
+        )
+        .await
+        .expect("paymaster data");
+    assert_eq!(
+        approval["paymasterData"].as_str().expect("a string").len(),
+        stub["paymasterData"].as_str().expect("a string").len(),
+        "stub and final data are the same length"
+    );
+    assert_eq!(
+        pending_operations(&get_policy(&mut daemon.api, &policy.name).await),
+        1
+    );
+    let op = player.sign(&chain, with_paymaster(op, &approval));
+    let hash = rpc
+        .call(
+            "eth_sendUserOperation",
+            json!([rpc_op(&op), entry_point(&chain)]),
+        )
+        .await
+        .expect("the sponsored operation is accepted");
+    let receipt = wait_receipt(&rpc, &hash).await;
+    assert_eq!(receipt["success"], json!(true), "{receipt}");
+    assert_eq!(
+        receipt["paymaster"],
+        json!(chain.chain.paymaster),
+        "{receipt}"
+    );
+    assert_eq!(
+        chain
+            .relayer
+            .get_balance(player.sender)
+            .await
+            .expect("the chain answers"),
+        U256::ZERO,
+        "the account paid nothing"
+    );
+    // Settled from the receipt, as an intent's charge is.
+    let mut settled_now = (0, U256::ZERO);
+    for _ in 0..100 {
+        settled_now = settled(&get_policy(&mut daemon.api, &policy.name).await);
+        if settled_now.0 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cost: U256 = receipt["actualGasCost"]
+        .as_str()
+        .expect("a string")
+        .parse()
+        .expect("parses");
+    assert_eq!(settled_now, (1, cost));
+
+    // A policy that covers other calls refuses, by its rule, and writes nothing.
+    let narrow = create_policy(
+        &mut daemon.api,
+        "another contract",
+        vec![contract_functions(&[(
+            &Address::repeat_byte(9).to_string(),
+            "*",
+        )])],
+    )
+    .await;
+    let before = daemon.store.content_digest().await.expect("digest");
+    let draft = player.op(&chain, U256::from(1), false, fees);
+    let error = rpc
+        .call(
+            "pm_getPaymasterData",
+            json!([rpc_op(&draft), entry_point(&chain), chain_id, { "policyId": narrow.name }]),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(error["code"], -32602, "{error}");
+    assert_eq!(error["data"]["reason"], "POLICY_REFUSED", "{error}");
+    let error = rpc
+        .call(
+            "pm_getPaymasterData",
+            json!([rpc_op(&draft), entry_point(&chain), chain_id, { "policyId": "policies/pol_01J00000000000000000000000" }]),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(error["data"]["field"], "params[3].policyId", "{error}");
+    assert_eq!(daemon.store.content_digest().await.expect("digest"), before);
     daemon.stop().await;
 }

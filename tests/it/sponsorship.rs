@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Every account function: register, revoke, deploy.
-fn account_functions() -> proto::PolicyRule {
+pub fn account_functions() -> proto::PolicyRule {
     proto::PolicyRule {
         rule: Some(ProtoRule::AccountFunctions(proto::AccountFunctionsRule {
             register_session: true,
@@ -37,7 +37,7 @@ fn account_functions() -> proto::PolicyRule {
 }
 
 /// One contract-functions rule of (contract, function) pairs.
-fn contract_functions(entries: &[(&str, &str)]) -> proto::PolicyRule {
+pub fn contract_functions(entries: &[(&str, &str)]) -> proto::PolicyRule {
     proto::PolicyRule {
         rule: Some(ProtoRule::ContractFunctions(proto::ContractFunctionsRule {
             functions: entries
@@ -55,7 +55,7 @@ fn rule(rule: ProtoRule) -> proto::PolicyRule {
     proto::PolicyRule { rule: Some(rule) }
 }
 
-async fn create_policy(
+pub async fn create_policy(
     api: &mut Clients,
     name: &str,
     rules: Vec<proto::PolicyRule>,
@@ -104,7 +104,7 @@ async fn operations_limited(
     .await
 }
 
-async fn get_policy(api: &mut Clients, name: &str) -> proto::Policy {
+pub async fn get_policy(api: &mut Clients, name: &str) -> proto::Policy {
     api.policies
         .get_policy(proto::GetPolicyRequest {
             name: name.to_owned(),
@@ -241,7 +241,7 @@ async fn balance(chain: &TestChain, address: Address) -> U256 {
     chain.relayer.get_balance(address).await.expect("balance")
 }
 
-fn settled(policy: &proto::Policy) -> (u64, U256) {
+pub fn settled(policy: &proto::Policy) -> (u64, U256) {
     let amount = policy
         .usage
         .as_ref()
@@ -250,7 +250,7 @@ fn settled(policy: &proto::Policy) -> (u64, U256) {
     (amount.operations, amount.wei.parse().expect("wei"))
 }
 
-fn pending_operations(policy: &proto::Policy) -> u64 {
+pub fn pending_operations(policy: &proto::Policy) -> u64 {
     policy
         .usage
         .as_ref()
